@@ -1,0 +1,178 @@
+"""Typed stage configs from ``configs/<stage>.yaml`` with profiles and ``key=value`` overrides.
+
+A YAML file holds ``base:`` (every key of the stage's dataclass) and ``profiles:`` (named partial
+overrides such as ``smoke`` or ``full``). Resolution order: dataclass defaults < ``base`` <
+profile < ``configs/tuned/<stage>.yaml`` (when present and enabled) < command-line overrides.
+Unknown keys and wrong types are errors naming the key, because a silently ignored typo in a
+sweep wastes hours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(os.environ.get("ISIC_CONFIG_DIR", Path(__file__).resolve().parent / "configs"))
+
+
+class ConfigError(ValueError):
+    """A config key that does not exist or a value of the wrong type."""
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` coerced to type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"config key {key!r}: {value!r} matches none of {tp}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return build(tp, value, prefix=f"{key}.")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _check(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"config key {key!r}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
+    """Instantiate dataclass ``cls`` from a mapping, checking every key and type."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
+            f"known: {', '.join(sorted(fields))}"
+        )
+    kwargs = {k: _check(v, hints[k], prefix + k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings merge, everything else replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into a nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        if not key:
+            raise ConfigError(f"override {item!r} has an empty key")
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    cls: type[T],
+    stage: str,
+    profile: str = "default",
+    overrides: list[str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+    use_tuned: bool = True,
+) -> T:
+    """Resolve the config of ``stage`` (``configs/<stage>.yaml``) into dataclass ``cls``."""
+    cdir = Path(config_dir) if config_dir is not None else CONFIG_DIR
+    path = cdir / f"{stage}.yaml"
+    doc: dict[str, Any] = {}
+    if path.is_file():
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        stray = set(doc) - {"base", "profiles"}
+        if stray:
+            raise ConfigError(f"{path}: top-level keys must be 'base' and 'profiles', got {stray}")
+    values = dict(doc.get("base") or {})
+    profiles = doc.get("profiles") or {}
+    if profile != "default" or "default" in profiles:
+        if profile not in profiles and profile != "default":
+            raise ConfigError(
+                f"{path}: unknown profile {profile!r}; known: default, {', '.join(profiles)}"
+            )
+        values = _merge(values, profiles.get(profile) or {})
+    tuned = cdir / "tuned" / f"{stage}.yaml"
+    if use_tuned and tuned.is_file():
+        values = _merge(values, yaml.safe_load(tuned.read_text(encoding="utf-8")) or {})
+        log.info("%s: using tuned parameters from %s", stage, tuned)
+    values = _merge(values, parse_overrides(overrides or []))
+    return build(cls, values)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict view of a config dataclass (for saving and logging)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
+    """Save the resolved config as YAML beside a run's outputs (atomically)."""
+    from isicstack.data.io import write_text
+
+    return write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), path)

@@ -1,0 +1,49 @@
+"""Where things live: the Kaggle file names inside a data directory and the artifact layout.
+
+Every stage finds its inputs and writes its outputs through these functions, so the keyed
+artifact contract (``isic_id`` -> prediction) is defined once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TRAIN_META = "train-metadata.csv"
+TEST_META = "test-metadata.csv"
+TRAIN_IMAGES = "train-image.hdf5"
+TEST_IMAGES = "test-image.hdf5"
+SAMPLE_SUBMISSION = "sample_submission.csv"
+ORACLE = "oracle.parquet"
+
+REAL_DATA_DIR = Path("data/raw/isic-2024-challenge")
+SYNTHETIC_ROOT = Path("data/synthetic")
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] = "auto", profile: str = "default") -> Path:
+    """``auto`` means the real Kaggle files when present, else the synthetic set of ``profile``."""
+    if str(data_dir) != "auto":
+        return Path(data_dir)
+    if (REAL_DATA_DIR / TRAIN_META).is_file():
+        return REAL_DATA_DIR
+    return SYNTHETIC_ROOT / profile
+
+
+def folds_path(artifacts: str | os.PathLike[str]) -> Path:
+    """The one fold assignment every stage reads."""
+    return Path(artifacts) / "folds.parquet"
+
+
+def oof_path(artifacts: str | os.PathLike[str], name: str) -> Path:
+    """Out-of-fold predictions of model ``name``: columns ``isic_id, fold, pred``."""
+    return Path(artifacts) / "oof" / f"{name}.parquet"
+
+
+def test_pred_path(artifacts: str | os.PathLike[str], name: str) -> Path:
+    """Test predictions of model ``name``: columns ``isic_id, pred``."""
+    return Path(artifacts) / "test" / f"{name}.parquet"
+
+
+def run_dir(artifacts: str | os.PathLike[str], name: str) -> Path:
+    """Models, metrics and the resolved config of model ``name``."""
+    return Path(artifacts) / "runs" / name

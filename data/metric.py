@@ -1,0 +1,57 @@
+"""The ISIC 2024 competition metric: partial ROC AUC above 80% true-positive rate.
+
+Range 0-0.2: a constant score gives 0.02, a perfect ranking 0.2. Computed from sklearn's
+standardised ``max_fpr`` AUC on flipped labels and un-standardised, which equals the
+competition's published ``roc_curve`` + interpolation form to ~1e-10 (``pauc_reference`` keeps
+that form so tests can check the agreement).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import auc, roc_auc_score, roc_curve
+
+
+def _validate(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).ravel()
+    p = np.asarray(y_score, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"pauc: y_true has {y.size} values but y_score has {p.size}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("pauc: y_score contains NaN or infinite values")
+    classes = np.unique(y)
+    if not np.isin(classes, [0, 1]).all():
+        raise ValueError(f"pauc: y_true must be 0/1, found {classes[:5].tolist()}")
+    if classes.size < 2:
+        raise ValueError(
+            f"pauc: y_true has a single class ({classes.tolist()}); pAUC needs positives and negatives"
+        )
+    return y.astype(np.int64), p
+
+
+def pauc(y_true: np.ndarray, y_score: np.ndarray, min_tpr: float = 0.8) -> float:
+    """Partial AUC of the ROC region with TPR >= ``min_tpr`` (competition: 0.8 -> range 0-0.2)."""
+    y, p = _validate(y_true, y_score)
+    m = 1.0 - min_tpr
+    # flip: TPR >= min_tpr on the original problem is FPR <= m on the flipped one
+    scaled = roc_auc_score(1 - y, -p, max_fpr=m)
+    return float(0.5 * m**2 + (m - 0.5 * m**2) / 0.5 * (scaled - 0.5))
+
+
+def pauc_reference(y_true: np.ndarray, y_score: np.ndarray, min_tpr: float = 0.8) -> float:
+    """The competition's published ``score()`` form (roc_curve, interpolation at FPR = 1-min_tpr)."""
+    y, p = _validate(y_true, y_score)
+    max_fpr = abs(1 - min_tpr)
+    fpr, tpr, _ = roc_curve(np.abs(y - 1), -p)
+    stop = np.searchsorted(fpr, max_fpr, "right")
+    x_interp = [fpr[stop - 1], fpr[stop]]
+    y_interp = [tpr[stop - 1], tpr[stop]]
+    tpr = np.append(tpr[:stop], np.interp(max_fpr, x_interp, y_interp))
+    fpr = np.append(fpr[:stop], max_fpr)
+    return float(auc(fpr, tpr))
+
+
+def roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Plain ROC AUC with the same input checks as :func:`pauc`."""
+    y, p = _validate(y_true, y_score)
+    return float(roc_auc_score(y, p))

@@ -1,0 +1,1 @@
+"""isicstack.stacking."""
