@@ -162,6 +162,8 @@ def load_config(
     if use_tuned and tuned.is_file():
         values = _merge(values, yaml.safe_load(tuned.read_text(encoding="utf-8")) or {})
         log.info("%s: using tuned parameters from %s", stage, tuned)
+    if "profile" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
+        values["profile"] = profile  # stages derive profile-specific paths from it
     values = _merge(values, parse_overrides(overrides or []))
     return build(cls, values)
 

@@ -52,7 +52,8 @@ def make_folds(meta: pl.DataFrame, n_folds: int = 5, seed: int = 42) -> pl.DataF
     out = meta.select("isic_id", "patient_id", "target").with_columns(
         fold=pl.Series(fold, dtype=pl.Int16)
     )
-    empty = [k for k in range(n_folds) if not out.filter((pl.col("fold") == k) & (pl.col("target") == 1)).height]
+    pos_folds = set(out.filter(pl.col("target") == 1).get_column("fold").to_list())
+    empty = [k for k in range(n_folds) if k not in pos_folds]
     if empty:
         log.warning("folds %s have no positive row (too few positive patients)", empty)
     return out
@@ -98,3 +99,8 @@ def read_folds(artifacts: str | os.PathLike[str]) -> pl.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no folds yet; run `isic folds` (or `make folds`) first")
     return pl.read_parquet(path)
+
+
+def run(cfg: FoldsConfig) -> Path:
+    """CLI entry (`isic folds`)."""
+    return ensure_folds(cfg)

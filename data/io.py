@@ -89,7 +89,7 @@ def load_metadata(path: str | os.PathLike[str], split: Split) -> pl.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: metadata file not found")
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty (expected a CSV header with {len(required)} columns)")
+        raise DataError(f"{path}: file is empty (expected a header of {len(required)} columns)")
     try:
         raw = pl.read_csv(path, infer_schema=False, null_values=NULL_VALUES)
     except pl.exceptions.NoDataError as err:

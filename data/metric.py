@@ -24,7 +24,8 @@ def _validate(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.n
         raise ValueError(f"pauc: y_true must be 0/1, found {classes[:5].tolist()}")
     if classes.size < 2:
         raise ValueError(
-            f"pauc: y_true has a single class ({classes.tolist()}); pAUC needs positives and negatives"
+            f"pauc: y_true has a single class ({classes.tolist()}); "
+            "pAUC needs positives and negatives"
         )
     return y.astype(np.int64), p
 
@@ -39,7 +40,7 @@ def pauc(y_true: np.ndarray, y_score: np.ndarray, min_tpr: float = 0.8) -> float
 
 
 def pauc_reference(y_true: np.ndarray, y_score: np.ndarray, min_tpr: float = 0.8) -> float:
-    """The competition's published ``score()`` form (roc_curve, interpolation at FPR = 1-min_tpr)."""
+    """The competition's published ``score()``: roc_curve, interpolated at FPR = 1 - min_tpr."""
     y, p = _validate(y_true, y_score)
     max_fpr = abs(1 - min_tpr)
     fpr, tpr, _ = roc_curve(np.abs(y - 1), -p)

@@ -1,0 +1,79 @@
+# isicstack: `make all` runs the pipeline end to end, `make test` runs the tests.
+# Variables: DATA_DIR (auto = data/raw/isic-2024-challenge if present, else the synthetic set of
+# PROFILE), ARTIFACTS (output folder), PROFILE (smoke | default | full), ARGS (extra key=value).
+
+PYTHON    ?= python3.11
+VENV      ?= .venv
+DATA_DIR  ?= auto
+ARTIFACTS ?= artifacts
+PROFILE   ?= default
+ARGS      ?=
+PYTEST_ARGS ?=
+
+BIN   := $(VENV)/bin
+ISIC  := $(BIN)/isic
+STAMP := $(VENV)/.installed
+COMMON := data_dir=$(DATA_DIR) artifacts=$(ARTIFACTS)
+REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
+SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
+
+# Stages that exist so far; `all` runs exactly these, in order.
+PIPELINE := data folds
+
+.PHONY: help setup synth data folds train-tabular train-image stack submit report all test \
+        test-fast bench lint clean distclean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
+	@echo "  variables: DATA_DIR=$(DATA_DIR) ARTIFACTS=$(ARTIFACTS) PROFILE=$(PROFILE) ARGS=$(ARGS)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the project with dev extras (idempotent)
+
+synth: $(STAMP) ## generate the synthetic data set of PROFILE into data/synthetic/PROFILE
+	$(ISIC) synth --profile $(PROFILE) $(ARGS)
+
+data: $(STAMP) ## make sure data exists: real files, DATA_DIR, or synthetic (generated once)
+	@if [ "$(DATA_DIR)" != "auto" ]; then \
+	  test -f "$(DATA_DIR)/train-metadata.csv" || { echo "DATA_DIR=$(DATA_DIR) has no train-metadata.csv" >&2; exit 1; }; \
+	elif [ -f "$(REAL_META)" ]; then echo "using real data in $(dir $(REAL_META))"; \
+	elif [ -f "$(SYNTH_META)" ]; then echo "using synthetic data in $(dir $(SYNTH_META))"; \
+	else $(ISIC) synth --profile $(PROFILE); fi
+
+folds: data ## write ARTIFACTS/folds.parquet (patient-grouped stratified K folds)
+	$(ISIC) folds --profile $(PROFILE) $(COMMON) $(ARGS)
+
+train-tabular: folds ## features + GBDT cross-validation -> ARTIFACTS/oof, ARTIFACTS/test
+	$(ISIC) train-tabular --profile $(PROFILE) $(COMMON) $(ARGS)
+
+train-image: folds ## CNN on HDF5 crops per fold (fused with the tabular OOF score)
+	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(ARGS)
+
+stack: $(STAMP) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.csv
+	$(ISIC) stack --profile $(PROFILE) $(COMMON) $(ARGS)
+
+all: $(PIPELINE) ## the whole pipeline on DATA_DIR (synthetic default when no real data)
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the test suite without slow tests
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## run the benchmarks (figures -> benchmarks/results/*.json)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+clean: ## remove ARTIFACTS
+	rm -rf $(ARTIFACTS)
+
+distclean: clean ## also remove generated synthetic data and the virtualenv
+	rm -rf data/synthetic $(VENV)

@@ -1,0 +1,122 @@
+"""``isic``: one subcommand per stage, each a thin wrapper around an importable ``run(cfg)``.
+
+Usage: ``isic <stage> [--profile P] [key=value ...]``. The config of a stage is resolved from
+``configs/<stage>.yaml`` (profile, then tuned parameters, then overrides) and saved with the
+run's outputs by the stage itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+from isicstack.config import ConfigError, load_config
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a stage's config class and ``run`` live, and which YAML configures it."""
+
+    module: str
+    config_class: str
+    yaml: str
+    help: str
+
+
+STAGES: dict[str, Stage] = {
+    "synth": Stage("isicstack.data.synthetic", "SynthConfig", "synth",
+                   "generate a synthetic data set in the exact ISIC 2024 layout"),
+    "folds": Stage("isicstack.data.folds", "FoldsConfig", "folds",
+                   "write artifacts/folds.parquet (patient-grouped, stratified)"),
+    "train-tabular": Stage("isicstack.tabular.cv", "TabularConfig", "tabular",
+                           "features + LightGBM/XGBoost/CatBoost CV, OOF and test predictions"),
+    "train-image": Stage("isicstack.vision.train", "ImageConfig", "image",
+                         "timm CNN on HDF5 crops per fold, fused with the tabular OOF score"),
+    "stack": Stage("isicstack.stacking.stack", "StackConfig", "stacking",
+                   "level-2 model over OOF predictions and submission.csv"),
+    "predict": Stage("isicstack.pipelines.predict", "PredictConfig", "predict",
+                     "offline inference from saved models on a test directory"),
+    "report": Stage("isicstack.pipelines.report", "ReportConfig", "report",
+                    "CV table, ROC curves and score distributions"),
+    "tune": Stage("isicstack.pipelines.tune", "TuneConfig", "tune",
+                  "Optuna sweep of a stage for OOF pAUC"),
+}
+
+# `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.
+SYNTH_FLAGS = {"rows": int, "test_rows": int, "patients": int, "prevalence": float,
+               "image_size": int, "seed": int, "out": str, "workers": int}
+
+
+class StageNotBuiltError(RuntimeError):
+    """A stage whose code has not landed yet."""
+
+
+def resolve(stage: str) -> tuple[type, object]:
+    """Import the config class and ``run`` of ``stage``; a clear error if not yet built."""
+    spec = STAGES[stage]
+    try:
+        module = importlib.import_module(spec.module)
+    except ModuleNotFoundError as err:
+        if err.name and spec.module.startswith(err.name):
+            raise StageNotBuiltError(
+                f"stage {stage!r} is not implemented yet ({spec.module} does not exist)"
+            ) from err
+        raise
+    return getattr(module, spec.config_class), module.run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isic", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, spec in STAGES.items():
+        p = sub.add_parser(name, help=spec.help, description=spec.help)
+        p.add_argument("--profile", default=os.environ.get("PROFILE") or "default",
+                       help="config profile (smoke, default, full, ...)")
+        p.add_argument("--print-config", action="store_true",
+                       help="print the resolved config and exit")
+        if name == "synth":
+            for flag, typ in SYNTH_FLAGS.items():
+                p.add_argument(f"--{flag.replace('_', '-')}", type=typ, dest=f"flag_{flag}")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``isic`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    overrides = list(args.overrides)
+    for key, value in vars(args).items():
+        if key.startswith("flag_") and value is not None:
+            overrides.append(f"{key[5:]}={value}")
+    try:
+        cfg_cls, run = resolve(args.stage)
+        cfg = load_config(cfg_cls, STAGES[args.stage].yaml, args.profile, overrides)
+        if args.print_config:
+            import dataclasses
+
+            import yaml
+
+            print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), end="")
+            return 0
+        run(cfg)
+    except (StageNotBuiltError, ConfigError) as err:
+        print(f"isic {args.stage}: error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"isic {args.stage}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
