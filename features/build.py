@@ -1,0 +1,222 @@
+"""Feature groups selected by name, built into one train and one test matrix.
+
+Groups live in a registry (``GROUPS``) so a config picks them by name; adding a group is one
+function and one registry entry, never a version branch. Only test-file columns are read
+(the input frames are narrowed to them first), and per-patient statistics are computed on each
+split separately, as in the competition.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from isicstack.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TEST_COLUMNS
+from isicstack.features import categorical, oof, patient
+from isicstack.features.lesion import LESION_FEATURES, RAW_FEATURES, base_frame, finite
+
+log = logging.getLogger(__name__)
+
+VALID_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+INPUT_COLUMNS: tuple[str, ...] = ("isic_id", "patient_id", *NUMERIC_FEATURES,
+                                  *CATEGORICAL_FEATURES)
+assert set(INPUT_COLUMNS) <= set(TEST_COLUMNS)
+
+
+@dataclass
+class FeatureConfig:
+    """Which feature groups to build and how; every field has a YAML-friendly type."""
+
+    groups: list[str] = field(
+        default_factory=lambda: ["raw", "lesion", "patient", "ugly_duckling", "categorical"]
+    )
+    patient_contexts: list[str] = field(
+        default_factory=lambda: ["patient", "patient_location", "patient_site"]
+    )
+    patient_rank: bool = True
+    oof_names: list[str] = field(default_factory=list)
+    oof_noise_sd: float = 0.0
+    oof_rank: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass
+class FeatureSet:
+    """Row-aligned feature matrices and the column roles a GBDT needs."""
+
+    train: pl.DataFrame
+    test: pl.DataFrame | None
+    numeric: list[str]
+    categorical: list[str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """Numeric then categorical: the model's column order."""
+        return [*self.numeric, *self.categorical]
+
+
+@dataclass
+class Block:
+    """New columns of one group for each split (row-aligned with the inputs)."""
+
+    train: pl.DataFrame
+    test: pl.DataFrame | None
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+
+class _Job:
+    """Inputs of one build plus the per-split pass that the row-wise groups share."""
+
+    def __init__(self, train: pl.DataFrame, test: pl.DataFrame | None, cfg: FeatureConfig,
+                 artifacts: Path) -> None:
+        self.train, self.test, self.cfg, self.artifacts = train, test, cfg, artifacts
+        self.contexts = patient.check_contexts(cfg.patient_contexts)
+        base = [*(RAW_FEATURES if "raw" in cfg.groups else ()),
+                *(LESION_FEATURES if "lesion" in cfg.groups else ())]
+        self.zcols: list[str] = base or list(RAW_FEATURES)
+        self._rowwise: dict[str, pl.DataFrame] = {}
+
+    def names(self, group: str) -> list[str]:
+        """Output columns of a row-wise group."""
+        if group == "raw":
+            return list(RAW_FEATURES)
+        if group == "lesion":
+            return list(LESION_FEATURES)
+        if group == "patient":
+            return patient.patient_names(self.zcols, self.contexts, self.cfg.patient_rank)
+        return patient.ugly_duckling_names(self.contexts)
+
+    def rowwise(self, split: str) -> pl.DataFrame | None:
+        """Every selected row-wise group of ``split`` in one lazy pass (computed once)."""
+        df = self.train if split == "train" else self.test
+        if df is None:
+            return None
+        if split not in self._rowwise:
+            self._rowwise[split] = self._pass(df)
+        return self._rowwise[split]
+
+    def _pass(self, df: pl.DataFrame) -> pl.DataFrame:
+        g, cfg = self.cfg.groups, self.cfg
+        lf = base_frame(df.lazy())
+        out: list[pl.Expr] = []
+        for name in ("raw", "lesion"):
+            if name in g:
+                out += [finite(pl.col(c).cast(pl.Float32)).alias(c) for c in self.names(name)]
+        if "patient" in g or "ugly_duckling" in g:
+            lf = patient.add_keys(lf, self.contexts)
+            ctx = [*patient.zscore_exprs(self.zcols, self.contexts)]
+            if "patient" in g:
+                if cfg.patient_rank:
+                    ctx += patient.rank_exprs(self.zcols)
+                ctx += patient.extra_exprs()
+                out += [pl.col(c) for c in self.names("patient")]
+            lf = lf.with_columns(ctx)
+            if "ugly_duckling" in g:
+                lf = lf.with_columns(patient.ugly_duckling_exprs(self.zcols, self.contexts))
+                out += [pl.col(c) for c in self.names("ugly_duckling")]
+        return lf.select(out).collect()
+
+
+def _rowwise_group(name: str) -> Callable[[_Job], Block]:
+    def build(job: _Job) -> Block:
+        cols = job.names(name)
+        tr = job.rowwise("train")
+        te = job.rowwise("test")
+        assert tr is not None
+        return Block(tr.select(cols), None if te is None else te.select(cols), numeric=cols)
+
+    build.__doc__ = f"The {name!r} group, taken from the shared per-split pass."
+    return build
+
+
+def _categorical(job: _Job) -> Block:
+    """Int32 codes of the categoricals, mapping fitted on train only."""
+    cats = categorical.fit_categories(job.train)
+    exprs = categorical.encode_exprs(cats)
+    te = None if job.test is None else job.test.select(exprs)
+    return Block(job.train.select(exprs), te, categorical=list(cats), categories=cats)
+
+
+def _oof(job: _Job) -> Block:
+    """Other stages' OOF/test scores read from ``artifacts``."""
+    c = job.cfg
+    tr, te, names = oof.oof_features(job.train, job.test, c.oof_names, job.artifacts,
+                                     c.oof_rank, c.oof_noise_sd, c.seed)
+    return Block(tr, te, numeric=names)
+
+
+GROUPS: dict[str, Callable[[_Job], Block]] = {
+    "raw": _rowwise_group("raw"),
+    "lesion": _rowwise_group("lesion"),
+    "patient": _rowwise_group("patient"),
+    "ugly_duckling": _rowwise_group("ugly_duckling"),
+    "categorical": _categorical,
+    "oof": _oof,
+}
+
+
+def validate(cfg: FeatureConfig) -> None:
+    """Reject unknown or repeated groups/contexts and an oof group without names."""
+    unknown = [g for g in cfg.groups if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"unknown feature group(s) {unknown}; known: {', '.join(GROUPS)}")
+    if len(set(cfg.groups)) != len(cfg.groups):
+        raise ValueError(f"feature groups repeated: {cfg.groups}")
+    patient.check_contexts(cfg.patient_contexts)
+    if "oof" in cfg.groups and not cfg.oof_names:
+        raise ValueError("feature group 'oof' needs oof_names (the stages whose OOF to read)")
+    if cfg.oof_noise_sd < 0:
+        raise ValueError(f"oof_noise_sd must be >= 0, got {cfg.oof_noise_sd}")
+
+
+def _narrow(df: pl.DataFrame, what: str) -> pl.DataFrame:
+    """Only the test-file columns features may read, so train-only columns cannot leak in."""
+    missing = [c for c in INPUT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} frame lacks column(s) needed for features: {missing}")
+    return df.select(INPUT_COLUMNS)
+
+
+def build_features(train: pl.DataFrame, test: pl.DataFrame | None, cfg: FeatureConfig,
+                   artifacts: str | Path = "artifacts") -> FeatureSet:
+    """Build the configured groups for train and (optionally) test.
+
+    Returns ``isic_id`` + features in the input row order; numeric features are Float32 with
+    no inf/NaN (null instead), categoricals Int32 codes (null = missing or unseen in train).
+    """
+    validate(cfg)
+    if cfg.oof_names and "oof" not in cfg.groups:
+        log.warning("oof_names %s ignored: 'oof' is not in groups", cfg.oof_names)
+    job = _Job(_narrow(train, "train"), None if test is None else _narrow(test, "test"), cfg,
+               Path(artifacts))
+    blocks = [GROUPS[g](job) for g in cfg.groups]
+    numeric = [c for b in blocks for c in b.numeric]
+    cats = [c for b in blocks for c in b.categorical]
+    names = [*numeric, *cats]
+    bad = [n for n in names if not VALID_NAME.match(n)]
+    dup = sorted(n for n, k in Counter(names).items() if k > 1)
+    if bad or dup:
+        raise ValueError(f"invalid feature names {bad} or duplicated names {dup}")
+
+    def assemble(frames: list[pl.DataFrame], ids: pl.Series) -> pl.DataFrame:
+        return pl.concat([ids.to_frame(), *frames], how="horizontal").select("isic_id", *names)
+
+    tr = assemble([b.train for b in blocks], job.train.get_column("isic_id"))
+    te = None
+    if job.test is not None:
+        te = assemble([b.test for b in blocks if b.test is not None],
+                      job.test.get_column("isic_id"))
+    categories = {k: v for b in blocks for k, v in b.categories.items()}
+    return FeatureSet(tr, te, numeric, cats, categories)

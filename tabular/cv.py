@@ -1,0 +1,232 @@
+"""The tabular stage: features once, then patient-grouped CV of every configured GBDT.
+
+Per fold and bag: a fresh negative downsample (all positives kept), a model trained with its own
+seed, predictions on the held-out fold and on the test rows. Bags are averaged; test predictions
+are averaged over folds. ``cross_validate`` is pure (arrays in, predictions out) so the Optuna
+objective reuses it instead of copying the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from isicstack.config import save_config
+from isicstack.data.folds import read_folds
+from isicstack.data.io import DataError, load_metadata, write_csv, write_json, write_parquet
+from isicstack.data.layout import (
+    TEST_META,
+    TRAIN_META,
+    oof_path,
+    resolve_data_dir,
+    run_dir,
+    test_pred_path,
+)
+from isicstack.data.metric import pauc, roc_auc
+from isicstack.features import FeatureConfig, FeatureSet, build_features
+from isicstack.tabular.models import make_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSpec:
+    """One GBDT of the stage: library kind, rounds and library parameters."""
+
+    kind: str = "lgbm"
+    enabled: bool = True
+    num_rounds: int = 200
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TabularConfig:
+    """Config of ``isic train-tabular`` (``configs/tabular.yaml``)."""
+
+    data_dir: str = "auto"
+    artifacts: str = "artifacts"
+    profile: str = "default"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    models: dict[str, ModelSpec] = field(default_factory=lambda: {
+        "lgbm": ModelSpec("lgbm"), "xgb": ModelSpec("xgb"),
+        "cat": ModelSpec("cat", enabled=False)})
+    neg_ratio: float = 0.0
+    bags: int = 3
+    seed: int = 42
+    threads: int = 0
+    save_models: bool = True
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold and test predictions of one model, with per-fold scores."""
+
+    oof: np.ndarray
+    test: np.ndarray | None
+    fold_pauc: dict[int, float]
+    fold_auc: dict[int, float]
+    seconds: float
+    models: list[Any] = field(default_factory=list)
+
+    def summary(self, y: np.ndarray) -> dict[str, Any]:
+        scores = np.array(list(self.fold_pauc.values()))
+        return {"oof_pauc": pauc(y, self.oof), "oof_auc": roc_auc(y, self.oof),
+                "fold_pauc": self.fold_pauc, "fold_auc": self.fold_auc,
+                "fold_pauc_mean": float(scores.mean()), "fold_pauc_std": float(scores.std()),
+                "seconds": round(self.seconds, 2)}
+
+
+def downsample(y: np.ndarray, neg_ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of all positives plus ``neg_ratio`` negatives per positive (0: keep all rows)."""
+    pos = np.flatnonzero(y == 1)
+    neg = np.flatnonzero(y == 0)
+    if neg_ratio <= 0 or len(neg) <= neg_ratio * len(pos):
+        return np.arange(len(y))
+    keep = rng.choice(neg, size=int(round(neg_ratio * len(pos))), replace=False)
+    return np.sort(np.concatenate([pos, keep]))
+
+
+def to_matrix(frame: pl.DataFrame, names: list[str]) -> np.ndarray:
+    """Float32 matrix of ``names`` (nulls -> NaN), the layout every GBDT here consumes."""
+    return frame.select(pl.col(names).cast(pl.Float32)).to_numpy()
+
+
+def cross_validate(
+    X: np.ndarray, y: np.ndarray, fold: np.ndarray, spec: ModelSpec, names: list[str],
+    categorical: list[str], *, X_test: np.ndarray | None = None, neg_ratio: float = 0.0,
+    bags: int = 1, seed: int = 0, threads: int = 0,
+    on_fold: Callable[[int, float], None] | None = None, keep_models: bool = False,
+) -> CVResult:
+    """K-fold CV of one GBDT; ``on_fold(k, pauc)`` is called after each fold (e.g. pruning)."""
+    start = time.perf_counter()
+    oof = np.full(len(y), np.nan)
+    test = np.zeros(len(X_test)) if X_test is not None else None
+    fold_ids = sorted(int(k) for k in np.unique(fold))
+    fold_pauc: dict[int, float] = {}
+    fold_auc: dict[int, float] = {}
+    models = []
+    for k in fold_ids:
+        tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        pred = np.zeros(len(va))
+        for b in range(bags):
+            bag_seed = seed + 1000 * k + b
+            idx = tr[downsample(y[tr], neg_ratio, np.random.default_rng(bag_seed))]
+            model = make_model(spec.kind, spec.params, spec.num_rounds, threads)
+            model.fit(X[idx], y[idx], names, categorical, bag_seed)
+            pred += model.predict(X[va]) / bags
+            if test is not None:
+                test += model.predict(X_test) / (bags * len(fold_ids))
+            if keep_models:
+                models.append((k, b, model))
+        oof[va] = pred
+        if y[va].min() != y[va].max():
+            fold_pauc[k], fold_auc[k] = pauc(y[va], pred), roc_auc(y[va], pred)
+        else:
+            fold_pauc[k] = fold_auc[k] = float("nan")
+            log.warning("fold %d has a single class; its pAUC is undefined", k)
+        log.info("  %s fold %d/%d: pAUC %.4f  AUC %.4f  (%d train rows/bag)", spec.kind, k + 1,
+                 len(fold_ids), fold_pauc[k], fold_auc[k], len(idx))
+        if on_fold is not None:
+            on_fold(k, fold_pauc[k])
+    return CVResult(oof, test, fold_pauc, fold_auc, time.perf_counter() - start, models)
+
+
+@dataclass
+class TabularData:
+    """Features, labels and folds aligned row by row (what every model of the stage consumes)."""
+
+    features: FeatureSet
+    train_ids: pl.Series
+    y: np.ndarray
+    fold: np.ndarray
+    X: np.ndarray
+    X_test: np.ndarray | None
+
+
+def prepare(cfg: TabularConfig) -> TabularData:
+    """Load metadata, attach the shared folds and build the configured features."""
+    data_dir = resolve_data_dir(cfg.data_dir, cfg.profile)
+    train = load_metadata(data_dir / TRAIN_META, "train")
+    test_file = data_dir / TEST_META
+    test = load_metadata(test_file, "test") if test_file.is_file() else None
+    folds = read_folds(cfg.artifacts)
+    joined = train.select("isic_id", "target").join(
+        folds.select("isic_id", "fold"), on="isic_id", how="left", maintain_order="left")
+    if joined.get_column("fold").null_count():
+        missing = joined.filter(pl.col("fold").is_null()).get_column("isic_id")[0]
+        raise DataError(f"{data_dir / TRAIN_META}: isic_id {missing!r} has no fold in "
+                        f"{cfg.artifacts}/folds.parquet; the folds were made for other data")
+    t0 = time.perf_counter()
+    fs = build_features(train, test, cfg.features, cfg.artifacts)
+    log.info("features: %d numeric + %d categorical on %d train rows in %.1fs",
+             len(fs.numeric), len(fs.categorical), train.height, time.perf_counter() - t0)
+    X_test = to_matrix(fs.test, fs.names) if fs.test is not None else None
+    return TabularData(fs, train.get_column("isic_id"), joined.get_column("target").to_numpy(),
+                       joined.get_column("fold").to_numpy(), to_matrix(fs.train, fs.names),
+                       X_test)
+
+
+def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResult) -> dict:
+    """OOF/test parquet, native models, importances, metrics and config of model ``name``."""
+    write_parquet(pl.DataFrame({"isic_id": data.train_ids,
+                                "fold": pl.Series(data.fold, dtype=pl.Int16),
+                                "pred": res.oof}), oof_path(cfg.artifacts, name))
+    if res.test is not None and data.features.test is not None:
+        write_parquet(pl.DataFrame({"isic_id": data.features.test.get_column("isic_id"),
+                                    "pred": res.test}), test_pred_path(cfg.artifacts, name))
+    out = run_dir(cfg.artifacts, name)
+    names = data.features.names
+    if res.models:
+        gain = np.zeros(len(names))
+        for k, b, model in res.models:
+            model.save(out / "models" / f"fold{k}_bag{b}")
+            imp = model.importance(names)
+            gain += np.array([imp.get(n, 0.0) for n in names])
+        write_csv(pl.DataFrame({"feature": names, "gain": gain / len(res.models)})
+                  .sort("gain", descending=True), out / "importance.csv")
+    write_json({"numeric": data.features.numeric, "categorical": data.features.categorical},
+               out / "features.json")
+    metrics = {"model": name, "rows": len(data.y), "positives": int(data.y.sum()),
+               "n_features": len(names), **res.summary(data.y)}
+    write_json(metrics, out / "metrics.json")
+    save_config(cfg, out / "config.yaml")
+    return metrics
+
+
+def print_summary(rows: list[dict]) -> None:
+    """A table of each model's OOF pAUC, fold spread and time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="tabular CV (OOF)")
+    for col in ("model", "OOF pAUC", "OOF AUC", "fold pAUC mean ± std", "seconds"):
+        table.add_column(col, justify="right")
+    for m in rows:
+        table.add_row(m["model"], f"{m['oof_pauc']:.4f}", f"{m['oof_auc']:.4f}",
+                      f"{m['fold_pauc_mean']:.4f} ± {m['fold_pauc_std']:.4f}", f"{m['seconds']}")
+    Console().print(table)
+
+
+def run(cfg: TabularConfig) -> list[dict]:
+    """``isic train-tabular``: every enabled model, written under ``artifacts/``."""
+    enabled = {n: s for n, s in cfg.models.items() if s.enabled}
+    if not enabled:
+        raise ValueError("tabular: no model enabled in config key 'models'")
+    data = prepare(cfg)
+    results = []
+    for name, spec in enabled.items():
+        log.info("%s (%s): %d folds x %d bags, neg_ratio=%s", name, spec.kind,
+                 len(np.unique(data.fold)), cfg.bags, cfg.neg_ratio)
+        res = cross_validate(data.X, data.y, data.fold, spec, data.features.names,
+                             data.features.categorical, X_test=data.X_test,
+                             neg_ratio=cfg.neg_ratio, bags=cfg.bags, seed=cfg.seed,
+                             threads=cfg.threads, keep_models=cfg.save_models)
+        results.append(write_outputs(cfg, name, data, res))
+    print_summary(results)
+    return results

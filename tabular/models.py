@@ -1,0 +1,200 @@
+"""One fit/predict/save/load interface over LightGBM, XGBoost and CatBoost.
+
+The CV loop, the tuner and offline inference all talk to this interface, so adding a GBDT is one
+class here and never a copy of the loop. Models are saved in their native formats (LightGBM
+text, XGBoost UBJSON, CatBoost cbm): no pickle, so a saved model survives a library upgrade and
+can be inspected.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from isicstack.data.io import atomic_path
+
+
+class GBDT(ABC):
+    """A gradient-boosted tree model over a float32 matrix with categorical columns as codes."""
+
+    kind: ClassVar[str]
+    suffix: ClassVar[str]
+
+    def __init__(self, params: dict[str, Any], num_rounds: int, threads: int = 0) -> None:
+        self.params = dict(params)
+        self.num_rounds = num_rounds
+        self.threads = threads
+        self.model: Any = None
+
+    @abstractmethod
+    def fit(self, X: np.ndarray, y: np.ndarray, names: list[str], categorical: list[str],
+            seed: int) -> GBDT:
+        """Train on ``X`` (rows x names); ``categorical`` names hold integer codes or NaN."""
+
+    @abstractmethod
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Probability of the positive class for each row."""
+
+    @abstractmethod
+    def _save(self, path: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | Path) -> GBDT:
+        """Read a model written by :meth:`save`."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model in its native format, atomically."""
+        path = Path(path).with_suffix(self.suffix)
+        with atomic_path(path) as tmp:
+            self._save(tmp)
+        return path
+
+    def importance(self, names: list[str]) -> dict[str, float]:
+        """Gain importance per feature name (0 for unused features)."""
+        return {}
+
+
+class LGBMModel(GBDT):
+    kind = "lgbm"
+    suffix = ".txt"
+
+    def fit(self, X, y, names, categorical, seed):
+        import lightgbm as lgb
+
+        params = {"objective": "binary", "verbosity": -1, "deterministic": True,
+                  "force_row_wise": True, "num_threads": self.threads, "seed": seed,
+                  **self.params}
+        data = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical,
+                           free_raw_data=True)
+        self.model = lgb.train(params, data, num_boost_round=self.num_rounds)
+        return self
+
+    def predict(self, X):
+        return self.model.predict(X)
+
+    def _save(self, path):
+        self.model.save_model(str(path))
+
+    @classmethod
+    def load(cls, path):
+        import lightgbm as lgb
+
+        obj = cls({}, 0)
+        obj.model = lgb.Booster(model_file=str(path))
+        return obj
+
+    def importance(self, names):
+        gains = self.model.feature_importance(importance_type="gain")
+        return dict(zip(self.model.feature_name(), map(float, gains), strict=True))
+
+
+class XGBModel(GBDT):
+    kind = "xgb"
+    suffix = ".ubj"
+
+    def _matrix(self, X, y=None):
+        import xgboost as xgb
+
+        return xgb.DMatrix(X, label=y, feature_names=self.model_names, missing=np.nan,
+                           feature_types=self.model_types, enable_categorical=True,
+                           nthread=self.threads or -1)
+
+    def fit(self, X, y, names, categorical, seed):
+        import xgboost as xgb
+
+        params = {"objective": "binary:logistic", "tree_method": "hist", "verbosity": 0,
+                  "seed": seed, "nthread": self.threads or -1, "max_cat_to_onehot": 1,
+                  **self.params}
+        cats = set(categorical)
+        self.model_names = list(names)
+        self.model_types = ["c" if n in cats else "q" for n in names]
+        self.model = xgb.train(params, self._matrix(X, y), num_boost_round=self.num_rounds)
+        return self
+
+    def predict(self, X):
+        return self.model.predict(self._matrix(X))
+
+    def _save(self, path):
+        self.model.save_model(str(path))
+
+    @classmethod
+    def load(cls, path):
+        import xgboost as xgb
+
+        obj = cls({}, 0)
+        obj.model = xgb.Booster(model_file=str(path))
+        obj.model_names = obj.model.feature_names
+        obj.model_types = obj.model.feature_types
+        return obj
+
+    def importance(self, names):
+        score = self.model.get_score(importance_type="total_gain")
+        return {n: float(score.get(n, 0.0)) for n in names}
+
+
+class CatModel(GBDT):
+    kind = "cat"
+    suffix = ".cbm"
+
+    @staticmethod
+    def _frame(X, names, categorical):
+        import pandas as pd
+
+        df = pd.DataFrame(X, columns=names)
+        for c in categorical:
+            df[c] = np.nan_to_num(df[c].to_numpy(), nan=-1).astype(np.int64)
+        return df
+
+    def fit(self, X, y, names, categorical, seed):
+        from catboost import CatBoostClassifier
+
+        params = {"loss_function": "Logloss", "verbose": False, "allow_writing_files": False,
+                  "thread_count": self.threads or -1, "random_seed": seed,
+                  "iterations": self.num_rounds, **self.params}
+        self.model = CatBoostClassifier(**params)
+        self.model.fit(self._frame(X, names, categorical), y, cat_features=list(categorical))
+        return self
+
+    def predict(self, X):
+        names = list(self.model.feature_names_)
+        cats = [names[i] for i in self.model.get_cat_feature_indices()]
+        return self.model.predict_proba(self._frame(X, names, cats))[:, 1]
+
+    def _save(self, path):
+        self.model.save_model(str(path), format="cbm")
+
+    @classmethod
+    def load(cls, path):
+        from catboost import CatBoostClassifier
+
+        obj = cls({}, 0)
+        obj.model = CatBoostClassifier()
+        obj.model.load_model(str(path), format="cbm")
+        return obj
+
+    def importance(self, names):
+        return dict(zip(self.model.feature_names_,
+                        map(float, self.model.get_feature_importance()), strict=True))
+
+
+MODEL_KINDS: dict[str, type[GBDT]] = {m.kind: m for m in (LGBMModel, XGBModel, CatModel)}
+
+
+def make_model(kind: str, params: dict[str, Any], num_rounds: int, threads: int = 0) -> GBDT:
+    """Instantiate the GBDT of ``kind`` (lgbm, xgb, cat)."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_KINDS)}")
+    return MODEL_KINDS[kind](params, num_rounds, threads)
+
+
+def load_model(path: str | Path) -> GBDT:
+    """Load a saved model, choosing the library by file suffix."""
+    path = Path(path)
+    for cls in MODEL_KINDS.values():
+        if path.suffix == cls.suffix:
+            return cls.load(path)
+    raise ValueError(f"{path}: unknown model file type {path.suffix!r}")

@@ -1,0 +1,252 @@
+"""Feature groups on the real ISIC 2024 fixture rows: shapes, formulas, leakage guards, oof."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from isicstack.data import layout
+from isicstack.data.io import load_metadata, write_parquet
+from isicstack.data.schema import TEST_COLUMNS, TRAIN_ONLY
+from isicstack.features import GROUPS, FeatureConfig, build_features
+from isicstack.features.lesion import EPS, LESION_FEATURES, RAW_FEATURES
+
+ROWWISE = ["raw", "lesion", "patient", "ugly_duckling", "categorical"]
+LGBM_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+@pytest.fixture(scope="module")
+def train(real_fixtures: Path) -> pl.DataFrame:
+    return load_metadata(real_fixtures / "train-metadata-first100.csv", "train")
+
+
+@pytest.fixture(scope="module")
+def test(real_fixtures: Path) -> pl.DataFrame:
+    return load_metadata(real_fixtures / "test-metadata.csv", "test")
+
+
+@pytest.fixture(scope="module")
+def grouped(train: pl.DataFrame) -> pl.DataFrame:
+    """The 100 real rows spread over 4 patients, so within-patient statistics are non-trivial."""
+    return train.with_columns(patient_id=pl.format("IP_{}", pl.int_range(pl.len()) % 4))
+
+
+def _write_oof(art: Path, name: str, train: pl.DataFrame, test: pl.DataFrame) -> None:
+    n = train.height
+    write_parquet(pl.DataFrame({"isic_id": train["isic_id"], "fold": np.arange(n) % 5,
+                                "pred": np.linspace(0.01, 0.99, n)}), layout.oof_path(art, name))
+    write_parquet(pl.DataFrame({"isic_id": test["isic_id"], "pred": [0.2, 0.4, 0.6]}),
+                  layout.test_pred_path(art, name))
+
+
+def _check(fs, n_train: int, n_test: int | None) -> None:
+    assert fs.train.height == n_train
+    assert fs.train.columns == ["isic_id", *fs.names]
+    if n_test is not None:
+        assert fs.test.height == n_test and fs.test.columns == fs.train.columns
+    for df in (fs.train, fs.test) if n_test is not None else (fs.train,):
+        num = df.select(fs.numeric)
+        assert all(dt == pl.Float32 for dt in num.dtypes)
+        assert all(df.schema[c] == pl.Int32 for c in fs.categorical)
+        if fs.numeric:  # no NaN and no inf: missing is null
+            assert not any(num.select(pl.all().is_nan().any() | pl.all().is_infinite().any())
+                           .row(0))
+
+
+@pytest.mark.parametrize("group", ROWWISE)
+def test_each_group_on_real_fixtures(group, train, test):
+    fs = build_features(train, test, FeatureConfig(groups=[group]))
+    _check(fs, train.height, test.height)
+    assert fs.names
+    assert fs.train["isic_id"].to_list() == train["isic_id"].to_list()
+
+
+def test_group_feature_counts(train):
+    counts = {g: len(build_features(train, None, FeatureConfig(groups=[g])).names)
+              for g in ROWWISE}
+    n = len(RAW_FEATURES) + len(LESION_FEATURES)
+    assert counts == {"raw": 34, "lesion": len(LESION_FEATURES), "patient": 34 * 4 + 4,
+                      "ugly_duckling": 12, "categorical": 7}
+    fs = build_features(train, None, FeatureConfig())
+    assert len(fs.numeric) == n + n * 4 + 4 + 12
+
+
+def test_every_group_on_the_44_column_test_file(test, tmp_path):
+    """The test file alone (as both splits) feeds every group: no train-only column is read."""
+    assert tuple(test.columns) == TEST_COLUMNS
+    _write_oof(tmp_path, "cnn", test, test)
+    cfg = FeatureConfig(groups=[*ROWWISE, "oof"], oof_names=["cnn"], oof_rank=True)
+    fs = build_features(test, test, cfg, artifacts=tmp_path)
+    _check(fs, 3, 3)
+
+
+def test_train_only_columns_do_not_matter(train, test):
+    cfg = FeatureConfig()
+    full = build_features(train, test, cfg)
+    narrow = build_features(train.drop(TRAIN_ONLY), test, cfg)
+    assert full.train.equals(narrow.train) and full.test.equals(narrow.test)
+    # scrambling every train-only column (target included) changes nothing either
+    scrambled = train.with_columns(pl.col(c).shuffle(seed=1) for c in TRAIN_ONLY)
+    assert build_features(scrambled, test, cfg).train.equals(full.train)
+
+
+def test_hand_computed_formulas(test):
+    row = build_features(test, None, FeatureConfig(groups=["lesion"])).train.row(0, named=True)
+    # first real test row: ISIC_0015657
+    A, B, H, Hext, L, Lext = 22.80433, 28.38412, 51.22096, 53.50543, 24.97985, 31.1146
+    Aext, Bext = 20.00727, 27.04364
+    area, perim, minor, diam = 3.846876, 9.387248, 2.187644, 2.7
+    x, z = -155.0651, 113.9801
+    expected = {
+        "lesion_size_ratio": minor / (diam + EPS),
+        "lesion_shape_index": area / (perim**2 + EPS),
+        "hue_contrast": abs(H - Hext),
+        "color_range": abs(L - Lext) + abs(A - Aext) + abs(B - Bext),
+        "border_length_ratio": perim / (2 * math.pi * math.sqrt(area / math.pi) + EPS),
+        "log_lesion_area": math.log(area + 1),
+        "lab_chroma": math.hypot(A, B),
+        "lab_hue_angle": math.atan2(B, A),
+        "position_angle_xz": math.atan2(z, x),
+        "size_age_interaction": diam * 45.0,
+        "border_color_harmonic": 5.435366 * 1.143374 / (5.435366 + 1.143374 + EPS),
+    }
+    for name, value in expected.items():
+        assert row[name] == pytest.approx(value, rel=1e-6), name
+
+
+def test_zero_denominators_give_no_inf(test):
+    zeros = test.with_columns(pl.lit(0.0).alias(c) for c in RAW_FEATURES)
+    fs = build_features(zeros, None, FeatureConfig(groups=["raw", "lesion", "patient"]))
+    _check(fs, 3, None)
+
+
+def test_patient_zscore_rank_and_counts(grouped):
+    cfg = FeatureConfig(groups=["raw", "patient"])
+    df = build_features(grouped, None, cfg).train.with_columns(pid=grouped["patient_id"])
+    by = df.group_by("pid").agg(
+        pl.col("tbp_lv_areaMM2_pz").mean().alias("zmean"),
+        pl.col("tbp_lv_areaMM2_pz").std().alias("zstd"),
+        pl.col("tbp_lv_areaMM2_prank").max().alias("rmax"),
+        pl.col("tbp_lv_areaMM2_prank").min().alias("rmin"),
+        pl.col("patient_lesion_count").first().alias("n"),
+        pl.col("patient_total_area").first().alias("area"),
+        pl.col("tbp_lv_areaMM2").sum().alias("area_sum"),
+        pl.len(),
+    )
+    assert by["zmean"].abs().max() < 1e-5
+    assert by["zstd"].to_numpy() == pytest.approx(1.0, abs=1e-4)
+    assert (by["rmax"] == 1.0).all() and (by["rmin"] > 0).all()
+    assert (by["n"] == by["len"].cast(pl.Float32)).all()
+    assert by["area"].to_numpy() == pytest.approx(by["area_sum"].to_numpy(), rel=1e-5)
+    assert (df["age_since_first_visit"] >= 0).all()
+
+
+def test_patient_stats_per_split(grouped, test):
+    """Test-side statistics come from test rows only: the same as building test on its own."""
+    cfg = FeatureConfig(groups=["raw", "lesion", "patient", "ugly_duckling"])
+    with_train = build_features(grouped, test, cfg).test
+    alone = build_features(test, None, cfg).train
+    assert with_train.equals(alone)
+
+
+def test_ugly_duckling_matches_numpy(grouped):
+    cfg = FeatureConfig(groups=["raw", "patient", "ugly_duckling"], patient_contexts=["patient"])
+    df = build_features(grouped, None, cfg).train
+    z = np.abs(df.select(f"{c}_pz" for c in RAW_FEATURES).to_numpy().astype(np.float64))
+    assert df["ud_pz_count_absz_gt2"].to_numpy() == pytest.approx(np.nansum(z > 2, axis=1))
+    assert df["ud_pz_max_absz"].to_numpy() == pytest.approx(np.nanmax(z, axis=1), rel=1e-6)
+    assert df["ud_pz_mean_absz"].to_numpy() == pytest.approx(np.nanmean(z, axis=1), rel=1e-5)
+    assert df["ud_pz_std_absz"].to_numpy() == pytest.approx(np.nanstd(z, axis=1), abs=1e-4)
+
+
+def test_unseen_and_missing_categories_are_null(train, test):
+    t = test.with_columns(sex=pl.Series([None, "female", "male"], dtype=pl.String))
+    fs = build_features(train, t, FeatureConfig(groups=["categorical"]))
+    # "FNQH Cairns" is a real test-only hospital, absent from the train rows
+    assert "FNQH Cairns" not in fs.categories["attribution"]
+    assert fs.test["attribution"].to_list()[2] is None
+    assert fs.test["sex"].to_list()[0] is None
+    codes = dict(zip(fs.categories["sex"], range(9), strict=False))
+    assert fs.test["sex"].to_list()[1:] == [codes["female"], codes["male"]]
+    assert "posterior torso_Torso Back Top Third" in fs.categories["combined_anatomical_site"]
+    assert fs.test["combined_anatomical_site"].null_count() == 0
+
+
+def test_names_valid_unique_and_deterministic(train, test):
+    a = build_features(train, test, FeatureConfig())
+    b = build_features(train, test, FeatureConfig())
+    assert all(LGBM_NAME.match(n) for n in a.names)
+    assert len(set(a.names)) == len(a.names)
+    assert a.train.equals(b.train) and a.test.equals(b.test)
+
+
+def test_row_order_follows_input(grouped):
+    cfg = FeatureConfig()
+    fs = build_features(grouped, None, cfg)
+    perm = np.random.default_rng(0).permutation(grouped.height)
+    shuffled = build_features(grouped[perm], None, cfg)
+    assert shuffled.train.equals(fs.train[perm])
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="known: raw, lesion"):
+        FeatureConfig(groups=["raw", "leison"])
+    with pytest.raises(ValueError, match="patient_site"):
+        FeatureConfig(patient_contexts=["patient_hospital"])
+    with pytest.raises(ValueError, match="oof_names"):
+        FeatureConfig(groups=["oof"])
+    assert set(ROWWISE) | {"oof"} == set(GROUPS)
+
+
+def test_missing_input_column_is_named(test):
+    with pytest.raises(ValueError, match="tbp_lv_H"):
+        build_features(test.drop("tbp_lv_H"), None, FeatureConfig(groups=["raw"]))
+
+
+def test_oof_features(grouped, test, tmp_path):
+    _write_oof(tmp_path, "eff-b0", grouped, test)
+    cfg = FeatureConfig(groups=["oof"], oof_names=["eff-b0"], oof_rank=True)
+    fs = build_features(grouped, test, cfg, artifacts=tmp_path)
+    assert fs.numeric == ["eff_b0_oof", "eff_b0_oof_pnorm", "eff_b0_oof_rank"]
+    pred = np.linspace(0.01, 0.99, grouped.height)
+    assert fs.train["eff_b0_oof"].to_numpy() == pytest.approx(pred, rel=1e-6)
+    pmean = pl.DataFrame({"p": pred, "pid": grouped["patient_id"]}).select(
+        pl.col("p") / pl.col("p").mean().over("pid"))["p"].to_numpy()
+    assert fs.train["eff_b0_oof_pnorm"].to_numpy() == pytest.approx(pmean, rel=1e-4)
+    # three test rows of three patients: each is its own patient mean
+    assert fs.test["eff_b0_oof_pnorm"].to_numpy() == pytest.approx(1.0, rel=1e-4)
+    assert fs.test["eff_b0_oof_rank"].to_list() == [1.0, 1.0, 1.0]
+
+
+def test_oof_noise_is_seeded_and_train_only(grouped, test, tmp_path):
+    _write_oof(tmp_path, "cnn", grouped, test)
+    clean = build_features(grouped, test, FeatureConfig(groups=["oof"], oof_names=["cnn"]),
+                           artifacts=tmp_path)
+    cfg = FeatureConfig(groups=["oof"], oof_names=["cnn"], oof_noise_sd=0.1, seed=3)
+    a = build_features(grouped, test, cfg, artifacts=tmp_path)
+    b = build_features(grouped, test, cfg, artifacts=tmp_path)
+    assert a.train.equals(b.train)
+    diff = (a.train["cnn_oof"] - clean.train["cnn_oof"]).to_numpy()
+    assert 0.05 < diff.std() < 0.15
+    assert a.test.equals(clean.test)
+    assert a.train["cnn_oof_pnorm"].equals(clean.train["cnn_oof_pnorm"])
+
+
+def test_oof_missing_file_and_missing_id(grouped, test, tmp_path):
+    cfg = FeatureConfig(groups=["oof"], oof_names=["cnn"])
+    with pytest.raises(FileNotFoundError, match=r"oof[/\\]cnn\.parquet.*run the 'cnn' stage"):
+        build_features(grouped, test, cfg, artifacts=tmp_path)
+    _write_oof(tmp_path, "cnn", grouped, test)
+    short = pl.read_parquet(layout.oof_path(tmp_path, "cnn"))[1:]
+    write_parquet(short, layout.oof_path(tmp_path, "cnn"))
+    lost = grouped["isic_id"][0]
+    with pytest.raises(ValueError, match=f"1 of 100.*{lost}"):
+        build_features(grouped, test, cfg, artifacts=tmp_path)
+    (tmp_path / "test" / "cnn.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match=r"test[/\\]cnn\.parquet"):
+        build_features(grouped.filter(pl.col("isic_id") != lost), test, cfg, artifacts=tmp_path)
