@@ -190,8 +190,8 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResul
             gain += np.array([imp.get(n, 0.0) for n in names])
         write_csv(pl.DataFrame({"feature": names, "gain": gain / len(res.models)})
                   .sort("gain", descending=True), out / "importance.csv")
-    write_json({"numeric": data.features.numeric, "categorical": data.features.categorical},
-               out / "features.json")
+    write_json({"numeric": data.features.numeric, "categorical": data.features.categorical,
+                "categories": data.features.categories}, out / "features.json")
     metrics = {"model": name, "rows": len(data.y), "positives": int(data.y.sum()),
                "n_features": len(names), **res.summary(data.y)}
     write_json(metrics, out / "metrics.json")
