@@ -8,6 +8,11 @@ DATA_DIR  ?= auto
 ARTIFACTS ?= artifacts
 PROFILE   ?= default
 ARGS      ?=
+MODEL     ?= lgbm
+TRIALS    ?= 30
+TIMEOUT   ?= 0
+DASH_PORT ?= 8080
+NAME      ?= baseline
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -21,7 +26,8 @@ SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 PIPELINE := data folds
 
 .PHONY: help setup synth data folds train-tabular train-image stack submit report all test \
-        test-fast bench lint clean distclean
+        test-fast bench lint clean distclean tune-tabular tune-image tune-stack dashboard \
+        evaluate compare
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -57,6 +63,25 @@ train-image: folds ## CNN on HDF5 crops per fold (fused with the tabular OOF sco
 
 stack: $(STAMP) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.csv
 	$(ISIC) stack --profile $(PROFILE) $(COMMON) $(ARGS)
+
+tune-tabular: folds ## Optuna sweep of a tabular GBDT (MODEL=lgbm|xgb|cat TRIALS= TIMEOUT=)
+	$(ISIC) tune tabular --profile $(PROFILE) model=$(MODEL) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(ARGS)
+
+tune-image: folds ## Optuna sweep of the image stage (TRIALS= TIMEOUT=)
+	$(ISIC) tune image --profile $(PROFILE) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(ARGS)
+
+tune-stack: $(STAMP) ## Optuna sweep of the stacker (TRIALS= TIMEOUT=)
+	$(ISIC) tune stack --profile $(PROFILE) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(ARGS)
+
+dashboard: $(STAMP) ## optuna-dashboard on the study DB at 127.0.0.1:DASH_PORT
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(DASH_PORT) \
+	  "$${OPTUNA_STORAGE:-sqlite:///$(abspath $(ARTIFACTS))/optuna.db}"
+
+evaluate: folds ## repeated CV over fold seeds of the tabular config (NAME=run name)
+	$(ISIC) evaluate --profile $(PROFILE) name=$(NAME) $(COMMON) $(ARGS)
+
+compare: $(STAMP) ## paired pAUC difference of two evaluations: make compare A=name B=name
+	$(ISIC) compare $(A) $(B) --artifacts $(ARTIFACTS)
 
 all: $(PIPELINE) ## the whole pipeline on DATA_DIR (synthetic default when no real data)
 

@@ -133,6 +133,16 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def known_profiles(config_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Profiles named by any stage YAML: a profile is global, a stage may not override it."""
+    cdir = Path(config_dir) if config_dir is not None else CONFIG_DIR
+    names = {"default"}
+    for path in cdir.glob("*.yaml"):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        names |= set(doc.get("profiles") or {})
+    return sorted(names)
+
+
 def load_config(
     cls: type[T],
     stage: str,
@@ -152,12 +162,12 @@ def load_config(
             raise ConfigError(f"{path}: top-level keys must be 'base' and 'profiles', got {stray}")
     values = dict(doc.get("base") or {})
     profiles = doc.get("profiles") or {}
-    if profile != "default" or "default" in profiles:
-        if profile not in profiles and profile != "default":
-            raise ConfigError(
-                f"{path}: unknown profile {profile!r}; known: default, {', '.join(profiles)}"
-            )
-        values = _merge(values, profiles.get(profile) or {})
+    if profile not in profiles and profile != "default":
+        known = known_profiles(cdir)
+        if profile not in known:
+            raise ConfigError(f"unknown profile {profile!r} ({cdir}); known: {', '.join(known)}")
+        log.debug("%s: no profile %r, using base values", path, profile)
+    values = _merge(values, profiles.get(profile) or {})
     tuned = cdir / "tuned" / f"{stage}.yaml"
     if use_tuned and tuned.is_file():
         values = _merge(values, yaml.safe_load(tuned.read_text(encoding="utf-8")) or {})

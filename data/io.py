@@ -24,6 +24,8 @@ from isicstack.data.schema import BY_NAME, Split, columns_for
 log = logging.getLogger(__name__)
 
 NULL_VALUES = ["", "NA", "nan", "NaN"]
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class DataError(ValueError):
@@ -40,6 +42,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

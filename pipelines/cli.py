@@ -43,7 +43,9 @@ STAGES: dict[str, Stage] = {
     "report": Stage("isicstack.pipelines.report", "ReportConfig", "report",
                     "CV table, ROC curves and score distributions"),
     "tune": Stage("isicstack.pipelines.tune", "TuneConfig", "tune",
-                  "Optuna sweep of a stage for OOF pAUC"),
+                  "Optuna sweep of a stage for OOF pAUC (`isic tune tabular model=xgb`)"),
+    "evaluate": Stage("isicstack.pipelines.compare", "EvaluateConfig", "evaluate",
+                      "repeated CV of the tabular config over several fold seeds"),
 }
 
 # `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.
@@ -73,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isic", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    cmp_ = sub.add_parser("compare", help="paired pAUC difference of two `isic evaluate` runs")
+    cmp_.add_argument("run_a", help="evaluation JSON or run name (artifacts/evals/<name>.json)")
+    cmp_.add_argument("run_b")
+    cmp_.add_argument("--model", default=None)
+    cmp_.add_argument("--artifacts", default=os.environ.get("ARTIFACTS") or "artifacts")
     for name, spec in STAGES.items():
         p = sub.add_parser(name, help=spec.help, description=spec.help)
         p.add_argument("--profile", default=os.environ.get("PROFILE") or "default",
@@ -82,19 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "synth":
             for flag, typ in SYNTH_FLAGS.items():
                 p.add_argument(f"--{flag.replace('_', '-')}", type=typ, dest=f"flag_{flag}")
-        p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+        p.set_defaults(overrides=[])
+        p.usage = f"isic {name} [--profile P] [--print-config] [key=value ...]"
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``isic`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    flags = [a for a in rest if a.startswith("-")]
+    if flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    args.overrides = rest
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if args.stage == "compare":
+        return _compare(args)
     overrides = list(args.overrides)
+    if args.stage == "tune" and overrides and "=" not in overrides[0]:
+        overrides[0] = f"stage={overrides[0]}"  # `isic tune tabular ...`
     for key, value in vars(args).items():
         if key.startswith("flag_") and value is not None:
             overrides.append(f"{key[5:]}={value}")
@@ -114,6 +131,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"isic {args.stage}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from isicstack.pipelines.compare import compare, eval_path
+
+    def where(run: str) -> Path:
+        return Path(run) if run.endswith(".json") else eval_path(args.artifacts, run)
+
+    try:
+        compare(where(args.run_a), where(args.run_b), args.model)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"isic compare: error: {err}", file=sys.stderr)
         return 1
     return 0
 

@@ -143,6 +143,7 @@ class TabularData:
 
     features: FeatureSet
     train_ids: pl.Series
+    patient: np.ndarray
     y: np.ndarray
     fold: np.ndarray
     X: np.ndarray
@@ -167,7 +168,8 @@ def prepare(cfg: TabularConfig) -> TabularData:
     log.info("features: %d numeric + %d categorical on %d train rows in %.1fs",
              len(fs.numeric), len(fs.categorical), train.height, time.perf_counter() - t0)
     X_test = to_matrix(fs.test, fs.names) if fs.test is not None else None
-    return TabularData(fs, train.get_column("isic_id"), joined.get_column("target").to_numpy(),
+    return TabularData(fs, train.get_column("isic_id"), train.get_column("patient_id").to_numpy(),
+                       joined.get_column("target").to_numpy(),
                        joined.get_column("fold").to_numpy(), to_matrix(fs.train, fs.names),
                        X_test)
 

@@ -1,0 +1,208 @@
+"""``isic tune``: Optuna studies that maximise cross-validated OOF pAUC of a stage.
+
+Objectives are pure functions of a trial that call the stage's own CV code (no copy of the
+training loop). Storage is ``sqlite:///<artifacts>/optuna.db`` by default, or any SQLAlchemy URL
+(``storage=`` or ``OPTUNA_STORAGE``) so several workers on several machines share one study
+(``load_if_exists``). Heartbeats mark the trial of a killed worker failed and re-queue it, so it
+never blocks the study. The best parameters go to ``configs/tuned/<stage>.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from isicstack.config import CONFIG_DIR, load_config
+from isicstack.data.io import write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneConfig:
+    """Config of ``isic tune`` (``configs/tune.yaml``); the search space is ``configs/tune/``."""
+
+    stage: str = "tabular"
+    model: str = "lgbm"
+    data_dir: str = "auto"
+    artifacts: str = "artifacts"
+    profile: str = "default"
+    trials: int = 30
+    timeout: int = 0
+    storage: str = ""
+    study_name: str = ""
+    seed: int = 0
+    pruning: bool = True
+    heartbeat_interval: int = 30
+    grace_period: int = 90
+    export: bool = True
+    space_file: str = ""
+    tuned_dir: str = ""
+    stage_overrides: list[str] = field(default_factory=list)
+
+
+def storage_url(cfg: TuneConfig) -> str:
+    """``storage`` key, else ``OPTUNA_STORAGE``, else SQLite under the artifacts folder."""
+    if cfg.storage:
+        return cfg.storage
+    if os.environ.get("OPTUNA_STORAGE"):
+        return os.environ["OPTUNA_STORAGE"]
+    Path(cfg.artifacts).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(cfg.artifacts).resolve() / 'optuna.db'}"
+
+
+def make_storage(cfg: TuneConfig) -> optuna.storages.BaseStorage:
+    """RDB storage with heartbeats; a trial whose worker died is failed and retried once."""
+    url = storage_url(cfg)
+    kwargs: dict[str, Any] = {}
+    if cfg.heartbeat_interval > 0:
+        kwargs = {"heartbeat_interval": cfg.heartbeat_interval,
+                  "grace_period": cfg.grace_period,
+                  "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+        except Exception as err:  # two workers creating a fresh schema at once: one loses
+            if "IntegrityError" not in type(err).__name__ + repr(err) or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def load_space(cfg: TuneConfig) -> dict[str, dict[str, Any]]:
+    """Search space of ``cfg.model`` from ``configs/tune/<stage>.yaml``."""
+    path = Path(cfg.space_file) if cfg.space_file else CONFIG_DIR / "tune" / f"{cfg.stage}.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if cfg.model not in doc:
+        raise ValueError(f"{path}: no search space for model {cfg.model!r}; has {list(doc)}")
+    return doc[cfg.model]
+
+
+def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Draw one value per key: ``{type: float|int|categorical, low, high, log, choices}``."""
+    out: dict[str, Any] = {}
+    for key, spec in space.items():
+        kind = spec.get("type", "float")
+        if kind == "float":
+            out[key] = trial.suggest_float(key, spec["low"], spec["high"],
+                                           log=spec.get("log", False))
+        elif kind == "int":
+            out[key] = trial.suggest_int(key, spec["low"], spec["high"],
+                                         log=spec.get("log", False))
+        elif kind == "categorical":
+            out[key] = trial.suggest_categorical(key, spec["choices"])
+        else:
+            raise ValueError(f"search space key {key!r}: unknown type {kind!r}")
+    return out
+
+
+def split_params(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stage-level keys (``stage.<key>``, e.g. ``stage.num_rounds``) vs library params."""
+    stage = {k[6:]: v for k, v in values.items() if k.startswith("stage.")}
+    params = {k: v for k, v in values.items() if not k.startswith("stage.")}
+    return stage, params
+
+
+def pruning_reporter(trial: optuna.Trial, enabled: bool) -> Callable[[int, float], None]:
+    """Per-fold callback: report the running mean fold pAUC and prune a hopeless trial."""
+    scores: list[float] = []
+
+    def on_fold(fold: int, score: float) -> None:
+        if not math.isnan(score):
+            scores.append(score)
+        if scores:
+            trial.report(sum(scores) / len(scores), step=fold)
+        if enabled and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after fold {fold}")
+
+    return on_fold
+
+
+def tabular_objective(cfg: TuneConfig) -> tuple[Callable[[optuna.Trial], float], dict]:
+    """Features are built once; each trial reruns only the GBDT CV of ``cfg.model``."""
+    from isicstack.data.metric import pauc
+    from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
+
+    tab = load_config(TabularConfig, "tabular", cfg.profile,
+                      [f"data_dir={cfg.data_dir}", f"artifacts={cfg.artifacts}",
+                       *cfg.stage_overrides])
+    if cfg.model not in tab.models:
+        raise ValueError(f"tabular config has no model {cfg.model!r}; has {list(tab.models)}")
+    data = prepare(tab)
+    space = load_space(cfg)
+    base = tab.models[cfg.model]
+
+    def objective(trial: optuna.Trial) -> float:
+        stage, params = split_params(suggest(trial, space))
+        spec = type(base)(kind=base.kind, enabled=True,
+                          num_rounds=int(stage.get("num_rounds", base.num_rounds)),
+                          params={**base.params, **params})
+        res = cross_validate(data.X, data.y, data.fold, spec, data.features.names,
+                             data.features.categorical, neg_ratio=stage.get(
+                                 "neg_ratio", tab.neg_ratio), bags=tab.bags, seed=tab.seed,
+                             threads=tab.threads, on_fold=pruning_reporter(trial, cfg.pruning))
+        return pauc(data.y, res.oof)
+
+    def export(best: dict[str, Any]) -> dict:
+        stage, params = split_params(best)
+        entry: dict[str, Any] = {"params": {**base.params, **params}}
+        if "num_rounds" in stage:
+            entry["num_rounds"] = stage["num_rounds"]
+        out: dict[str, Any] = {"models": {cfg.model: entry}}
+        if "neg_ratio" in stage:
+            out["neg_ratio"] = stage["neg_ratio"]
+        return out
+
+    return objective, {"export": export}
+
+
+OBJECTIVES = {"tabular": tabular_objective}
+
+
+def study_for(cfg: TuneConfig) -> optuna.Study:
+    """Create or join the study (``load_if_exists``), seeded TPE + median pruning."""
+    name = cfg.study_name or f"{cfg.stage}-{cfg.model}-{cfg.profile}"
+    return optuna.create_study(
+        study_name=name, storage=make_storage(cfg), direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=None if cfg.seed < 0 else cfg.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+
+
+def export_best(cfg: TuneConfig, study: optuna.Study, export: Callable[[dict], dict]) -> Path:
+    """Write the best trial's parameters to ``configs/tuned/<stage>.yaml``."""
+    best = study.best_trial
+    body = export(best.params)
+    header = (f"# tuned by `isic tune` on study {study.study_name!r}: trial {best.number}, "
+              f"OOF pAUC {best.value:.5f}, profile {cfg.profile!r}, data {cfg.data_dir!r}\n")
+    path = Path(cfg.tuned_dir or CONFIG_DIR / "tuned") / f"{cfg.stage}.yaml"
+    write_text(header + yaml.safe_dump(body, sort_keys=False), path)
+    return path
+
+
+def run(cfg: TuneConfig) -> optuna.Study:
+    """``isic tune``: run ``trials`` more trials (or until ``timeout``) on the shared study."""
+    if cfg.stage not in OBJECTIVES:
+        raise ValueError(f"tune: unknown stage {cfg.stage!r}; known: {', '.join(OBJECTIVES)}")
+    objective, extra = OBJECTIVES[cfg.stage](cfg)
+    study = study_for(cfg)
+    log.info("study %r on %s: %d finished trials so far", study.study_name,
+             storage_url(cfg).split("@")[-1], len(study.trials))
+    study.optimize(objective, n_trials=cfg.trials or None, timeout=cfg.timeout or None,
+                   catch=(), gc_after_trial=True)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        log.info("best trial %d: OOF pAUC %.5f %s", study.best_trial.number, study.best_value,
+                 study.best_params)
+        if cfg.export:
+            log.info("best parameters written to %s", export_best(cfg, study, extra["export"]))
+    return study

@@ -1,0 +1,166 @@
+"""Optuna sweeps: shared study across workers and restarts, pruning, export, comparisons."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from isicstack.config import load_config
+from isicstack.pipelines.compare import EvaluateConfig, compare, paired_difference
+from isicstack.pipelines.compare import run as evaluate
+from isicstack.pipelines.tune import TuneConfig, pruning_reporter, run, split_params, suggest
+from isicstack.tabular.cv import TabularConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["bags=1", "features.groups=[raw,lesion,categorical]"]
+SPACE = {"lgbm": {"learning_rate": {"type": "float", "low": 0.05, "high": 0.2, "log": True},
+                  "num_leaves": {"type": "int", "low": 4, "high": 16},
+                  "stage.num_rounds": {"type": "int", "low": 10, "high": 20}}}
+
+
+@pytest.fixture()
+def space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    return path
+
+
+def _cfg(mini_isic: Path, mini_artifacts: Path, space_file: Path, **kw) -> TuneConfig:
+    base = dict(stage="tabular", model="lgbm", data_dir=str(mini_isic),
+                artifacts=str(mini_artifacts), profile="smoke", trials=2,
+                storage=f"sqlite:///{space_file.parent / 'optuna.db'}", study_name="t",
+                space_file=str(space_file), tuned_dir=str(space_file.parent / "tuned"),
+                stage_overrides=SMALL, heartbeat_interval=0)
+    base.update(kw)
+    return TuneConfig(**base)
+
+
+def test_suggest_and_split():
+    study = optuna.create_study()
+    trial = study.ask()
+    values = suggest(trial, {"a": {"type": "float", "low": 0.1, "high": 1.0},
+                             "b": {"type": "int", "low": 1, "high": 3},
+                             "c": {"type": "categorical", "choices": ["x", "y"]},
+                             "stage.num_rounds": {"type": "int", "low": 5, "high": 6}})
+    stage, params = split_params(values)
+    assert set(params) == {"a", "b", "c"} and set(stage) == {"num_rounds"}
+    with pytest.raises(ValueError, match="unknown type"):
+        suggest(trial, {"d": {"type": "gaussian"}})
+
+
+def test_pruning_reporter_prunes_bad_trial():
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1,
+                                                                   n_warmup_steps=0))
+    good = study.ask()
+    for k in range(3):
+        pruning_reporter(good, True)(k, 0.15)
+    study.tell(good, 0.15)
+    bad = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        pruning_reporter(bad, True)(0, 0.03)
+
+
+def test_sweep_resumes_and_exports(mini_isic, mini_artifacts, space_file, tmp_path):
+    study = run(_cfg(mini_isic, mini_artifacts, space_file))
+    assert len(study.trials) == 2
+    study = run(_cfg(mini_isic, mini_artifacts, space_file))  # a restarted worker joins
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(study.trials) == 4 and len(complete) >= 2
+    tuned = yaml.safe_load((tmp_path / "tuned" / "tabular.yaml").read_text())
+    assert set(tuned["models"]["lgbm"]["params"]) >= {"learning_rate", "num_leaves"}
+    # the next training run picks the tuned file up
+    cdir = tmp_path / "cfgs"
+    (cdir / "tuned").mkdir(parents=True)
+    shutil.copy(REPO / "configs" / "tabular.yaml", cdir / "tabular.yaml")
+    shutil.copy(tmp_path / "tuned" / "tabular.yaml", cdir / "tuned" / "tabular.yaml")
+    cfg = load_config(TabularConfig, "tabular", config_dir=cdir)
+    assert cfg.models["lgbm"].num_rounds == study.best_params["stage.num_rounds"]
+    assert cfg.models["lgbm"].params["num_leaves"] == study.best_params["num_leaves"]
+
+
+def _worker(cfg_overrides: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "isicstack.pipelines.cli", "tune", "tabular",
+                             "--profile", "smoke", *cfg_overrides], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _storages() -> list:
+    urls = [pytest.param("sqlite", id="sqlite")]
+    pg = os.environ.get("OPTUNA_TEST_POSTGRES_URL")
+    urls.append(pytest.param(pg, id="postgresql", marks=pytest.mark.skipif(
+        not pg, reason="no PostgreSQL: set OPTUNA_TEST_POSTGRES_URL (.ci/run starts one)")))
+    return urls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("url", _storages())
+def test_two_workers_and_a_killed_one(url, mini_isic, mini_artifacts, space_file, tmp_path):
+    if url == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    name = f"multi-{os.getpid()}-{time.time_ns()}"
+    common = [f"data_dir={mini_isic}", f"artifacts={mini_artifacts}", f"storage={url}",
+              f"study_name={name}", f"space_file={space_file}", "export=false",
+              f"stage_overrides={json.dumps(SMALL)}", "heartbeat_interval=1", "grace_period=3"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    workers = [_worker([*common, "trials=3", f"seed={i}"], env) for i in range(2)]
+    for w in workers:
+        assert w.wait(timeout=300) == 0, w.stderr.read()
+    study = optuna.load_study(study_name=name, storage=url)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == 6 and sorted(numbers) == list(range(6))
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert all(t.state in done for t in study.trials)
+
+    # kill a worker in the middle of a trial: the study stays usable, a restart continues it
+    slow = _worker([*common, "trials=50", "seed=5"], env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        running = [t for t in optuna.load_study(study_name=name, storage=url).trials
+                   if t.state == optuna.trial.TrialState.RUNNING]
+        if running:
+            break
+        time.sleep(0.2)
+    assert running, "the worker never started a trial"
+    slow.send_signal(signal.SIGKILL)
+    slow.wait()
+    time.sleep(4)  # past the grace period: the heartbeat is stale
+    again = _worker([*common, "trials=2", "seed=6"], env)
+    assert again.wait(timeout=300) == 0, again.stderr.read()
+    trials = optuna.load_study(study_name=name, storage=url).trials
+    states = [t.state for t in trials]
+    assert trials[running[0].number].state == optuna.trial.TrialState.FAIL
+    assert sum(s in done for s in states) == 6 + 2
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_paired_difference():
+    a = {"0": 0.150, "1": 0.152, "2": 0.149, "3": 0.151}
+    b = {"0": 0.155, "1": 0.156, "2": 0.153, "3": 0.157, "9": 0.2}
+    r = paired_difference(a, b)
+    assert r["n_seeds"] == 4 and r["mean_diff"] == pytest.approx(0.00475)
+    assert r["p_value"] < 0.01
+    assert paired_difference(a, a)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="2 shared"):
+        paired_difference({"0": 0.1}, {"0": 0.2})
+
+
+def test_evaluate_and_compare(mini_isic, mini_artifacts, capsys):
+    common = dict(data_dir=str(mini_isic), artifacts=str(mini_artifacts), profile="smoke",
+                  fold_seeds=[0, 1], n_folds=3, models=["lgbm"])
+    evaluate(EvaluateConfig(name="a", stage_overrides=SMALL, **common))
+    evaluate(EvaluateConfig(name="b", stage_overrides=[*SMALL, "models.lgbm.num_rounds=5"],
+                            **common))
+    out = compare(mini_artifacts / "evals" / "a.json", mini_artifacts / "evals" / "b.json")
+    assert out["lgbm"]["n_seeds"] == 2
+    assert "paired t-test over 2 seeds" in capsys.readouterr().out
