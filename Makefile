@@ -23,7 +23,7 @@ REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
 SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 
 # Stages that exist so far; `all` runs exactly these, in order.
-PIPELINE := data folds
+PIPELINE := data folds train-tabular
 
 .PHONY: help setup synth data folds train-tabular train-image stack submit report all test \
         test-fast bench lint clean distclean tune-tabular tune-image tune-stack dashboard \
@@ -63,6 +63,9 @@ train-image: folds ## CNN on HDF5 crops per fold (fused with the tabular OOF sco
 
 stack: $(STAMP) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.csv
 	$(ISIC) stack --profile $(PROFILE) $(COMMON) $(ARGS)
+
+report: $(STAMP) ## CV table, ROC curves, score histograms of ARTIFACTS/oof -> ARTIFACTS/report
+	$(ISIC) report --profile $(PROFILE) $(COMMON) $(ARGS)
 
 tune-tabular: folds ## Optuna sweep of a tabular GBDT (MODEL=lgbm|xgb|cat TRIALS= TIMEOUT=)
 	$(ISIC) tune tabular --profile $(PROFILE) model=$(MODEL) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(ARGS)

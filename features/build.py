@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from isicstack.data.layout import test_pred_path
 from isicstack.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TEST_COLUMNS
 from isicstack.features import categorical, oof, patient
 from isicstack.features.lesion import LESION_FEATURES, RAW_FEATURES, base_frame, finite
@@ -87,6 +88,11 @@ class _Job:
                 *(LESION_FEATURES if "lesion" in cfg.groups else ())]
         self.zcols: list[str] = base or list(RAW_FEATURES)
         self._rowwise: dict[str, pl.DataFrame] = {}
+        # test-only mode (offline inference): the "train" slot holds the test rows, categories
+        # come from the training run and oof scores from ``preds`` or ``artifacts/test/``
+        self.fitted_categories: dict[str, list[str]] | None = None
+        self.preds: dict[str, pl.DataFrame] | None = None
+        self.test_only = False
 
     def names(self, group: str) -> list[str]:
         """Output columns of a row-wise group."""
@@ -143,7 +149,9 @@ def _rowwise_group(name: str) -> Callable[[_Job], Block]:
 
 def _categorical(job: _Job) -> Block:
     """Int32 codes of the categoricals, mapping fitted on train only."""
-    cats = categorical.fit_categories(job.train)
+    cats = job.fitted_categories
+    if cats is None:
+        cats = categorical.fit_categories(job.train)
     exprs = categorical.encode_exprs(cats)
     te = None if job.test is None else job.test.select(exprs)
     return Block(job.train.select(exprs), te, categorical=list(cats), categories=cats)
@@ -152,6 +160,17 @@ def _categorical(job: _Job) -> Block:
 def _oof(job: _Job) -> Block:
     """Other stages' OOF/test scores read from ``artifacts``."""
     c = job.cfg
+    if job.test_only:  # test scores, never noised (as for the test split of a training build)
+        blocks, names = [], []
+        for name in c.oof_names:
+            path = test_pred_path(job.artifacts, name)
+            preds = (job.preds or {}).get(name)
+            if preds is None:
+                preds = oof.read_predictions(path, name, "test")
+            pred = oof.attach(job.train, preds, path, name)
+            blocks.append(oof.oof_block(job.train, pred, name, c.oof_rank))
+            names += oof.oof_names(name, c.oof_rank)
+        return Block(pl.concat(blocks, how="horizontal"), None, numeric=names)
     tr, te, names = oof.oof_features(job.train, job.test, c.oof_names, job.artifacts,
                                      c.oof_rank, c.oof_noise_sd, c.seed)
     return Block(tr, te, numeric=names)
@@ -201,7 +220,19 @@ def build_features(train: pl.DataFrame, test: pl.DataFrame | None, cfg: FeatureC
         log.warning("oof_names %s ignored: 'oof' is not in groups", cfg.oof_names)
     job = _Job(_narrow(train, "train"), None if test is None else _narrow(test, "test"), cfg,
                Path(artifacts))
-    blocks = [GROUPS[g](job) for g in cfg.groups]
+    blocks, numeric, cats = _run_groups(job)
+    tr = _assemble([b.train for b in blocks], job.train.get_column("isic_id"), [*numeric, *cats])
+    te = None
+    if job.test is not None:
+        te = _assemble([b.test for b in blocks if b.test is not None],
+                       job.test.get_column("isic_id"), [*numeric, *cats])
+    categories = {k: v for b in blocks for k, v in b.categories.items()}
+    return FeatureSet(tr, te, numeric, cats, categories)
+
+
+def _run_groups(job: _Job) -> tuple[list[Block], list[str], list[str]]:
+    """Every configured group of ``job``, with the numeric and categorical names checked."""
+    blocks = [GROUPS[g](job) for g in job.cfg.groups]
     numeric = [c for b in blocks for c in b.numeric]
     cats = [c for b in blocks for c in b.categorical]
     names = [*numeric, *cats]
@@ -209,14 +240,27 @@ def build_features(train: pl.DataFrame, test: pl.DataFrame | None, cfg: FeatureC
     dup = sorted(n for n, k in Counter(names).items() if k > 1)
     if bad or dup:
         raise ValueError(f"invalid feature names {bad} or duplicated names {dup}")
+    return blocks, numeric, cats
 
-    def assemble(frames: list[pl.DataFrame], ids: pl.Series) -> pl.DataFrame:
-        return pl.concat([ids.to_frame(), *frames], how="horizontal").select("isic_id", *names)
 
-    tr = assemble([b.train for b in blocks], job.train.get_column("isic_id"))
-    te = None
-    if job.test is not None:
-        te = assemble([b.test for b in blocks if b.test is not None],
-                      job.test.get_column("isic_id"))
-    categories = {k: v for b in blocks for k, v in b.categories.items()}
-    return FeatureSet(tr, te, numeric, cats, categories)
+def _assemble(frames: list[pl.DataFrame], ids: pl.Series, names: list[str]) -> pl.DataFrame:
+    return pl.concat([ids.to_frame(), *frames], how="horizontal").select("isic_id", *names)
+
+
+def build_test_features(test: pl.DataFrame, cfg: FeatureConfig,
+                        categories: dict[str, list[str]], artifacts: str | Path = "artifacts",
+                        preds: dict[str, pl.DataFrame] | None = None) -> FeatureSet:
+    """Test features without any train row, for offline inference from saved models.
+
+    Per-patient statistics are per split, so test rows alone give the same values as a training
+    build; ``categories`` are the train-fitted levels saved by the training run (unseen levels
+    become null as before). Scores for the 'oof' group come from ``preds`` (name -> isic_id,
+    pred) or else ``artifacts/test/<name>.parquet``. The result is in ``.test`` (``.train`` is
+    empty), in the input row order.
+    """
+    validate(cfg)
+    job = _Job(_narrow(test, "test"), None, cfg, Path(artifacts))
+    job.fitted_categories, job.preds, job.test_only = categories, preds, True
+    blocks, numeric, cats = _run_groups(job)
+    te = _assemble([b.train for b in blocks], job.train.get_column("isic_id"), [*numeric, *cats])
+    return FeatureSet(te.clear(), te, numeric, cats, dict(categories))

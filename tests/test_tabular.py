@@ -40,10 +40,13 @@ def test_model_native_round_trip(kind: str, tmp_path: Path):
 
 
 def _cfg(mini_isic: Path, artifacts: Path, **kw) -> TabularConfig:
-    models = {"lgbm": ModelSpec("lgbm", num_rounds=40, params={"min_data_in_leaf": 5}),
+    # small-data settings: LightGBM's defaults (31 leaves, lr 0.1) overfit 60 positives at once
+    lgbm = {"min_data_in_leaf": 10, "num_leaves": 15, "feature_fraction": 0.5}
+    models = {"lgbm": ModelSpec("lgbm", num_rounds=40, params=lgbm),
               "xgb": ModelSpec("xgb", num_rounds=40)}
+    # one thread: OpenMP spin-waiting makes tiny fits on a busy 2-core machine very slow
     return TabularConfig(data_dir=str(mini_isic), artifacts=str(artifacts), models=models,
-                         bags=2, neg_ratio=10.0, **kw)
+                         bags=2, neg_ratio=10.0, threads=1, **kw)
 
 
 @pytest.fixture(scope="module")

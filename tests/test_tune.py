@@ -22,7 +22,7 @@ from isicstack.pipelines.tune import TuneConfig, pruning_reporter, run, split_pa
 from isicstack.tabular.cv import TabularConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ["bags=1", "features.groups=[raw,lesion,categorical]"]
+SMALL = ["bags=1", "threads=1", "features.groups=[raw,lesion,categorical]"]
 SPACE = {"lgbm": {"learning_rate": {"type": "float", "low": 0.05, "high": 0.2, "log": True},
                   "num_leaves": {"type": "int", "low": 4, "high": 16},
                   "stage.num_rounds": {"type": "int", "low": 10, "high": 20}}}

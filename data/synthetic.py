@@ -1,0 +1,399 @@
+"""Synthetic ISIC 2024 data in the exact Kaggle layout, with a known generative story.
+
+No machine here reaches Kaggle, so every stage runs on data this module writes: 55-column
+``train-metadata.csv``, 44-column ``test-metadata.csv``, HDF5 JPEG crops, ``sample_submission.csv``
+and ``oracle.parquet`` (the true probability and its parts, which the pipeline never reads).
+
+Generative story:
+1. Patients (lesion counts lognormal, sigma ~1, >= 1 each) get an age, sex, hospital (which fixes
+   licence and mostly the tile lighting), a skin tone and random effects on their lesions' size,
+   darkness, hue, border and nevus-likeness: each patient has a "baseline" lesion.
+2. Lesions = patient baseline + within-patient deviations ``e_size, e_dark, e_hue``; every table
+   column is derived from these consistently (Lab/LCh, deltas, ellipse area/perimeter, x/y/z by
+   location), with correlations and missingness imitating the real data.
+3. logit = intercept (bisection: mean prob = prevalence) + ``logit_table`` (non-linear function of
+   table columns: size, nevi_confidence, age, deltaB, contrast, stdLExt, size x border)
+   + ``logit_patient`` ("ugly duckling": e_size and |e_dark|, |e_hue| relative to the same patient)
+   + ``logit_image`` (latent ``u``, drawn only as blue-white veil in the crop)
+   + ``logit_shared`` (latent ``s``: strong variegated blotches in the crop, weakly in norm_color).
+4. target ~ Bernoulli(sigmoid(logit)); diagnosis columns follow the target and the features.
+So a GBDT on raw columns, patient-normalised features, a CNN and their fusion each gain.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from isicstack.data import layout
+from isicstack.data.crops import write_crops
+from isicstack.data.io import write_csv, write_parquet
+from isicstack.data.schema import LEVELS, TEST_COLUMNS, TRAIN_COLUMNS
+from isicstack.data.synthetic_images import encode_images, image_params
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthConfig:
+    """Size, difficulty and output folder of a synthetic data set."""
+
+    rows: int = 20000
+    test_rows: int = 2000
+    patients: int = 300
+    prevalence: float = 0.01
+    image_size: int = 64
+    seed: int = 0
+    out: str = "data/synthetic/default"
+    workers: int = 2
+    jpeg_quality: int = 90
+
+
+# location: (weight, x mean, x sd, y mean, y sd, z mean, z sd), from real-data ranges
+LOCATIONS: dict[str, tuple[float, ...]] = {
+    "Torso Back Top Third": (71, -5, 100, 1354, 160, 131, 60),
+    "Torso Front Top Half": (63, -3, 110, 1307, 155, -28, 68),
+    "Torso Back Middle Third": (46, -2, 103, 1129, 96, 132, 57),
+    "Left Leg - Lower": (27, -200, 85, 292, 118, 77, 40),
+    "Right Leg - Lower": (25, 200, 85, 291, 120, 80, 43),
+    "Torso Front Bottom Half": (24, -15, 123, 1018, 178, -50, 68),
+    "Left Leg - Upper": (24, -150, 88, 631, 87, 24, 58),
+    "Right Leg - Upper": (23, 150, 90, 634, 94, 29, 59),
+    "Right Arm - Upper": (23, 280, 150, 1323, 119, 70, 59),
+    "Left Arm - Upper": (23, -284, 126, 1321, 169, 71, 54),
+    "Head & Neck": (12, 4, 55, 1576, 112, -36, 79),
+    "Right Arm - Lower": (8.3, 367, 200, 1110, 136, 17, 83),
+    "Left Arm - Lower": (8.0, -332, 200, 1046, 108, -4, 77),
+    "Torso Back Bottom Third": (6.0, 0, 104, 905, 60, 157, 41),
+    "Left Leg": (1.1, -190, 90, 460, 180, 50, 60),
+    "Right Leg": (0.9, 190, 90, 460, 180, 50, 60),
+    "Left Arm": (0.8, -300, 150, 1200, 150, 40, 60),
+    "Right Arm": (0.75, 300, 150, 1200, 150, 40, 60),
+    "Torso Front": (0.25, 0, 110, 1150, 200, -40, 70),
+    "Torso Back": (0.2, 0, 105, 1150, 200, 135, 60),
+}
+LOC_NAMES = tuple(LOCATIONS)
+_SITE = {"Torso Back": "posterior torso", "Torso Front": "anterior torso", "Leg": "lower extremity",
+         "Arm": "upper extremity", "Head": "head/neck"}
+SIMPLE = tuple(n.split(" - ")[0].replace(" Top Third", "").replace(" Middle Third", "")
+               .replace(" Bottom Third", "").replace(" Top Half", "").replace(" Bottom Half", "")
+               for n in LOC_NAMES)
+SITE = tuple(next(v for k, v in _SITE.items() if k in s) for s in SIMPLE)
+# hospital: (patient weight, licence, P(tile = "3D: white"))
+HOSPITALS = dict(zip(LEVELS["attribution"], [(32, "CC-BY", 0.92), (26, "CC-BY-NC", 0.01),
+                 (16, "CC-BY-NC", 0.0), (13, "CC-BY", 0.06), (7, "CC-0", 0.0),
+                 (3, "CC-BY-NC", 0.0), (2.3, "CC-BY", 0.0)], strict=True))
+# (iddx_full, family, weight within family)
+MALIGNANT = [
+    ("Basal cell carcinoma::Basal cell carcinoma, Nodular", "bcc", 70),
+    ("Basal cell carcinoma::Basal cell carcinoma, Superficial", "bcc", 36),
+    ("Basal cell carcinoma", "bcc", 8), ("Basal cell carcinoma::Basal cell carcinoma, Infiltrating",
+                                         "bcc", 2),
+    ("Squamous cell carcinoma in situ", "scc", 34),
+    ("Squamous cell carcinoma, Invasive", "scc", 12),
+    ("Squamous cell carcinoma, Invasive::Squamous cell carcinoma, Invasive, Keratoacanthoma-type",
+     "scc", 4), ("Squamous cell carcinoma, NOS", "scc", 1),
+    ("Melanoma in situ", "mel", 30), ("Melanoma in situ::Melanoma in situ, Lentigo maligna type",
+                                      "mel", 9),
+    ("Melanoma in situ::Melanoma in situ, associated with a nevus", "mel", 9),
+    ("Melanoma Invasive::Melanoma Invasive, Superficial spreading", "mel", 27),
+    ("Melanoma Invasive", "mel", 8), ("Melanoma, NOS", "mel", 7),
+    ("Melanoma Invasive::Melanoma Invasive, Associated with a nevus", "mel", 7),
+]
+FAMILY = {"bcc": "Malignant adnexal epithelial proliferations - Follicular",
+          "scc": "Malignant epidermal proliferations",
+          "mel": "Malignant melanocytic proliferations (Melanoma)"}
+BENIGN_DETAIL = ["Benign::Benign melanocytic proliferations::Nevus",
+                 "Benign::Benign melanocytic proliferations::Nevus::Nevus, NOS, Junctional",
+                 "Benign::Benign epidermal proliferations::Seborrheic keratosis",
+                 "Indeterminate::Indeterminate epidermal proliferations::"
+                 "Solar or actinic keratosis"]
+MITOTIC = ["0/mm^2", "<1/mm^2", "1/mm^2", "2/mm^2", "3/mm^2", "4/mm^2", ">4/mm^2"]
+
+
+def _allocate(rng: np.random.Generator, rows: int, patients: int) -> np.ndarray:
+    """Lesions per patient: heavy-tailed (lognormal, sigma 0.97), >= 1 each, summing to rows."""
+    patients = max(1, min(patients, rows))
+    w = rng.lognormal(0.0, 0.97, patients)
+    extra = rng.multinomial(rows - patients, w / w.sum())
+    return 1 + extra
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _intercept(logit: np.ndarray, prevalence: float) -> float:
+    """Bisection: the shift making the mean probability equal ``prevalence``."""
+    lo, hi = -40.0, 40.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if _sigmoid(logit + mid).mean() < prevalence:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _lesions(rng: np.random.Generator, counts: np.ndarray) -> tuple[dict, dict]:
+    """All table columns (numpy) and latents for patients with ``counts`` lesions each."""
+    nP, n = len(counts), int(counts.sum())
+    pid = np.repeat(np.arange(nP), counts)
+    N = lambda sd=1.0, size=n: rng.normal(0.0, sd, size)  # noqa: E731
+    # patient level
+    age_p = np.clip(np.round(rng.normal(58, 13, nP) / 5) * 5, 15, 85)
+    hosp = rng.choice(len(HOSPITALS), nP, p=_norm([h[0] for h in HOSPITALS.values()]))
+    white_p = rng.random(nP) < np.array([h[2] for h in HOSPITALS.values()])[hosp]
+    male = rng.random(nP) < 0.66
+    size_p, dark_p, hue_p, hueb_p = N(0.4, nP), N(0.3, nP), N(1, nP), N(1, nP)
+    border_p, nevi_p, sdlx_p = N(1, nP), N(3, nP), N(0.25, nP)
+    skin_p = np.stack([rng.normal(52, 9, nP), rng.normal(15.5, 3, nP), rng.normal(26.4, 3.5, nP)])
+    loc_logw = np.log(_norm([v[0] for v in LOCATIONS.values()])) + N(0.5, (nP, len(LOCATIONS)))
+    cum = np.cumsum(_norm(np.exp(loc_logw), axis=1), axis=1)
+    # lesion level
+    e_size, e_dark, e_hue, s, u = N(), N(), N(), N(), N()
+    loc = np.minimum((rng.random(n)[:, None] > cum[pid]).sum(1), len(LOCATIONS) - 1)
+    xyz = np.array([v[1:] for v in LOCATIONS.values()])[loc]
+    c: dict[str, np.ndarray] = {"pid": pid, "loc": loc}
+    for k, ax in enumerate("xyz"):
+        c[f"tbp_lv_{ax}"] = xyz[:, 2 * k] + xyz[:, 2 * k + 1] * N()
+    visit = (rng.random(nP) < 0.12)[pid] & (rng.random(n) < 0.4)
+    c["age_approx"] = np.minimum(age_p[pid] + 5 * visit, 85.0)
+    c["male"], c["white"], c["hosp"] = male[pid], white_p[pid] ^ (rng.random(n) < 0.03), hosp[pid]
+    log_d = math.log(3.3) + size_p[pid] + 0.30 * e_size + N(0.05)
+    d = np.clip(np.exp(log_d), 1.0, 28.0)
+    zd = (log_d - math.log(3.3)) / 0.52
+    c["clin_size_long_diam_mm"] = np.round(d, 2)
+    zk = (dark_p[pid] + 0.24 * e_dark + 0.12 * zd * 0.38) / 0.39  # contrast (darkness) z
+    dL = -np.exp(math.log(8.5) + 0.38 * zk)
+    b = 0.35 * border_p[pid] + 0.25 * zd - 0.45 * zk + 0.78 * N()  # border irregularity z
+    q = np.clip(rng.normal(0.68, 0.13, n) - 0.04 * b, 0.22, 0.995)
+    minor = d * q * np.exp(N(0.03))
+    c["tbp_lv_minorAxisMM"] = minor
+    c["tbp_lv_eccentricity"] = np.clip(np.sqrt(1 - q**2) + N(0.02), 0.05, 0.995)
+    area = math.pi / 4 * d * minor * np.exp(N(0.1))
+    ha, hb = d / 2, minor / 2
+    ell_perim = math.pi * (3 * (ha + hb) - np.sqrt((3 * ha + hb) * (ha + 3 * hb)))
+    perim = ell_perim * (1 + 0.125 * np.exp(0.55 * (0.7 * b + 0.3 * zd + 0.65 * N())))
+    c["tbp_lv_areaMM2"], c["tbp_lv_perimeterMM"] = area, perim
+    c["tbp_lv_area_perim_ratio"] = perim**2 / area
+    c["tbp_lv_norm_border"] = np.clip(3.05 * np.exp(0.42 * b), 0.7, 10.0)
+    c["tbp_lv_symm_2axis"] = np.clip(0.286 * np.exp(0.4 * (0.9 * b + 0.44 * N())), 0.05, 0.8)
+    c["tbp_lv_symm_2axis_angle"] = 5.0 * rng.integers(0, 36, n)
+    ext = skin_p[:, pid] + np.stack([N(4), N(2), N(2.5)])
+    dA = 5.0 + 1.1 * zk + 1.8 * hue_p[pid] + 1.5 * e_hue + N(0.6)
+    dB = 0.9 + 1.8 * hueb_p[pid] - 0.5 * zd + 1.5 * N()
+    for name, e, dlt in (("L", ext[0], dL), ("A", ext[1], dA), ("B", ext[2], dB)):
+        c[f"tbp_lv_{name}ext"], c[f"tbp_lv_{name}"] = np.round(e, 6), np.round(e + dlt, 6)
+        c[f"tbp_lv_delta{name}"] = c[f"tbp_lv_{name}"] - c[f"tbp_lv_{name}ext"]
+    for sfx in ("", "ext"):
+        A, B = c[f"tbp_lv_A{sfx}"], c[f"tbp_lv_B{sfx}"]
+        c[f"tbp_lv_C{sfx}"], c[f"tbp_lv_H{sfx}"] = np.hypot(A, B), np.degrees(np.arctan2(B, A))
+    c["tbp_lv_deltaLB"] = np.hypot(dL, dB) * (1 + np.abs(N(0.02)))
+    c["tbp_lv_deltaLBnorm"] = c["tbp_lv_deltaLB"] * np.clip(0.79 * np.exp(N(0.15)), 0.54, 1.6)
+    c["tbp_lv_stdL"] = 0.29 * np.abs(dL) * np.exp(N(0.3))
+    c["tbp_lv_stdLExt"] = 2.25 * np.exp(sdlx_p[pid] + N(0.2))
+    v = 0.55 * zd + 0.35 * zk + 0.5 * s + 0.55 * N()  # colour variegation z
+    on = v > -1.25
+    csm = np.where(on, 1.1 * np.exp(0.55 * v), 0.0)
+    c["tbp_lv_color_std_mean"] = csm
+    c["tbp_lv_norm_color"] = np.where(on, np.clip(2.9 * np.exp(0.5 * v + N(0.08)), 0, 10), 0.0)
+    c["tbp_lv_radial_color_std_max"] = np.where(on & (N() > -2.4), 0.95 * csm * np.exp(N(0.15)), 0)
+    eta = -3.2 + nevi_p[pid] + 2.0 * zk - 2.5 * b + 5.0 * N()
+    c["tbp_lv_nevi_confidence"] = 100 * _sigmoid(eta)
+    c["tbp_lv_dnn_lesion_confidence"] = 100 * _sigmoid(rng.normal(7, 3.5, n))
+    lat = {"e_size": e_size, "e_dark": e_dark, "e_hue": e_hue, "s": s, "u": u, "v": v,
+           "zd": zd, "zk": zk, "b": b, "eta": eta}
+    return c, lat
+
+
+def _norm(w: np.ndarray | list[float], axis: int | None = None) -> np.ndarray:
+    w = np.asarray(w, dtype=np.float64)
+    return w / w.sum(axis=axis, keepdims=axis is not None)
+
+
+def _logits(c: dict, lat: dict) -> dict[str, np.ndarray]:
+    """The four additive parts of the true logit (before the intercept)."""
+    zd, b = lat["zd"], lat["b"]
+    table = (0.75 * zd + 0.45 * np.maximum(zd - 1, 0) + 0.35 * np.maximum(zd, 0) * np.maximum(b, 0)
+             - 0.09 * (lat["eta"] + 3.2) + 0.03 * (np.nan_to_num(c["age_approx"], nan=58) - 58)
+             - 0.35 * (c["tbp_lv_deltaB"] - 0.9) / 2.8
+             + 0.5 * np.maximum((c["tbp_lv_deltaLBnorm"] - 9) / 3, 0)
+             + 0.3 * np.log(c["tbp_lv_stdLExt"] / 2.25) / 0.32)
+    patient = (0.9 * lat["e_size"] + 1.0 * (np.abs(lat["e_dark"]) - 0.8)
+               + 0.5 * (np.abs(lat["e_hue"]) - 0.8))
+    return {"logit_table": table, "logit_patient": patient, "logit_image": 1.3 * lat["u"],
+            "logit_shared": 1.0 * lat["s"]}
+
+
+def _diagnosis(rng: np.random.Generator, c: dict, lat: dict, y: np.ndarray) -> dict:
+    """lesion_id, iddx_*, mel_* columns consistent with the target and the lesion's look."""
+    n = len(y)
+    age_z = (np.nan_to_num(c["age_approx"], nan=58) - 58) / 13
+    score = np.stack([0.8 * (c["tbp_lv_deltaA"] - 5) / 3 - 0.6 * lat["zk"] + 0.4 * age_z,
+                      0.5 * age_z - 0.7 + 0.3 * (c["tbp_lv_deltaB"] - 0.9) / 2.8,
+                      0.8 * lat["zk"] + 0.6 * lat["v"] + 0.2])
+    fam = (np.cumsum(_norm(np.exp(score), axis=0), 0) < rng.random(n)).sum(0).clip(0, 2)
+    full = np.full(n, "Benign", dtype=object)
+    thick, mitotic = np.full(n, np.nan), np.full(n, None, dtype=object)
+    for f, fname in enumerate(("bcc", "scc", "mel")):
+        rows = np.flatnonzero((y == 1) & (fam == f))
+        opts = [m for m in MALIGNANT if m[1] == fname]
+        pick = rng.choice(len(opts), len(rows), p=_norm([m[2] for m in opts]))
+        full[rows] = [f"Malignant::{FAMILY[fname]}::{opts[i][0]}" for i in pick]
+        inv = rows[np.array([fname == "mel" and "Invasive" in opts[i][0] for i in pick],
+                            dtype=bool)]
+        thick[inv] = np.round(np.clip(rng.lognormal(np.log(0.5), 0.7, len(inv)), 0.1, 8), 1)
+        mit = inv[rng.random(len(inv)) < 0.83]
+        mitotic[mit] = rng.choice(MITOTIC, len(mit), p=_norm([16, 15, 2, 2, 1, 1, 3]))
+    detail = (y == 0) & (rng.random(n) < 0.003)
+    full[detail] = rng.choice(BENIGN_DETAIL, int(detail.sum()))
+    has_id = (y == 1) | detail | (rng.random(n) < 0.045)
+    return {"lesion_id": np.where(has_id, _ids(rng, "IL", n), None), "iddx_full": full,
+            "mel_mitotic_index": mitotic, "mel_thick_mm": thick}
+
+
+def _ids(rng: np.random.Generator, prefix: str, n: int, sort: bool = False) -> np.ndarray:
+    """``n`` unique ids like ``ISIC_0015670`` (sorted on request, as in the Kaggle files)."""
+    num = rng.choice(10_000_000, n, replace=False)
+    if sort:
+        num = np.sort(num)
+    return np.char.add(f"{prefix}_", np.char.zfill(num.astype(str), 7)).astype(object)
+
+
+def _frame(c: dict, rows: np.ndarray, rng: np.random.Generator, split: str) -> pl.DataFrame:
+    """Kaggle-formatted frame of ``rows`` with real missingness (age, sex, site)."""
+    n = len(rows)
+    n_all = len(c["pid"])
+    pick = {k: v[rows] for k, v in c.items() if isinstance(v, np.ndarray) and len(v) == n_all}
+    miss_p = rng.random((2, int(c["pid"].max()) + 1))
+    age = np.where((miss_p[0][pick["pid"]] < 0.005) | (rng.random(n) < 0.002), np.nan,
+                   pick["age_approx"])
+    sex = np.where(pick["male"], "male", "female").astype(object)
+    sex[(miss_p[1][pick["pid"]] < 0.025) | (rng.random(n) < 0.004)] = None
+    no_site = rng.random(n) < 0.014
+    loc = np.asarray(LOC_NAMES, dtype=object)[pick["loc"]]
+    site = np.asarray(SITE, dtype=object)[pick["loc"]]
+    simple = np.asarray(SIMPLE, dtype=object)[pick["loc"]]
+    site[no_site], loc[no_site], simple[no_site] = None, "Unknown", "Unknown"
+    hosp = np.asarray(LEVELS["attribution"], dtype=object)[pick["hosp"]]
+    lic = np.asarray([h[1] for h in HOSPITALS.values()], dtype=object)[pick["hosp"]]
+    cols: dict[str, pl.Series] = {
+        "isic_id": _str(pick["isic_id"]),
+        "patient_id": _str(pick["patient_id"]),
+        "age_approx": pl.Series(age).fill_nan(None),
+        "sex": _str(sex),
+        "anatom_site_general": _str(site),
+        "clin_size_long_diam_mm": pl.Series(pick["clin_size_long_diam_mm"]),
+        "image_type": pl.repeat(LEVELS["image_type"][0], n, eager=True),
+        "tbp_tile_type": pl.Series(np.where(pick["white"], "3D: white", "3D: XP")),
+        "tbp_lv_location": _str(loc),
+        "tbp_lv_location_simple": _str(simple),
+        "tbp_lv_symm_2axis_angle": pl.Series(pick["tbp_lv_symm_2axis_angle"].astype(np.int64)),
+        "attribution": _str(hosp),
+        "copyright_license": _str(lic),
+    }
+    if split == "train":
+        cols["target"] = pl.Series(pick["target"], dtype=pl.Int8)
+        for k in ("lesion_id", "iddx_full", "mel_mitotic_index"):
+            cols[k] = pl.Series(pick[k].tolist(), dtype=pl.String)
+        cols["mel_thick_mm"] = pl.Series(pick["mel_thick_mm"]).fill_nan(None)
+        cols["tbp_lv_dnn_lesion_confidence"] = pl.Series(
+            np.round(pick["tbp_lv_dnn_lesion_confidence"], 6))
+        parts = cols["iddx_full"].str.split("::")
+        for i in range(5):
+            cols[f"iddx_{i + 1}"] = parts.list.get(i, null_on_oob=True)
+    for k in TRAIN_COLUMNS:
+        if k not in cols and k.startswith("tbp_lv_"):
+            cols[k] = pl.Series(np.round(pick[k], 6))
+    names = TRAIN_COLUMNS if split == "train" else TEST_COLUMNS
+    return pl.DataFrame([cols[k].alias(k) for k in names])
+
+
+def _str(a: np.ndarray) -> pl.Series:
+    """A String series from a numpy object array (polars cannot cast Object columns)."""
+    return pl.Series(a.tolist(), dtype=pl.String)
+
+
+def simulate(cfg: SynthConfig) -> tuple[dict, np.ndarray, dict]:
+    """Columns, split mask (True = train) and latents of all rows, in file order (no I/O)."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    n_test_p = int(np.clip(round(cfg.patients * cfg.test_rows / max(cfg.rows, 1)),
+                           min(3, cfg.test_rows), cfg.test_rows))
+    c_tr, c_te = _allocate(rng, cfg.rows, cfg.patients), _allocate(rng, cfg.test_rows, n_test_p)
+    c, lat = _lesions(rng, np.concatenate([c_tr, c_te]))
+    train = c["pid"] < len(c_tr)
+    parts = _logits(c, lat)
+    total = sum(parts.values())
+    b0 = _intercept(total[train], cfg.prevalence)
+    lat.update(parts, logit=total + b0, prob=_sigmoid(total + b0))
+    c["target"] = (np.random.default_rng([cfg.seed, 3]).random(len(total)) < lat["prob"]).astype(
+        np.int8)
+    c.update(_diagnosis(rng, c, lat, c["target"]))
+    # shuffle rows within each split; ids sorted in file order like the Kaggle files
+    rid = np.random.default_rng([cfg.seed, 4])
+    order = np.concatenate([rid.permutation(np.flatnonzero(train)),
+                            rid.permutation(np.flatnonzero(~train))])
+    c = {k: (v[order] if isinstance(v, np.ndarray) and len(v) == len(order) else v)
+         for k, v in c.items()}
+    lat = {k: v[order] for k, v in lat.items()}
+    train = train[order]
+    n_tr = int(train.sum())
+    ids = _ids(rid, "ISIC", len(order))
+    c["isic_id"] = np.concatenate([np.sort(ids[:n_tr]), np.sort(ids[n_tr:])])
+    c["patient_id"] = _ids(rid, "IP", int(c["pid"].max()) + 1)[c["pid"]]
+    return c, train, lat
+
+
+def generate(cfg: SynthConfig, images: bool = True) -> Path:
+    """Write the whole data set into ``cfg.out`` (atomic files) and return that folder.
+
+    ``images=False`` writes the tables only (the crops cost most of the time at full size),
+    for metadata benchmarks; the tables are identical either way.
+    """
+    out = Path(cfg.out)
+    c, train, lat = simulate(cfg)
+    rng = np.random.default_rng([cfg.seed, 5])
+    tr, te = np.flatnonzero(train), np.flatnonzero(~train)
+    write_csv(_frame(c, tr, rng, "train"), out / layout.TRAIN_META)
+    test = _frame(c, te, rng, "test")
+    write_csv(test, out / layout.TEST_META)
+    write_csv(test.select("isic_id", target=pl.lit(0.3)), out / layout.SAMPLE_SUBMISSION)
+    oracle = pl.DataFrame({
+        "isic_id": c["isic_id"], "split": np.where(train, "train", "test"),
+        "target": c["target"], "prob": lat["prob"], "logit": lat["logit"],
+        **{k: lat[k] for k in ("logit_table", "logit_patient", "logit_image", "logit_shared")},
+    })
+    write_parquet(oracle, out / layout.ORACLE)
+    if not images:
+        return out
+    params = image_params(c, lat["s"], lat["u"], lat["v"], cfg.image_size,
+                          np.random.default_rng([cfg.seed, 2]))
+    for code, (rows, name) in enumerate(((tr, layout.TRAIN_IMAGES), (te, layout.TEST_IMAGES))):
+        items = encode_images(c["isic_id"][rows], params[rows], cfg.seed, code, cfg.workers,
+                              cfg.jpeg_quality)
+        write_crops(out / name, items)
+    return out
+
+
+def write_metadata_only(cfg: SynthConfig) -> Path:
+    """The tables of ``generate`` without crops (metadata load benchmarks)."""
+    return generate(cfg, images=False)
+
+
+def run(cfg: SynthConfig) -> Path:
+    """CLI entry point: generate and log what was written."""
+    out = generate(cfg)
+    oracle = pl.read_parquet(out / layout.ORACLE)
+    for split in ("train", "test"):
+        part = oracle.filter(pl.col("split") == split)
+        log.info("%s: %d rows, %d positives (%.3f%%), %d crops of ~%d px", split, part.height,
+                 part["target"].sum(), 100 * part["target"].mean(), part.height, cfg.image_size)
+    for f in sorted(out.iterdir()):
+        log.info("wrote %s (%.1f MB)", f, f.stat().st_size / 1e6)
+    return out
