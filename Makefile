@@ -13,6 +13,7 @@ TRIALS    ?= 30
 TIMEOUT   ?= 0
 DASH_PORT ?= 8080
 NAME      ?= baseline
+OUT       ?=
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -23,11 +24,11 @@ REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
 SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 
 # Stages that exist so far; `all` runs exactly these, in order.
-PIPELINE := data folds train-tabular
+PIPELINE := data folds train-tabular train-image stack report
 
 .PHONY: help setup synth data folds train-tabular train-image stack submit report all test \
         test-fast bench lint clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare
+        evaluate compare kaggle-package
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -66,6 +67,12 @@ stack: $(STAMP) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.c
 
 report: $(STAMP) ## CV table, ROC curves, score histograms of ARTIFACTS/oof -> ARTIFACTS/report
 	$(ISIC) report --profile $(PROFILE) $(COMMON) $(ARGS)
+
+submit: $(STAMP) ## offline inference on a test dir: make submit DATA_DIR=<dir> [OUT=submission.csv]
+	$(ISIC) predict --profile $(PROFILE) $(COMMON) out=$(OUT) $(ARGS)
+
+kaggle-package: $(STAMP) ## dist/kaggle: wheel + saved models + run_inference.py (see KAGGLE.md)
+	$(ISIC) kaggle-package --profile $(PROFILE) artifacts=$(ARTIFACTS) $(ARGS)
 
 tune-tabular: folds ## Optuna sweep of a tabular GBDT (MODEL=lgbm|xgb|cat TRIALS= TIMEOUT=)
 	$(ISIC) tune tabular --profile $(PROFILE) model=$(MODEL) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(ARGS)

@@ -40,6 +40,8 @@ STAGES: dict[str, Stage] = {
                    "level-2 model over OOF predictions and submission.csv"),
     "predict": Stage("isicstack.pipelines.predict", "PredictConfig", "predict",
                      "offline inference from saved models on a test directory"),
+    "kaggle-package": Stage("isicstack.pipelines.package", "PackageConfig", "package",
+                            "dist/kaggle: wheel + saved models + run_inference.py for Kaggle"),
     "report": Stage("isicstack.pipelines.report", "ReportConfig", "report",
                     "CV table, ROC curves and score distributions"),
     "tune": Stage("isicstack.pipelines.tune", "TuneConfig", "tune",

@@ -48,6 +48,8 @@ class TuneConfig:
     space_file: str = ""
     tuned_dir: str = ""
     stage_overrides: list[str] = field(default_factory=list)
+    keep_trials: bool = False  # image stage: keep each trial's artifacts folder
+    enqueue_defaults: bool = True  # a new study's first trial = the current config's values
 
 
 def storage_url(cfg: TuneConfig) -> str:
@@ -79,13 +81,19 @@ def make_storage(cfg: TuneConfig) -> optuna.storages.BaseStorage:
     raise AssertionError("unreachable")
 
 
+def space_section(cfg: TuneConfig) -> str:
+    """The tabular spaces are per GBDT (``model``); the other stages have one, ``default``."""
+    return cfg.model if cfg.stage == "tabular" else "default"
+
+
 def load_space(cfg: TuneConfig) -> dict[str, dict[str, Any]]:
-    """Search space of ``cfg.model`` from ``configs/tune/<stage>.yaml``."""
+    """Search space of ``cfg`` from ``configs/tune/<stage>.yaml``."""
     path = Path(cfg.space_file) if cfg.space_file else CONFIG_DIR / "tune" / f"{cfg.stage}.yaml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if cfg.model not in doc:
-        raise ValueError(f"{path}: no search space for model {cfg.model!r}; has {list(doc)}")
-    return doc[cfg.model]
+    section = space_section(cfg)
+    if section not in doc:
+        raise ValueError(f"{path}: no search space {section!r}; has {list(doc)}")
+    return doc[section]
 
 
 def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -163,15 +171,31 @@ def tabular_objective(cfg: TuneConfig) -> tuple[Callable[[optuna.Trial], float],
             out["neg_ratio"] = stage["neg_ratio"]
         return out
 
-    return objective, {"export": export}
+    defaults = {k: v for k, v in base.params.items() if k in space}
+    if "stage.num_rounds" in space:
+        defaults["stage.num_rounds"] = base.num_rounds
+    if "stage.neg_ratio" in space:
+        defaults["stage.neg_ratio"] = tab.neg_ratio
+    return objective, {"export": export, "defaults": defaults}
 
 
-OBJECTIVES = {"tabular": tabular_objective}
+def _objective(stage: str) -> Callable[[TuneConfig], tuple[Callable, dict]]:
+    """The objective factory of ``stage``; image/stack ones import torch, so only on demand."""
+    if stage == "tabular":
+        return tabular_objective
+    from isicstack.pipelines import tune_stages
+
+    return getattr(tune_stages, f"{stage}_objective")
+
+
+OBJECTIVES = ("tabular", "image", "stack")
+# the YAML stem each stage reads, so exported parameters land where the stage looks for them
+TUNED_STEM = {"tabular": "tabular", "image": "image", "stack": "stacking"}
 
 
 def study_for(cfg: TuneConfig) -> optuna.Study:
     """Create or join the study (``load_if_exists``), seeded TPE + median pruning."""
-    name = cfg.study_name or f"{cfg.stage}-{cfg.model}-{cfg.profile}"
+    name = cfg.study_name or f"{cfg.stage}-{space_section(cfg)}-{cfg.profile}"
     return optuna.create_study(
         study_name=name, storage=make_storage(cfg), direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=None if cfg.seed < 0 else cfg.seed),
@@ -184,7 +208,7 @@ def export_best(cfg: TuneConfig, study: optuna.Study, export: Callable[[dict], d
     body = export(best.params)
     header = (f"# tuned by `isic tune` on study {study.study_name!r}: trial {best.number}, "
               f"OOF pAUC {best.value:.5f}, profile {cfg.profile!r}, data {cfg.data_dir!r}\n")
-    path = Path(cfg.tuned_dir or CONFIG_DIR / "tuned") / f"{cfg.stage}.yaml"
+    path = Path(cfg.tuned_dir or CONFIG_DIR / "tuned") / f"{TUNED_STEM[cfg.stage]}.yaml"
     write_text(header + yaml.safe_dump(body, sort_keys=False), path)
     return path
 
@@ -193,8 +217,11 @@ def run(cfg: TuneConfig) -> optuna.Study:
     """``isic tune``: run ``trials`` more trials (or until ``timeout``) on the shared study."""
     if cfg.stage not in OBJECTIVES:
         raise ValueError(f"tune: unknown stage {cfg.stage!r}; known: {', '.join(OBJECTIVES)}")
-    objective, extra = OBJECTIVES[cfg.stage](cfg)
+    objective, extra = _objective(cfg.stage)(cfg)
     study = study_for(cfg)
+    if cfg.enqueue_defaults and extra.get("defaults") and not study.trials:
+        # the untuned configuration is trial 0: the sweep's gain over it is measured, not assumed
+        study.enqueue_trial(extra["defaults"], skip_if_exists=True)
     log.info("study %r on %s: %d finished trials so far", study.study_name,
              storage_url(cfg).split("@")[-1], len(study.trials))
     study.optimize(objective, n_trials=cfg.trials or None, timeout=cfg.timeout or None,

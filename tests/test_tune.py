@@ -164,3 +164,27 @@ def test_evaluate_and_compare(mini_isic, mini_artifacts, capsys):
     out = compare(mini_artifacts / "evals" / "a.json", mini_artifacts / "evals" / "b.json")
     assert out["lgbm"]["n_seeds"] == 2
     assert "paired t-test over 2 seeds" in capsys.readouterr().out
+
+
+def test_image_sweep_reports_folds_and_exports(mini_isic, mini_artifacts, tmp_path):
+    """The image objective runs the real stage per trial, reports each fold, exports flat keys."""
+    art = tmp_path / "art"
+    art.mkdir()
+    shutil.copy(mini_artifacts / "folds.parquet", art / "folds.parquet")
+    space = tmp_path / "image.yaml"
+    space.write_text(yaml.safe_dump({"default": {
+        "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+        "neg_ratio": {"type": "float", "low": 1.0, "high": 4.0}}}))
+    small = ["model_name=test_resnet", "image_size=32", "batch_size=16", "epochs=1",
+             "num_workers=0", "max_train_batches=2", "fusion=false", "accelerator=cpu"]
+    cfg = TuneConfig(stage="image", data_dir=str(mini_isic), artifacts=str(art), profile="smoke",
+                     trials=2, storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="img",
+                     space_file=str(space), tuned_dir=str(tmp_path / "tuned"),
+                     stage_overrides=small, heartbeat_interval=0, pruning=False)
+    study = run(cfg)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert sorted(study.trials[0].intermediate_values) == [0, 1, 2]  # one report per fold
+    assert all(0.0 <= t.value <= 0.2 for t in study.trials)
+    tuned = yaml.safe_load((tmp_path / "tuned" / "image.yaml").read_text())
+    assert set(tuned) == {"lr", "neg_ratio"}
+    assert not (art / "oof").exists() and not (art / "tune" / "image" / "trial0").exists()

@@ -1,0 +1,129 @@
+"""``isic kaggle-package``: a folder to upload as one Kaggle dataset for the offline notebook.
+
+``dist/kaggle/`` holds the project as a wheel, exactly the run files the predict path reads
+(found by loading every model the resolved predict config needs, so a package that builds also
+loads), checkpoints stripped to their weights (no optimizer state: half the upload), the resolved
+``predict.yaml``, ``run_inference.py`` and the ``dataset-metadata.json`` of ``kaggle datasets``.
+It is built beside the target and swapped in, so a failed build leaves the old package intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from isicstack.config import load_config, to_dict
+from isicstack.data.io import atomic_path, write_json, write_text
+from isicstack.data.layout import run_dir
+from isicstack.pipelines.predict import STACKER_FILE, PredictConfig, resolve_models
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]  # the project root (the `isicstack` package)
+MANIFEST = "MANIFEST.json"
+
+
+@dataclass
+class PackageConfig:
+    """Config of ``isic kaggle-package`` (``configs/package.yaml``)."""
+
+    data_dir: str = "auto"  # unused: the package holds no data
+    artifacts: str = "artifacts"
+    profile: str = "default"
+    out_dir: str = "dist/kaggle"
+    predict_profile: str = ""  # profile of configs/predict.yaml to ship; "" = `profile`
+    predict_overrides: list[str] = field(default_factory=list)  # e.g. ["stacker=", "models=[]"]
+    wheel: bool = True
+    dataset_id: str = "your-kaggle-username/isicstack-models"
+    dataset_title: str = "isicstack models"
+
+
+def build_wheel(dest: Path) -> Path:
+    """``pip wheel . --no-deps`` of the project into ``dest`` (offline: no build isolation)."""
+    # an isolated build would download setuptools: build with the installed one when present
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    # setuptools' build/ cache keeps deleted modules, which would ship in the wheel
+    shutil.rmtree(REPO / "build", ignore_errors=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+                           "--quiet", *isolation, "-w", str(dest)],
+                          cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"pip wheel failed ({done.returncode}): {done.stderr[-2000:]}")
+    wheels = sorted(dest.glob("isicstack-*.whl"))
+    if not wheels:
+        raise RuntimeError(f"pip wheel wrote no isicstack wheel into {dest}")
+    return wheels[-1]
+
+
+def copy_run_file(src: Path, dst: Path) -> None:
+    """Copy a run file; a Lightning checkpoint keeps only its ``state_dict``."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.suffix != ".ckpt":
+        shutil.copy2(src, dst)
+        return
+    import torch
+
+    state = torch.load(src, map_location="cpu", weights_only=True)["state_dict"]
+    with atomic_path(dst) as tmp:
+        torch.save({"state_dict": state}, tmp)
+
+
+def package_files(pcfg: PredictConfig) -> tuple[dict[str, Any], list[Path]]:
+    """What the predict path reads from ``artifacts`` (loaded on CPU to prove it loads)."""
+    cpu = dataclasses.replace(pcfg, accelerator="cpu", num_workers=0)
+    stacker, final, predictors = resolve_models(cpu, Path("unused-test-images.hdf5"))
+    files = [f for p in predictors for f in p.files]
+    if stacker is not None:
+        files.append(run_dir(pcfg.artifacts, pcfg.stacker) / STACKER_FILE)
+    info = {"models": [p.name for p in predictors], "submitted": final,
+            "stacker": stacker.method if stacker else None}
+    return info, files
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp``; refuse to delete a folder this stage did not build."""
+    if out.exists():
+        if any(out.iterdir()) and not (out / MANIFEST).is_file():
+            raise FileExistsError(f"{out}: exists and is not a kaggle package (no {MANIFEST}); "
+                                  "choose another out_dir or remove it")
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def run(cfg: PackageConfig) -> Path:
+    """Build ``out_dir`` and return it."""
+    pcfg = load_config(PredictConfig, "predict", cfg.predict_profile or cfg.profile,
+                       [*cfg.predict_overrides, f"artifacts={cfg.artifacts}"])
+    info, files = package_files(pcfg)
+    out = Path(cfg.out_dir)
+    tmp = out.with_name(f".{out.name}.building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    art = Path(cfg.artifacts)
+    for src in dict.fromkeys(files):
+        copy_run_file(src, tmp / "artifacts" / src.relative_to(art))
+    shipped = dataclasses.replace(pcfg, data_dir="auto", artifacts="artifacts", out="",
+                                  preds_dir="")
+    write_text(yaml.safe_dump({"base": to_dict(shipped)}, sort_keys=False),
+               tmp / "predict.yaml")
+    shutil.copy2(REPO / "pipelines" / "kaggle_inference.py", tmp / "run_inference.py")
+    wheel = build_wheel(tmp / "wheels").name if cfg.wheel else None
+    write_json({"title": cfg.dataset_title, "id": cfg.dataset_id,
+                "licenses": [{"name": "CC0-1.0"}]}, tmp / "dataset-metadata.json")
+    sizes = {str(p.relative_to(tmp)): p.stat().st_size
+             for p in sorted(tmp.rglob("*")) if p.is_file()}
+    manifest = {**info, "wheel": wheel, "files": sizes, "bytes": sum(sizes.values())}
+    write_json(manifest, tmp / MANIFEST)
+    _swap_in(tmp, out)
+    log.info("kaggle-package: %s (%d files, %.1f MB; models %s); upload steps: KAGGLE.md", out,
+             len(sizes) + 1, manifest["bytes"] / 1e6, info["models"])
+    return out

@@ -1,0 +1,117 @@
+"""The image stage's fold models rebuilt for offline inference (kept apart: it imports torch).
+
+Each fold's LightningModule is rebuilt from the run's ``config.yaml`` and loads the checkpoint
+training predicted with (``use_checkpoint``: ``last.ckpt`` or ``best.ckpt``) as a plain state dict
+(``weights_only``: no pickled code runs). One pass over the crops feeds every fold model, so each
+JPEG is decoded once; fusion inputs are the tabular test scores standardised with the train-OOF
+statistics saved in ``fusion.json``, exactly as ``vision.inputs.add_fusion`` did for the test rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from isicstack.data.layout import run_dir
+from isicstack.pipelines.predict_models import (
+    read_json,
+    read_run_config,
+    require_files,
+    trained_folds,
+)
+from isicstack.vision.data import CropDataset, EvalTransform, make_loader
+from isicstack.vision.inputs import FUSION_FILE, TAB_COLS, score_features, standardise
+from isicstack.vision.model import ImageClassifier
+from isicstack.vision.train import ImageConfig, resolve_runtime
+
+log = logging.getLogger(__name__)
+
+AUTOCAST = {"bf16": torch.bfloat16, "16": torch.float16}
+
+
+def checkpoint_paths(rdir: Path, folds: list[int], use_checkpoint: str) -> list[Path]:
+    """The checkpoint each fold's test predictions came from in training."""
+    return [rdir / f"fold{k}" / f"{use_checkpoint}.ckpt" for k in folds]
+
+
+def load_net(cfg: ImageConfig, path: Path, n_tab: int, channels_last: bool,
+             device: torch.device) -> ImageClassifier:
+    """The fold's module from its config (no pretrained file needed) and checkpoint weights."""
+    net = ImageClassifier(cfg.model_name, n_tab=n_tab, pretrained=False,
+                          channels_last=channels_last, tta_flip=cfg.tta_flip)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise ValueError(f"{path}: does not fit {cfg.model_name!r} with {n_tab} fusion "
+                         f"input(s): {str(err)[:300]}") from err
+    return net.eval().to(device)
+
+
+class ImagePredictor:
+    """Every trained fold of an image run, averaged as the training stage averaged them."""
+
+    def __init__(self, artifacts: str | os.PathLike[str], name: str, images: Path,
+                 accelerator: str = "auto", batch_size: int = 256, num_workers: int = 2,
+                 cpu_threads: int = 0) -> None:
+        rdir = run_dir(artifacts, name)
+        self.name, self.images = name, images
+        self.cfg: ImageConfig = read_run_config(ImageConfig, rdir)
+        rt = resolve_runtime(dataclasses.replace(
+            self.cfg, accelerator=accelerator, num_workers=num_workers, cpu_threads=cpu_threads))
+        self.device = torch.device("cuda" if rt["on_gpu"] else "cpu")
+        if not rt["on_gpu"]:
+            torch.set_num_threads(rt["cpu_threads"])
+        prec = str(rt["precision"]).split("-")[0]
+        self.autocast = AUTOCAST.get(prec) if rt["on_gpu"] else None
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.fusion: dict[str, Any] | None = None
+        self.deps: list[str] = []
+        if self.cfg.fusion and not self.cfg.images_path:
+            self.fusion = read_json(rdir / FUSION_FILE, "fusion standardisation statistics "
+                                    "(written by `isic train-image` with fusion=true)")
+            self.deps = [self.fusion["tabular_name"]]
+        paths = checkpoint_paths(rdir, trained_folds(rdir, "folds"), self.cfg.use_checkpoint)
+        require_files(paths, f"checkpoint of image run {name!r}")
+        self.files = [rdir / "config.yaml", rdir / "metrics.json", *paths]
+        if self.fusion is not None:
+            self.files.append(rdir / FUSION_FILE)
+        n_tab = len(TAB_COLS) if self.fusion else 0
+        self.nets = [load_net(self.cfg, p, n_tab, rt["channels_last"], self.device)
+                     for p in paths]
+        log.info("%s: %d fold model(s) %s %dpx on %s%s", name, len(self.nets),
+                 self.cfg.model_name, self.cfg.image_size, self.device,
+                 f" ({self.autocast})" if self.autocast else "")
+
+    def fusion_inputs(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Standardised tabular score features of ``rows`` (None for an image-only model)."""
+        if self.fusion is None:
+            return None
+        raw = score_features(preds[self.deps[0]], rows["patient_id"].to_numpy())
+        return standardise(raw, np.asarray(self.fusion["mean"]), np.asarray(self.fusion["std"]))
+
+    def predict(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray:
+        ds = CropDataset(self.images, rows["isic_id"].to_list(),
+                         EvalTransform(self.cfg.image_size, self.cfg.color_constancy),
+                         tab=self.fusion_inputs(rows, preds))
+        loader = make_loader(ds, self.batch_size, self.num_workers)
+        out = np.full(len(ds), np.nan)
+        amp = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast
+               else contextlib.nullcontext())
+        with torch.inference_mode(), amp:
+            for i, batch in enumerate(loader):
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                idx = batch["index"].cpu().numpy()
+                out[idx] = sum(net.predict_step(batch, i)["pred"].numpy().astype(np.float64)
+                               for net in self.nets) / len(self.nets)
+        if np.isnan(out).any():
+            raise RuntimeError(f"{self.name}: {int(np.isnan(out).sum())} row(s) not scored")
+        return out

@@ -1,0 +1,193 @@
+"""``isic report``: CV table, ROC curves and score distributions of every OOF prediction.
+
+Reads only artifacts (``oof/*.parquet`` + ``folds.parquet``, and the stack's metrics when
+present), so it runs after any subset of stages and never touches the data or retrains anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from isicstack.data.folds import read_folds
+from isicstack.data.io import DataError, atomic_path, write_json, write_text
+from isicstack.data.layout import run_dir
+from isicstack.stacking.inputs import discover, load_oof, score_summary
+
+log = logging.getLogger(__name__)
+
+MIN_TPR = 0.8  # the competition's pAUC region
+PLOTS = {"cv": "CV pAUC per model", "roc": "ROC curves", "scores": "score distributions"}
+
+
+@dataclass
+class ReportConfig:
+    """Config of ``isic report`` (``configs/report.yaml``)."""
+
+    data_dir: str = "auto"  # unused: the report reads artifacts only
+    artifacts: str = "artifacts"
+    profile: str = "default"
+    models: list[str] = field(default_factory=list)  # empty: every artifacts/oof/*.parquet
+    out: str = ""  # empty: <artifacts>/report
+    bins: int = 50
+    dpi: int = 110
+
+
+def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """OOF scores by name; discovered files that do not match the folds are skipped, not fatal."""
+    names = cfg.models or discover(cfg.artifacts, include_stack=True)
+    preds, skipped = {}, {}
+    for name in names:
+        try:
+            preds[name] = load_oof(cfg.artifacts, name, folds)
+        except (DataError, FileNotFoundError) as err:
+            if cfg.models:
+                raise
+            log.warning("report: skipping %s: %s", name, err)
+            skipped[name] = str(err)
+    return preds, skipped
+
+
+def _pyplot() -> Any:
+    """pyplot on the file-only Agg backend (no display on servers or in CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path, dpi: int) -> str:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return path.name
+
+
+def plot_cv(summary: dict[str, dict], path: Path, dpi: int) -> str:
+    """Fold pAUC mean ± std (bars) and pooled OOF pAUC (dots) per model."""
+    plt = _pyplot()
+    names = list(summary)
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
+    pos = np.arange(len(names))
+    ax.barh(pos, [summary[n]["fold_pauc_mean"] for n in names],
+            xerr=[summary[n]["fold_pauc_std"] for n in names], color="#9ecae1",
+            label="fold mean ± std")
+    ax.plot([summary[n]["oof_pauc"] for n in names], pos, "o", color="#08519c", label="OOF")
+    ax.set_yticks(pos, names)
+    ax.set_xlim(0, 0.2)
+    ax.set_xlabel("pAUC (TPR ≥ 0.8), max 0.2")
+    ax.legend(loc="lower right")
+    name = _save(fig, path, dpi)
+    plt.close(fig)
+    return name
+
+
+def plot_roc(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: int) -> str:
+    """Full ROC and a zoom on the scored region, which is shaded."""
+    from sklearn.metrics import roc_curve
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for name, p in preds.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        for ax in axes:
+            ax.plot(fpr, tpr, lw=1.3, label=name)
+    for ax, ylim, title in ((axes[0], (0, 1), "ROC"), (axes[1], (MIN_TPR - 0.02, 1.0),
+                                                       "pAUC region (TPR ≥ 0.8)")):
+        ax.axhspan(MIN_TPR, 1.0, color="orange", alpha=0.15, label="pAUC region")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set(xlim=(0, 1), ylim=ylim, xlabel="false positive rate",
+               ylabel="true positive rate", title=title)
+    axes[1].legend(loc="lower right", fontsize=8)
+    name = _save(fig, path, dpi)
+    plt.close(fig)
+    return name
+
+
+def plot_scores(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: int,
+                bins: int) -> str:
+    """Positive vs negative score histograms (density, log y: positives are ~0.1% of rows).
+
+    Probabilities are binned on the logit scale: most of them sit near 0, where the ranking of
+    the pAUC region is decided.
+    """
+    from isicstack.stacking.methods import logit
+
+    plt = _pyplot()
+    cols = min(3, len(preds))
+    rows = -(-len(preds) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.3 * rows), squeeze=False)
+    for ax, (name, p) in zip(axes.flat, preds.items(), strict=False):
+        prob = bool(((p >= 0) & (p <= 1)).all())
+        x = logit(p) if prob else p
+        edges = np.histogram_bin_edges(x, bins=bins)
+        ax.hist(x[y == 0], bins=edges, density=True, alpha=0.6, label="negative")
+        ax.hist(x[y == 1], bins=edges, density=True, alpha=0.6, label="positive")
+        ax.set(yscale="log", title=name, xlabel="logit(score)" if prob else "score",
+               ylabel="density (log)")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(preds):]:
+        ax.axis("off")
+    fig.tight_layout()
+    name = _save(fig, path, dpi)
+    plt.close(fig)
+    return name
+
+
+def markdown(info: dict[str, Any], images: dict[str, str]) -> str:
+    """The report page: header, CV table, stack notes, images."""
+    lines = [f"# isicstack CV report\n\nartifacts: `{info['artifacts']}`; {info['rows']} rows, "
+             f"{info['positives']} positives, {info['n_folds']} folds. pAUC is over TPR ≥ 0.8 "
+             "(max 0.2); all scores are out-of-fold.\n",
+             "| model | OOF pAUC | OOF AUC | fold pAUC mean ± std | fold AUC mean ± std |",
+             "|---|---:|---:|---:|---:|"]
+    for name, m in info["models"].items():
+        lines.append(f"| {name} | {m['oof_pauc']:.4f} | {m['oof_auc']:.4f} | "
+                     f"{m['fold_pauc_mean']:.4f} ± {m['fold_pauc_std']:.4f} | "
+                     f"{m['fold_auc_mean']:.4f} ± {m['fold_auc_std']:.4f} |")
+    if not info["models"]:
+        lines.append("\nNo OOF predictions found yet: run `make train-tabular` first.")
+    stack = info.get("stack")
+    if stack:
+        lines.append(f"\nStack: method `{stack.get('chosen')}` over {stack.get('input_names')}.")
+        oracle = stack.get("oracle")
+        if oracle:
+            lines.append(f"Oracle (true probability) pAUC {oracle['oracle_pauc']:.4f}; the stack "
+                         f"reaches {100 * oracle['stack_fraction']:.1f}% of it.")
+    for name, skipped in info["skipped"].items():
+        lines.append(f"\nSkipped `{name}`: {skipped}")
+    lines += [f"\n## {PLOTS[k]}\n\n![{PLOTS[k]}]({v})" for k, v in images.items()]
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: ReportConfig) -> dict[str, Any]:
+    """Write ``report.md``, ``report.json`` and the PNG plots under the report folder."""
+    folds = read_folds(cfg.artifacts)
+    out = Path(cfg.out) if cfg.out else Path(cfg.artifacts) / "report"
+    y = folds.get_column("target").to_numpy().astype(np.int64)
+    fold = folds.get_column("fold").to_numpy()
+    preds, skipped = load_models(cfg, folds)
+    info: dict[str, Any] = {
+        "artifacts": str(cfg.artifacts), "rows": len(y), "positives": int(y.sum()),
+        "n_folds": int(np.unique(fold).size), "skipped": skipped,
+        "models": {n: score_summary(y, p, fold) for n, p in preds.items()}}
+    stack_metrics = run_dir(cfg.artifacts, "stack") / "metrics.json"
+    if stack_metrics.is_file():
+        m = json.loads(stack_metrics.read_text(encoding="utf-8"))
+        info["stack"] = {k: m.get(k) for k in ("chosen", "input_names", "oracle")}
+    images = {}
+    if preds:
+        images = {"cv": plot_cv(info["models"], out / "cv.png", cfg.dpi),
+                  "roc": plot_roc(y, preds, out / "roc.png", cfg.dpi),
+                  "scores": plot_scores(y, preds, out / "scores.png", cfg.dpi, cfg.bins)}
+    info["images"] = images
+    write_json(info, out / "report.json")
+    write_text(markdown(info, images), out / "report.md")
+    log.info("report: wrote %s (%d model(s))", out / "report.md", len(preds))
+    return info

@@ -1,0 +1,123 @@
+"""Optuna objectives of the image and stacking stages (the tabular one lives in ``tune.py``).
+
+Both reuse their stage's own code: the image objective calls ``vision.train.run`` on a private
+artifacts folder per trial (the shared folds and tabular scores copied in, nothing written
+where ``make stack`` would pick it up), and prunes on the running mean of the fold pAUCs through
+a Lightning callback; the stacking objective calls ``stacking.methods.cross_validate`` on the
+level-1 OOF matrix read once per study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytorch_lightning as pl_
+
+from isicstack.config import load_config
+
+log = logging.getLogger(__name__)
+
+ObjectiveFactory = Callable[[Any], tuple[Callable[[optuna.Trial], float], dict]]
+
+
+class FoldPruning(pl_.Callback):
+    """Reports the running mean of per-fold ``val/pauc`` after each fold; prunes bad trials.
+
+    A fold's score is its last validation (the weights the OOF file uses by default), so the
+    reports are comparable with the tabular objective's per-fold reports.
+    """
+
+    def __init__(self, on_fold: Callable[[int, float], None]) -> None:
+        self.on_fold, self.fold = on_fold, 0
+
+    def on_fit_end(self, trainer: pl_.Trainer, pl_module: pl_.LightningModule) -> None:
+        score = trainer.callback_metrics.get("val/pauc")
+        value = float("nan") if score is None else float(score)
+        fold, self.fold = self.fold, self.fold + 1
+        self.on_fold(fold, value)
+
+
+def _trial_artifacts(src: Path, dst: Path, names: list[str]) -> Path:
+    """A fresh artifacts folder holding the shared folds and the named level-1 predictions."""
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    for rel in ("folds.parquet", "folds.json", "folds_images.parquet", "folds_images.json",
+                *(f"{d}/{n}.parquet" for n in names for d in ("oof", "test"))):
+        if (src / rel).is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, dst / rel)
+    return dst
+
+
+def _check_keys(space: dict[str, Any], cls: type) -> None:
+    """Search-space keys are config keys of the stage: a typo must not be silently ignored."""
+    unknown = sorted(set(space) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"search space keys {unknown} are not {cls.__name__} keys")
+
+
+def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
+    """Each trial trains every fold of the image stage with the drawn settings (no test pass)."""
+    from isicstack.pipelines.tune import load_space, pruning_reporter, suggest
+    from isicstack.vision.train import ImageConfig, run
+
+    base = load_config(ImageConfig, "image", cfg.profile,
+                       [f"data_dir={cfg.data_dir}", f"artifacts={cfg.artifacts}",
+                        *cfg.stage_overrides])
+    space = load_space(cfg)
+    _check_keys(space, ImageConfig)
+    root = Path(cfg.artifacts) / "tune" / "image"
+
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, space)
+        art = _trial_artifacts(Path(base.artifacts), root / f"trial{trial.number}",
+                               [base.tabular_name] if base.fusion else [])
+        trial_cfg = dataclasses.replace(base, **values, artifacts=str(art), name="tune",
+                                        resume=False, predict_test=False)
+        pruner = FoldPruning(pruning_reporter(trial, cfg.pruning))
+        try:
+            metrics = run(trial_cfg, callbacks=[pruner])
+        finally:
+            if not cfg.keep_trials:
+                shutil.rmtree(art, ignore_errors=True)
+        score = metrics["oof"]["pauc"]
+        return float("nan") if score is None else float(score)
+
+    return objective, {"export": lambda best: dict(best),
+                       "defaults": {k: getattr(base, k) for k in space}}
+
+
+def stack_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
+    """Each trial cross-validates one level-2 setting on the OOF matrix (read once)."""
+    from isicstack.data.metric import pauc
+    from isicstack.pipelines.tune import load_space, suggest
+    from isicstack.stacking.methods import cross_validate
+    from isicstack.stacking.stack import StackConfig, load_level1
+
+    base = load_config(StackConfig, "stacking", cfg.profile,
+                       [f"data_dir={cfg.data_dir}", f"artifacts={cfg.artifacts}",
+                        *cfg.stage_overrides])
+    data = load_level1(base)
+    space = load_space(cfg)
+    _check_keys(space, StackConfig)
+
+    def objective(trial: optuna.Trial) -> float:
+        values = {"method": base.method, "n_quantiles": base.n_quantiles,
+                  "logistic_c": base.logistic_c, **suggest(trial, space)}
+        if values["method"] == "auto":
+            raise ValueError("stack search space: give 'method' choices, or a fixed method "
+                             "in configs/stacking.yaml")
+        res = cross_validate(values["method"], data.X, data.y, data.fold, data.inputs,
+                             values["n_quantiles"], values["logistic_c"])
+        return pauc(data.y, res.oof)
+
+    defaults = {k: getattr(base, k) for k in space}
+    if defaults.get("method") == "auto":
+        defaults.pop("method")
+    return objective, {"export": lambda best: dict(best), "defaults": defaults}

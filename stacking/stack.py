@@ -1,0 +1,208 @@
+"""The stacking stage: level-2 model over level-1 OOF scores, its honest CV, and submission.csv.
+
+Every method is scored out-of-fold over the shared folds (fit on K-1 folds, score the held-out
+one), so the stack's CV pAUC is comparable with each input's OOF pAUC. ``auto`` picks the best of
+those cross-validated scores; the chosen method is then refit on all OOF rows and saved as JSON
+(``Stacker.to_dict``), the contract of offline inference.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from isicstack.config import save_config
+from isicstack.data.folds import read_folds
+from isicstack.data.io import DataError, write_json, write_parquet
+from isicstack.data.layout import (
+    ORACLE,
+    SAMPLE_SUBMISSION,
+    TEST_META,
+    oof_path,
+    resolve_data_dir,
+    run_dir,
+    test_pred_path,
+)
+from isicstack.data.metric import pauc
+from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof, load_test, score_summary
+from isicstack.stacking.methods import METHODS, cross_validate, fit_stacker
+from isicstack.stacking.submission import write_submission
+
+log = logging.getLogger(__name__)
+
+NAME = "stack"
+
+
+@dataclass
+class StackConfig:
+    """Config of ``isic stack`` (``configs/stacking.yaml``)."""
+
+    data_dir: str = "auto"
+    artifacts: str = "artifacts"
+    profile: str = "default"
+    inputs: list[str] = field(default_factory=list)  # empty: every artifacts/oof/*.parquet
+    method: str = "auto"  # auto | rank_mean | rank_weighted | logistic
+    candidates: list[str] = field(default_factory=lambda: list(METHODS))
+    n_quantiles: int = 1001
+    logistic_c: float = 1.0  # inverse L2 strength of the logistic stacker
+    submission: bool = True
+
+
+def choose_inputs(cfg: StackConfig) -> list[str]:
+    """The configured level-1 names, or every OOF file found (logged, since it is implicit)."""
+    if cfg.inputs:
+        own = [n for n in cfg.inputs if n.startswith(STACK_PREFIX)]
+        if own:
+            raise DataError(f"stack: config key 'inputs' names level-2 output(s) {own}")
+        return list(cfg.inputs)
+    names = discover(cfg.artifacts)
+    if not names:
+        raise FileNotFoundError(f"{oof_path(cfg.artifacts, '*')}: no OOF predictions to stack; "
+                                "run train-tabular / train-image first")
+    log.info("stack: inputs (all OOF files in %s): %s", oof_path(cfg.artifacts, "x").parent,
+             ", ".join(names))
+    return names
+
+
+@dataclass
+class Level1:
+    """The level-1 OOF matrix aligned to the folds: what every level-2 method consumes."""
+
+    inputs: list[str]
+    folds: pl.DataFrame
+    X: np.ndarray
+    y: np.ndarray
+    fold: np.ndarray
+
+
+def load_level1(cfg: StackConfig) -> Level1:
+    """Read and check every input's OOF file against ``folds.parquet`` (also used by tuning)."""
+    folds = read_folds(cfg.artifacts)
+    inputs = choose_inputs(cfg)
+    X = np.column_stack([load_oof(cfg.artifacts, n, folds) for n in inputs])
+    return Level1(inputs, folds, X, folds.get_column("target").to_numpy().astype(np.int64),
+                  folds.get_column("fold").to_numpy())
+
+
+def check_methods(cfg: StackConfig) -> list[str]:
+    """The methods to cross-validate; the chosen one must be among them."""
+    bad = [m for m in cfg.candidates if m not in METHODS]
+    if bad or not cfg.candidates:
+        raise ValueError(f"stack: config key 'candidates' {cfg.candidates}: use {METHODS}")
+    if cfg.method not in ("auto", *METHODS):
+        raise ValueError(f"stack: config key 'method' {cfg.method!r}: use auto or {METHODS}")
+    if cfg.method != "auto" and cfg.method not in cfg.candidates:
+        return [*cfg.candidates, cfg.method]
+    return list(cfg.candidates)
+
+
+def oracle_scores(data_dir: Path, folds: pl.DataFrame, stack_oof: np.ndarray,
+                  test: pl.DataFrame | None) -> dict[str, Any] | None:
+    """Synthetic data only: the true probability's pAUC on the same rows, and the stack's share."""
+    path = data_dir / ORACLE
+    if not path.is_file():
+        return None
+    oracle = pl.read_parquet(path)
+    train = folds.select("isic_id").join(oracle, on="isic_id", how="left", maintain_order="left")
+    if train.get_column("prob").null_count():
+        log.warning("%s does not cover the train rows; oracle comparison skipped", path)
+        return None
+    y = folds.get_column("target").to_numpy()
+    best = pauc(y, train.get_column("prob").to_numpy())
+    out: dict[str, Any] = {"oracle_pauc": best, "stack_pauc": pauc(y, stack_oof),
+                           "stack_fraction": pauc(y, stack_oof) / best}
+    if test is not None:
+        t = test.join(oracle, on="isic_id", how="inner", maintain_order="left")
+        ty = t.get_column("target").to_numpy()
+        if t.height == test.height and ty.min() != ty.max():
+            out["test_oracle_pauc"] = pauc(ty, t.get_column("prob").to_numpy())
+            out["test_stack_pauc"] = pauc(ty, t.get_column("pred").to_numpy())
+            out["test_stack_fraction"] = out["test_stack_pauc"] / out["test_oracle_pauc"]
+    return out
+
+
+def load_test_inputs(cfg: StackConfig, data_dir: Path, inputs: list[str]
+                ) -> tuple[pl.Series, np.ndarray] | None:
+    """Test ids (test-metadata order) and each input's test scores; None when there is no test."""
+    meta = data_dir / TEST_META
+    if meta.is_file():
+        ids = pl.read_csv(meta, columns=["isic_id"], infer_schema=False).get_column("isic_id")
+    else:
+        have = [n for n in inputs if test_pred_path(cfg.artifacts, n).is_file()]
+        if not have:
+            log.warning("stack: no %s and no test predictions; skipping the test set", meta)
+            return None
+        ids = pl.read_parquet(test_pred_path(cfg.artifacts, have[0])).get_column("isic_id")
+    return ids, np.column_stack([load_test(cfg.artifacts, n, ids) for n in inputs])
+
+
+def print_summary(metrics: dict[str, Any]) -> None:
+    """A table of each input and each method: OOF pAUC/AUC, fold spread, the chosen one."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="stacking CV (out-of-fold)")
+    for col in ("model", "kind", "OOF pAUC", "OOF AUC", "fold pAUC mean ± std"):
+        table.add_column(col, justify="right")
+    for kind in ("inputs", "methods"):
+        for name, m in metrics[kind].items():
+            mark = " *" if kind == "methods" and name == metrics["chosen"] else ""
+            table.add_row(name + mark, kind[:-1], f"{m['oof_pauc']:.4f}", f"{m['oof_auc']:.4f}",
+                          f"{m['fold_pauc_mean']:.4f} ± {m['fold_pauc_std']:.4f}")
+    Console().print(table)
+    if metrics.get("oracle"):
+        o = metrics["oracle"]
+        Console().print(f"oracle pAUC {o['oracle_pauc']:.4f}; stack = "
+                        f"{100 * o['stack_fraction']:.1f}% of it")
+
+
+def run(cfg: StackConfig) -> dict[str, Any]:
+    """``isic stack``: CV of every method, refit of the chosen one, level-2 OOF/test, submission."""
+    methods = check_methods(cfg)
+    data_dir = resolve_data_dir(cfg.data_dir, cfg.profile)
+    data = load_level1(cfg)
+    inputs, folds, X, y, fold = data.inputs, data.folds, data.X, data.y, data.fold
+    test = load_test_inputs(cfg, data_dir, inputs)  # fail on missing test files before the CV
+
+    metrics: dict[str, Any] = {"inputs": {n: score_summary(y, X[:, j], fold)
+                                          for j, n in enumerate(inputs)}, "methods": {}}
+    oofs = {}
+    for m in methods:
+        cv = cross_validate(m, X, y, fold, inputs, cfg.n_quantiles, cfg.logistic_c)
+        oofs[m] = cv.oof
+        metrics["methods"][m] = score_summary(y, cv.oof, fold)
+        log.info("stack %-13s CV pAUC %.4f (folds %.4f ± %.4f)", m,
+                 metrics["methods"][m]["oof_pauc"], metrics["methods"][m]["fold_pauc_mean"],
+                 metrics["methods"][m]["fold_pauc_std"])
+    chosen = cfg.method if cfg.method != "auto" else max(
+        methods, key=lambda m: metrics["methods"][m]["oof_pauc"])  # ties: first listed
+    stacker = fit_stacker(chosen, X, y, inputs, cfg.n_quantiles, cfg.logistic_c)
+    log.info("stack: chose %s (%s); weights %s", chosen, cfg.method,
+             dict(zip(inputs, np.round(stacker.weights, 4).tolist(), strict=True)))
+
+    out = run_dir(cfg.artifacts, NAME)
+    write_parquet(pl.DataFrame({"isic_id": folds.get_column("isic_id"),
+                                "fold": pl.Series(fold, dtype=pl.Int16), "pred": oofs[chosen]}),
+                  oof_path(cfg.artifacts, NAME))
+    test_frame = None
+    if test is not None:
+        test_frame = pl.DataFrame({"isic_id": test[0], "pred": stacker.predict(test[1])})
+        write_parquet(test_frame, test_pred_path(cfg.artifacts, NAME))
+    metrics.update(chosen=chosen, method=cfg.method, input_names=inputs, rows=len(y),
+                   positives=int(y.sum()), n_folds=int(np.unique(fold).size),
+                   weights=stacker.weights, stack=metrics["methods"][chosen],
+                   oracle=oracle_scores(data_dir, folds, oofs[chosen], test_frame))
+    write_json(stacker.to_dict(), out / "stacker.json")
+    write_json(metrics, out / "metrics.json")
+    save_config(cfg, out / "config.yaml")
+    if cfg.submission and test_frame is not None and (data_dir / TEST_META).is_file():
+        sample = data_dir / SAMPLE_SUBMISSION
+        write_submission(test_frame, data_dir / TEST_META, sample if sample.is_file() else None,
+                         Path(cfg.artifacts) / "submission.csv")
+    print_summary(metrics)
+    return metrics

@@ -1,0 +1,65 @@
+"""Report: reads only artifacts, writes PNGs, report.md linking them and report.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from isicstack.data.io import DataError
+from isicstack.data.metric import pauc
+from isicstack.pipelines.report import ReportConfig, run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture()
+def art(mini_artifacts: Path, tmp_path: Path) -> Path:
+    """Folds plus two OOF files (one informative, one weak) and one made for other folds."""
+    out = tmp_path / "art"
+    (out / "oof").mkdir(parents=True)
+    shutil.copy(mini_artifacts / "folds.parquet", out / "folds.parquet")
+    folds = pl.read_parquet(out / "folds.parquet")
+    rng = np.random.default_rng(0)
+    y = folds["target"].to_numpy()
+    for name, signal in (("good", 2.0), ("weak", 0.3)):
+        pred = 1 / (1 + np.exp(-(signal * y + rng.normal(size=len(y)) - 3)))
+        folds.select("isic_id", "fold").with_columns(pred=pred).write_parquet(
+            out / "oof" / f"{name}.parquet")
+    folds.select("isic_id").with_columns(fold=pl.lit(0, pl.Int16), pred=pl.lit(0.5)).write_parquet(
+        out / "oof" / "stale.parquet")
+    return out
+
+
+def test_report_writes_png_md_json(art: Path):
+    info = run(ReportConfig(artifacts=str(art)))
+    rep = art / "report"
+    for name in ("cv.png", "roc.png", "scores.png"):
+        assert (rep / name).read_bytes()[:8] == PNG_MAGIC
+        assert f"]({name})" in (rep / "report.md").read_text()
+    md = (rep / "report.md").read_text()
+    assert "| good |" in md and "| weak |" in md and "stale" in md  # skipped, with the reason
+    saved = json.loads((rep / "report.json").read_text())
+    assert set(saved["models"]) == {"good", "weak"} and "stale" in saved["skipped"]
+    folds = pl.read_parquet(art / "folds.parquet")
+    good = pl.read_parquet(art / "oof" / "good.parquet")
+    assert saved["models"]["good"]["oof_pauc"] == pytest.approx(
+        pauc(folds["target"].to_numpy(), good["pred"].to_numpy()))
+    assert info["models"]["good"]["oof_pauc"] > info["models"]["weak"]["oof_pauc"]
+
+
+def test_report_named_model_must_match_folds(art: Path, tmp_path: Path):
+    with pytest.raises(DataError, match="stale.parquet"):
+        run(ReportConfig(artifacts=str(art), models=["good", "stale"], out=str(tmp_path / "r")))
+    assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_report_without_models(mini_artifacts: Path, tmp_path: Path):
+    shutil.copy(mini_artifacts / "folds.parquet", tmp_path / "folds.parquet")
+    info = run(ReportConfig(artifacts=str(tmp_path)))
+    assert info["models"] == {} and "No OOF predictions" in (
+        tmp_path / "report" / "report.md").read_text()

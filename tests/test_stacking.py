@@ -1,0 +1,227 @@
+"""Stacking: level-2 methods, honest CV, JSON contract, the stage end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from isicstack.data.io import DataError
+from isicstack.data.metric import pauc
+from isicstack.stacking.methods import METHODS, Stacker, cross_validate, fit_stacker
+from isicstack.stacking.stack import StackConfig, run
+
+
+def _data(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column 0 informative (a probability), 1 and 2 noise (a probability and a raw score)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.05).astype(np.int64)
+    good = 1 / (1 + np.exp(-(2.5 * y + rng.normal(size=n) - 3)))
+    X = np.column_stack([good, rng.random(n), rng.normal(size=n) * 4])
+    return X, y, rng.integers(0, 3, n)
+
+
+NAMES = ["good", "noise", "raw"]
+
+
+def test_rank_weighted_finds_informative_input():
+    X, y, _ = _data()
+    st = fit_stacker("rank_weighted", X, y, NAMES)
+    w = np.array(st.weights)
+    assert (w >= 0).all() and w.sum() == pytest.approx(1.0)
+    assert w[0] > 0.8, w
+    mean = fit_stacker("rank_mean", X, y, NAMES)
+    assert mean.weights == pytest.approx([1 / 3] * 3)
+    assert pauc(y, st.predict(X)) > pauc(y, mean.predict(X)) + 0.01
+
+
+def test_logistic_on_logits():
+    X, y, _ = _data()
+    st = fit_stacker("logistic", X, y, NAMES)
+    assert st.logit_inputs == [True, True, False]  # a raw score is not squashed twice
+    assert st.weights[0] > 0.5 > max(abs(v) for v in st.weights[1:])
+    p = st.predict(X)
+    assert ((p > 0) & (p < 1)).all()
+    assert pauc(y, p) == pytest.approx(pauc(y, X[:, 0]), abs=0.01)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_rank_outputs_in_unit_interval_and_monotone(method: str):
+    X, y, _ = _data()
+    st = fit_stacker(method, X, y, NAMES)
+    grid = np.column_stack([np.linspace(-5, 5, 101)] * 3)  # far outside the training ranges
+    p = st.predict(grid)
+    assert ((p >= 0) & (p <= 1)).all()
+    if method != "logistic":
+        assert (np.diff(p) > 0).all()  # strictly monotone: no ties beyond the CDF range
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cv_scores_each_fold_with_a_model_not_fitted_on_it(method: str):
+    X, y, fold = _data()
+    cv = cross_validate(method, X, y, fold, NAMES)
+    for k in range(3):
+        st = fit_stacker(method, X[fold != k], y[fold != k], NAMES)
+        np.testing.assert_allclose(cv.oof[fold == k], st.predict(X[fold == k]))
+        full = fit_stacker(method, X, y, NAMES)  # would differ if fold k had been seen
+        if method != "rank_mean":
+            assert not np.allclose(cv.oof[fold == k], full.predict(X[fold == k]))
+
+
+def test_leaked_input_is_not_scored_on_its_training_rows():
+    """An input whose sign flips between folds is perfect in-sample, useless out of fold."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    y = (rng.random(n) < 0.1).astype(np.int64)
+    fold = np.arange(n) % 2
+    leak = np.where(fold == 0, 1.0, -1.0) * (y + 0.1 * rng.normal(size=n))
+    X = np.column_stack([leak, rng.normal(size=n)])
+    cv = cross_validate("logistic", X, y, fold, ["leak", "noise"])
+    for k in (0, 1):
+        m = fold == k
+        in_sample = fit_stacker("logistic", X[m], y[m], ["leak", "noise"]).predict(X[m])
+        assert pauc(y[m], in_sample) > 0.19
+        assert cv.fold_pauc[k] < 0.02  # the other fold's sign: ranks the held-out fold backwards
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_json_round_trip_and_small_test_set(method: str):
+    X, y, _ = _data()
+    st = fit_stacker(method, X, y, NAMES)
+    again = Stacker.from_dict(json.loads(json.dumps(st.to_dict())))
+    rng = np.random.default_rng(5)
+    X_new = X[rng.permutation(len(X))[:500]] * rng.uniform(0.9, 1.1, (500, 3))
+    assert np.array_equal(again.predict(X_new), st.predict(X_new))
+    rows = [3, 17, 400]
+    assert np.array_equal(st.predict(X_new[rows]), st.predict(X_new)[rows])
+
+
+def test_stacker_rejects_bad_input():
+    X, y, _ = _data(500)
+    st = fit_stacker("rank_mean", X, y, NAMES)
+    with pytest.raises(ValueError, match="3 input column"):
+        st.predict(X[:, :2])
+    Xn = X.copy()
+    Xn[4, 1] = np.nan
+    with pytest.raises(ValueError, match="'noise'"):
+        st.predict(Xn)
+    d = st.to_dict()
+    with pytest.raises(ValueError, match="unknown"):
+        Stacker.from_dict({**d, "method": "mean"})
+    with pytest.raises(ValueError, match="weights"):
+        Stacker.from_dict({**d, "weights": [1.0]})
+    with pytest.raises(ValueError, match="'raw'"):
+        Stacker.from_dict({**d, "quantiles": {k: v for k, v in d["quantiles"].items()
+                                              if k != "raw"}})
+    with pytest.raises(ValueError, match="unknown stacking method"):
+        fit_stacker("median", X, y, NAMES)
+
+
+# --- the stage end to end on mini_isic -------------------------------------------------------
+
+def _write_input(art: Path, name: str, folds: pl.DataFrame, test_ids: pl.Series,
+                 oracle: pl.DataFrame, noise: float, seed: int) -> None:
+    """A fake level-1 model: the true probability's logit plus noise, on train and test."""
+    rng = np.random.default_rng(seed)
+
+    def score(ids: pl.Series) -> np.ndarray:
+        p = pl.DataFrame({"isic_id": ids}).join(oracle, on="isic_id", how="left",
+                                                maintain_order="left")["prob"].to_numpy()
+        z = np.log(p) - np.log1p(-p) + noise * rng.normal(size=len(p))
+        return 1 / (1 + np.exp(-z))
+
+    (art / "oof").mkdir(exist_ok=True)
+    (art / "test").mkdir(exist_ok=True)
+    folds.select("isic_id", "fold").with_columns(pred=score(folds["isic_id"])).write_parquet(
+        art / "oof" / f"{name}.parquet")
+    pl.DataFrame({"isic_id": test_ids, "pred": score(test_ids)}).sample(
+        fraction=1.0, shuffle=True, seed=seed).write_parquet(art / "test" / f"{name}.parquet")
+
+
+@pytest.fixture(scope="module")
+def stack_art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory) -> Path:
+    """A private artifacts copy (folds only) with two fake level-1 inputs."""
+    art = tmp_path_factory.mktemp("stack_art")
+    shutil.copy(mini_artifacts / "folds.parquet", art / "folds.parquet")
+    folds = pl.read_parquet(art / "folds.parquet")
+    test_ids = pl.read_csv(mini_isic / "test-metadata.csv", infer_schema=False)["isic_id"]
+    oracle = pl.read_parquet(mini_isic / "oracle.parquet")
+    _write_input(art, "model_a", folds, test_ids, oracle, noise=1.0, seed=1)
+    _write_input(art, "model_b", folds, test_ids, oracle, noise=2.5, seed=2)
+    return art
+
+
+@pytest.fixture(scope="module")
+def stack_run(stack_art: Path, mini_isic: Path):
+    return run(StackConfig(data_dir=str(mini_isic), artifacts=str(stack_art)))
+
+
+def test_stack_end_to_end(stack_run, stack_art: Path, mini_isic: Path):
+    m = stack_run
+    assert m["input_names"] == ["model_a", "model_b"]
+    assert set(m["methods"]) == set(METHODS)
+    assert m["chosen"] == max(METHODS, key=lambda k: m["methods"][k]["oof_pauc"])
+    folds = pl.read_parquet(stack_art / "folds.parquet")
+    oof = pl.read_parquet(stack_art / "oof" / "stack.parquet")
+    assert oof.columns == ["isic_id", "fold", "pred"]
+    assert oof["isic_id"].equals(folds["isic_id"]) and oof["fold"].equals(folds["fold"])
+    y = folds["target"].to_numpy()
+    assert pauc(y, oof["pred"].to_numpy()) == pytest.approx(m["stack"]["oof_pauc"])
+    assert 0 < m["oracle"]["stack_fraction"] <= 1.05
+    run_dir = stack_art / "runs" / "stack"
+    assert {"stacker.json", "metrics.json", "config.yaml"} <= {p.name for p in run_dir.iterdir()}
+
+    # offline inference contract: JSON stacker + raw test scores in `inputs` order
+    st = Stacker.from_dict(json.loads((run_dir / "stacker.json").read_text()))
+    assert st.method == m["chosen"] and st.inputs == ["model_a", "model_b"]
+    test = pl.read_parquet(stack_art / "test" / "stack.parquet")
+    meta_ids = pl.read_csv(mini_isic / "test-metadata.csv", infer_schema=False)["isic_id"]
+    assert test["isic_id"].equals(meta_ids)
+    X = np.column_stack([pl.DataFrame({"isic_id": meta_ids}).join(
+        pl.read_parquet(stack_art / "test" / f"{n}.parquet"), on="isic_id",
+        maintain_order="left")["pred"].to_numpy() for n in st.inputs])
+    np.testing.assert_array_equal(st.predict(X), test["pred"].to_numpy())
+
+    sub = pl.read_csv(stack_art / "submission.csv")
+    assert sub.columns == ["isic_id", "target"] and sub["isic_id"].equals(meta_ids)
+    np.testing.assert_allclose(sub["target"].to_numpy(), test["pred"].to_numpy())
+
+
+def test_stack_logs_discovered_inputs_and_honours_config(stack_art, mini_isic, caplog, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(stack_art, art)
+    cfg = StackConfig(data_dir=str(mini_isic), artifacts=str(art), inputs=["model_b"],
+                      method="rank_mean", candidates=["rank_mean"], submission=False)
+    with caplog.at_level(logging.INFO):
+        m = run(cfg)
+    assert m["input_names"] == ["model_b"] and m["chosen"] == "rank_mean"
+    assert not any("all OOF files" in r.message for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        run(StackConfig(data_dir=str(mini_isic), artifacts=str(art), candidates=["rank_mean"]))
+    assert any("model_a, model_b" in r.message for r in caplog.records)  # stack* left out
+
+
+@pytest.mark.parametrize("damage", ["fold", "row", "test"])
+def test_stack_rejects_misaligned_inputs(damage, stack_art, mini_isic, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(stack_art, art)
+    if damage == "test":
+        path = art / "test" / "model_b.parquet"
+        pl.read_parquet(path).slice(1).write_parquet(path)
+    else:
+        path = art / "oof" / "model_b.parquet"
+        df = pl.read_parquet(path)
+        df = df.with_columns(fold=pl.when(pl.int_range(pl.len()) == 5).then((pl.col("fold") + 1)
+                                                                            % 3)
+                             .otherwise(pl.col("fold"))) if damage == "fold" else df.slice(1)
+        df.write_parquet(path)
+    (art / "submission.csv").unlink(missing_ok=True)
+    with pytest.raises(DataError, match="model_b.parquet"):
+        run(StackConfig(data_dir=str(mini_isic), artifacts=str(art)))
+    assert not (art / "submission.csv").exists()
