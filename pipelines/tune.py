@@ -219,11 +219,12 @@ def run(cfg: TuneConfig) -> optuna.Study:
         raise ValueError(f"tune: unknown stage {cfg.stage!r}; known: {', '.join(OBJECTIVES)}")
     objective, extra = _objective(cfg.stage)(cfg)
     study = study_for(cfg)
+    log.info("study %r on %s: %d finished trials so far", study.study_name,
+             storage_url(cfg).split("@")[-1], sum(t.state.is_finished() for t in study.trials))
     if cfg.enqueue_defaults and extra.get("defaults") and not study.trials:
         # the untuned configuration is trial 0: the sweep's gain over it is measured, not assumed
         study.enqueue_trial(extra["defaults"], skip_if_exists=True)
-    log.info("study %r on %s: %d finished trials so far", study.study_name,
-             storage_url(cfg).split("@")[-1], len(study.trials))
+        log.info("trial 0 = the current configuration %s", extra["defaults"])
     study.optimize(objective, n_trials=cfg.trials or None, timeout=cfg.timeout or None,
                    catch=(), gc_after_trial=True)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

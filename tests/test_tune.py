@@ -74,6 +74,12 @@ def test_pruning_reporter_prunes_bad_trial():
 def test_sweep_resumes_and_exports(mini_isic, mini_artifacts, space_file, tmp_path):
     study = run(_cfg(mini_isic, mini_artifacts, space_file))
     assert len(study.trials) == 2
+    # trial 0 is the untuned configuration (the baseline the sweep must beat)
+    tab = load_config(TabularConfig, "tabular", "smoke", SMALL)
+    assert study.trials[0].params == {
+        "learning_rate": tab.models["lgbm"].params["learning_rate"],
+        "num_leaves": tab.models["lgbm"].params["num_leaves"],
+        "stage.num_rounds": tab.models["lgbm"].num_rounds}
     study = run(_cfg(mini_isic, mini_artifacts, space_file))  # a restarted worker joins
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(study.trials) == 4 and len(complete) >= 2
