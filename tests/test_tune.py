@@ -129,7 +129,13 @@ def test_two_workers_and_a_killed_one(url, mini_isic, mini_artifacts, space_file
     assert all(t.state in done for t in study.trials)
 
     # kill a worker in the middle of a trial: the study stays usable, a restart continues it
-    slow = _worker([*common, "trials=50", "seed=5"], env)
+    # its trials are long (many rounds) so it dies mid-trial, after the trial's first heartbeat:
+    # Optuna can only fail a trial that has a heartbeat (one killed between ask and its first
+    # heartbeat stays RUNNING, but blocks nothing)
+    slow_space = tmp_path / "slow.yaml"
+    slow_space.write_text(yaml.safe_dump({"lgbm": {**SPACE["lgbm"], "stage.num_rounds": {
+        "type": "int", "low": 3000, "high": 4000}}}))
+    slow = _worker([*common, "trials=50", "seed=5", f"space_file={slow_space}"], env)
     deadline = time.time() + 120
     while time.time() < deadline:
         running = [t for t in optuna.load_study(study_name=name, storage=url).trials
@@ -138,6 +144,8 @@ def test_two_workers_and_a_killed_one(url, mini_isic, mini_artifacts, space_file
             break
         time.sleep(0.2)
     assert running, "the worker never started a trial"
+    time.sleep(2.5)  # > 2 heartbeats of 1 s
+    assert slow.poll() is None, "the slow trial finished before it could be killed"
     slow.send_signal(signal.SIGKILL)
     slow.wait()
     time.sleep(4)  # past the grace period: the heartbeat is stale
