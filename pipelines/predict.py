@@ -33,6 +33,7 @@ from isicstack.data.layout import (
 )
 from isicstack.pipelines.predict_models import (
     IMAGE_PREFIX,
+    BatchFeatures,
     Predictor,
     TabularPredictor,
     load_predictors,
@@ -105,13 +106,15 @@ def load_stacker(cfg: PredictConfig) -> Stacker | None:
 def make_factory(cfg: PredictConfig, images: Path) -> Callable[[str], Predictor]:
     """name -> loaded predictor: ``vision_*`` runs are image models, the rest GBDTs."""
 
+    features = BatchFeatures()  # shared: GBDTs of one run build each batch's features once
+
     def factory(name: str) -> Predictor:
         if name.startswith(IMAGE_PREFIX):
             from isicstack.pipelines.predict_image import ImagePredictor  # torch only if needed
 
             return ImagePredictor(cfg.artifacts, name, images, cfg.accelerator,
                                   cfg.image_batch_size, cfg.num_workers, cfg.cpu_threads)
-        return TabularPredictor(cfg.artifacts, name)
+        return TabularPredictor(cfg.artifacts, name, features)
 
     return factory
 

@@ -76,12 +76,35 @@ def require_files(paths: list[Path], what: str) -> None:
             raise FileNotFoundError(f"{path}: {what} not found ({len(paths)} expected)")
 
 
+class BatchFeatures:
+    """Test features of the current batch, built once for every GBDT with the same feature setup.
+
+    The GBDTs of one tabular run (LightGBM, XGBoost, ...) share their feature config and
+    category levels, so each batch's features are built once instead of once per model.
+    """
+
+    def __init__(self) -> None:
+        self._rows: pl.DataFrame | None = None
+        self._built: dict[tuple[str, str], Any] = {}
+
+    def get(self, rows: pl.DataFrame, cfg: Any, categories: dict[str, list[str]],
+            artifacts: Path, scores: dict[str, pl.DataFrame]) -> Any:
+        if rows is not self._rows:  # a new batch: forget the previous one's features
+            self._rows, self._built = rows, {}
+        key = (repr(cfg), json.dumps(categories, sort_keys=True))
+        if key not in self._built:
+            self._built[key] = build_test_features(rows, cfg, categories, artifacts, scores)
+        return self._built[key]
+
+
 class TabularPredictor:
     """Every fold x bag GBDT of a tabular run, averaged as the training stage averaged them."""
 
-    def __init__(self, artifacts: str | os.PathLike[str], name: str) -> None:
+    def __init__(self, artifacts: str | os.PathLike[str], name: str,
+                 features: BatchFeatures | None = None) -> None:
         rdir = run_dir(artifacts, name)
         self.name, self.artifacts = name, Path(artifacts)
+        self.features = features or BatchFeatures()
         self.cfg: TabularConfig = read_run_config(TabularConfig, rdir)
         if name not in self.cfg.models:
             raise ValueError(f"{rdir / 'config.yaml'}: no model {name!r} under 'models' "
@@ -106,7 +129,7 @@ class TabularPredictor:
     def predict(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray:
         scores = {d: pl.DataFrame({"isic_id": rows["isic_id"], "pred": preds[d]})
                   for d in self.deps}
-        fs = build_test_features(rows, self.cfg.features, self.categories, self.artifacts, scores)
+        fs = self.features.get(rows, self.cfg.features, self.categories, self.artifacts, scores)
         if fs.names != self.names:
             diff = sorted(set(fs.names) ^ set(self.names)) or "column order"
             raise ValueError(f"{self.name}: test features differ from the training run's "

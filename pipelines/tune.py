@@ -136,18 +136,23 @@ def pruning_reporter(trial: optuna.Trial, enabled: bool) -> Callable[[int, float
     return on_fold
 
 
+def stage_config(cfg: TuneConfig, cls: type, stem: str) -> Any:
+    """The tuned stage's own config (profile + ``stage_overrides``) on the study's data."""
+    return load_config(cls, stem, cfg.profile, [f"data_dir={cfg.data_dir}",
+                                                f"artifacts={cfg.artifacts}",
+                                                *cfg.stage_overrides])
+
+
 def tabular_objective(cfg: TuneConfig) -> tuple[Callable[[optuna.Trial], float], dict]:
     """Features are built once; each trial reruns only the GBDT CV of ``cfg.model``."""
     from isicstack.data.metric import pauc
     from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
 
-    tab = load_config(TabularConfig, "tabular", cfg.profile,
-                      [f"data_dir={cfg.data_dir}", f"artifacts={cfg.artifacts}",
-                       *cfg.stage_overrides])
+    tab = stage_config(cfg, TabularConfig, "tabular")
     if cfg.model not in tab.models:
         raise ValueError(f"tabular config has no model {cfg.model!r}; has {list(tab.models)}")
+    space = load_space(cfg)  # before the feature build: a bad space file fails at once
     data = prepare(tab)
-    space = load_space(cfg)
     base = tab.models[cfg.model]
 
     def objective(trial: optuna.Trial) -> float:
@@ -188,9 +193,9 @@ def _objective(stage: str) -> Callable[[TuneConfig], tuple[Callable, dict]]:
     return getattr(tune_stages, f"{stage}_objective")
 
 
-OBJECTIVES = ("tabular", "image", "stack")
-# the YAML stem each stage reads, so exported parameters land where the stage looks for them
+# the YAML stem each tunable stage reads, so exported parameters land where the stage looks
 TUNED_STEM = {"tabular": "tabular", "image": "image", "stack": "stacking"}
+OBJECTIVES = tuple(TUNED_STEM)
 
 
 def study_for(cfg: TuneConfig) -> optuna.Study:
@@ -232,5 +237,6 @@ def run(cfg: TuneConfig) -> optuna.Study:
         log.info("best trial %d: OOF pAUC %.5f %s", study.best_trial.number, study.best_value,
                  study.best_params)
         if cfg.export:
-            log.info("best parameters written to %s", export_best(cfg, study, extra["export"]))
+            path = export_best(cfg, study, extra.get("export", dict))  # default: flat keys
+            log.info("best parameters written to %s", path)
     return study

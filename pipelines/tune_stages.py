@@ -10,7 +10,6 @@ level-1 OOF matrix read once per study.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +17,6 @@ from typing import Any
 
 import optuna
 import pytorch_lightning as pl_
-
-from isicstack.config import load_config
-
-log = logging.getLogger(__name__)
-
-ObjectiveFactory = Callable[[Any], tuple[Callable[[optuna.Trial], float], dict]]
 
 
 class FoldPruning(pl_.Callback):
@@ -64,12 +57,10 @@ def _check_keys(space: dict[str, Any], cls: type) -> None:
 
 def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
     """Each trial trains every fold of the image stage with the drawn settings (no test pass)."""
-    from isicstack.pipelines.tune import load_space, pruning_reporter, suggest
+    from isicstack.pipelines.tune import load_space, pruning_reporter, stage_config, suggest
     from isicstack.vision.train import ImageConfig, run
 
-    base = load_config(ImageConfig, "image", cfg.profile,
-                       [f"data_dir={cfg.data_dir}", f"artifacts={cfg.artifacts}",
-                        *cfg.stage_overrides])
+    base = stage_config(cfg, ImageConfig, "image")
     space = load_space(cfg)
     _check_keys(space, ImageConfig)
     root = Path(cfg.artifacts) / "tune" / "image"
@@ -89,30 +80,27 @@ def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
         score = metrics["oof"]["pauc"]
         return float("nan") if score is None else float(score)
 
-    return objective, {"export": lambda best: dict(best),
-                       "defaults": {k: getattr(base, k) for k in space}}
+    return objective, {"defaults": {k: getattr(base, k) for k in space}}
 
 
 def stack_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
     """Each trial cross-validates one level-2 setting on the OOF matrix (read once)."""
     from isicstack.data.metric import pauc
-    from isicstack.pipelines.tune import load_space, suggest
+    from isicstack.pipelines.tune import load_space, stage_config, suggest
     from isicstack.stacking.methods import cross_validate
     from isicstack.stacking.stack import StackConfig, load_level1
 
-    base = load_config(StackConfig, "stacking", cfg.profile,
-                       [f"data_dir={cfg.data_dir}", f"artifacts={cfg.artifacts}",
-                        *cfg.stage_overrides])
-    data = load_level1(base)
+    base = stage_config(cfg, StackConfig, "stacking")
     space = load_space(cfg)
     _check_keys(space, StackConfig)
+    if "method" not in space and base.method == "auto":
+        raise ValueError("stack search space: give 'method' choices, or a fixed method "
+                         "in configs/stacking.yaml")
+    data = load_level1(base)
 
     def objective(trial: optuna.Trial) -> float:
         values = {"method": base.method, "n_quantiles": base.n_quantiles,
                   "logistic_c": base.logistic_c, **suggest(trial, space)}
-        if values["method"] == "auto":
-            raise ValueError("stack search space: give 'method' choices, or a fixed method "
-                             "in configs/stacking.yaml")
         res = cross_validate(values["method"], data.X, data.y, data.fold, data.inputs,
                              values["n_quantiles"], values["logistic_c"])
         return pauc(data.y, res.oof)
@@ -120,4 +108,4 @@ def stack_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
     defaults = {k: getattr(base, k) for k in space}
     if defaults.get("method") == "auto":
         defaults.pop("method")
-    return objective, {"export": lambda best: dict(best), "defaults": defaults}
+    return objective, {"defaults": defaults}
