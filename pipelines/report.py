@@ -1,7 +1,8 @@
-"""``isic report``: CV table, ROC curves and score distributions of every OOF prediction.
+"""``isic report``: CV table, ROC curves, score distributions and operating points of every OOF.
 
-Reads only artifacts (``oof/*.parquet`` + ``folds.parquet``, and the stack's metrics when
-present), so it runs after any subset of stages and never touches the data or retrains anything.
+Reads artifacts (``oof/*.parquet`` + ``folds.parquet``, and the stack's metrics when present),
+so it runs after any subset of stages and never retrains a stage. From the data folder it reads
+only the metadata (drift check) and, for synthetic data, ``oracle.parquet``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, atomic_path, write_json, write_text
 from isicstack.data.layout import run_dir
+from isicstack.evaluation import operating_point as opoint
 from isicstack.stacking.inputs import discover, load_oof, score_summary
 
 log = logging.getLogger(__name__)
@@ -29,13 +31,15 @@ PLOTS = {"cv": "CV pAUC per model", "roc": "ROC curves", "scores": "score distri
 class ReportConfig:
     """Config of ``isic report`` (``configs/report.yaml``)."""
 
-    data_dir: str = "auto"  # unused: the report reads artifacts only
+    data_dir: str = "auto"  # metadata for the drift check, oracle.parquet when synthetic
     artifacts: str = "artifacts"
     profile: str = "default"
     models: list[str] = field(default_factory=list)  # empty: every artifacts/oof/*.parquet
     out: str = ""  # empty: <artifacts>/report
     bins: int = 50
     dpi: int = 110
+    operating_point: opoint.OperatingPointConfig = field(
+        default_factory=opoint.OperatingPointConfig)
 
 
 def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -160,6 +164,7 @@ def markdown(info: dict[str, Any], images: dict[str, str]) -> str:
         if oracle:
             lines.append(f"Oracle (true probability) pAUC {oracle['oracle_pauc']:.4f}; the stack "
                          f"reaches {100 * oracle['stack_fraction']:.1f}% of it.")
+    lines += opoint.markdown(info.get("operating_points", {}))
     for name, skipped in info["skipped"].items():
         lines.append(f"\nSkipped `{name}`: {skipped}")
     lines += [f"\n## {PLOTS[k]}\n\n![{PLOTS[k]}]({v})" for k, v in images.items()]
@@ -177,6 +182,10 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         "artifacts": str(cfg.artifacts), "rows": len(y), "positives": int(y.sum()),
         "n_folds": int(np.unique(fold).size), "skipped": skipped,
         "models": {n: score_summary(y, p, fold) for n, p in preds.items()}}
+    if preds and cfg.operating_point.enabled and y.any():
+        patients = folds.get_column("patient_id").to_numpy()
+        info["operating_points"] = {n: opoint.operating_point(y, p, patients, cfg.operating_point)
+                                    for n, p in preds.items()}
     stack_metrics = run_dir(cfg.artifacts, "stack") / "metrics.json"
     if stack_metrics.is_file():
         m = json.loads(stack_metrics.read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ import pytest
 
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
+from isicstack.evaluation.operating_point import OperatingPointConfig
 from isicstack.pipelines.report import ReportConfig, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,3 +64,17 @@ def test_report_without_models(mini_artifacts: Path, tmp_path: Path):
     info = run(ReportConfig(artifacts=str(tmp_path)))
     assert info["models"] == {} and "No OOF predictions" in (
         tmp_path / "report" / "report.md").read_text()
+
+
+def test_report_operating_points(art: Path):
+    info = run(ReportConfig(artifacts=str(art), operating_point=OperatingPointConfig(
+        target_tpr=0.9, n_boot=50)))
+    good = info["operating_points"]["good"]
+    assert good["target_tpr"] == 0.9 and good["point"]["recall"] >= 0.9
+    assert good["patients"] == pl.read_parquet(art / "folds.parquet")["patient_id"].n_unique()
+    assert good["point"]["review_per_1000"] < info["operating_points"]["weak"]["point"][
+        "review_per_1000"]
+    md = (art / "report" / "report.md").read_text()
+    assert "Operating point at sensitivity ≥ 0.90" in md and "review / 1,000" in md
+    saved = json.loads((art / "report" / "report.json").read_text())
+    assert saved["operating_points"]["weak"]["ci_low"]["recall"] <= 0.9 + 1e-9
