@@ -17,8 +17,9 @@ import numpy as np
 
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, atomic_path, write_json, write_text
-from isicstack.data.layout import run_dir
+from isicstack.data.layout import resolve_data_dir, run_dir
 from isicstack.evaluation import operating_point as opoint
+from isicstack.evaluation import oracle as oracle_corr
 from isicstack.stacking.inputs import discover, load_oof, score_summary
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ def markdown(info: dict[str, Any], images: dict[str, str]) -> str:
             lines.append(f"Oracle (true probability) pAUC {oracle['oracle_pauc']:.4f}; the stack "
                          f"reaches {100 * oracle['stack_fraction']:.1f}% of it.")
     lines += opoint.markdown(info.get("operating_points", {}))
+    lines += oracle_corr.markdown(info.get("oracle_corr"))
     for name, skipped in info["skipped"].items():
         lines.append(f"\nSkipped `{name}`: {skipped}")
     lines += [f"\n## {PLOTS[k]}\n\n![{PLOTS[k]}]({v})" for k, v in images.items()]
@@ -186,6 +188,10 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         patients = folds.get_column("patient_id").to_numpy()
         info["operating_points"] = {n: opoint.operating_point(y, p, patients, cfg.operating_point)
                                     for n, p in preds.items()}
+    data_dir = resolve_data_dir(cfg.data_dir, cfg.profile)
+    section = oracle_corr.oracle_section(data_dir, folds.get_column("isic_id"), preds)
+    if section:
+        info["oracle_corr"] = section
     stack_metrics = run_dir(cfg.artifacts, "stack") / "metrics.json"
     if stack_metrics.is_file():
         m = json.loads(stack_metrics.read_text(encoding="utf-8"))

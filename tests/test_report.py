@@ -78,3 +78,31 @@ def test_report_operating_points(art: Path):
     assert "Operating point at sensitivity ≥ 0.90" in md and "review / 1,000" in md
     saved = json.loads((art / "report" / "report.json").read_text())
     assert saved["operating_points"]["weak"]["ci_low"]["recall"] <= 0.9 + 1e-9
+
+
+def test_report_oracle_rank_correlations(art: Path, mini_isic: Path):
+    """A model planted on logit_image correlates with that part; the report says so."""
+    folds = pl.read_parquet(art / "folds.parquet")
+    oracle = folds.select("isic_id").join(pl.read_parquet(mini_isic / "oracle.parquet"),
+                                          on="isic_id", how="left", maintain_order="left")
+    folds.select("isic_id", "fold").with_columns(pred=oracle["logit_image"]).write_parquet(
+        art / "oof" / "imagey.parquet")
+    info = run(ReportConfig(artifacts=str(art), data_dir=str(mini_isic),
+                            models=["good", "imagey"]))
+    corr = info["oracle_corr"]["spearman"]
+    assert set(corr["imagey"]) >= {"logit_image", "logit_table", "logit_patient", "logit_shared"}
+    assert corr["imagey"]["logit_image"] == pytest.approx(1.0)
+    assert abs(corr["imagey"]["logit_table"]) < 0.2 and abs(corr["good"]["logit_image"]) < 0.2
+    md = (art / "report" / "report.md").read_text()
+    assert "What each model learned" in md and "| imagey | " in md
+    saved = json.loads((art / "report" / "report.json").read_text())
+    assert saved["oracle_corr"]["spearman"]["imagey"]["logit_image"] == pytest.approx(1.0)
+
+
+def test_report_oracle_of_other_data_is_named(art: Path, tmp_path: Path):
+    pl.DataFrame({"isic_id": ["ISIC_x"], "logit_image": [0.0]}).write_parquet(
+        tmp_path / "oracle.parquet")
+    info = run(ReportConfig(artifacts=str(art), data_dir=str(tmp_path), models=["good"]))
+    assert "oracle.parquet" in info["oracle_corr"]["skipped"]
+    run(ReportConfig(artifacts=str(art), data_dir=str(tmp_path / "none"), models=["good"]))
+    assert "What each model learned" not in (art / "report" / "report.md").read_text()
