@@ -17,9 +17,11 @@ import numpy as np
 
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, atomic_path, write_json, write_text
-from isicstack.data.layout import resolve_data_dir, run_dir
+from isicstack.data.layout import folds_path, resolve_data_dir, run_dir
+from isicstack.evaluation import drift
 from isicstack.evaluation import operating_point as opoint
 from isicstack.evaluation import oracle as oracle_corr
+from isicstack.evaluation.drift import DriftConfig
 from isicstack.stacking.inputs import discover, load_oof, score_summary
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class ReportConfig:
     dpi: int = 110
     operating_point: opoint.OperatingPointConfig = field(
         default_factory=opoint.OperatingPointConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
 
 def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -56,6 +59,16 @@ def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], d
             log.warning("report: skipping %s: %s", name, err)
             skipped[name] = str(err)
     return preds, skipped
+
+
+def report_data_dir(cfg: ReportConfig) -> Path:
+    """``auto`` means the data the folds were made from (``folds.json``), when it still exists."""
+    if cfg.data_dir == "auto":
+        info = folds_path(cfg.artifacts).with_suffix(".json")
+        made_from = json.loads(info.read_text())["data_dir"] if info.is_file() else None
+        if made_from and Path(made_from).is_dir():
+            return Path(made_from)
+    return resolve_data_dir(cfg.data_dir, cfg.profile)
 
 
 def _pyplot() -> Any:
@@ -145,7 +158,7 @@ def plot_scores(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: in
     return name
 
 
-def markdown(info: dict[str, Any], images: dict[str, str]) -> str:
+def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str:
     """The report page: header, CV table, stack notes, images."""
     lines = [f"# isicstack CV report\n\nartifacts: `{info['artifacts']}`; {info['rows']} rows, "
              f"{info['positives']} positives, {info['n_folds']} folds. pAUC is over TPR ≥ 0.8 "
@@ -167,6 +180,7 @@ def markdown(info: dict[str, Any], images: dict[str, str]) -> str:
                          f"reaches {100 * oracle['stack_fraction']:.1f}% of it.")
     lines += opoint.markdown(info.get("operating_points", {}))
     lines += oracle_corr.markdown(info.get("oracle_corr"))
+    lines += drift.markdown(info.get("drift"), top)
     for name, skipped in info["skipped"].items():
         lines.append(f"\nSkipped `{name}`: {skipped}")
     lines += [f"\n## {PLOTS[k]}\n\n![{PLOTS[k]}]({v})" for k, v in images.items()]
@@ -188,10 +202,12 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         patients = folds.get_column("patient_id").to_numpy()
         info["operating_points"] = {n: opoint.operating_point(y, p, patients, cfg.operating_point)
                                     for n, p in preds.items()}
-    data_dir = resolve_data_dir(cfg.data_dir, cfg.profile)
+    data_dir = report_data_dir(cfg)
     section = oracle_corr.oracle_section(data_dir, folds.get_column("isic_id"), preds)
     if section:
         info["oracle_corr"] = section
+    if cfg.drift.enabled:
+        info["drift"] = drift.drift_section(data_dir, cfg.drift)
     stack_metrics = run_dir(cfg.artifacts, "stack") / "metrics.json"
     if stack_metrics.is_file():
         m = json.loads(stack_metrics.read_text(encoding="utf-8"))
@@ -203,6 +219,6 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                   "scores": plot_scores(y, preds, out / "scores.png", cfg.dpi, cfg.bins)}
     info["images"] = images
     write_json(info, out / "report.json")
-    write_text(markdown(info, images), out / "report.md")
+    write_text(markdown(info, images, cfg.drift.top), out / "report.md")
     log.info("report: wrote %s (%d model(s))", out / "report.md", len(preds))
     return info

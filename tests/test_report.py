@@ -12,10 +12,12 @@ import pytest
 
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
+from isicstack.evaluation.drift import DriftConfig
 from isicstack.evaluation.operating_point import OperatingPointConfig
 from isicstack.pipelines.report import ReportConfig, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+QUICK = {"drift": DriftConfig(num_rounds=30)}  # a small drift model: the report is under test
 
 
 @pytest.fixture()
@@ -23,7 +25,8 @@ def art(mini_artifacts: Path, tmp_path: Path) -> Path:
     """Folds plus two OOF files (one informative, one weak) and one made for other folds."""
     out = tmp_path / "art"
     (out / "oof").mkdir(parents=True)
-    shutil.copy(mini_artifacts / "folds.parquet", out / "folds.parquet")
+    for name in ("folds.parquet", "folds.json"):  # folds.json: the data the folds came from
+        shutil.copy(mini_artifacts / name, out / name)
     folds = pl.read_parquet(out / "folds.parquet")
     rng = np.random.default_rng(0)
     y = folds["target"].to_numpy()
@@ -37,7 +40,7 @@ def art(mini_artifacts: Path, tmp_path: Path) -> Path:
 
 
 def test_report_writes_png_md_json(art: Path):
-    info = run(ReportConfig(artifacts=str(art)))
+    info = run(ReportConfig(artifacts=str(art), **QUICK))
     rep = art / "report"
     for name in ("cv.png", "roc.png", "scores.png"):
         assert (rep / name).read_bytes()[:8] == PNG_MAGIC
@@ -61,14 +64,14 @@ def test_report_named_model_must_match_folds(art: Path, tmp_path: Path):
 
 def test_report_without_models(mini_artifacts: Path, tmp_path: Path):
     shutil.copy(mini_artifacts / "folds.parquet", tmp_path / "folds.parquet")
-    info = run(ReportConfig(artifacts=str(tmp_path)))
+    info = run(ReportConfig(artifacts=str(tmp_path), drift=DriftConfig(enabled=False)))
     assert info["models"] == {} and "No OOF predictions" in (
         tmp_path / "report" / "report.md").read_text()
 
 
 def test_report_operating_points(art: Path):
     info = run(ReportConfig(artifacts=str(art), operating_point=OperatingPointConfig(
-        target_tpr=0.9, n_boot=50)))
+        target_tpr=0.9, n_boot=50), **QUICK))
     good = info["operating_points"]["good"]
     assert good["target_tpr"] == 0.9 and good["point"]["recall"] >= 0.9
     assert good["patients"] == pl.read_parquet(art / "folds.parquet")["patient_id"].n_unique()
@@ -88,7 +91,7 @@ def test_report_oracle_rank_correlations(art: Path, mini_isic: Path):
     folds.select("isic_id", "fold").with_columns(pred=oracle["logit_image"]).write_parquet(
         art / "oof" / "imagey.parquet")
     info = run(ReportConfig(artifacts=str(art), data_dir=str(mini_isic),
-                            models=["good", "imagey"]))
+                            models=["good", "imagey"], **QUICK))
     corr = info["oracle_corr"]["spearman"]
     assert set(corr["imagey"]) >= {"logit_image", "logit_table", "logit_patient", "logit_shared"}
     assert corr["imagey"]["logit_image"] == pytest.approx(1.0)
@@ -106,3 +109,13 @@ def test_report_oracle_of_other_data_is_named(art: Path, tmp_path: Path):
     assert "oracle.parquet" in info["oracle_corr"]["skipped"]
     run(ReportConfig(artifacts=str(art), data_dir=str(tmp_path / "none"), models=["good"]))
     assert "What each model learned" not in (art / "report" / "report.md").read_text()
+
+
+def test_report_drift_section_on_the_folds_data(art: Path, mini_isic: Path):
+    """``data_dir=auto`` finds the data the folds were made from (folds.json)."""
+    info = run(ReportConfig(artifacts=str(art), models=["good"],
+                            drift=DriftConfig(num_rounds=30, auc_warn=0.0)))
+    assert info["drift"]["source"] == str(mini_isic) and info["drift"]["warning"]
+    md = (art / "report" / "report.md").read_text()
+    assert "Drift check" in md and "**Warning**" in md and "| tbp_lv_" in md
+    assert "What each model learned" in md  # the oracle of the same data
