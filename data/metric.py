@@ -56,3 +56,49 @@ def roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Plain ROC AUC with the same input checks as :func:`pauc`."""
     y, p = _validate(y_true, y_score)
     return float(roc_auc_score(y, p))
+
+
+def has_both_classes(y_true: np.ndarray) -> bool:
+    """True when ``y_true`` holds positives and negatives (pAUC/AUC are defined)."""
+    y = np.asarray(y_true).ravel()
+    return y.size > 0 and 0 < int(y.sum()) < y.size
+
+
+def fold_scores(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float | None]:
+    """pAUC and AUC of one fold; both ``None`` when the fold lacks a class.
+
+    The one convention for a fold with a single class, in every stage: its scores are undefined,
+    so they are ``None`` (``null`` in JSON, ``n/a`` in logs), left out of the fold mean and std,
+    and never reported to a pruner; the pooled OOF score still covers the fold's rows. (A small
+    real subset or an aggressive fold count can leave a fold without positives; a made-up 0.0 or
+    NaN there would drag or poison every mean.)
+    """
+    if not has_both_classes(y_true):
+        return {"pauc": None, "auc": None}
+    return {"pauc": pauc(y_true, y_score), "auc": roc_auc(y_true, y_score)}
+
+
+def fmt_score(x: float | None) -> str:
+    """A score for a log line: ``n/a`` for a fold without both classes."""
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and std of the defined fold scores (``None``, ``None`` when no fold has one)."""
+    arr = np.array([v for v in values if v is not None], dtype=np.float64)
+    if arr.size == 0:
+        return None, None
+    return float(arr.mean()), float(arr.std())
+
+
+def fold_summary(y_true: np.ndarray, y_score: np.ndarray, fold: np.ndarray) -> dict[str, object]:
+    """Pooled OOF pAUC/AUC plus per-fold scores (:func:`fold_scores`) and their mean and std."""
+    y, p, f = np.asarray(y_true), np.asarray(y_score), np.asarray(fold)
+    per = {int(k): fold_scores(y[f == k], p[f == k]) for k in np.unique(f)}
+    fold_pauc = {k: s["pauc"] for k, s in per.items()}
+    fold_auc = {k: s["auc"] for k, s in per.items()}
+    pm, ps = mean_std(list(fold_pauc.values()))
+    am, as_ = mean_std(list(fold_auc.values()))
+    return {"oof_pauc": pauc(y, p), "oof_auc": roc_auc(y, p),
+            "fold_pauc": fold_pauc, "fold_auc": fold_auc,
+            "fold_pauc_mean": pm, "fold_pauc_std": ps, "fold_auc_mean": am, "fold_auc_std": as_}

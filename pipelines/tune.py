@@ -121,12 +121,16 @@ def split_params(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return stage, params
 
 
-def pruning_reporter(trial: optuna.Trial, enabled: bool) -> Callable[[int, float], None]:
-    """Per-fold callback: report the running mean fold pAUC and prune a hopeless trial."""
+def pruning_reporter(trial: optuna.Trial,
+                     enabled: bool) -> Callable[[int, float | None], None]:
+    """Per-fold callback: report the running mean fold pAUC and prune a hopeless trial.
+
+    A fold without both classes (score ``None``, see ``metric.fold_scores``) is not reported.
+    """
     scores: list[float] = []
 
-    def on_fold(fold: int, score: float) -> None:
-        if not math.isnan(score):
+    def on_fold(fold: int, score: float | None) -> None:
+        if score is not None and not math.isnan(score):
             scores.append(score)
         if scores:
             trial.report(sum(scores) / len(scores), step=fold)

@@ -16,22 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pytorch_lightning as pl_
+from pytorch_lightning import Callback, LightningModule, Trainer
 
 
-class FoldPruning(pl_.Callback):
+class FoldPruning(Callback):
     """Reports the running mean of per-fold ``val/pauc`` after each fold; prunes bad trials.
 
     A fold's score is its last validation (the weights the OOF file uses by default), so the
     reports are comparable with the tabular objective's per-fold reports.
     """
 
-    def __init__(self, on_fold: Callable[[int, float], None]) -> None:
+    def __init__(self, on_fold: Callable[[int, float | None], None]) -> None:
         self.on_fold, self.fold = on_fold, 0
 
-    def on_fit_end(self, trainer: pl_.Trainer, pl_module: pl_.LightningModule) -> None:
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         score = trainer.callback_metrics.get("val/pauc")
-        value = float("nan") if score is None else float(score)
+        value = None if score is None else float(score)
         fold, self.fold = self.fold, self.fold + 1
         self.on_fold(fold, value)
 

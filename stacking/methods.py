@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from isicstack.data.metric import pauc
+from isicstack.data.metric import fold_scores, has_both_classes, pauc
 
 METHODS: tuple[str, ...] = ("rank_mean", "rank_weighted", "logistic")
 FITTED: frozenset[str] = frozenset({"rank_weighted", "logistic"})
@@ -171,20 +171,19 @@ class CVScore:
     """Out-of-fold level-2 scores of one method and their per-fold pAUC."""
 
     oof: np.ndarray
-    fold_pauc: dict[int, float]
+    fold_pauc: dict[int, float | None]  # None: the fold lacks a class (metric.fold_scores)
 
 
 def cross_validate(method: str, X: np.ndarray, y: np.ndarray, fold: np.ndarray,
                    inputs: list[str], n_quantiles: int = 1001, C: float = 1.0) -> CVScore:
     """Fit on K-1 folds, score the held-out fold: the level-2 CV is as honest as level 1."""
     oof = np.full(len(y), np.nan)
-    fold_pauc: dict[int, float] = {}
+    fold_pauc: dict[int, float | None] = {}
     for k in sorted(int(v) for v in np.unique(fold)):
         tr, va = fold != k, fold == k
-        if y[tr].min() == y[tr].max():
+        if not has_both_classes(y[tr]):
             raise ValueError(f"stacking: folds other than {k} hold a single class")
         st = fit_stacker(method, X[tr], y[tr], inputs, n_quantiles, C)
         oof[va] = st.predict(X[va])
-        single = y[va].min() == y[va].max()
-        fold_pauc[k] = float("nan") if single else pauc(y[va], oof[va])
+        fold_pauc[k] = fold_scores(y[va], oof[va])["pauc"]
     return CVScore(oof, fold_pauc)

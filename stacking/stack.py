@@ -28,8 +28,8 @@ from isicstack.data.layout import (
     run_dir,
     test_pred_path,
 )
-from isicstack.data.metric import pauc
-from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof, load_test, score_summary
+from isicstack.data.metric import fmt_score, fold_summary, pauc
+from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof, load_test
 from isicstack.stacking.methods import METHODS, cross_validate, fit_stacker
 from isicstack.stacking.submission import write_submission
 
@@ -153,7 +153,7 @@ def print_summary(metrics: dict[str, Any]) -> None:
         for name, m in metrics[kind].items():
             mark = " *" if kind == "methods" and name == metrics["chosen"] else ""
             table.add_row(name + mark, kind[:-1], f"{m['oof_pauc']:.4f}", f"{m['oof_auc']:.4f}",
-                          f"{m['fold_pauc_mean']:.4f} ± {m['fold_pauc_std']:.4f}")
+                          f"{fmt_score(m['fold_pauc_mean'])} ± {fmt_score(m['fold_pauc_std'])}")
     Console().print(table)
     if metrics.get("oracle"):
         o = metrics["oracle"]
@@ -169,16 +169,17 @@ def run(cfg: StackConfig) -> dict[str, Any]:
     inputs, folds, X, y, fold = data.inputs, data.folds, data.X, data.y, data.fold
     test = load_test_inputs(cfg, data_dir, inputs)  # fail on missing test files before the CV
 
-    metrics: dict[str, Any] = {"inputs": {n: score_summary(y, X[:, j], fold)
+    metrics: dict[str, Any] = {"inputs": {n: fold_summary(y, X[:, j], fold)
                                           for j, n in enumerate(inputs)}, "methods": {}}
     oofs = {}
     for m in methods:
         cv = cross_validate(m, X, y, fold, inputs, cfg.n_quantiles, cfg.logistic_c)
         oofs[m] = cv.oof
-        metrics["methods"][m] = score_summary(y, cv.oof, fold)
-        log.info("stack %-13s CV pAUC %.4f (folds %.4f ± %.4f)", m,
-                 metrics["methods"][m]["oof_pauc"], metrics["methods"][m]["fold_pauc_mean"],
-                 metrics["methods"][m]["fold_pauc_std"])
+        metrics["methods"][m] = fold_summary(y, cv.oof, fold)
+        log.info("stack %-13s CV pAUC %.4f (folds %s ± %s)", m,
+                 metrics["methods"][m]["oof_pauc"],
+                 fmt_score(metrics["methods"][m]["fold_pauc_mean"]),
+                 fmt_score(metrics["methods"][m]["fold_pauc_std"]))
     chosen = cfg.method if cfg.method != "auto" else max(
         methods, key=lambda m: metrics["methods"][m]["oof_pauc"])  # ties: first listed
     stacker = fit_stacker(chosen, X, y, inputs, cfg.n_quantiles, cfg.logistic_c)

@@ -28,7 +28,7 @@ from isicstack.data.layout import (
     run_dir,
     test_pred_path,
 )
-from isicstack.data.metric import pauc, roc_auc
+from isicstack.data.metric import fmt_score, fold_scores, mean_std, pauc, roc_auc
 from isicstack.features import FeatureConfig, FeatureSet, build_features
 from isicstack.tabular.models import make_model
 
@@ -69,16 +69,16 @@ class CVResult:
 
     oof: np.ndarray
     test: np.ndarray | None
-    fold_pauc: dict[int, float]
-    fold_auc: dict[int, float]
+    fold_pauc: dict[int, float | None]
+    fold_auc: dict[int, float | None]
     seconds: float
     models: list[Any] = field(default_factory=list)
 
     def summary(self, y: np.ndarray) -> dict[str, Any]:
-        scores = np.array(list(self.fold_pauc.values()))
+        mean, std = mean_std(list(self.fold_pauc.values()))
         return {"oof_pauc": pauc(y, self.oof), "oof_auc": roc_auc(y, self.oof),
                 "fold_pauc": self.fold_pauc, "fold_auc": self.fold_auc,
-                "fold_pauc_mean": float(scores.mean()), "fold_pauc_std": float(scores.std()),
+                "fold_pauc_mean": mean, "fold_pauc_std": std,
                 "seconds": round(self.seconds, 2)}
 
 
@@ -101,15 +101,18 @@ def cross_validate(
     X: np.ndarray, y: np.ndarray, fold: np.ndarray, spec: ModelSpec, names: list[str],
     categorical: list[str], *, X_test: np.ndarray | None = None, neg_ratio: float = 0.0,
     bags: int = 1, seed: int = 0, threads: int = 0,
-    on_fold: Callable[[int, float], None] | None = None, keep_models: bool = False,
+    on_fold: Callable[[int, float | None], None] | None = None, keep_models: bool = False,
 ) -> CVResult:
-    """K-fold CV of one GBDT; ``on_fold(k, pauc)`` is called after each fold (e.g. pruning)."""
+    """K-fold CV of one GBDT; ``on_fold(k, pauc)`` is called after each fold (e.g. pruning).
+
+    A fold without both classes scores ``None`` (see :func:`~isicstack.data.metric.fold_scores`).
+    """
     start = time.perf_counter()
     oof = np.full(len(y), np.nan)
     test = np.zeros(len(X_test)) if X_test is not None else None
     fold_ids = sorted(int(k) for k in np.unique(fold))
-    fold_pauc: dict[int, float] = {}
-    fold_auc: dict[int, float] = {}
+    fold_pauc: dict[int, float | None] = {}
+    fold_auc: dict[int, float | None] = {}
     models = []
     for k in fold_ids:
         tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
@@ -125,13 +128,12 @@ def cross_validate(
             if keep_models:
                 models.append((k, b, model))
         oof[va] = pred
-        if y[va].min() != y[va].max():
-            fold_pauc[k], fold_auc[k] = pauc(y[va], pred), roc_auc(y[va], pred)
-        else:
-            fold_pauc[k] = fold_auc[k] = float("nan")
-            log.warning("fold %d has a single class; its pAUC is undefined", k)
-        log.info("  %s fold %d/%d: pAUC %.4f  AUC %.4f  (%d train rows/bag)", spec.kind, k + 1,
-                 len(fold_ids), fold_pauc[k], fold_auc[k], len(idx))
+        fs = fold_scores(y[va], pred)
+        fold_pauc[k], fold_auc[k] = fs["pauc"], fs["auc"]
+        if fs["pauc"] is None:
+            log.warning("fold %d has a single class; its pAUC is undefined (n/a)", k)
+        log.info("  %s fold %d/%d: pAUC %s  AUC %s  (%d train rows/bag)", spec.kind, k + 1,
+                 len(fold_ids), fmt_score(fs["pauc"]), fmt_score(fs["auc"]), len(idx))
         if on_fold is not None:
             on_fold(k, fold_pauc[k])
     return CVResult(oof, test, fold_pauc, fold_auc, time.perf_counter() - start, models)
@@ -211,7 +213,8 @@ def print_summary(rows: list[dict]) -> None:
         table.add_column(col, justify="right")
     for m in rows:
         table.add_row(m["model"], f"{m['oof_pauc']:.4f}", f"{m['oof_auc']:.4f}",
-                      f"{m['fold_pauc_mean']:.4f} ± {m['fold_pauc_std']:.4f}", f"{m['seconds']}")
+                      f"{fmt_score(m['fold_pauc_mean'])} ± {fmt_score(m['fold_pauc_std'])}",
+                      f"{m['seconds']}")
     Console().print(table)
 
 

@@ -48,3 +48,21 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="2 values"):
         pauc(np.array([0, 1]), np.array([0.1, 0.2, 0.3]))
     assert roc_auc(np.array([0, 1]), np.array([0.1, 0.2])) == 1.0
+
+
+def test_single_class_fold_convention():
+    """One convention everywhere: a fold without both classes scores None, left out of means."""
+    from isicstack.data.metric import fmt_score, fold_scores, fold_summary, has_both_classes
+
+    y = np.array([0, 1, 0, 1, 0, 0, 0, 0])
+    p = np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.4, 0.5, 0.6])
+    fold = np.array([0, 0, 0, 0, 1, 1, 1, 1])  # fold 1 has no positive
+    assert has_both_classes(y[fold == 0]) and not has_both_classes(y[fold == 1])
+    assert not has_both_classes(np.array([]))
+    assert fold_scores(y[fold == 1], p[fold == 1]) == {"pauc": None, "auc": None}
+    s = fold_summary(y, p, fold)
+    assert s["fold_pauc"][1] is None and s["fold_pauc"][0] == pytest.approx(0.2)
+    assert s["fold_pauc_mean"] == pytest.approx(0.2) and s["fold_pauc_std"] == 0.0
+    assert fmt_score(None) == "n/a" and fmt_score(0.12345) == "0.1235"
+    only_single = fold_summary(y, p, np.where(fold == 1, 1, 2))
+    assert only_single["fold_pauc"][1] is None
