@@ -1,6 +1,17 @@
 # isicstack: `make all` runs the pipeline end to end, `make test` runs the tests.
 # Variables: DATA_DIR (auto = data/raw/isic-2024-challenge if present, else the synthetic set of
 # PROFILE), ARTIFACTS (output folder), PROFILE (smoke | default | full), ARGS (extra key=value).
+#
+# ARGS reaches only the stage(s) named on the command line: `make train-tabular ARGS="bags=5"`
+# passes bags=5 to `isic train-tabular`, never to the `folds` it depends on. To give a
+# prerequisite (or a stage inside `make all`) its own overrides, use ARGS_<target>:
+#   make stack ARGS_train-tabular="bags=1" ARGS="method=rank_mean"
+# A stage recipe passes `$(STAGE_ARGS)`; a new stage only has to do the same.
+#
+# Prerequisites mirror what each stage reads. Cheap, idempotent stages (data, folds) are phony
+# prerequisites; an expensive stage's output is a file prerequisite ($(TAB_OOF)) whose rule runs
+# that stage only when the file is missing, so `make stack` after a clone trains what it needs
+# and a second `make stack` does not retrain.
 
 PYTHON    ?= python3.11
 VENV      ?= .venv
@@ -20,6 +31,10 @@ BIN   := $(VENV)/bin
 ISIC  := $(BIN)/isic
 STAMP := $(VENV)/.installed
 COMMON := data_dir=$(DATA_DIR) artifacts=$(ARTIFACTS)
+TAB_NAME  ?= lgbm
+TAB_OOF   := $(ARTIFACTS)/oof/$(TAB_NAME).parquet
+# ARGS only for the goals the user named, plus ARGS_<target> (see the top of this file).
+STAGE_ARGS = $(ARGS_$@) $(if $(filter $@,$(MAKECMDGOALS)),$(ARGS))
 REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
 SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 
@@ -29,6 +44,12 @@ PIPELINE := data folds train-tabular train-image stack report
 .PHONY: help setup synth data folds train-tabular train-image stack submit report all test \
         test-fast bench lint clean distclean tune-tabular tune-image tune-stack dashboard \
         evaluate compare kaggle-package
+
+ifneq ($(strip $(ARGS)),)
+ifneq ($(filter all,$(MAKECMDGOALS)),)
+$(error ARGS reaches only the stage named on the command line; with `make all` use ARGS_<stage>="..." (e.g. ARGS_train-tabular="bags=5"))
+endif
+endif
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -44,7 +65,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## create .venv and install the project with dev extras (idempotent)
 
 synth: $(STAMP) ## generate the synthetic data set of PROFILE into data/synthetic/PROFILE
-	$(ISIC) synth --profile $(PROFILE) $(ARGS)
+	$(ISIC) synth --profile $(PROFILE) $(STAGE_ARGS)
 
 data: $(STAMP) ## make sure data exists: real files, DATA_DIR, or synthetic (generated once)
 	@if [ "$(DATA_DIR)" != "auto" ]; then \
@@ -54,41 +75,48 @@ data: $(STAMP) ## make sure data exists: real files, DATA_DIR, or synthetic (gen
 	else $(ISIC) synth --profile $(PROFILE); fi
 
 folds: data ## write ARTIFACTS/folds.parquet (patient-grouped stratified K folds)
-	$(ISIC) folds --profile $(PROFILE) $(COMMON) $(ARGS)
+	$(ISIC) folds --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
 train-tabular: folds ## features + GBDT cross-validation -> ARTIFACTS/oof, ARTIFACTS/test
-	$(ISIC) train-tabular --profile $(PROFILE) $(COMMON) $(ARGS)
+	$(ISIC) train-tabular --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
-train-image: folds ## CNN on HDF5 crops per fold (fused with the tabular OOF score)
-	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(ARGS)
+# The tabular OOF score that fusion, stacking and the report read: trained once when missing.
+$(TAB_OOF):
+	@echo "$@ not found: running train-tabular first"
+	@$(MAKE) --no-print-directory train-tabular ARGS=
 
-stack: $(STAMP) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.csv
-	$(ISIC) stack --profile $(PROFILE) $(COMMON) $(ARGS)
+train-image: folds $(TAB_OOF) ## CNN on HDF5 crops per fold (fused with the tabular OOF score)
+	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
-report: $(STAMP) ## CV table, ROC curves, score histograms of ARTIFACTS/oof -> ARTIFACTS/report
-	$(ISIC) report --profile $(PROFILE) $(COMMON) $(ARGS)
+stack: folds $(TAB_OOF) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.csv
+	$(ISIC) stack --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
+report: folds $(TAB_OOF) ## CV table, ROC curves, score histograms of ARTIFACTS/oof -> ARTIFACTS/report
+	$(ISIC) report --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
+
+# submit and kaggle-package read saved models only: a missing one is an error naming the file
+# and the stage to run (DATA_DIR is the test folder here, so nothing is trained implicitly).
 submit: $(STAMP) ## offline inference on a test dir: make submit DATA_DIR=<dir> [OUT=submission.csv]
-	$(ISIC) predict --profile $(PROFILE) $(COMMON) out=$(OUT) $(ARGS)
+	$(ISIC) predict --profile $(PROFILE) $(COMMON) out=$(OUT) $(STAGE_ARGS)
 
 kaggle-package: $(STAMP) ## dist/kaggle: wheel + saved models + run_inference.py (see KAGGLE.md)
-	$(ISIC) kaggle-package --profile $(PROFILE) artifacts=$(ARTIFACTS) $(ARGS)
+	$(ISIC) kaggle-package --profile $(PROFILE) artifacts=$(ARTIFACTS) $(STAGE_ARGS)
 
 tune-tabular: folds ## Optuna sweep of a tabular GBDT (MODEL=lgbm|xgb|cat TRIALS= TIMEOUT=)
-	$(ISIC) tune tabular --profile $(PROFILE) model=$(MODEL) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(ARGS)
+	$(ISIC) tune tabular --profile $(PROFILE) model=$(MODEL) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(STAGE_ARGS)
 
-tune-image: folds ## Optuna sweep of the image stage (TRIALS= TIMEOUT=)
-	$(ISIC) tune image --profile $(PROFILE) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(ARGS)
+tune-image: folds $(TAB_OOF) ## Optuna sweep of the image stage (TRIALS= TIMEOUT=)
+	$(ISIC) tune image --profile $(PROFILE) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(STAGE_ARGS)
 
-tune-stack: $(STAMP) ## Optuna sweep of the stacker (TRIALS= TIMEOUT=)
-	$(ISIC) tune stack --profile $(PROFILE) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(ARGS)
+tune-stack: folds $(TAB_OOF) ## Optuna sweep of the stacker (TRIALS= TIMEOUT=)
+	$(ISIC) tune stack --profile $(PROFILE) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(STAGE_ARGS)
 
 dashboard: $(STAMP) ## optuna-dashboard on the study DB at 127.0.0.1:DASH_PORT
 	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(DASH_PORT) \
 	  "$${OPTUNA_STORAGE:-sqlite:///$(abspath $(ARTIFACTS))/optuna.db}"
 
-evaluate: folds ## repeated CV over fold seeds of the tabular config (NAME=run name)
-	$(ISIC) evaluate --profile $(PROFILE) name=$(NAME) $(COMMON) $(ARGS)
+evaluate: data ## repeated CV over fold seeds of the tabular config (NAME=run name)
+	$(ISIC) evaluate --profile $(PROFILE) name=$(NAME) $(COMMON) $(STAGE_ARGS)
 
 compare: $(STAMP) ## paired pAUC difference of two evaluations: make compare A=name B=name
 	$(ISIC) compare $(A) $(B) --artifacts $(ARTIFACTS)

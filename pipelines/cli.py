@@ -12,9 +12,11 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 
 from isicstack.config import ConfigError, load_config
+from isicstack.data.io import DataError
 
 
 @dataclass(frozen=True)
@@ -129,12 +131,26 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         run(cfg)
     except (StageNotBuiltError, ConfigError) as err:
-        print(f"isic {args.stage}: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(args.stage, err, 2, args.verbose)
     except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"isic {args.stage}: error: {err}", file=sys.stderr)
-        return 1
+        return _fail(args.stage, err, 1, args.verbose)
     return 0
+
+
+def _fail(stage: str, err: BaseException, code: int, verbose: bool) -> int:
+    """One line for bad input; with ``-v`` the traceback too (a bug must stay debuggable).
+
+    ``DataError``/``ConfigError``/missing files are the user's input and already name the file,
+    column or key. Any other ValueError/KeyError may be a bug: its type is printed and ``-v``
+    shows where it came from.
+    """
+    expected = isinstance(err, (DataError, ConfigError, StageNotBuiltError, FileNotFoundError))
+    if verbose:
+        traceback.print_exception(err, file=sys.stderr)
+    message = str(err) if expected else f"{type(err).__name__}: {err}"
+    hint = "" if expected or verbose else f" (run `isic -v {stage} ...` for the traceback)"
+    print(f"isic {stage}: error: {message}{hint}", file=sys.stderr)
+    return code
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -148,8 +164,7 @@ def _compare(args: argparse.Namespace) -> int:
     try:
         compare(where(args.run_a), where(args.run_b), args.model)
     except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"isic compare: error: {err}", file=sys.stderr)
-        return 1
+        return _fail("compare", err, 1, args.verbose)
     return 0
 
 

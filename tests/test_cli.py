@@ -45,3 +45,38 @@ def test_every_registered_stage_is_built(stage: str):
     spec = STAGES[stage]
     module = importlib.import_module(spec.module)
     assert hasattr(module, spec.config_class) and callable(module.run)
+
+
+def _boom(exc: BaseException):
+    def run(cfg) -> None:
+        raise exc
+    return run
+
+
+def test_unexpected_error_keeps_traceback_with_v(monkeypatch, capsys):
+    """A bug (a bare KeyError) says its type and how to see it; -v prints the traceback."""
+    from isicstack.data.folds import FoldsConfig
+    from isicstack.pipelines import cli
+
+    monkeypatch.setattr(cli, "resolve", lambda stage: (FoldsConfig, _boom(KeyError("oops"))))
+    assert main(["folds"]) == 1
+    err = capsys.readouterr().err
+    assert "KeyError: 'oops'" in err and "isic -v folds" in err and "Traceback" not in err
+    assert main(["-v", "folds"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in run" in err
+    assert "KeyError: 'oops'" in err
+
+
+def test_data_error_is_one_line_without_v(monkeypatch, capsys):
+    from isicstack.data.folds import FoldsConfig
+    from isicstack.data.io import DataError
+    from isicstack.pipelines import cli
+
+    monkeypatch.setattr(cli, "resolve",
+                        lambda stage: (FoldsConfig, _boom(DataError("x.csv: column 'a' bad"))))
+    assert main(["folds"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "isic folds: error: x.csv: column 'a' bad"
+    assert main(["-v", "folds"]) == 1
+    assert "Traceback" in capsys.readouterr().err
