@@ -50,11 +50,16 @@ STAGES: dict[str, Stage] = {
                   "Optuna sweep of a stage for OOF pAUC (`isic tune tabular model=xgb`)"),
     "evaluate": Stage("isicstack.pipelines.compare", "EvaluateConfig", "evaluate",
                       "repeated CV of the tabular config over several fold seeds"),
+    "ingest": Stage("isicstack.ingest.ingest", "IngestConfig", "ingest",
+                    "other ISIC data (JPEG folder + label CSV) -> HDF5 crops + labels.csv"),
 }
 
 # `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.
 SYNTH_FLAGS = {"rows": int, "test_rows": int, "patients": int, "prevalence": float,
                "image_size": int, "seed": int, "out": str, "workers": int}
+INGEST_FLAGS = {"images": str, "labels": str, "layout": str, "out": str, "metadata": str,
+                "size": int}
+STAGE_FLAGS = {"synth": SYNTH_FLAGS, "ingest": INGEST_FLAGS}
 
 
 class StageNotBuiltError(RuntimeError):
@@ -90,9 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="config profile (smoke, default, full, ...)")
         p.add_argument("--print-config", action="store_true",
                        help="print the resolved config and exit")
-        if name == "synth":
-            for flag, typ in SYNTH_FLAGS.items():
-                p.add_argument(f"--{flag.replace('_', '-')}", type=typ, dest=f"flag_{flag}")
+        for flag, typ in STAGE_FLAGS.get(name, {}).items():
+            p.add_argument(f"--{flag.replace('_', '-')}", type=typ, dest=f"flag_{flag}")
         p.set_defaults(overrides=[])
         p.usage = f"isic {name} [--profile P] [--print-config] [key=value ...]"
     return parser
