@@ -81,6 +81,20 @@ def _first_bad(raw: pl.Series, cast: pl.Series) -> tuple[int, str]:
     return idx, str(raw[idx])
 
 
+def _warn_v1_std_lext(df: pl.DataFrame, path: Path) -> None:
+    """Warn on the first release's bug: ``tbp_lv_stdLExt`` holding ``tbp_lv_Lext`` on every row.
+
+    The values are kept (the true ones are lost), but features built from them are wrong, so
+    the user hears about it once, with the file and the fix.
+    """
+    std, lext = df.get_column("tbp_lv_stdLExt"), df.get_column("tbp_lv_Lext")
+    both = std.is_not_null() & lext.is_not_null()
+    if both.sum() and (std.filter(both) == lext.filter(both)).all():
+        log.warning("%s: tbp_lv_stdLExt equals tbp_lv_Lext on every row: this is the first "
+                    "release's bug (v1 test-metadata.csv); download the current file from "
+                    "Kaggle. Features using tbp_lv_stdLExt are wrong for these rows.", path)
+
+
 def load_metadata(path: str | os.PathLike[str], split: Split) -> pl.DataFrame:
     """Read and validate a Kaggle ``train-metadata.csv`` or ``test-metadata.csv``.
 
@@ -134,6 +148,7 @@ def load_metadata(path: str | os.PathLike[str], split: Split) -> pl.DataFrame:
         )
     if df.get_column("patient_id").null_count():
         raise DataError(f"{path}: column 'patient_id' has empty values")
+    _warn_v1_std_lext(df, path)
     if split == "train":
         target = df.get_column("target")
         bad = target.filter(target.is_null() | ~target.is_in([0, 1]))

@@ -13,13 +13,58 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ISIC_SHARED", REPO.parent / "shared"))
 
 
+REAL_FIXTURES = SHARED / "fixtures" / "isic2024"
+HAVE_REAL = (REAL_FIXTURES / "test-metadata.csv").is_file()
+# Every test of the Kaggle file contract runs on the synthetic copy; the real files add a case.
+FIXTURE_SOURCES = ["synthetic", *(["real"] if HAVE_REAL else [])]
+
+
 @pytest.fixture(scope="session")
 def real_fixtures() -> Path:
     """The official 3-row test files and 100 real train rows (skip when shared/ is absent)."""
-    path = SHARED / "fixtures" / "isic2024"
-    if not (path / "test-metadata.csv").is_file():
-        pytest.skip(f"real ISIC 2024 fixture files not found in {path}")
-    return path
+    if not HAVE_REAL:
+        pytest.skip(f"real ISIC 2024 fixture files not found in {REAL_FIXTURES}")
+    return REAL_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def synthetic_fixtures(mini_isic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real fixture folder's files, cut from the synthetic mini-ISIC (same names, layout).
+
+    ``train-metadata-first100.csv`` (first 100 train rows), ``test-metadata.csv`` (3 rows of 3
+    patients), their ``test-image.hdf5`` and ``sample_submission.csv``, and
+    ``test-metadata-v1.csv`` with the first release's bug (tbp_lv_stdLExt = tbp_lv_Lext).
+    """
+    import polars as pl
+
+    from isicstack.data.crops import CropStore, write_crops
+    from isicstack.data.io import write_csv
+
+    out = tmp_path_factory.mktemp("synthetic_fixtures")
+    lines = (mini_isic / "train-metadata.csv").read_text(encoding="utf-8").splitlines(True)
+    (out / "train-metadata-first100.csv").write_text("".join(lines[:101]), encoding="utf-8")
+    test = pl.read_csv(mini_isic / "test-metadata.csv", infer_schema=False)
+    test = test.unique("patient_id", keep="first", maintain_order=True).head(3)
+    write_csv(test, out / "test-metadata.csv")
+    write_csv(test.with_columns(tbp_lv_stdLExt=pl.col("tbp_lv_Lext")), out / "test-metadata-v1.csv")
+    store = CropStore(mini_isic / "test-image.hdf5")
+    write_crops(out / "test-image.hdf5", [(i, store.read_bytes(i)) for i in test["isic_id"]])
+    write_csv(test.select("isic_id", target=pl.lit(0.3)), out / "sample_submission.csv")
+    return out
+
+
+@pytest.fixture(scope="session", params=FIXTURE_SOURCES)
+def kaggle_fixtures(request: pytest.FixtureRequest) -> Path:
+    """A folder with the real fixture files' names: synthetic always, real when present."""
+    if request.param == "real":
+        return REAL_FIXTURES
+    return request.getfixturevalue("synthetic_fixtures")
+
+
+@pytest.fixture(scope="session")
+def kaggle_is_real(kaggle_fixtures: Path) -> bool:
+    """True for the real fixture folder (tests add checks of its known values)."""
+    return kaggle_fixtures == REAL_FIXTURES
 
 
 @pytest.fixture(scope="session")

@@ -135,11 +135,13 @@ def test_fallback_single_model(trained, tmp_path: Path, caplog: pytest.LogCaptur
     np.testing.assert_allclose(sub["target"].to_numpy(), want, atol=1e-6)
 
 
-def test_real_official_test_files(trained, real_fixtures: Path, tmp_path: Path):
-    summary = run(_cfg(trained, tmp_path, data_dir=str(_test_dir(real_fixtures, tmp_path / "t"))))
+def test_official_format_test_files(trained, kaggle_fixtures: Path, tmp_path: Path):
+    """The 3-row test folder (synthetic, and the official files when present) gets scored."""
+    test_dir = _test_dir(kaggle_fixtures, tmp_path / "t")
+    summary = run(_cfg(trained, tmp_path, data_dir=str(test_dir)))
     assert summary["rows"] == 3
     sub = pl.read_csv(tmp_path / "submission.csv")
-    sample = pl.read_csv(real_fixtures / SAMPLE_SUBMISSION)
+    sample = pl.read_csv(kaggle_fixtures / SAMPLE_SUBMISSION)
     assert sub.columns == sample.columns and sub["isic_id"].to_list() == sample["isic_id"].to_list()
     assert sub["target"].is_finite().all() and sub["target"].is_between(0, 1).all()
 

@@ -81,10 +81,10 @@ def test_existing_file_untouched_on_failure(case, tmp_path: Path):
     assert out.read_text() == "previous\n"
 
 
-def test_official_three_row_files(real_fixtures: Path, tmp_path: Path):
-    ids = pl.read_csv(real_fixtures / "test-metadata.csv", infer_schema=False)["isic_id"]
+def test_official_three_row_files(kaggle_fixtures: Path, tmp_path: Path):
+    ids = pl.read_csv(kaggle_fixtures / "test-metadata.csv", infer_schema=False)["isic_id"]
     preds = pl.DataFrame({"isic_id": ids.reverse(), "target": [0.9, 0.2, 0.0]})
-    out = write_submission(preds, real_fixtures / "test-metadata.csv",
-                           real_fixtures / "sample_submission.csv", tmp_path / "s.csv")
+    out = write_submission(preds, kaggle_fixtures / "test-metadata.csv",
+                           kaggle_fixtures / "sample_submission.csv", tmp_path / "s.csv")
     assert out.read_text().splitlines()[0] == "isic_id,target"
     assert pl.read_csv(out)["isic_id"].equals(ids)
