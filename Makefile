@@ -140,3 +140,8 @@ clean: ## remove ARTIFACTS
 
 distclean: clean ## also remove generated synthetic data and the virtualenv
 	rm -rf data/synthetic $(VENV)
+
+# Other ISIC data (issue 11): a JPEG folder + label CSV -> OUT/images.hdf5, labels.csv, ingest.json.
+.PHONY: ingest
+ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOUT=isic2020 OUT=<dir>
+	$(ISIC) ingest --images "$(IMAGES)" --labels "$(LABELS)" --layout $(or $(LAYOUT),generic) --out "$(OUT)" $(STAGE_ARGS)
