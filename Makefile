@@ -42,7 +42,7 @@ SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 PIPELINE := data folds train-tabular train-image stack report
 
 .PHONY: help setup synth data folds train-tabular train-image stack submit report all test \
-        test-fast bench lint clean distclean tune-tabular tune-image tune-stack dashboard \
+        test-fast bench bench-tables lint clean distclean tune-tabular tune-image tune-stack dashboard \
         evaluate compare kaggle-package
 
 ifneq ($(strip $(ARGS)),)
@@ -129,8 +129,12 @@ test: $(STAMP) ## run the test suite
 test-fast: $(STAMP) ## the test suite without slow tests
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP) ## run the benchmarks (figures -> benchmarks/results/*.json)
+bench: $(STAMP) ## run the benchmarks (figures -> benchmarks/results/*.json -> BENCHMARKS.md)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/render.py
+
+bench-tables: $(STAMP) ## regenerate BENCHMARKS.md's tables from benchmarks/results/*.json
+	$(BIN)/python benchmarks/render.py
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

@@ -26,9 +26,11 @@ import polars as pl
 from isicstack.data.io import load_metadata, write_json
 from isicstack.data.schema import NUMERIC_FEATURES, TEST_COLUMNS
 
-REAL_DEV = Path("/work/shared/real-dev/tabular/train-metadata.csv")
-TEST_FIXTURE = Path("/work/shared/fixtures/isic2024/test-metadata.csv")
-RESULTS = Path(__file__).resolve().parent / "results" / "features.json"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"  # read-only data beside the repository, never copied into it
+REAL_DEV = SHARED / "real-dev" / "tabular" / "train-metadata.csv"
+TEST_FIXTURE = SHARED / "fixtures" / "isic2024" / "test-metadata.csv"
+RESULTS = ROOT / "benchmarks" / "results" / "features.json"
 
 
 def heavy_tailed_counts(rows: int, patients: int, rng: np.random.Generator) -> np.ndarray:
@@ -100,6 +102,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker)
+        return
+    missing = [str(p) for p in (REAL_DEV, TEST_FIXTURE) if not p.is_file()]
+    if missing:
+        print(f"skip bench_features: {', '.join(missing)} not found (the frame is built from "
+              "the real-dev rows in ../shared beside the repository)")
         return
     t0 = time.perf_counter()
     df = synthetic_frame(args.rows, args.patients)

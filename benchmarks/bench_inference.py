@@ -14,7 +14,7 @@ of 10k and 100k rows with ~330 lesions per patient (the real data has ~385) and 
 
 Usage: ``python benchmarks/bench_inference.py [--sizes 10000,100000] [--batch-rows 10000]``.
 Writes ``benchmarks/results/inference.json``. Data and models are cached in ``--work``
-(default /tmp/isic_bench_inference). The figures are indicative on a shared machine.
+(default ``<tempdir>/isic_bench_inference``). The figures are indicative on a shared machine.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -133,7 +134,8 @@ def main() -> None:
     ap.add_argument("--batch-rows", type=int, default=10_000)
     ap.add_argument("--image-folds", type=int, default=1,
                     help="image folds trained (projection scales the image path to 5)")
-    ap.add_argument("--work", default=os.environ.get("ISIC_BENCH_DIR", "/tmp/isic_bench_inference"))
+    ap.add_argument("--work", default=os.environ.get(
+        "ISIC_BENCH_DIR", os.path.join(tempfile.gettempdir(), "isic_bench_inference")))
     args = ap.parse_args()
     work = Path(args.work)
     train_dir = synth(work / "train", 4000, 3, 12, 0)

@@ -1,0 +1,68 @@
+"""OOF quality of every model of a finished run, against the synthetic generator's oracle.
+
+Usage (after ``make all``, which writes ``artifacts/`` from ``data/synthetic/default``)::
+
+    python benchmarks/bench_quality.py [--artifacts artifacts] [--data data/synthetic/default]
+
+Reads ``folds.parquet`` and every ``oof/*.parquet`` of the artifacts folder and the data's
+``oracle.parquet`` (true probabilities, which the pipeline never reads); writes
+``benchmarks/results/quality.json``: per model the pooled OOF pAUC/AUC, the fold mean and sd,
+and the share of the oracle's pAUC. Cheap (seconds): the training is ``make all``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from isicstack.data.io import write_json
+from isicstack.data.metric import fold_summary, pauc
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def quality(artifacts: Path, data: Path) -> dict:
+    """The figures of ``quality.json`` for one artifacts folder and its synthetic data."""
+    folds = pl.read_parquet(artifacts / "folds.parquet")
+    oracle = pl.read_parquet(data / "oracle.parquet").select("isic_id", "prob")
+    rows = folds.join(oracle, on="isic_id", how="left", maintain_order="left")
+    y = rows["target"].to_numpy()
+    best = pauc(y, rows["prob"].to_numpy())
+    out: dict = {"data_dir": Path(os.path.relpath(data, ROOT)).as_posix(), "rows": rows.height,
+                 "positives": int(y.sum()), "patients": rows["patient_id"].n_unique(),
+                 "oracle_pauc": round(best, 5), "models": {}}
+    for path in sorted((artifacts / "oof").glob("*.parquet")):
+        oof = rows.select("isic_id", "target", "fold").join(
+            pl.read_parquet(path).select("isic_id", "pred"), on="isic_id", how="inner")
+        s = fold_summary(oof["target"].to_numpy(), oof["pred"].to_numpy(),
+                         oof["fold"].to_numpy())
+        out["models"][path.stem] = {
+            "rows": oof.height, "oof_pauc": round(s["oof_pauc"], 5),
+            "oof_auc": round(s["oof_auc"], 4), "fold_pauc_mean": s["fold_pauc_mean"],
+            "fold_pauc_std": s["fold_pauc_std"], "share_of_oracle": s["oof_pauc"] / best}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic" / "default")
+    args = ap.parse_args()
+    missing = [p for p in (args.artifacts / "folds.parquet", args.data / "oracle.parquet")
+               if not p.is_file()]
+    if missing:
+        print(f"skip bench_quality: {', '.join(map(str, missing))} not found "
+              "(run `make all` on the synthetic default first)")
+        return 0
+    write_json(quality(args.artifacts, args.data), RESULTS / "quality.json")
+    print(f"wrote {RESULTS / 'quality.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Write the tables of BENCHMARKS.md from ``benchmarks/results/*.json`` (never by hand).
+
+Usage::
+
+    python benchmarks/render.py            # rewrite the tables in BENCHMARKS.md
+    python benchmarks/render.py --check    # exit 1 if BENCHMARKS.md disagrees with the results
+
+Each generated table sits between two marker lines in BENCHMARKS.md::
+
+    <!-- table:NAME -->
+    | ... generated ... |
+    <!-- /table:NAME -->
+
+and everything between them is replaced by the rendering of ``TABLES[NAME]``. Text outside the
+markers is left alone. ``tests/test_benchmarks.py`` runs ``--check``, so a results file and the
+page cannot drift apart.
+
+How to add a table:
+
+1. make a benchmark script write its figures to ``benchmarks/results/<file>.json``
+   (``isicstack.data.io.write_json``);
+2. add a :class:`Table` to ``TABLES``: its results ``source`` file, the ``script`` that writes it
+   (shown when the file is missing), the ``header`` cells, and ``rows``, each a list of cells.
+   A cell is a template: plain text, with ``{dotted.path}`` or ``{dotted.path:spec}`` fields
+   looked up in the JSON (``spec`` is a Python format spec, or ``dur`` for "3 min 52 s", ``pct``
+   for a fraction as "77.3%", ``int`` for "1,234"). With ``each="a.b"`` the table has one row
+   per entry of that mapping, built from ``rows[0]``: ``{@key}`` is the entry's key and
+   ``{@.field}`` a field of the entry (e.g. one row per model);
+3. put the two marker lines where the table goes in BENCHMARKS.md and run this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGE = ROOT / "BENCHMARKS.md"
+FIELD = re.compile(r"\{([^{}:]+)(?::([^{}]*))?\}")
+BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)",
+                   re.S)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A markdown table whose cells are templates over one results file."""
+
+    source: str
+    script: str
+    header: list[str]
+    rows: list[list[str]]
+    each: str | None = None
+
+
+DATA = "python benchmarks/bench_data.py"
+SYNTH = "python benchmarks/bench_synth.py"
+TAB = "python benchmarks/bench_tabular.py"
+TABLES: dict[str, Table] = {
+    "quality-synthetic": Table(
+        "quality.json", "make all && python benchmarks/bench_quality.py",
+        ["model (OOF file)", "OOF pAUC", "OOF AUC", "fold pAUC mean ± sd", "share of oracle"],
+        [["`{@key}`", "{@.oof_pauc:.4f}", "{@.oof_auc:.3f}",
+          "{@.fold_pauc_mean:.4f} ± {@.fold_pauc_std:.4f}", "{@.share_of_oracle:pct}"]],
+        each="models"),
+    "quality-oracle": Table(
+        "quality.json", "make all && python benchmarks/bench_quality.py",
+        ["data", "rows", "positives", "patients", "oracle pAUC (true probabilities)"],
+        [["`{data_dir}`", "{rows:int}", "{positives:int}", "{patients:int}",
+          "**{oracle_pauc:.4f}**"]]),
+    "tabular-real-dev": Table(
+        "tabular.json", TAB,
+        ["configuration", "model", "OOF pAUC, mean ± sd over fold seeds 0, 1, 2"],
+        [["`raw` + `categorical` groups", "LightGBM",
+          "{real_dev.raw_categorical_lgbm.lgbm.mean:.4f} ± "
+          "{real_dev.raw_categorical_lgbm.lgbm.std:.4f}"],
+         ["full feature set (raw, lesion, patient, ugly duckling, categorical)", "LightGBM",
+          "{real_dev.full_config.lgbm.mean:.4f} ± {real_dev.full_config.lgbm.std:.4f}"],
+         ["full feature set", "XGBoost",
+          "{real_dev.full_config.xgb.mean:.4f} ± {real_dev.full_config.xgb.std:.4f}"]]),
+    "data": Table(
+        "data.json", DATA, ["", "figure"],
+        [["`load_metadata` + validation of {metadata.rows:int} rows x 55 columns",
+          "**{metadata.seconds:.2f} s** ({metadata.rows_per_s:int} rows/s), "
+          "peak RSS {metadata.peak_rss_mib:int} MiB (fresh process)"],
+         ["JPEG decode from memory (simplejpeg), {crops.images:int} crops, "
+          "median {crops.median_side_px} px", "{crops.decode_from_memory_per_s:int} img/s"],
+         ["`CropStore` HDF5 read + decode, one process",
+          "{crops.hdf5_read_decode_per_s:int} img/s"],
+         ["DataLoader over `CropStore`, 2 workers (lazy per-worker handle)",
+          "{crops.dataloader_2_workers_per_s:int} img/s"],
+         ["HDF5 read + decode vs decode alone (time ratio)",
+          "{crops.hdf5_overhead_ratio}x"]]),
+    "synth": Table(
+        "synth.json", SYNTH, ["", "figure"],
+        [["full-size tables ({rows:int} rows, {patients:int} patients, oracle)",
+          "**{tables_seconds} s** ({table_rows_per_s:int} rows/s)"],
+         ["crops at {image_size} px (render + JPEG, {workers} worker processes, "
+          "{images_timed:int} timed)", "**{images_per_s} img/s**, {mean_jpeg_kib} KiB per JPEG"],
+         ["projected: all {rows:int} crops at that rate", "~{projected_full_minutes:.0f} min"]]),
+    "features-full": Table(
+        "features.json", "python benchmarks/bench_features.py", ["", "figure", "goal"],
+        [["feature build ({n_numeric} numeric + {n_categorical} categorical; {rows:int} rows, "
+          "{patients:int} patients, {lesions_per_patient.min}–{lesions_per_patient.max:int} "
+          "lesions each)", "{seconds} s, peak RSS {peak_rss_mib:int} MiB",
+          "< {goal.seconds} s, < {goal.peak_rss_mib:int} MiB"]]),
+    "tabular-full": Table(
+        "tabular.json", TAB,
+        ["model (full profile)", "OOF pAUC", "OOF AUC",
+         "share of oracle ({full.oracle_pauc:.4f})", "CV time"],
+        [["LightGBM", "{full.lgbm.oof_pauc:.4f}", "{full.lgbm.oof_auc:.3f}",
+          "{full.lgbm.fraction_of_oracle:pct}", "{full.lgbm.seconds:dur}"],
+         ["XGBoost", "{full.xgb.oof_pauc:.4f}", "{full.xgb.oof_auc:.3f}",
+          "{full.xgb.fraction_of_oracle:pct}", "{full.xgb.seconds:dur}"],
+         ["`isic train-tabular --profile full` ({full.rows:int} rows, {full.positives} "
+          "positives; features + both models)", "", "", "", "**{full.wall_seconds:dur}**"]]),
+    "inference": Table(
+        "inference.json", "python benchmarks/bench_inference.py",
+        ["", "{runs.10000.rows:int} test rows", "{runs.100000.rows:int} test rows"],
+        [["tabular path (features + GBDT models), rows/s",
+          "{runs.10000.tabular_rows_per_s:int}", "{runs.100000.tabular_rows_per_s:int}"],
+         ["image path, one fold (img/s)", "{runs.10000.image_images_per_s:int}",
+          "{runs.100000.image_images_per_s:int}"],
+         ["peak RSS of `isic predict`", "{runs.10000.peak_rss_mb:int} MB",
+          "{runs.100000.peak_rss_mb:int} MB"],
+         ["projected for 500,000 rows: tabular", "{runs.10000.projected_500k_seconds.tabular:dur}",
+          "{runs.100000.projected_500k_seconds.tabular:dur}"],
+         ["projected for 500,000 rows: image models, 5 folds",
+          "{runs.10000.projected_500k_seconds.image_5_folds:dur}",
+          "{runs.100000.projected_500k_seconds.image_5_folds:dur}"]]),
+    "tune": Table(
+        "tune.json", "python benchmarks/bench_tune.py",
+        ["sweep", "trials (complete / pruned)", "untuned pAUC", "best pAUC", "wall",
+         "trials/min"],
+        [["{sweep.workers} worker, SQLite", "{sweep.trials} ({sweep.complete} / {sweep.pruned})",
+          "{sweep.untuned_pauc:.4f}", "**{sweep.best_pauc:.4f}** (trial {sweep.best_trial})",
+          "{sweep.wall_seconds:dur}", "{sweep.trials_per_min}"],
+         ["{workers_postgresql.workers} workers, PostgreSQL (loopback)",
+          "{workers_postgresql.trials} ({workers_postgresql.complete} / "
+          "{workers_postgresql.pruned})", "{workers_postgresql.untuned_pauc:.4f}",
+          "{workers_postgresql.best_pauc:.4f} (trial {workers_postgresql.best_trial})",
+          "{workers_postgresql.wall_seconds:dur}", "{workers_postgresql.trials_per_min}"]]),
+    "tune-spread": Table(
+        "tune.json", "python benchmarks/bench_tune.py --parts spread",
+        ["configuration", "OOF pAUC over 5 fold seeds (mean ± sd)"],
+        [["untuned default LightGBM",
+          "**{spread_5_seeds.lgbm.mean:.4f} ± {spread_5_seeds.lgbm.std:.4f}**"]]),
+}
+
+
+def lookup(data: Any, path: str) -> Any:
+    """``data["a"]["b"]`` for ``"a.b"``; a KeyError names the whole path."""
+    node = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"no {path!r} in the results file (missing {part!r})")
+        node = node[part]
+    return node
+
+
+def fmt(value: Any, spec: str | None) -> str:
+    """Format one figure: a Python format spec or one of ``dur``, ``pct``, ``int``."""
+    if spec == "dur":
+        minutes, seconds = divmod(round(float(value)), 60)
+        if minutes >= 60:
+            return f"{minutes // 60} h {minutes % 60} min"
+        return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    if spec == "pct":
+        return f"{100 * float(value):.1f}%"
+    if spec == "int":
+        return f"{round(float(value)):,}"
+    return format(value, spec) if spec else str(value)
+
+
+def cell(template: str, data: Any) -> str:
+    return FIELD.sub(lambda m: fmt(lookup(data, m.group(1)), m.group(2)), template)
+
+
+def render(table: Table, results: Path = RESULTS) -> str:
+    """The markdown of ``table`` (a one-line note when its results file does not exist yet)."""
+    path = results / table.source
+    if not path.is_file():
+        return f"*Not measured yet: run `{table.script}` (writes `benchmarks/results/" \
+               f"{table.source}`), then `python benchmarks/render.py`.*\n"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    contexts = [data]
+    if table.each is not None:
+        items = lookup(data, table.each)
+        contexts = [{**data, "@": item, "@key": key} for key, item in items.items()]
+    try:
+        lines = ["| " + " | ".join(cell(c, data) for c in table.header) + " |",
+                 "|" + "---|" * len(table.header)]
+        rows = table.rows[:1] if table.each is not None else table.rows
+        for ctx in contexts:
+            for row in rows:
+                lines.append("| " + " | ".join(cell(c, ctx) for c in row) + " |")
+    except KeyError as err:
+        raise KeyError(f"{path}: {err.args[0]}") from err
+    return "\n".join(lines) + "\n"
+
+
+def update(text: str, tables: dict[str, Table], results: Path = RESULTS) -> str:
+    """``text`` with every marked table regenerated; unknown or missing markers are errors."""
+    seen: set[str] = set()
+
+    def repl(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name not in tables:
+            raise KeyError(f"BENCHMARKS.md marks a table {name!r} that render.py does not define")
+        seen.add(name)
+        return m.group(1) + render(tables[name], results) + m.group(4)
+
+    out = BLOCK.sub(repl, text)
+    missing = sorted(set(tables) - seen)
+    if missing:
+        raise KeyError(f"BENCHMARKS.md has no markers for table(s) {', '.join(missing)}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if BENCHMARKS.md is stale")
+    args = ap.parse_args(argv)
+    text = PAGE.read_text(encoding="utf-8")
+    new = update(text, TABLES)
+    if args.check:
+        if new != text:
+            print("BENCHMARKS.md disagrees with benchmarks/results/*.json: "
+                  "run `python benchmarks/render.py`", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        from isicstack.data.io import write_text
+
+        write_text(new, PAGE)
+        print(f"updated {PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

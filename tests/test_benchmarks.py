@@ -1,0 +1,82 @@
+"""BENCHMARKS.md agrees with benchmarks/results/*.json; benchmark scripts run on any machine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+
+
+def _render():
+    spec = importlib.util.spec_from_file_location("bench_render", BENCH / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_render"] = module  # dataclasses resolve annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_page_matches_results():
+    """Every marked table of BENCHMARKS.md is exactly what render.py makes of the results."""
+    render = _render()
+    text = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert render.update(text, render.TABLES) == text, "run `python benchmarks/render.py`"
+
+
+def test_every_results_file_is_written_by_a_committed_script():
+    scripts = "\n".join(p.read_text(encoding="utf-8") for p in BENCH.glob("bench_*.py"))
+    for path in (BENCH / "results").glob("*.json"):
+        stem = path.stem.split("_")[0]
+        assert f'"{path.name}"' in scripts or f"{stem}" in scripts, path.name
+
+
+def test_render_templates(tmp_path: Path):
+    render = _render()
+    (tmp_path / "r.json").write_text(json.dumps({
+        "wall": 232, "frac": 0.7731, "n": 401059.0, "long": 28738,
+        "models": {"lgbm": {"p": 0.13793}, "xgb": {"p": 0.1362}}}))
+    plain = render.Table("r.json", "bench_r.py", ["a", "{n:int} rows"],
+                         [["{wall:dur}", "{frac:pct}"], ["{long:dur}", "{models.lgbm.p:.3f}"]])
+    each = render.Table("r.json", "bench_r.py", ["model", "p"], [["`{@key}`", "{@.p:.4f}"]],
+                        each="models")
+    missing = render.Table("nope.json", "bench_nope.py", ["x"], [["{x}"]])
+    tables = {"plain": plain, "each": each, "missing": missing}
+    page = "".join(f"<!-- table:{n} -->\nold\n<!-- /table:{n} -->\ntext\n" for n in tables)
+    out = render.update(page, tables, tmp_path)
+    assert "| 3 min 52 s | 77.3% |" in out and "| 7 h 58 min | 0.138 |" in out
+    assert "| a | 401,059 rows |" in out
+    assert "| `lgbm` | 0.1379 |" in out and "| `xgb` | 0.1362 |" in out
+    assert "Not measured yet: run `bench_nope.py`" in out and "old" not in out
+    assert render.update(out, tables, tmp_path) == out  # idempotent
+    with pytest.raises(KeyError, match="no markers.*missing"):
+        render.update(page.split("<!-- table:missing")[0], tables, tmp_path)
+    bad = render.Table("r.json", "bench_r.py", ["x"], [["{models.cat.p}"]])
+    with pytest.raises(KeyError, match=r"r\.json.*models\.cat\.p"):
+        render.render(bad, tmp_path)
+
+
+def test_no_machine_paths_in_benchmarks():
+    """Data is read relative to the repository (../shared), never from one machine's paths."""
+    pattern = re.compile(r"""["'](/work|/home|/Users|/tmp|/mnt|/data)/""")
+    for path in sorted(BENCH.glob("*.py")):
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            assert not pattern.search(line), f"{path.name}:{i}: {line.strip()}"
+
+
+def test_bench_features_skips_without_shared(tmp_path: Path):
+    """Without ../shared beside the repository the benchmark says why and exits 0."""
+    copy = tmp_path / "repo" / "benchmarks"
+    copy.mkdir(parents=True)
+    (copy / "bench_features.py").write_bytes((BENCH / "bench_features.py").read_bytes())
+    proc = subprocess.run([sys.executable, str(copy / "bench_features.py")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "skip bench_features" in proc.stdout and "real-dev" in proc.stdout
+    assert not (copy / "results").exists()
