@@ -9,8 +9,10 @@ is listed in the summary and the log, never dropped silently. Train on the resul
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,19 +45,23 @@ class IngestConfig:
     color_constancy: bool = False  # Shades of Gray before resizing
     jpeg_quality: int = 90
     on_bad_image: Literal["error", "list"] = "error"  # list: skip unreadable images, name them
+    workers: int = 1  # processes decoding/resizing/encoding (the HDF5 is written by one)
     id_column: str = "isic_id"  # generic layout only
     target_column: str = "target"  # generic layout only
     patient_column: str = "patient_id"  # generic layout only; used when present
 
 
 def find_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
-    """JPEG files by id (file stem), and the other files found (listed, not read)."""
+    """JPEG files by id (file stem), and the other files found (listed, not read).
+
+    Hidden files (``._ISIC_x.jpg`` from macOS archives) count as other files, not images.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: images folder not found")
     found: dict[str, Path] = {}
     other = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if path.suffix.lower() not in JPEG_SUFFIXES:
+        if path.suffix.lower() not in JPEG_SUFFIXES or path.name.startswith("."):
             other.append(str(path.relative_to(folder)))
             continue
         if path.stem in found:
@@ -107,21 +113,35 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+def encode_one(job: tuple[str, Path, IngestConfig]) -> tuple[str, bytes | None, str]:
+    """``(id, JPEG bytes, "")`` of one prepared image, or ``(id, None, error)`` (picklable)."""
+    isic_id, path, cfg = job
+    try:
+        image = preparer(cfg)(read_image(path))
+    except DataError as err:
+        return isic_id, None, str(err)
+    return isic_id, encode_jpeg(image, cfg.jpeg_quality), ""
+
+
 def crops(ids: list[str], files: dict[str, Path], cfg: IngestConfig,
           bad: list[dict[str, str]]) -> Iterator[tuple[str, bytes]]:
-    """``(id, JPEG bytes)`` of the prepared images; unreadable ones raise or go to ``bad``."""
-    prepare = preparer(cfg)
-    for isic_id in ids:
-        try:
-            image = prepare(read_image(files[isic_id]))
-        except DataError as err:
-            if cfg.on_bad_image == "error":
-                raise DataError(f"{err} (set on_bad_image=list to skip and list such "
-                                "images)") from err
-            log.warning("ingest: skipping %s", err)
-            bad.append({"isic_id": isic_id, "file": str(files[isic_id]), "error": str(err)})
-            continue
-        yield isic_id, encode_jpeg(image, cfg.jpeg_quality)
+    """``(id, JPEG bytes)`` of the prepared images in ``ids`` order; unreadable ones raise or
+    go to ``bad``. With ``workers > 1`` images are prepared by a process pool."""
+    jobs = ((isic_id, files[isic_id], cfg) for isic_id in ids)
+    with contextlib.ExitStack() as stack:
+        results: Iterator[tuple[str, bytes | None, str]] = map(encode_one, jobs)
+        if cfg.workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(cfg.workers))
+            results = pool.map(encode_one, jobs, chunksize=16)
+        for isic_id, data, error in results:
+            if data is None:
+                if cfg.on_bad_image == "error":
+                    raise DataError(f"{error} (set on_bad_image=list to skip and list such "
+                                    "images)")
+                log.warning("ingest: skipping %s", error)
+                bad.append({"isic_id": isic_id, "file": str(files[isic_id]), "error": error})
+                continue
+            yield isic_id, data
 
 
 def check(cfg: IngestConfig) -> tuple[Path, Path, Path]:
@@ -129,9 +149,9 @@ def check(cfg: IngestConfig) -> tuple[Path, Path, Path]:
     missing = [k for k in ("images", "labels", "out") if not getattr(cfg, k)]
     if missing:
         raise DataError("isic ingest needs " + ", ".join(f"--{k}" for k in missing))
-    if cfg.size < 0 or not 1 <= cfg.jpeg_quality <= 100:
-        raise DataError(f"size must be >= 0 and jpeg_quality in 1..100, got {cfg.size}, "
-                        f"{cfg.jpeg_quality}")
+    if cfg.size < 0 or not 1 <= cfg.jpeg_quality <= 100 or cfg.workers < 1:
+        raise DataError(f"size must be >= 0, jpeg_quality in 1..100 and workers >= 1; got "
+                        f"{cfg.size}, {cfg.jpeg_quality}, {cfg.workers}")
     return Path(cfg.images), Path(cfg.labels), Path(cfg.out)
 
 

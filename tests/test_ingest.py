@@ -173,3 +173,18 @@ def test_cli_flags(tmp_path: Path, capsys):
     assert main(["ingest", "--images", str(images), "--labels", str(labels), "--out",
                  str(out), "--layout", "isic2020"]) == 1
     assert "image_name" in capsys.readouterr().err
+
+
+def test_workers_give_the_same_file_and_hidden_files_are_listed(tmp_path: Path):
+    images, labels = generic_case(tmp_path)
+    (images / "._ISIC_0000001.jpg").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    (images / "LICENSE.txt").write_text("CC-BY-NC")
+    one = ingest(IngestConfig(images=str(images), labels=str(labels), out=str(tmp_path / "a"),
+                              size=24))
+    two = ingest(IngestConfig(images=str(images), labels=str(labels), out=str(tmp_path / "b"),
+                              size=24, workers=2))
+    assert one["other_files"] == ["._ISIC_0000001.jpg", "LICENSE.txt"] and one["written"] == 12
+    with CropStore(tmp_path / "a" / IMAGES) as a, CropStore(tmp_path / "b" / IMAGES) as b:
+        assert a.keys() == b.keys()
+        assert all(a.read_bytes(k) == b.read_bytes(k) for k in a)
+    assert two["written"] == 12
