@@ -5,15 +5,23 @@ overrides such as ``smoke`` or ``full``). Resolution order: dataclass defaults <
 profile < ``configs/tuned/<stage>.yaml`` (when present and enabled) < command-line overrides.
 Unknown keys and wrong types are errors naming the key, because a silently ignored typo in a
 sweep wastes hours.
+
+Where the YAML comes from: the ``configs/`` shipped inside the package (wheel package data, read
+through ``importlib.resources``; the repository's ``configs/`` in a checkout), overridden file by
+file by a user folder: ``$ISIC_CONFIG_DIR``, else ``./configs`` when the working directory has
+one. Tuned parameters are written to and read from ``<user folder>/tuned/`` (``./configs/tuned``
+by default), never into an installed package.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import logging
 import os
 import types
 import typing
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,11 +30,55 @@ import yaml
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(os.environ.get("ISIC_CONFIG_DIR", Path(__file__).resolve().parent / "configs"))
+ENV_VAR = "ISIC_CONFIG_DIR"
 
 
 class ConfigError(ValueError):
     """A config key that does not exist or a value of the wrong type."""
+
+
+def package_config_dir() -> Traversable:
+    """The ``configs/`` shipped with the package (the repository's folder in a checkout)."""
+    return importlib.resources.files("isicstack") / "configs"
+
+
+CONFIG_DIR = package_config_dir()
+
+
+def user_config_dir() -> Path | None:
+    """The user's override folder: ``$ISIC_CONFIG_DIR``, else ``./configs`` if it exists."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        if not Path(env).is_dir():
+            raise ConfigError(f"{ENV_VAR}={env}: not a folder (it should hold <stage>.yaml files)")
+        return Path(env)
+    local = Path.cwd() / "configs"
+    return local if local.is_dir() else None
+
+
+def config_dirs(config_dir: str | os.PathLike[str] | None = None) -> list[Traversable]:
+    """Folders searched for a YAML, first match wins: ``config_dir`` alone when given."""
+    if config_dir is not None:
+        return [Path(config_dir)]
+    user = user_config_dir()
+    return [*([user] if user is not None else []), package_config_dir()]
+
+
+def find_config(relpath: str, config_dir: str | os.PathLike[str] | None = None
+                ) -> Traversable | None:
+    """The first ``relpath`` (e.g. ``tabular.yaml``, ``tune/image.yaml``) in :func:`config_dirs`."""
+    for folder in config_dirs(config_dir):
+        path = folder.joinpath(*relpath.split("/"))
+        if path.is_file():
+            return path
+    return None
+
+
+def tuned_dir(config_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where ``isic tune`` writes and stages read tuned parameters (never site-packages)."""
+    if config_dir is not None:
+        return Path(config_dir) / "tuned"
+    return (user_config_dir() or Path.cwd() / "configs") / "tuned"
 
 
 def _check(value: Any, tp: Any, key: str) -> Any:
@@ -133,13 +185,27 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _read_yaml(path: Traversable) -> dict[str, Any]:
+    """A YAML mapping; a syntax error or a non-mapping names the file."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'base' and 'profiles'")
+    return doc
+
+
 def known_profiles(config_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Profiles named by any stage YAML: a profile is global, a stage may not override it."""
-    cdir = Path(config_dir) if config_dir is not None else CONFIG_DIR
     names = {"default"}
-    for path in cdir.glob("*.yaml"):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        names |= set(doc.get("profiles") or {})
+    for folder in config_dirs(config_dir):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.name.endswith(".yaml") and path.is_file():
+                doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                names |= set(doc.get("profiles") or {})
     return sorted(names)
 
 
@@ -152,25 +218,28 @@ def load_config(
     use_tuned: bool = True,
 ) -> T:
     """Resolve the config of ``stage`` (``configs/<stage>.yaml``) into dataclass ``cls``."""
-    cdir = Path(config_dir) if config_dir is not None else CONFIG_DIR
-    path = cdir / f"{stage}.yaml"
+    path = find_config(f"{stage}.yaml", config_dir)
     doc: dict[str, Any] = {}
-    if path.is_file():
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if path is None:
+        where = ", ".join(str(d) for d in config_dirs(config_dir))
+        log.warning("no %s.yaml in %s: using the dataclass defaults", stage, where)
+    else:
+        doc = _read_yaml(path)
         stray = set(doc) - {"base", "profiles"}
         if stray:
             raise ConfigError(f"{path}: top-level keys must be 'base' and 'profiles', got {stray}")
     values = dict(doc.get("base") or {})
     profiles = doc.get("profiles") or {}
     if profile not in profiles and profile != "default":
-        known = known_profiles(cdir)
+        known = known_profiles(config_dir)
         if profile not in known:
-            raise ConfigError(f"unknown profile {profile!r} ({cdir}); known: {', '.join(known)}")
+            where = ", ".join(str(d) for d in config_dirs(config_dir))
+            raise ConfigError(f"unknown profile {profile!r} ({where}); known: {', '.join(known)}")
         log.debug("%s: no profile %r, using base values", path, profile)
     values = _merge(values, profiles.get(profile) or {})
-    tuned = cdir / "tuned" / f"{stage}.yaml"
+    tuned = tuned_dir(config_dir) / f"{stage}.yaml"
     if use_tuned and tuned.is_file():
-        values = _merge(values, yaml.safe_load(tuned.read_text(encoding="utf-8")) or {})
+        values = _merge(values, _read_yaml(tuned))
         log.info("%s: using tuned parameters from %s", stage, tuned)
     if "profile" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
         values["profile"] = profile  # stages derive profile-specific paths from it

@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 import yaml
 
-from isicstack.config import CONFIG_DIR, load_config
+from isicstack.config import find_config, load_config, tuned_dir
 from isicstack.data.io import write_text
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,10 @@ def space_section(cfg: TuneConfig) -> str:
 
 def load_space(cfg: TuneConfig) -> dict[str, dict[str, Any]]:
     """Search space of ``cfg`` from ``configs/tune/<stage>.yaml``."""
-    path = Path(cfg.space_file) if cfg.space_file else CONFIG_DIR / "tune" / f"{cfg.stage}.yaml"
+    path = Path(cfg.space_file) if cfg.space_file else find_config(f"tune/{cfg.stage}.yaml")
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"{path or f'configs/tune/{cfg.stage}.yaml'}: no search space file "
+                                f"for stage {cfg.stage!r}")
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     section = space_section(cfg)
     if section not in doc:
@@ -217,7 +220,7 @@ def export_best(cfg: TuneConfig, study: optuna.Study, export: Callable[[dict], d
     body = export(best.params)
     header = (f"# tuned by `isic tune` on study {study.study_name!r}: trial {best.number}, "
               f"OOF pAUC {best.value:.5f}, profile {cfg.profile!r}, data {cfg.data_dir!r}\n")
-    path = Path(cfg.tuned_dir or CONFIG_DIR / "tuned") / f"{TUNED_STEM[cfg.stage]}.yaml"
+    path = Path(cfg.tuned_dir or tuned_dir()) / f"{TUNED_STEM[cfg.stage]}.yaml"
     write_text(header + yaml.safe_dump(body, sort_keys=False), path)
     return path
 
