@@ -42,7 +42,7 @@ SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 PIPELINE := data folds train-tabular train-image stack report
 
 .PHONY: help setup synth data folds train-tabular train-image stack submit report all test \
-        test-fast bench bench-tables lint clean distclean tune-tabular tune-image tune-stack dashboard \
+        test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
         evaluate compare kaggle-package
 
 ifneq ($(strip $(ARGS)),)
@@ -56,13 +56,17 @@ help: ## list the targets
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
 	@echo "  variables: DATA_DIR=$(DATA_DIR) ARTIFACTS=$(ARTIFACTS) PROFILE=$(PROFILE) ARGS=$(ARGS)"
 
-$(STAMP): pyproject.toml
+# Exact versions from requirements.lock (-c): CI and users install the same set.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the project with dev extras (idempotent)
+setup: $(STAMP) ## create .venv and install the project + every extra at the locked versions
+
+lock: $(STAMP) ## rewrite requirements.lock from .venv after a dependency change (tools/lock.py)
+	$(BIN)/python tools/lock.py
 
 synth: $(STAMP) ## generate the synthetic data set of PROFILE into data/synthetic/PROFILE
 	$(ISIC) synth --profile $(PROFILE) $(STAGE_ARGS)
@@ -111,7 +115,9 @@ tune-image: folds $(TAB_OOF) ## Optuna sweep of the image stage (TRIALS= TIMEOUT
 tune-stack: folds $(TAB_OOF) ## Optuna sweep of the stacker (TRIALS= TIMEOUT=)
 	$(ISIC) tune stack --profile $(PROFILE) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(STAGE_ARGS)
 
-dashboard: $(STAMP) ## optuna-dashboard on the study DB at 127.0.0.1:DASH_PORT
+dashboard: $(STAMP) ## optuna-dashboard on the study DB at 127.0.0.1:DASH_PORT (extra: dashboard)
+	@test -x $(BIN)/optuna-dashboard || { echo "make dashboard: optuna-dashboard is the optional \
+	extra 'dashboard': $(BIN)/pip install -e '.[dashboard]' (make setup installs every extra)" >&2; exit 2; }
 	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(DASH_PORT) \
 	  "$${OPTUNA_STORAGE:-sqlite:///$(abspath $(ARTIFACTS))/optuna.db}"
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from isicstack.config import ConfigError, load_config
 from isicstack.data.io import DataError
+from isicstack.extras import MissingExtraError
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), end="")
             return 0
         run(cfg)
-    except (StageNotBuiltError, ConfigError) as err:
+    except (StageNotBuiltError, ConfigError, MissingExtraError) as err:
         return _fail(args.stage, err, 2, args.verbose)
     except (FileNotFoundError, ValueError, KeyError) as err:
         return _fail(args.stage, err, 1, args.verbose)
@@ -148,7 +149,8 @@ def _fail(stage: str, err: BaseException, code: int, verbose: bool) -> int:
     column or key. Any other ValueError/KeyError may be a bug: its type is printed and ``-v``
     shows where it came from.
     """
-    expected = isinstance(err, (DataError, ConfigError, StageNotBuiltError, FileNotFoundError))
+    expected = isinstance(err, (DataError, ConfigError, StageNotBuiltError, FileNotFoundError,
+                                MissingExtraError))
     if verbose:
         traceback.print_exception(err, file=sys.stderr)
     message = str(err) if expected else f"{type(err).__name__}: {err}"

@@ -23,6 +23,7 @@ import yaml
 
 from isicstack.config import find_config, load_config, tuned_dir
 from isicstack.data.io import write_text
+from isicstack.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,14 @@ def make_storage(cfg: TuneConfig) -> optuna.storages.BaseStorage:
                   "grace_period": cfg.grace_period,
                   "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    if url.startswith("postgresql"):
+        require("psycopg2")  # the postgres extra; a clear message instead of a driver trace
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
         except Exception as err:  # two workers creating a fresh schema at once: one loses
-            if "IntegrityError" not in type(err).__name__ + repr(err) or attempt == 4:
+            text = type(err).__name__ + repr(err)
+            if not ("IntegrityError" in text or "already exists" in text) or attempt == 4:
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -96,6 +96,18 @@ def validate_submission(preds: pl.DataFrame, test_ids: pl.Series) -> pl.DataFram
     return out
 
 
+def _check_sample_ids(sample: Path, ids: pl.Series, test_meta: Path) -> None:
+    """The sample submission lists the test file's ids: else the two come from different sets."""
+    sample_ids = pl.read_csv(sample, columns=["isic_id"], infer_schema=False)["isic_id"]
+    extra = sample_ids.filter(~sample_ids.is_in(ids.implode()))
+    missing = ids.filter(~ids.is_in(sample_ids.implode()))
+    if extra.len() or missing.len():
+        example = extra[0] if extra.len() else missing[0]
+        raise DataError(f"{sample}: its isic_ids differ from {test_meta} ({extra.len()} not in "
+                        f"the test file, {missing.len()} missing, e.g. {example!r}); the two "
+                        "files come from different test sets")
+
+
 def write_submission(preds: pl.DataFrame, test_meta_path: str | os.PathLike[str],
                      sample_path: str | os.PathLike[str] | None,
                      out_path: str | os.PathLike[str]) -> Path:
@@ -110,7 +122,10 @@ def write_submission(preds: pl.DataFrame, test_meta_path: str | os.PathLike[str]
         if tuple(header) != HEADER:
             raise DataError(f"{sample_path}: header {','.join(header)!r} is not the expected "
                             f"{','.join(HEADER)!r}")
-    out = validate_submission(preds, _test_ids(Path(test_meta_path)))
+    ids = _test_ids(Path(test_meta_path))
+    if sample_path is not None:
+        _check_sample_ids(Path(sample_path), ids, Path(test_meta_path))
+    out = validate_submission(preds, ids)
     path = write_csv(out.rename(dict(zip(out.columns, HEADER, strict=True))), out_path)
     log.info("submission: wrote %s (%d rows, score range %.4g-%.4g)", path, out.height,
              out["target"].min(), out["target"].max())

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from isicstack.data.io import atomic_path
+from isicstack.extras import require
 
 
 class GBDT(ABC):
@@ -142,16 +143,14 @@ class CatModel(GBDT):
 
     @staticmethod
     def _frame(X, names, categorical):
-        import pandas as pd
-
+        pd = require("pandas")
         df = pd.DataFrame(X, columns=names)
         for c in categorical:
             df[c] = np.nan_to_num(df[c].to_numpy(), nan=-1).astype(np.int64)
         return df
 
     def fit(self, X, y, names, categorical, seed):
-        from catboost import CatBoostClassifier
-
+        CatBoostClassifier = require("catboost").CatBoostClassifier
         params = {"loss_function": "Logloss", "verbose": False, "allow_writing_files": False,
                   "thread_count": self.threads or -1, "random_seed": seed,
                   "iterations": self.num_rounds, **self.params}
@@ -169,8 +168,7 @@ class CatModel(GBDT):
 
     @classmethod
     def load(cls, path):
-        from catboost import CatBoostClassifier
-
+        CatBoostClassifier = require("catboost").CatBoostClassifier
         obj = cls({}, 0)
         obj.model = CatBoostClassifier()
         obj.model.load_model(str(path), format="cbm")

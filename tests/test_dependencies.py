@@ -1,0 +1,108 @@
+"""Declared = imported: pyproject's dependencies match the imports, and the lock pins them all."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from isicstack.extras import MissingExtraError, require
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_DIRS = [REPO, *(p for p in REPO.iterdir() if (p / "__init__.py").is_file())]
+# import name -> distribution, for when the package is not installed here
+KNOWN = {"PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml",
+         "psycopg2": "psycopg2-binary", "pytorch_lightning": "pytorch-lightning"}
+TOOLS = {"pytest", "ruff"}  # dev extra: run by make, never imported by the package
+NOT_IMPORTED = {"optuna-dashboard": "a command run by `make dashboard`"}
+
+
+def _project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def declared() -> set[str]:
+    """Every distribution in dependencies and extras (self-references left out)."""
+    project = _project()
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += extra
+    names = {canonicalize_name(Requirement(r).name) for r in reqs}
+    return names - {"isicstack"}
+
+
+def imported() -> set[str]:
+    """Distributions of the third-party modules the package imports (or ``require``s)."""
+    mapping = metadata.packages_distributions()
+    found: set[str] = set()
+    for folder in PACKAGE_DIRS:
+        for path in folder.glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "require"
+                      and node.args and isinstance(node.args[0], ast.Constant)):
+                    names = [node.args[0].value]
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in sys.stdlib_module_names or top in ("isicstack", "__future__"):
+                        continue
+                    dist = KNOWN.get(top) or (mapping.get(top) or [top])[0]
+                    found.add(canonicalize_name(dist))
+    return found
+
+
+def test_declared_equals_imported():
+    decl, imp = declared(), imported()
+    assert imp - decl == set(), f"imported but not declared in pyproject.toml: {imp - decl}"
+    unused = decl - imp - {canonicalize_name(n) for n in (*TOOLS, *NOT_IMPORTED)}
+    assert unused == set(), f"declared but never imported: {unused}"
+
+
+def test_lock_pins_every_declared_dependency():
+    """requirements.lock (make setup: pip -c) satisfies every declared specifier."""
+    lock = {}
+    for line in (REPO / "requirements.lock").read_text(encoding="utf-8").splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.strip().split("==")
+            lock[canonicalize_name(name)] = version
+    project = _project()
+    reqs = [*project["dependencies"], *(r for e in project["optional-dependencies"].values()
+                                        for r in e)]
+    for raw in reqs:
+        req = Requirement(raw)
+        name = canonicalize_name(req.name)
+        if name == "isicstack":
+            continue
+        assert name in lock, f"{name} missing from requirements.lock (run `make lock`)"
+        assert req.specifier.contains(lock[name], prereleases=True), (raw, lock[name])
+    assert lock["torch"] == "2.14.1" and lock["torchvision"] == "0.29.1"
+    for gone in ("psutil", "pyarrow", "optuna-integration"):
+        assert gone not in lock
+
+
+def test_lock_script_check_passes():
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "lock.py"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_extra_says_how_to_install(monkeypatch, capsys, tmp_path):
+    """Without CatBoost a cat model is a one-line error naming the extra, not a trace."""
+    monkeypatch.setitem(sys.modules, "catboost", None)  # import now fails as if not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'isicstack\[catboost\]'.*models"):
+        require("catboost")
+    from isicstack.tabular.models import make_model
+
+    with pytest.raises(MissingExtraError, match="models.cat.enabled=false"):
+        make_model("cat", {}, 5).fit(None, None, [], [], 0)
