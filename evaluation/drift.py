@@ -34,8 +34,8 @@ class DriftConfig:
     enabled: bool = True
     auc_warn: float = 0.75  # warn (log + report) above this AUC
     n_folds: int = 5  # patient-grouped; fewer when the test file has fewer patients
-    num_rounds: int = 200
-    learning_rate: float = 0.05
+    num_rounds: int = 100
+    learning_rate: float = 0.1
     num_leaves: int = 15
     max_train_rows: int = 50_000  # train rows are subsampled beyond this (speed at full size)
     min_test_rows: int = 50  # below this (e.g. Kaggle's 3-row public test) the check is skipped

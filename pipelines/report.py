@@ -159,7 +159,7 @@ def plot_scores(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: in
 
 
 def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str:
-    """The report page: header, CV table, stack notes, images."""
+    """The report page: header, CV table, stack notes, operating points, oracle, drift, images."""
     lines = [f"# isicstack CV report\n\nartifacts: `{info['artifacts']}`; {info['rows']} rows, "
              f"{info['positives']} positives, {info['n_folds']} folds. pAUC is over TPR ≥ 0.8 "
              "(max 0.2); all scores are out-of-fold.\n",
