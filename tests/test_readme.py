@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "KAGGLE.md")
 CODE = re.compile(r"`([^`\n]+)`")
 PLACEHOLDER = re.compile(r"<[^>]+>")
+BAD_INPUTS = re.compile(r"<!-- table:bad-inputs -->.*?<!-- /table:bad-inputs -->", re.S)
 
 
 def _examples(prefix: str) -> list[str]:
@@ -28,6 +29,7 @@ def _examples(prefix: str) -> list[str]:
     found: list[str] = []
     for doc in DOCS:
         text = (REPO / doc).read_text(encoding="utf-8")
+        text = BAD_INPUTS.sub("", text)  # commands that must fail (tests/test_bad_inputs.py)
         lines = [ln.split("  #")[0].strip() for ln in text.splitlines()]
         spans = CODE.findall(text) + lines
         for s in spans:
