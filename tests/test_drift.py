@@ -63,3 +63,11 @@ def test_section_on_data_dir(mini_isic: Path, tmp_path: Path):
     out = drift_section(mini_isic, DriftConfig(num_rounds=30))
     assert 0 <= out["auc"] <= 1 and out["test_rows"] == 120
     assert drift_section(tmp_path, FAST) is None
+
+
+def test_section_skips_a_tiny_test_file_without_reading_train(tmp_path: Path, mini_isic: Path):
+    (tmp_path / "train-metadata.csv").write_text("not even a csv header\n")
+    test = pl.read_csv(mini_isic / "test-metadata.csv").head(3)
+    test.write_csv(tmp_path / "test-metadata.csv")
+    out = drift_section(tmp_path, FAST)
+    assert "3 row(s)" in out["skipped"]
