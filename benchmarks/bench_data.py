@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 REAL_IMAGES = ROOT.parent / "shared" / "real-dev" / "images" / "train-image.hdf5"
 
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository (results files carry no machine paths)."""
+    return Path(os.path.relpath(Path(path).resolve(), ROOT)).as_posix()
+
 _LOAD_SNIPPET = """
 import resource, sys, time
 from isicstack.data.io import load_metadata
@@ -41,7 +46,7 @@ def bench_metadata(path: Path) -> dict:
     out = subprocess.run([sys.executable, "-c", _LOAD_SNIPPET, str(path)], check=True,
                          capture_output=True, text=True).stdout.split()
     rows, seconds, rss = int(out[0]), float(out[1]), float(out[2])
-    return {"file": str(path), "rows": rows, "seconds": round(seconds, 3),
+    return {"file": _rel(path), "rows": rows, "seconds": round(seconds, 3),
             "rows_per_s": round(rows / seconds), "peak_rss_mib": round(rss)}
 
 
@@ -95,7 +100,7 @@ def bench_crops(path: Path, n: int, workers: int = 2) -> dict:
     t = time.perf_counter()
     count = sum(len(b) for b in loader)
     loaded = count / (time.perf_counter() - t)
-    return {"file": str(path), "images": len(ids), "median_side_px": int(np.median(sides)),
+    return {"file": _rel(path), "images": len(ids), "median_side_px": int(np.median(sides)),
             "decode_from_memory_per_s": round(mem), "hdf5_read_decode_per_s": round(single),
             f"dataloader_{workers}_workers_per_s": round(loaded),
             "hdf5_overhead_ratio": round(mem / single, 2)}
