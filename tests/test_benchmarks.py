@@ -80,3 +80,32 @@ def test_bench_features_skips_without_shared(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     assert "skip bench_features" in proc.stdout and "real-dev" in proc.stdout
     assert not (copy / "results").exists()
+
+
+def test_bench_quality_on_a_small_run(mini_isic: Path, mini_artifacts: Path, tmp_path: Path):
+    """bench_quality.py's figures from folds + OOF files + the oracle (no training here)."""
+    import polars as pl
+
+    spec = importlib.util.spec_from_file_location("bench_quality", BENCH / "bench_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    art = tmp_path / "art"
+    (art / "oof").mkdir(parents=True)
+    folds = pl.read_parquet(mini_artifacts / "folds.parquet")
+    folds.write_parquet(art / "folds.parquet")
+    oracle = pl.read_parquet(mini_isic / "oracle.parquet").select("isic_id", "prob")
+    folds.join(oracle, on="isic_id").select("isic_id", "fold", pred="prob").write_parquet(
+        art / "oof" / "perfect.parquet")
+    q = module.quality(art, mini_isic)
+    assert q["rows"] == folds.height and q["positives"] == int(folds["target"].sum())
+    assert q["models"]["perfect"]["share_of_oracle"] == pytest.approx(1.0)
+    render = _render()
+    table = render.render(render.TABLES["quality-synthetic"], _write_results(tmp_path, q))
+    assert "| `perfect` |" in table and "100.0%" in table
+
+
+def _write_results(tmp_path: Path, q: dict) -> Path:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "quality.json").write_text(json.dumps(q))
+    return results
