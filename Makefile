@@ -25,6 +25,8 @@ TIMEOUT   ?= 0
 DASH_PORT ?= 8080
 NAME      ?= baseline
 OUT       ?=
+IMAGES    ?=
+RUN       ?=
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -33,15 +35,23 @@ STAMP := $(VENV)/.installed
 COMMON := data_dir=$(DATA_DIR) artifacts=$(ARTIFACTS)
 TAB_NAME  ?= lgbm
 TAB_OOF   := $(ARTIFACTS)/oof/$(TAB_NAME).parquet
+IMG_OOF   := $(ARTIFACTS)/oof/vision_imgonly.parquet
+# The image runs of the chain: image-only, then fused with the tabular score and started from
+# the image-only fold models (so it needs few steps), then the GBDTs again with the image-only
+# OOF score as features (outputs <model>_img beside the first pass).
+IMG_ONLY_ARGS := fusion=false name=imgonly
+FUSED_ARGS    := fusion=true name=fused tabular_name=$(TAB_NAME) init_from=vision_imgonly steps=60
+SECOND_ARGS   := features.oof_names=[vision_imgonly] suffix=_img
 # ARGS only for the goals the user named, plus ARGS_<target> (see the top of this file).
 STAGE_ARGS = $(ARGS_$@) $(if $(filter $@,$(MAKECMDGOALS)),$(ARGS))
 REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
 SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 
 # Stages that exist so far; `all` runs exactly these, in order.
-PIPELINE := data folds train-tabular train-image stack report
+PIPELINE := data folds train-tabular train-image-only train-image train-tabular-image stack report
 
-.PHONY: help setup synth data folds train-tabular train-image stack submit report all test \
+.PHONY: help setup synth data folds train-tabular train-image-only train-image \
+        train-tabular-image predict-images stack submit report all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
         evaluate compare kaggle-package
 
@@ -89,8 +99,23 @@ $(TAB_OOF):
 	@echo "$@ not found: running train-tabular first"
 	@$(MAKE) --no-print-directory train-tabular ARGS=
 
-train-image: folds $(TAB_OOF) ## CNN on HDF5 crops per fold (fused with the tabular OOF score)
-	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
+train-image-only: folds ## image-only CNN per fold on the HDF5 crops -> oof/vision_imgonly
+	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(IMG_ONLY_ARGS) $(STAGE_ARGS)
+
+# The image-only OOF score that the fused CNN and the second GBDT pass read.
+$(IMG_OOF):
+	@echo "$@ not found: running train-image-only first"
+	@$(MAKE) --no-print-directory train-image-only ARGS=
+
+train-image: folds $(TAB_OOF) $(IMG_OOF) ## CNN fused with the tabular OOF score -> oof/vision_fused
+	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(FUSED_ARGS) $(STAGE_ARGS)
+
+train-tabular-image: folds $(IMG_OOF) ## GBDTs again, + image-only OOF score features -> oof/*_img
+	$(ISIC) train-tabular --profile $(PROFILE) $(COMMON) $(SECOND_ARGS) $(STAGE_ARGS)
+
+predict-images: $(STAMP) ## score crops with a saved image run: IMAGES=<hdf5|jpeg dir> [RUN= OUT=]
+	$(ISIC) predict-images --profile $(PROFILE) artifacts=$(ARTIFACTS) images=$(IMAGES) \
+	  $(if $(RUN),name=$(RUN)) $(if $(OUT),out=$(OUT)) $(STAGE_ARGS)
 
 stack: folds $(TAB_OOF) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.csv
 	$(ISIC) stack --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)

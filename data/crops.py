@@ -22,10 +22,14 @@ except ImportError:  # pragma: no cover - simplejpeg is a declared dependency
     simplejpeg = None
 
 
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """Decode JPEG bytes to an RGB ``uint8`` array of shape (H, W, 3)."""
+def decode_jpeg(data: bytes, fast: bool = False) -> np.ndarray:
+    """Decode JPEG bytes to an RGB ``uint8`` array of shape (H, W, 3).
+
+    The project's one JPEG decoder. ``fast`` uses libjpeg-turbo's fast DCT and upsampling
+    (training input, where +-1 grey level does not matter); the default is exact.
+    """
     if simplejpeg is not None:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast, fastupsample=fast)
     import io
 
     from PIL import Image
@@ -46,6 +50,29 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+class BadImageError(DataError):
+    """A crop that is missing or cannot be decoded; ``isic_id`` and ``path`` say which."""
+
+    def __init__(self, message: str, isic_id: str, path: str | os.PathLike[str]) -> None:
+        super().__init__(message)
+        self.isic_id, self.path = isic_id, str(path)
+
+
+def decode_named(data: bytes, isic_id: str, path: str | os.PathLike[str],
+                 fast: bool = False) -> np.ndarray:
+    """:func:`decode_jpeg` whose failure names the crop and its file (libjpeg's own message
+    names neither)."""
+    try:
+        image = decode_jpeg(data, fast)
+    except Exception as err:
+        raise BadImageError(f"{path}: crop {isic_id!r} is not a decodable JPEG ({err})",
+                            isic_id, path) from err
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise BadImageError(f"{path}: crop {isic_id!r} decodes to shape {image.shape}, "
+                            "expected an RGB image", isic_id, path)
+    return image
 
 
 class CropStore:
@@ -104,7 +131,8 @@ class CropStore:
         """Raw JPEG bytes of ``isic_id``; accepts scalar ``|S<n>`` and ``np.void`` datasets."""
         f = self._handle()
         if isic_id not in f:
-            raise KeyError(f"{self.path}: no crop for isic_id {isic_id!r}")
+            raise BadImageError(f"{self.path}: no crop for isic_id {isic_id!r}", isic_id,
+                                self.path)
         value = f[isic_id][()]
         if isinstance(value, np.void):
             return value.tobytes()
@@ -116,15 +144,9 @@ class CropStore:
             f"{self.path}: crop {isic_id!r} has unsupported HDF5 type {type(value).__name__}"
         )
 
-    def read(self, isic_id: str) -> np.ndarray:
-        """Decoded RGB ``uint8`` crop of ``isic_id``."""
-        data = self.read_bytes(isic_id)
-        try:
-            return decode_jpeg(data)
-        except Exception as err:
-            raise DataError(
-                f"{self.path}: crop {isic_id!r} is not a decodable JPEG ({err})"
-            ) from err
+    def read(self, isic_id: str, fast: bool = False) -> np.ndarray:
+        """Decoded RGB ``uint8`` crop of ``isic_id``; a corrupt one is a DataError naming it."""
+        return decode_named(self.read_bytes(isic_id), isic_id, self.path, fast)
 
 
 def write_crops(

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import polars as pl
 
+from isicstack.data.folds import read_folds
 from isicstack.data.layout import test_pred_path
+from isicstack.data.provenance import fold_hash
 from isicstack.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TEST_COLUMNS
 from isicstack.features import categorical, oof, patient
 from isicstack.features.lesion import LESION_FEATURES, RAW_FEATURES, base_frame, finite
@@ -47,6 +49,8 @@ class FeatureConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.oof_names and "oof" not in self.groups:  # naming scores to read implies them
+            self.groups = [*self.groups, "oof"]
         validate(self)
 
 
@@ -59,6 +63,8 @@ class FeatureSet:
     numeric: list[str]
     categorical: list[str]
     categories: dict[str, list[str]] = field(default_factory=dict)
+    # fold hash (data/provenance.py) of the folds the 'oof' scores were made on: valid only there
+    oof_folds: str | None = None
 
     @property
     def names(self) -> list[str]:
@@ -216,8 +222,6 @@ def build_features(train: pl.DataFrame, test: pl.DataFrame | None, cfg: FeatureC
     no inf/NaN (null instead), categoricals Int32 codes (null = missing or unseen in train).
     """
     validate(cfg)
-    if cfg.oof_names and "oof" not in cfg.groups:
-        log.warning("oof_names %s ignored: 'oof' is not in groups", cfg.oof_names)
     job = _Job(_narrow(train, "train"), None if test is None else _narrow(test, "test"), cfg,
                Path(artifacts))
     blocks, numeric, cats = _run_groups(job)
@@ -227,7 +231,8 @@ def build_features(train: pl.DataFrame, test: pl.DataFrame | None, cfg: FeatureC
         te = _assemble([b.test for b in blocks if b.test is not None],
                        job.test.get_column("isic_id"), [*numeric, *cats])
     categories = {k: v for b in blocks for k, v in b.categories.items()}
-    return FeatureSet(tr, te, numeric, cats, categories)
+    oof_folds = fold_hash(read_folds(artifacts)) if "oof" in cfg.groups else None
+    return FeatureSet(tr, te, numeric, cats, categories, oof_folds)
 
 
 def _run_groups(job: _Job) -> tuple[list[Block], list[str], list[str]]:

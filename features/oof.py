@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from isicstack.data.layout import oof_path, test_pred_path
+from isicstack.data import predictions
+from isicstack.data.folds import read_folds
+from isicstack.data.io import DataError
+from isicstack.data.layout import folds_path, oof_path, test_pred_path
 from isicstack.features.lesion import EPS, finite
 
 _BAD = re.compile(r"[^A-Za-z0-9_]")
@@ -32,38 +35,36 @@ def oof_names(name: str, rank: bool) -> list[str]:
     return [base, f"{base}_pnorm"] + ([f"{base}_rank"] if rank else [])
 
 
+def _hint(name: str) -> str:
+    return (f"run the {name!r} stage (it writes it) before building features with "
+            f"oof_names, or drop {name!r} from oof_names")
+
+
 def read_predictions(path: Path, name: str, split: str) -> pl.DataFrame:
-    """``isic_id, pred`` of stage ``name`` from ``path``, with errors saying what to run."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: {split} predictions of stage {name!r} not found; run the {name!r} stage "
-            f"(it writes {'oof' if split == 'train' else 'test'} predictions there) before "
-            f"building features with the 'oof' group, or drop {name!r} from oof_names"
-        )
-    df = pl.read_parquet(path)
-    missing = [c for c in ("isic_id", "pred") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; has {df.columns}")
-    df = df.select(pl.col("isic_id").cast(pl.String), pl.col("pred").cast(pl.Float64))
-    dup = df.filter(pl.col("isic_id").is_duplicated())
-    if dup.height:
-        raise ValueError(
-            f"{path}: {dup['isic_id'].n_unique()} isic_id(s) appear more than once, "
-            f"e.g. {dup['isic_id'][0]!r}"
-        )
-    return df
+    """``isic_id, pred`` of stage ``name`` (validated by the project's one prediction reader)."""
+    kind = "oof" if split == "train" else "test"
+    return predictions.read_predictions(path, kind, _hint(name)).select("isic_id", "pred")
 
 
 def attach(frame: pl.DataFrame, preds: pl.DataFrame, path: Path, name: str) -> pl.Series:
     """The prediction of each row of ``frame`` (isic_id, patient_id), in row order."""
-    joined = frame.select("isic_id").join(preds, on="isic_id", how="left", maintain_order="left")
-    lost = joined.filter(pl.col("pred").is_null())
-    if lost.height:
-        raise ValueError(
-            f"{path}: stage {name!r} has no prediction for {lost.height} of {frame.height} "
-            f"row(s), e.g. isic_id {lost['isic_id'][0]!r}; rerun {name!r} on the same data"
-        )
-    return joined.get_column("pred")
+    return predictions.align(preds, frame.get_column("isic_id"), path, name).get_column("pred")
+
+
+def train_scores(train: pl.DataFrame, name: str, artifacts: str | Path) -> pl.Series:
+    """Strictly out-of-fold scores of ``name`` for ``train``'s rows, made on the folds of
+    ``artifacts/folds.parquet`` (checked row by row, see data/predictions.py)."""
+    path = oof_path(artifacts, name)
+    preds = predictions.read_predictions(path, "oof", _hint(name))
+    folds = train.select("isic_id").join(read_folds(artifacts).select("isic_id", "fold"),
+                                         on="isic_id", how="left", maintain_order="left")
+    if folds.get_column("fold").null_count():
+        miss = folds.filter(pl.col("fold").is_null()).get_column("isic_id")[0]
+        raise DataError(f"{folds_path(artifacts)}: train row {miss!r} has no fold; "
+                        "the folds were made for other data")
+    aligned = predictions.align(preds, folds.get_column("isic_id"), path, name)
+    predictions.check_folds(aligned, folds, path)
+    return aligned.get_column("pred")
 
 
 def oof_block(frame: pl.DataFrame, pred: pl.Series, name: str, rank: bool,
@@ -96,8 +97,7 @@ def oof_features(train: pl.DataFrame, test: pl.DataFrame | None, names: list[str
     """Build the oof blocks of every stage in ``names`` for both splits."""
     tr_blocks, te_blocks, out = [], [], []
     for i, name in enumerate(names):
-        path = oof_path(artifacts, name)
-        pred = attach(train, read_predictions(path, name, "train"), path, name)
+        pred = train_scores(train, name, artifacts)
         tr_blocks.append(oof_block(train, pred, name, rank, noise_sd, seed + 7919 * i))
         if test is not None:
             tpath = test_pred_path(artifacts, name)

@@ -51,6 +51,9 @@ STAGES: dict[str, Stage] = {
                   "Optuna sweep of a stage for OOF pAUC (`isic tune tabular model=xgb`)"),
     "evaluate": Stage("isicstack.pipelines.compare", "EvaluateConfig", "evaluate",
                       "repeated CV of the tabular config over several fold seeds"),
+    "predict-images": Stage("isicstack.inference.images", "PredictImagesConfig",
+                            "predict_images", "score an HDF5 or JPEG folder of crops with a "
+                            "saved image-only run -> isic_id,pred"),
     "ingest": Stage("isicstack.ingest.ingest", "IngestConfig", "ingest",
                     "other ISIC data (JPEG folder + label CSV) -> HDF5 crops + labels.csv"),
 }

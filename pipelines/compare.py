@@ -20,8 +20,9 @@ import polars as pl
 
 from isicstack.config import load_config
 from isicstack.data.folds import make_folds
-from isicstack.data.io import write_json
+from isicstack.data.io import DataError, write_json
 from isicstack.data.metric import pauc
+from isicstack.data.provenance import fold_hash
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
                           "target": data.y})
     scores: dict[str, dict[str, float]] = {n: {} for n in names}
     for seed in cfg.fold_seeds:
-        fold = make_folds(frame, cfg.n_folds, seed).get_column("fold").to_numpy()
+        folds = make_folds(frame, cfg.n_folds, seed)
+        reused_oof_features(data.features.oof_folds, folds, seed, tab.features.oof_names)
+        fold = folds.get_column("fold").to_numpy()
         for name in names:
             res = cross_validate(data.X, data.y, fold, tab.models[name], data.features.names,
                                  data.features.categorical, neg_ratio=tab.neg_ratio,
@@ -75,6 +78,18 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
         print(f"{cfg.name} {n}: OOF pAUC {s['mean']:.5f} ± {s['std']:.5f} "
               f"over {len(cfg.fold_seeds)} fold seeds")
     return out
+
+
+def reused_oof_features(made_on: str | None, folds: pl.DataFrame, seed: int,
+                        names: list[str]) -> None:
+    """Refuse to score OOF-score features on folds other than the ones they were made on:
+    on other folds a row's 'OOF' score came from a model that trained on it (a leak)."""
+    if made_on is not None and fold_hash(folds) != made_on:
+        raise DataError(
+            f"evaluate: features.oof_names {names} are OOF scores made on the folds of "
+            f"folds.parquet (fold hash {made_on}); fold seed {seed} gives other folds "
+            f"({fold_hash(folds)}), on which those scores leak. Evaluate without the 'oof' "
+            "features, or rerun the scoring stages per fold seed")
 
 
 def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """The image stage's fold models rebuilt for offline inference (kept apart: it imports torch).
 
-Each fold's LightningModule is rebuilt from the run's ``config.yaml`` and loads the checkpoint
-training predicted with (``use_checkpoint``: ``last.ckpt`` or ``best.ckpt``) as a plain state dict
-(``weights_only``: no pickled code runs). One pass over the crops feeds every fold model, so each
+Each fold's LightningModule is rebuilt from the run's ``config.yaml`` and loads the final
+weights training predicted with (``fold<k>/last.ckpt``) as a plain state dict (``weights_only``:
+no pickled code runs). One pass over the crops feeds every fold model, so each
 JPEG is decoded once; fusion inputs are the tabular test scores standardised with the train-OOF
 statistics saved in ``fusion.json``, exactly as ``vision.inputs.add_fusion`` did for the test rows.
 """
@@ -27,7 +27,7 @@ from isicstack.pipelines.predict_models import (
     require_files,
     trained_folds,
 )
-from isicstack.vision.data import CropDataset, EvalTransform, make_loader
+from isicstack.vision.data import CropDataset, eval_transform, make_loader, open_source
 from isicstack.vision.inputs import FUSION_FILE, TAB_COLS, score_features, standardise
 from isicstack.vision.model import ImageClassifier
 from isicstack.vision.train import ImageConfig, resolve_runtime
@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 AUTOCAST = {"bf16": torch.bfloat16, "16": torch.float16}
 
 
-def checkpoint_paths(rdir: Path, folds: list[int], use_checkpoint: str) -> list[Path]:
+def checkpoint_paths(rdir: Path, folds: list[int]) -> list[Path]:
     """The checkpoint each fold's test predictions came from in training."""
-    return [rdir / f"fold{k}" / f"{use_checkpoint}.ckpt" for k in folds]
+    return [rdir / f"fold{k}" / "last.ckpt" for k in folds]
 
 
 def load_net(cfg: ImageConfig, path: Path, n_tab: int, channels_last: bool,
@@ -59,12 +59,14 @@ def load_net(cfg: ImageConfig, path: Path, n_tab: int, channels_last: bool,
 class ImagePredictor:
     """Every trained fold of an image run, averaged as the training stage averaged them."""
 
-    def __init__(self, artifacts: str | os.PathLike[str], name: str, images: Path,
+    def __init__(self, artifacts: str | os.PathLike[str], name: str, images: Path | None,
                  accelerator: str = "auto", batch_size: int = 256, num_workers: int = 2,
                  cpu_threads: int = 0) -> None:
         rdir = run_dir(artifacts, name)
-        self.name, self.images = name, images
+        self.name = name
         self.cfg: ImageConfig = read_run_config(ImageConfig, rdir)
+        self.images = images  # an HDF5 or a folder of JPEGs, opened when first scored
+        self._source: Any = None
         rt = resolve_runtime(dataclasses.replace(
             self.cfg, accelerator=accelerator, num_workers=num_workers, cpu_threads=cpu_threads))
         self.device = torch.device("cuda" if rt["on_gpu"] else "cpu")
@@ -79,7 +81,7 @@ class ImagePredictor:
             self.fusion = read_json(rdir / FUSION_FILE, "fusion standardisation statistics "
                                     "(written by `isic train-image` with fusion=true)")
             self.deps = [self.fusion["tabular_name"]]
-        paths = checkpoint_paths(rdir, trained_folds(rdir, "folds"), self.cfg.use_checkpoint)
+        paths = checkpoint_paths(rdir, trained_folds(rdir, "folds"))
         require_files(paths, f"checkpoint of image run {name!r}")
         self.files = [rdir / "config.yaml", rdir / "metrics.json", *paths]
         if self.fusion is not None:
@@ -91,6 +93,15 @@ class ImagePredictor:
                  self.cfg.model_name, self.cfg.image_size, self.device,
                  f" ({self.autocast})" if self.autocast else "")
 
+    @property
+    def source(self) -> Any:
+        """The crops to score, decoded as in training (opened lazily: packaging never reads)."""
+        if self._source is None:
+            if self.images is None:
+                raise ValueError(f"{self.name}: no images to score (ImagePredictor(images=None))")
+            self._source = open_source(self.images, self.cfg.color_constancy)
+        return self._source
+
     def fusion_inputs(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray | None:
         """Standardised tabular score features of ``rows`` (None for an image-only model)."""
         if self.fusion is None:
@@ -99,8 +110,8 @@ class ImagePredictor:
         return standardise(raw, np.asarray(self.fusion["mean"]), np.asarray(self.fusion["std"]))
 
     def predict(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray:
-        ds = CropDataset(self.images, rows["isic_id"].to_list(),
-                         EvalTransform(self.cfg.image_size, self.cfg.color_constancy),
+        ds = CropDataset(self.source, rows["isic_id"].to_list(),
+                         eval_transform(self.cfg.image_size),
                          tab=self.fusion_inputs(rows, preds))
         loader = make_loader(ds, self.batch_size, self.num_workers)
         out = np.full(len(ds), np.nan)

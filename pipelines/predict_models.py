@@ -106,15 +106,16 @@ class TabularPredictor:
         self.name, self.artifacts = name, Path(artifacts)
         self.features = features or BatchFeatures()
         self.cfg: TabularConfig = read_run_config(TabularConfig, rdir)
-        if name not in self.cfg.models:
-            raise ValueError(f"{rdir / 'config.yaml'}: no model {name!r} under 'models' "
+        key = self.cfg.model_key(name)
+        if key not in self.cfg.models:
+            raise ValueError(f"{rdir / 'config.yaml'}: no model {key!r} under 'models' "
                              f"(has {sorted(self.cfg.models)})")
         feats = read_json(rdir / "features.json", "feature list and category levels")
         self.names: list[str] = [*feats["numeric"], *feats["categorical"]]
         # write_json sorts keys: the column order is the saved 'categorical' list, not the dict's
         self.categories: dict[str, list[str]] = {c: feats["categories"][c]
                                                  for c in feats["categorical"]}
-        suffix = MODEL_KINDS[self.cfg.models[name].kind].suffix
+        suffix = MODEL_KINDS[self.cfg.models[key].kind].suffix
         self.paths = [rdir / "models" / f"fold{k}_bag{b}{suffix}"
                       for k in trained_folds(rdir, "fold_pauc") for b in range(self.cfg.bags)]
         require_files(self.paths, f"saved model of tabular run {name!r} (save_models: true)")
@@ -124,7 +125,7 @@ class TabularPredictor:
         f = self.cfg.features
         self.deps = list(f.oof_names) if "oof" in f.groups else []
         log.info("%s: %d %s model(s), %d features", name, len(self.models),
-                 self.cfg.models[name].kind, len(self.names))
+                 self.cfg.models[key].kind, len(self.names))
 
     def predict(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray:
         scores = {d: pl.DataFrame({"isic_id": rows["isic_id"], "pred": preds[d]})

@@ -16,24 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning import Callback
 
 
 class FoldPruning(Callback):
-    """Reports the running mean of per-fold ``val/pauc`` after each fold; prunes bad trials.
+    """Reports the running mean of per-fold OOF pAUC after each fold; prunes bad trials.
 
-    A fold's score is its last validation (the weights the OOF file uses by default), so the
-    reports are comparable with the tabular objective's per-fold reports.
+    The image stage calls ``on_fold_end`` once a fold's held-out rows are scored (the final
+    weights, as in the OOF file), so the reports are comparable with the tabular objective's.
     """
 
     def __init__(self, on_fold: Callable[[int, float | None], None]) -> None:
         self.on_fold, self.fold = on_fold, 0
 
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        score = trainer.callback_metrics.get("val/pauc")
-        value = None if score is None else float(score)
-        fold, self.fold = self.fold, self.fold + 1
-        self.on_fold(fold, value)
+    def on_fold_end(self, fold: int, metrics: dict[str, Any]) -> None:
+        index, self.fold = self.fold, self.fold + 1
+        self.on_fold(index, metrics.get("pauc"))
 
 
 def _trial_artifacts(src: Path, dst: Path, names: list[str]) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.data.io import DataError
+from isicstack.data import predictions
 from isicstack.data.layout import oof_path, test_pred_path
 from isicstack.data.metric import pauc, roc_auc
 
@@ -29,54 +29,16 @@ def discover(artifacts: str | os.PathLike[str], include_stack: bool = False) -> 
     return names if include_stack else [n for n in names if not n.startswith(STACK_PREFIX)]
 
 
-def _read(path: os.PathLike[str], columns: tuple[str, ...]) -> pl.DataFrame:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: prediction file not found")
-    df = pl.read_parquet(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing} (has {df.columns})")
-    ids = df.get_column("isic_id")
-    dup = ids.filter(ids.is_duplicated())
-    if dup.len():
-        raise DataError(f"{path}: duplicated isic_id, e.g. {dup[0]!r}")
-    pred = df.get_column("pred").cast(pl.Float64).fill_null(np.nan).to_numpy()
-    if not np.isfinite(pred).all():
-        bad = int(np.argmax(~np.isfinite(pred)))
-        raise DataError(f"{path}: column 'pred' is NaN/infinite, e.g. for {ids[bad]!r}")
-    return df
-
-
-def _aligned(path: os.PathLike[str], df: pl.DataFrame, ids: pl.Series, what: str) -> pl.DataFrame:
-    """``df`` joined onto ``ids`` in their order; a DataError when the id sets differ."""
-    if df.height != ids.len():
-        raise DataError(f"{path}: {df.height} rows, expected one per {what} row ({ids.len()})")
-    out = pl.DataFrame({"isic_id": ids}).join(df, on="isic_id", how="left",
-                                              maintain_order="left")
-    lost = out.filter(pl.col("pred").is_null()).get_column("isic_id")
-    if lost.len():
-        raise DataError(f"{path}: no prediction for {lost.len()} {what} id(s), e.g. {lost[0]!r}")
-    return out
-
-
 def load_oof(artifacts: str | os.PathLike[str], name: str, folds: pl.DataFrame) -> np.ndarray:
     """OOF scores of ``name`` in ``folds`` row order; same ids and same fold, or a DataError."""
-    path = oof_path(artifacts, name)
-    out = _aligned(path, _read(path, ("isic_id", "fold", "pred")), folds.get_column("isic_id"),
-                   "folds.parquet")
-    differ = out.get_column("fold").cast(pl.Int64) != folds.get_column("fold").cast(pl.Int64)
-    if differ.any():
-        example = out.filter(differ).get_column("isic_id")[0]
-        raise DataError(f"{path}: {int(differ.sum())} row(s) have another fold than "
-                        f"folds.parquet, e.g. {example!r}; rerun this model on the current folds")
-    return out.get_column("pred").to_numpy()
+    return predictions.load_oof(oof_path(artifacts, name), folds,
+                                f"run the stage that writes {name!r}")
 
 
 def load_test(artifacts: str | os.PathLike[str], name: str, ids: pl.Series) -> np.ndarray:
     """Test scores of ``name`` in ``ids`` order; every test id must be present exactly once."""
-    path = test_pred_path(artifacts, name)
-    return _aligned(path, _read(path, ("isic_id", "pred")), ids, "test").get_column(
-        "pred").to_numpy()
+    return predictions.load_test(test_pred_path(artifacts, name), ids,
+                                 f"run the stage that writes {name!r}", exact=True)
 
 
 def score_summary(y: np.ndarray, pred: np.ndarray, fold: np.ndarray) -> dict[str, Any]:

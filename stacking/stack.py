@@ -23,12 +23,14 @@ from isicstack.data.layout import (
     ORACLE,
     SAMPLE_SUBMISSION,
     TEST_META,
+    folds_path,
     oof_path,
     resolve_data_dir,
     run_dir,
     test_pred_path,
 )
 from isicstack.data.metric import fmt_score, fold_summary, pauc
+from isicstack.data.provenance import describe_inputs, fold_hash, write_provenance
 from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof, load_test
 from isicstack.stacking.methods import METHODS, cross_validate, fit_stacker
 from isicstack.stacking.submission import write_submission
@@ -201,6 +203,10 @@ def run(cfg: StackConfig) -> dict[str, Any]:
     write_json(stacker.to_dict(), out / "stacker.json")
     write_json(metrics, out / "metrics.json")
     save_config(cfg, out / "config.yaml")
+    read = {"folds": folds_path(cfg.artifacts),
+            **{f"oof:{n}": oof_path(cfg.artifacts, n) for n in inputs},
+            **{f"test:{n}": test_pred_path(cfg.artifacts, n) for n in inputs}}
+    write_provenance(out, describe_inputs(read), fold_hash=fold_hash(folds))
     if cfg.submission and test_frame is not None and (data_dir / TEST_META).is_file():
         sample = data_dir / SAMPLE_SUBMISSION
         write_submission(test_frame, data_dir / TEST_META, sample if sample.is_file() else None,

@@ -23,12 +23,14 @@ from isicstack.data.io import DataError, load_metadata, write_csv, write_json, w
 from isicstack.data.layout import (
     TEST_META,
     TRAIN_META,
+    folds_path,
     oof_path,
     resolve_data_dir,
     run_dir,
     test_pred_path,
 )
 from isicstack.data.metric import fmt_score, fold_scores, mean_std, pauc, roc_auc
+from isicstack.data.provenance import describe_inputs, fold_hash, write_provenance
 from isicstack.features import FeatureConfig, FeatureSet, build_features
 from isicstack.tabular.models import make_model
 
@@ -61,6 +63,15 @@ class TabularConfig:
     seed: int = 42
     threads: int = 0
     save_models: bool = True
+    # outputs are <model><suffix>: a second pass with image-score features (suffix _img) sits
+    # beside the first instead of overwriting the scores it was built on
+    suffix: str = ""
+
+    def model_key(self, output: str) -> str:
+        """The ``models`` key that wrote output ``output`` (the output name minus ``suffix``)."""
+        if self.suffix and output.endswith(self.suffix):
+            return output[: -len(self.suffix)]
+        return output
 
 
 @dataclass
@@ -150,6 +161,7 @@ class TabularData:
     fold: np.ndarray
     X: np.ndarray
     X_test: np.ndarray | None
+    provenance: dict[str, Any] = field(default_factory=dict)  # what was read, by content
 
 
 def prepare(cfg: TabularConfig) -> TabularData:
@@ -170,10 +182,16 @@ def prepare(cfg: TabularConfig) -> TabularData:
     log.info("features: %d numeric + %d categorical on %d train rows in %.1fs",
              len(fs.numeric), len(fs.categorical), train.height, time.perf_counter() - t0)
     X_test = to_matrix(fs.test, fs.names) if fs.test is not None else None
+    paths: dict[str, Any] = {"folds": folds_path(cfg.artifacts),
+                             "train_meta": data_dir / TRAIN_META, "test_meta": test_file}
+    for n in cfg.features.oof_names if "oof" in cfg.features.groups else []:
+        paths[f"oof:{n}"], paths[f"test:{n}"] = (oof_path(cfg.artifacts, n),
+                                                 test_pred_path(cfg.artifacts, n))
+    provenance = {"inputs": describe_inputs(paths), "fold_hash": fold_hash(folds)}
     return TabularData(fs, train.get_column("isic_id"), train.get_column("patient_id").to_numpy(),
                        joined.get_column("target").to_numpy(),
                        joined.get_column("fold").to_numpy(), to_matrix(fs.train, fs.names),
-                       X_test)
+                       X_test, provenance)
 
 
 def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResult) -> dict:
@@ -200,6 +218,8 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResul
                "n_features": len(names), **res.summary(data.y)}
     write_json(metrics, out / "metrics.json")
     save_config(cfg, out / "config.yaml")
+    write_provenance(out, data.provenance.get("inputs", {}),
+                     fold_hash=data.provenance.get("fold_hash"))
     return metrics
 
 
@@ -232,6 +252,6 @@ def run(cfg: TabularConfig) -> list[dict]:
                              data.features.categorical, X_test=data.X_test,
                              neg_ratio=cfg.neg_ratio, bags=cfg.bags, seed=cfg.seed,
                              threads=cfg.threads, keep_models=cfg.save_models)
-        results.append(write_outputs(cfg, name, data, res))
+        results.append(write_outputs(cfg, name + cfg.suffix, data, res))
     print_summary(results)
     return results

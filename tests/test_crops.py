@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from isicstack.data.crops import CropStore, encode_jpeg, write_crops
+from isicstack.data.crops import BadImageError, CropStore, encode_jpeg, write_crops
 from isicstack.data.io import DataError
 
 
@@ -54,7 +54,7 @@ def test_void_values_accepted(tmp_path: Path):
 
 def test_missing_id_and_bad_bytes(tmp_path: Path, store_path: Path):
     store = CropStore(store_path)
-    with pytest.raises(KeyError, match=r"train-image.hdf5.*ISIC_9"):
+    with pytest.raises(BadImageError, match=r"train-image.hdf5.*ISIC_9"):
         store.read("ISIC_9")
     bad = tmp_path / "bad.hdf5"
     write_crops(bad, [("ISIC_X", b"not a jpeg\x00\x01")])

@@ -38,7 +38,10 @@ def grouped(train: pl.DataFrame) -> pl.DataFrame:
 
 
 def _write_oof(art: Path, name: str, train: pl.DataFrame, test: pl.DataFrame) -> None:
+    """OOF + test scores of stage ``name`` and the folds.parquet they were made on."""
     n = train.height
+    write_parquet(train.select("isic_id", "patient_id").with_columns(
+        target=pl.lit(0, pl.Int8), fold=pl.Series(np.arange(n) % 5)), layout.folds_path(art))
     write_parquet(pl.DataFrame({"isic_id": train["isic_id"], "fold": np.arange(n) % 5,
                                 "pred": np.linspace(0.01, 0.99, n)}), layout.oof_path(art, name))
     write_parquet(pl.DataFrame({"isic_id": test["isic_id"], "pred": [0.2, 0.4, 0.6]}),
@@ -265,3 +268,23 @@ def test_oof_missing_file_and_missing_id(grouped, test, tmp_path):
     (tmp_path / "test" / "cnn.parquet").unlink()
     with pytest.raises(FileNotFoundError, match=r"test[/\\]cnn\.parquet"):
         build_features(grouped.filter(pl.col("isic_id") != lost), test, cfg, artifacts=tmp_path)
+
+
+def test_oof_features_made_on_other_folds_are_refused(grouped, test, tmp_path):
+    """An OOF score used as a feature must come from the folds in use (content-checked)."""
+    from isicstack.data.io import DataError
+    from isicstack.data.provenance import fold_hash
+    from isicstack.pipelines.compare import reused_oof_features
+
+    _write_oof(tmp_path, "cnn", grouped, test)
+    cfg = FeatureConfig(oof_names=["cnn"])  # naming scores to read implies the 'oof' group
+    fs = build_features(grouped, test, cfg, artifacts=tmp_path)
+    folds = pl.read_parquet(layout.folds_path(tmp_path))
+    assert "oof" in cfg.groups and fs.oof_folds == fold_hash(folds)
+    reused_oof_features(fs.oof_folds, folds, 0, ["cnn"])  # the same folds: fine
+    moved = folds.with_columns((pl.col("fold") + 1) % 5)
+    with pytest.raises(DataError, match="fold seed 3 gives other folds"):
+        reused_oof_features(fs.oof_folds, moved, 3, ["cnn"])
+    write_parquet(moved, layout.folds_path(tmp_path))  # folds redone, scores not
+    with pytest.raises(DataError, match=r"cnn\.parquet: made on other folds"):
+        build_features(grouped, test, cfg, artifacts=tmp_path)

@@ -189,8 +189,8 @@ def test_image_sweep_reports_folds_and_exports(mini_isic, mini_artifacts, tmp_pa
     space.write_text(yaml.safe_dump({"default": {
         "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
         "neg_ratio": {"type": "float", "low": 1.0, "high": 4.0}}}))
-    small = ["model_name=test_resnet", "image_size=32", "batch_size=16", "epochs=1",
-             "num_workers=0", "max_train_batches=2", "fusion=false", "accelerator=cpu"]
+    small = ["model_name=test_resnet", "image_size=32", "batch_size=16", "steps=2",
+             "num_workers=0", "fusion=false", "accelerator=cpu", "cpu_threads=1"]
     cfg = TuneConfig(stage="image", data_dir=str(mini_isic), artifacts=str(art), profile="smoke",
                      trials=2, storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="img",
                      space_file=str(space), tuned_dir=str(tmp_path / "tuned"),

@@ -1,42 +1,34 @@
-"""Crops from the HDF5 store as normalised tensors: dataset, transforms and a per-fold DataModule.
+"""Crops as normalised tensors: image sources, torchvision v2 transforms, dataset, DataModule.
 
-The dataset keeps only a :class:`CropStore` (which opens its HDF5 file lazily, once per
-process), ids and labels, so it pickles into forked or spawned DataLoader workers without an
-open h5py handle. Every geometric augmentation runs at the crop's native resolution and the
-resize comes last before normalisation (a top team lost ~0.006 LB resizing first); colour
-jitter runs after the resize because it is per-pixel and cheaper on the small image.
+A *source* maps an ``isic_id`` to a decoded RGB crop: the Kaggle HDF5 (opened lazily, once per
+process, so it pickles into DataLoader workers without a handle), a folder of JPEGs, or a
+decode-once cache (:mod:`isicstack.vision.cache`) of crops already resized to the model's input
+size. Transforms are ``torchvision.transforms.v2`` pipelines on uint8 CHW tensors. The resize is
+the last geometric step (a top team lost ~0.006 LB resizing first): flips commute with it, and
+the ``strong`` recipe's random resized crop *is* the resize; colour jitter runs after it because
+it is per-pixel and cheaper on the small image.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import numpy as np
-import pytorch_lightning as pl_
+import pytorch_lightning as lightning
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.v2 import functional as tvf
+from torchvision.transforms import v2
 
-from isicstack.data.crops import CropStore, decode_jpeg
+from isicstack.data.crops import BadImageError, CropStore, decode_named
 from isicstack.vision.sampler import BalancedEpochSampler
-
-try:
-    import simplejpeg
-except ImportError:  # pragma: no cover - declared dependency; decode_jpeg falls back to PIL
-    simplejpeg = None
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-def decode(data: bytes) -> np.ndarray:
-    """JPEG bytes -> RGB uint8 (H, W, 3); simplejpeg with its fast DCT when available."""
-    if simplejpeg is not None:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True)
-    return decode_jpeg(data)
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
+Augment = Literal["none", "flips", "strong"]
 
 
 def shades_of_gray(image: np.ndarray, power: int = 6) -> np.ndarray:
@@ -51,120 +43,109 @@ def shades_of_gray(image: np.ndarray, power: int = 6) -> np.ndarray:
     return np.clip(img * scale, 0, 255).astype(np.uint8)
 
 
+class ImageSource(Protocol):
+    """``isic_id`` -> decoded RGB uint8 (H, W, 3); errors name the id and the file."""
+
+    def keys(self) -> list[str]: ...
+
+    def image(self, isic_id: str) -> np.ndarray: ...
+
+
+class HDF5Source:
+    """Crops of a Kaggle-layout HDF5 (key = isic_id, value = JPEG bytes)."""
+
+    def __init__(self, path: str | os.PathLike[str], color_constancy: bool = False,
+                 fast: bool = True) -> None:
+        self.store = CropStore(path)
+        self.path, self.color_constancy, self.fast = self.store.path, color_constancy, fast
+
+    def keys(self) -> list[str]:
+        with self.store:  # closed again: no worker inherits the handle
+            return self.store.keys()
+
+    def image(self, isic_id: str) -> np.ndarray:
+        img = self.store.read(isic_id, fast=self.fast)
+        return shades_of_gray(img) if self.color_constancy else img
+
+
+class FolderSource:
+    """A folder of JPEG crops; the file stem is the ``isic_id``."""
+
+    def __init__(self, folder: str | os.PathLike[str], color_constancy: bool = False,
+                 fast: bool = True) -> None:
+        self.path = Path(folder)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"{self.path}: image folder not found")
+        self.files = {p.stem: p for p in sorted(self.path.iterdir())
+                      if p.suffix in JPEG_SUFFIXES and p.is_file()}
+        if not self.files:
+            raise FileNotFoundError(f"{self.path}: no .jpg/.jpeg files")
+        self.color_constancy, self.fast = color_constancy, fast
+
+    def keys(self) -> list[str]:
+        return list(self.files)
+
+    def image(self, isic_id: str) -> np.ndarray:
+        path = self.files.get(isic_id)
+        if path is None:
+            raise BadImageError(f"{self.path}: no image for isic_id {isic_id!r}", isic_id,
+                                self.path)
+        img = decode_named(path.read_bytes(), isic_id, path, self.fast)
+        return shades_of_gray(img) if self.color_constancy else img
+
+
+def open_source(path: str | os.PathLike[str], color_constancy: bool = False,
+                fast: bool = True) -> HDF5Source | FolderSource:
+    """An HDF5 crop file or a folder of JPEGs, by what ``path`` is."""
+    p = Path(path)
+    if p.is_dir():
+        return FolderSource(p, color_constancy, fast)
+    return HDF5Source(p, color_constancy, fast)
+
+
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    """HWC uint8 numpy (possibly a strided view) -> contiguous CHW uint8 tensor."""
+    """HWC uint8 numpy (possibly a read-only or strided view) -> contiguous CHW uint8 tensor."""
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
 
 
-def _normalise(image: torch.Tensor) -> torch.Tensor:
-    """uint8 or [0,1] float CHW -> ImageNet-normalised float32."""
-    x = image.float() / 255.0 if image.dtype == torch.uint8 else image
-    mean = torch.tensor(MEAN, dtype=x.dtype).view(3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype).view(3, 1, 1)
-    return (x - mean) / std
+def _finish() -> list[Any]:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
 
 
-class EvalTransform:
-    """Deterministic: optional colour constancy, resize to ``size`` x ``size``, normalise."""
-
-    def __init__(self, size: int, color_constancy: bool = False) -> None:
-        self.size = int(size)
-        self.color_constancy = color_constancy
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        if self.color_constancy:
-            image = shades_of_gray(image)
-        x = _to_tensor(image)
-        if tuple(x.shape[1:]) != (self.size, self.size):
-            x = tvf.resize(x, [self.size, self.size], antialias=True)
-        return _normalise(x)
+def eval_transform(size: int) -> v2.Compose:
+    """Resize to ``size`` x ``size`` (a no-op on cached crops), scale, normalise."""
+    return v2.Compose([v2.Resize((size, size), antialias=True), *_finish()])
 
 
-class TrainTransform:
-    """Random dihedral (flips, transpose, rot90) -> random resized crop -> colour jitter.
-
-    Randomness comes from torch's generator, which DataLoader seeds per worker (and
-    ``seed_everything(workers=True)`` makes reproducible).
+def train_transform(size: int, augment: Augment = "flips") -> v2.Compose:
+    """``flips``: resize + random h/v flips (random init at small size: what learns fastest).
+    ``strong``: random resized crop (the resize) + flips + colour jitter (pretrained, large).
     """
-
-    def __init__(
-        self,
-        size: int,
-        color_constancy: bool = False,
-        scale: tuple[float, float] = (0.7, 1.0),
-        ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        brightness: float = 0.2,
-        contrast: float = 0.2,
-        saturation: float = 0.2,
-        hue: float = 0.02,
-    ) -> None:
-        self.size = int(size)
-        self.color_constancy = color_constancy
-        self.scale, self.ratio = scale, ratio
-        self.brightness, self.contrast, self.saturation, self.hue = (
-            brightness, contrast, saturation, hue)
-
-    def _crop_box(self, h: int, w: int) -> tuple[int, int, int, int]:
-        area = h * w
-        log_r = (math.log(self.ratio[0]), math.log(self.ratio[1]))
-        for _ in range(10):
-            target = area * float(torch.empty(1).uniform_(*self.scale))
-            aspect = math.exp(float(torch.empty(1).uniform_(*log_r)))
-            cw = round(math.sqrt(target * aspect))
-            ch = round(math.sqrt(target / aspect))
-            if 0 < cw <= w and 0 < ch <= h:
-                top = int(torch.randint(0, h - ch + 1, (1,)))
-                left = int(torch.randint(0, w - cw + 1, (1,)))
-                return top, left, ch, cw
-        return 0, 0, h, w
-
-    def _uniform(self, amount: float) -> float:
-        return float(torch.empty(1).uniform_(1 - amount, 1 + amount))
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        if self.color_constancy:
-            image = shades_of_gray(image)
-        # dihedral group: rot90 x {identity, transpose} covers all 8 flips/rotations
-        k = int(torch.randint(0, 4, (1,)))
-        if k:
-            image = np.rot90(image, k, axes=(0, 1))
-        if bool(torch.randint(0, 2, (1,))):
-            image = image.transpose(1, 0, 2)
-        x = _to_tensor(image)
-        top, left, ch, cw = self._crop_box(x.shape[1], x.shape[2])
-        # crop + resize in one call: the resize is the last geometric step
-        x = tvf.resized_crop(x, top, left, ch, cw, [self.size, self.size], antialias=True)
-        x = x.float() / 255.0
-        if self.brightness:
-            x = x * self._uniform(self.brightness)
-        if self.contrast:
-            mean = tvf.rgb_to_grayscale(x).mean()
-            x = (x - mean) * self._uniform(self.contrast) + mean
-        if self.saturation:
-            gray = tvf.rgb_to_grayscale(x)
-            x = (x - gray) * self._uniform(self.saturation) + gray
-        x = x.clamp_(0.0, 1.0)
-        if self.hue:
-            x = tvf.adjust_hue(x, float(torch.empty(1).uniform_(-self.hue, self.hue)))
-        return _normalise(x)
+    if augment == "strong":
+        ops: list[Any] = [v2.RandomResizedCrop((size, size), scale=(0.6, 1.0), antialias=True),
+                          v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                          v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.2, 0.02)], p=0.8)]
+    elif augment == "flips":
+        ops = [v2.Resize((size, size), antialias=True), v2.RandomHorizontalFlip(),
+               v2.RandomVerticalFlip()]
+    elif augment == "none":
+        ops = [v2.Resize((size, size), antialias=True)]
+    else:
+        raise ValueError(f"augment must be none, flips or strong, got {augment!r}")
+    return v2.Compose([*ops, *_finish()])
 
 
 class CropDataset(Dataset):
-    """``isic_id``s of one HDF5 file -> dict(image, target, tab, index).
+    """``isic_id``s of one source -> dict(image, target, tab, index).
 
     ``index`` is the row position in ``ids``, so predictions gathered from shuffled or
     distributed loaders map back to their ``isic_id``.
     """
 
-    def __init__(
-        self,
-        store: CropStore | str | os.PathLike[str],
-        ids: Sequence[str],
-        transform: EvalTransform | TrainTransform,
-        targets: Sequence[float] | np.ndarray | None = None,
-        tab: np.ndarray | None = None,
-    ) -> None:
-        self.store = store if isinstance(store, CropStore) else CropStore(store)
+    def __init__(self, source: ImageSource | str | os.PathLike[str], ids: Sequence[str],
+                 transform: Any, targets: Sequence[float] | np.ndarray | None = None,
+                 tab: np.ndarray | None = None) -> None:
+        self.source = source if hasattr(source, "image") else open_source(source)
         self.ids = list(ids)
         self.transform = transform
         n = len(self.ids)
@@ -180,93 +161,65 @@ class CropDataset(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        image = decode(self.store.read_bytes(self.ids[i]))
+        image = _to_tensor(self.source.image(self.ids[i]))
         tab = torch.from_numpy(self.tab[i]) if self.tab is not None else torch.zeros(0)
-        return {
-            "image": self.transform(image),
-            "target": torch.tensor(self.targets[i], dtype=torch.float32),
-            "tab": tab,
-            "index": i,
-        }
+        return {"image": self.transform(image),
+                "target": torch.tensor(self.targets[i], dtype=torch.float32),
+                "tab": tab, "index": i}
 
 
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int,
-    sampler: Any = None,
-    drop_last: bool = False,
-    pin_memory: bool | None = None,
-    multiprocessing_context: str | None = None,
-) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int, sampler: Any = None,
+                drop_last: bool = False, pin_memory: bool | None = None,
+                multiprocessing_context: str | None = None) -> DataLoader:
     """DataLoader with pinned memory (on CUDA) and persistent workers whenever workers are used."""
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
+        dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
+        drop_last=drop_last, pin_memory=pin_memory, persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
-        multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
-    )
+        multiprocessing_context=multiprocessing_context if num_workers > 0 else None)
 
 
-class FoldDataModule(pl_.LightningDataModule):
-    """Train on every fold except ``fold``, validate on ``fold``, from one fold table.
+def stratified_subset(y: np.ndarray, neg_ratio: float, seed: int) -> np.ndarray:
+    """Every positive plus ``neg_ratio`` negatives per positive (fixed draw), sorted."""
+    pos, neg = np.flatnonzero(y > 0.5), np.flatnonzero(y <= 0.5)
+    n_neg = min(neg.size, int(round(neg_ratio * max(pos.size, 1))))
+    keep = np.random.default_rng(seed).choice(neg, size=n_neg, replace=False)
+    return np.sort(np.concatenate([pos, keep]))
 
-    ``ids``/``targets``/``folds`` (and optional ``tab`` rows) describe the whole training set;
-    the HDF5 store is shared by both splits and opened only inside the processes that read it.
+
+class FoldDataModule(lightning.LightningDataModule):
+    """Train on every fold except ``fold``; validate on a cheap stratified subset of ``fold``.
+
+    The whole held-out fold is scored once, after training (``predict_dataloader``): pAUC
+    needs every row's rank, and scoring a 4,000-row fold every epoch cost more than training.
     """
 
-    def __init__(
-        self,
-        images_path: str | os.PathLike[str],
-        ids: Sequence[str],
-        targets: np.ndarray,
-        folds: np.ndarray,
-        fold: int,
-        image_size: int,
-        batch_size: int,
-        num_workers: int = 0,
-        neg_ratio: float = 5.0,
-        seed: int = 0,
-        color_constancy: bool = False,
-        tab: np.ndarray | None = None,
-        eval_batch_size: int | None = None,
-    ) -> None:
+    def __init__(self, source: ImageSource, ids: Sequence[str], targets: np.ndarray,
+                 folds: np.ndarray, fold: int, image_size: int, batch_size: int,
+                 num_workers: int = 0, neg_ratio: float = 10.0, seed: int = 0,
+                 augment: Augment = "flips", tab: np.ndarray | None = None,
+                 val_neg_ratio: float = 10.0, trainable: np.ndarray | None = None) -> None:
         super().__init__()
-        self.images_path = images_path
+        self.source = source
         self.ids = np.asarray(ids, dtype=object)
         self.targets = np.asarray(targets, dtype=np.float32)
         self.folds = np.asarray(folds)
-        self.fold = int(fold)
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or 2 * batch_size
-        self.num_workers = num_workers
-        self.neg_ratio = neg_ratio
-        self.seed = seed
-        self.color_constancy = color_constancy
-        self.tab = tab
-        self.train_rows = np.flatnonzero(self.folds != self.fold)
+        self.fold, self.image_size, self.batch_size = int(fold), image_size, batch_size
+        self.num_workers, self.neg_ratio, self.seed = num_workers, neg_ratio, seed
+        self.augment, self.tab, self.val_neg_ratio = augment, tab, val_neg_ratio
+        ok = np.ones(len(self.folds), bool) if trainable is None else np.asarray(trainable, bool)
+        self.train_rows = np.flatnonzero((self.folds != self.fold) & ok)
         self.valid_rows = np.flatnonzero(self.folds == self.fold)
         if not self.valid_rows.size:
             raise ValueError(f"fold {fold}: no validation rows")
 
     def _dataset(self, rows: np.ndarray, train: bool) -> CropDataset:
-        tf = (TrainTransform(self.image_size, self.color_constancy) if train
-              else EvalTransform(self.image_size, self.color_constancy))
-        return CropDataset(self.images_path, self.ids[rows].tolist(), tf,
-                           self.targets[rows], None if self.tab is None else self.tab[rows])
-
-    def valid_ids(self) -> list[str]:
-        """``isic_id`` of each validation row, in ``index`` order."""
-        return self.ids[self.valid_rows].tolist()
+        tf = (train_transform(self.image_size, self.augment) if train
+              else eval_transform(self.image_size))
+        return CropDataset(self.source, self.ids[rows].tolist(), tf, self.targets[rows],
+                           None if self.tab is None else self.tab[rows])
 
     def train_dataloader(self) -> DataLoader:
         ds = self._dataset(self.train_rows, train=True)
@@ -276,8 +229,10 @@ class FoldDataModule(pl_.LightningDataModule):
                            drop_last=len(sampler) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return make_loader(self._dataset(self.valid_rows, train=False), self.eval_batch_size,
-                           self.num_workers)
+        sub = stratified_subset(self.targets[self.valid_rows], self.val_neg_ratio, self.seed)
+        return make_loader(self._dataset(self.valid_rows[sub], train=False),
+                           2 * self.batch_size, self.num_workers)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+        return make_loader(self._dataset(self.valid_rows, train=False), 2 * self.batch_size,
+                           self.num_workers)

@@ -12,12 +12,14 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from isicstack.data import predictions
 from isicstack.data.crops import CropStore
 from isicstack.data.folds import make_folds
 from isicstack.data.io import DataError, load_metadata, write_json, write_parquet
@@ -38,6 +40,9 @@ class TrainInputs:
     table: pl.DataFrame
     images_path: Path
     tab_cols: tuple[str, ...] = ()
+    test: pl.DataFrame | None = None  # test rows (isic_id, patient_id [+ TAB_COLS])
+    test_images: Path | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)  # what was read, by content
 
     def tab(self, table: pl.DataFrame | None = None) -> np.ndarray | None:
         """Fusion feature matrix (rows x len(tab_cols)) or None in image-only mode."""
@@ -114,53 +119,29 @@ def standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.clip((x - mean) / np.maximum(std, EPS), -CLIP, CLIP).astype(np.float32)
 
 
-def _read_pred(path: Path, what: str) -> pl.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no {what} predictions of the tabular stage; run `isic train-tabular` "
-            "first, set tabular_name, or set fusion=false for an image-only model"
-        )
-    df = pl.read_parquet(path)
-    for col in ("isic_id", "pred"):
-        if col not in df.columns:
-            raise DataError(f"{path}: column {col!r} missing")
-    return df
+FUSION_HINT = ("run `isic train-tabular` first, set tabular_name, or set fusion=false for an "
+               "image-only model")
 
 
 def add_fusion(table: pl.DataFrame, test: pl.DataFrame | None, artifacts: str | os.PathLike[str],
                tabular_name: str) -> tuple[pl.DataFrame, pl.DataFrame | None, dict[str, list]]:
     """Join the tabular stage's scores as standardised TAB_COLS onto train (and test) rows.
 
+    The OOF file must carry ``table``'s folds (checked row by row by the one prediction reader).
     Standardisation statistics come from the train OOF rows and are reused for test rows.
     """
-    path = oof_path(artifacts, tabular_name)
-    oof = _read_pred(path, "OOF")
-    joined = table.join(oof.rename({c: f"{c}_tab" for c in oof.columns if c != "isic_id"}),
-                        on="isic_id", how="left", maintain_order="left")
-    if joined["pred_tab"].null_count():
-        miss = joined.filter(pl.col("pred_tab").is_null())["isic_id"][0]
-        raise DataError(f"{path}: {joined['pred_tab'].null_count()} train row(s) have no OOF "
-                        f"prediction, e.g. {miss!r}; rerun the tabular stage on these folds")
-    if "fold_tab" in joined.columns and (joined["fold_tab"] != joined["fold"]).any():
-        raise DataError(f"{path}: its fold column differs from folds.parquet; the tabular OOF "
-                        "was made with other folds; rerun `isic train-tabular`")
-    raw = score_features(joined["pred_tab"].to_numpy(), joined["patient_id"].to_numpy())
+    pred = predictions.load_oof(oof_path(artifacts, tabular_name), table, FUSION_HINT,
+                                exact=False)
+    raw = score_features(pred, table["patient_id"].to_numpy())
     mean, std = raw.mean(axis=0), raw.std(axis=0)
-    feats = standardise(raw, mean, std)
-    # features were computed in ``joined`` order: attach them to that frame, not to ``table``
-    table = joined.select(table.columns).with_columns(
-        [pl.Series(c, feats[:, j]) for j, c in enumerate(TAB_COLS)])
+    table = table.with_columns(
+        [pl.Series(c, standardise(raw, mean, std)[:, j]) for j, c in enumerate(TAB_COLS)])
     if test is not None and test.height:
-        tpath = test_pred_path(artifacts, tabular_name)
-        tpred = _read_pred(tpath, "test").select("isic_id", pl.col("pred").alias("pred_tab"))
-        tj = test.join(tpred, on="isic_id", how="left", maintain_order="left")
-        if tj["pred_tab"].null_count():
-            raise DataError(f"{tpath}: {tj['pred_tab'].null_count()} test row(s) have no "
-                            "prediction; rerun the tabular stage")
-        traw = score_features(tj["pred_tab"].to_numpy(), tj["patient_id"].to_numpy())
-        tf = standardise(traw, mean, std)
-        test = tj.select(test.columns).with_columns(
-            [pl.Series(c, tf[:, j]) for j, c in enumerate(TAB_COLS)])
+        tpred = predictions.load_test(test_pred_path(artifacts, tabular_name),
+                                      test["isic_id"], FUSION_HINT)
+        traw = score_features(tpred, test["patient_id"].to_numpy())
+        test = test.with_columns(
+            [pl.Series(c, standardise(traw, mean, std)[:, j]) for j, c in enumerate(TAB_COLS)])
     return table, test, {"mean": mean.tolist(), "std": std.tolist()}
 
 

@@ -1,20 +1,21 @@
 """The image model: any timm backbone, optionally fused with tabular OOF score features.
 
-Weights never come from a hub: ``pretrained: true`` loads a local file (``pretrained_path``) or
-fails at once, because timm's hub retries cost ~47 s each and the GPU machines are offline.
-Validation gathers the whole fold before scoring, since pAUC above 80% TPR depends on the rank
-of every positive and is meaningless per batch.
+Pretrained weights resolve the way timm users expect: ``pretrained: true`` goes through timm's
+own mechanism (the Hugging Face hub or its local cache), ``pretrained_path`` names an offline
+file or folder (passed to timm as ``pretrained_cfg_overlay={"file": ...}``). Offline with the
+weights not cached, it fails at once with a message saying so, instead of timm's hub retries.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl_
+import pytorch_lightning as lightning
 import timm
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from isicstack.data.metric import pauc, roc_auc
 log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
 
 def find_pretrained(model_name: str, pretrained_path: str) -> Path:
@@ -32,12 +34,6 @@ def find_pretrained(model_name: str, pretrained_path: str) -> Path:
     In a folder, looks for ``<name>.<ext>`` and ``<name>/model.safetensors`` /
     ``pytorch_model.bin`` (the hub layout), for the full name and the architecture without tag.
     """
-    if not pretrained_path:
-        raise FileNotFoundError(
-            f"pretrained=true for {model_name!r} but pretrained_path is empty; hub downloads "
-            "are disabled (offline). Point pretrained_path at a timm state-dict file "
-            "(.safetensors/.pth) or set pretrained=false"
-        )
     path = Path(pretrained_path)
     if path.is_file():
         return path
@@ -46,7 +42,7 @@ def find_pretrained(model_name: str, pretrained_path: str) -> Path:
         names = dict.fromkeys([model_name, model_name.split(".")[0]])
         for n in names:
             cands = [path / f"{n}{s}" for s in WEIGHT_SUFFIXES]
-            cands += [path / n / "model.safetensors", path / n / "pytorch_model.bin"]
+            cands += [path / n / f for f in HUB_FILES[:2]]
             for c in cands:
                 if c.is_file():
                     return c
@@ -54,35 +50,83 @@ def find_pretrained(model_name: str, pretrained_path: str) -> Path:
     shown = ", ".join(str(p) for p in looked[:6]) + (" ..." if len(looked) > 6 else "")
     raise FileNotFoundError(
         f"pretrained=true for {model_name!r} but no local weights found (looked at {shown}); "
-        "hub downloads are disabled (offline). Put a timm state dict there or set pretrained=false"
-    )
+        "put a timm state dict there, or clear pretrained_path to use timm's hub/cache")
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (HF_HUB_OFFLINE / TRANSFORMERS_)."""
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_cached(model_name: str) -> bool:
+    """Whether timm's default weights for ``model_name`` are in the local hub cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None:
+        raise ValueError(f"timm knows no pretrained weights for {model_name!r}")
+    if not cfg.hf_hub_id:
+        name = os.path.basename(cfg.url or "")
+        return bool(name) and (Path(torch.hub.get_dir()) / "checkpoints" / name).is_file()
+    repo = cfg.hf_hub_id.split("@")[0]
+    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HUB_FILES
+    return any(isinstance(try_to_load_from_cache(repo, f), str) for f in files)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connection to the hub (instead of timm's retries when there is no network)."""
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def pretrained_overlay(model_name: str, pretrained_path: str) -> dict[str, Any] | None:
+    """timm ``pretrained_cfg_overlay`` for the weights to load; fails fast when unavailable."""
+    if pretrained_path:
+        return {"file": str(find_pretrained(model_name, pretrained_path))}
+    if not hub_cached(model_name) and (hub_offline() or not hub_reachable()):
+        raise FileNotFoundError(
+            f"pretrained=true for {model_name!r}: its weights are not in the local timm/Hugging "
+            "Face cache and the hub is offline or unreachable. Download them once on a "
+            "machine with a network, or set pretrained_path to a weight file or folder, or "
+            "set pretrained=false")
+    return None
 
 
 def create_backbone(model_name: str, pretrained: bool = False, pretrained_path: str = "",
                     drop_rate: float = 0.0) -> nn.Module:
-    """``timm.create_model(name, pretrained=False, num_classes=0)`` plus local weights if asked."""
-    weights = find_pretrained(model_name, pretrained_path) if pretrained else None
+    """``timm.create_model(name, num_classes=0)`` with timm's own pretrained loading."""
+    if not timm.is_model(model_name):
+        raise ValueError(f"model_name {model_name!r} is not a timm model "
+                         "(see timm.list_models())")
+    overlay = pretrained_overlay(model_name, pretrained_path) if pretrained else None
     try:
-        model = timm.create_model(model_name, pretrained=False, num_classes=0, drop_rate=drop_rate)
-    except RuntimeError as err:  # timm: "Unknown model (...)"
-        raise ValueError(f"model_name {model_name!r}: {err}") from err
-    if weights is not None:
-        state = timm.models.load_state_dict(str(weights))
-        classifier = model.pretrained_cfg.get("classifier") or ""
-        heads = classifier if isinstance(classifier, (list, tuple)) else [classifier]
-        state = {k: v for k, v in state.items()
-                 if not any(h and k.startswith(h + ".") for h in heads)}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing:
-            raise ValueError(
-                f"{weights}: does not fit {model_name!r}: {len(missing)} missing key(s), "
-                f"e.g. {missing[:3]}"
-            )
-        if unexpected:
-            log.warning("%s: ignored %d unexpected key(s), e.g. %s", weights, len(unexpected),
-                        unexpected[:3])
-        log.info("loaded pretrained weights for %s from %s", model_name, weights)
+        model = timm.create_model(model_name, pretrained=pretrained, num_classes=0,
+                                  drop_rate=drop_rate, pretrained_cfg_overlay=overlay)
+    except (OSError, RuntimeError) as err:  # no network, bad file, keys that do not fit
+        where = overlay["file"] if overlay else "timm's hub/cache"
+        raise ValueError(f"pretrained weights for {model_name!r} from {where} could not be "
+                         f"loaded: {str(err)[:300]}") from err
+    if overlay:
+        _check_fit(model, Path(overlay["file"]), model_name)
+    if pretrained:
+        log.info("loaded pretrained weights for %s from %s", model_name,
+                 overlay["file"] if overlay else "timm's hub/cache")
     return model
+
+
+def _check_fit(model: nn.Module, weights: Path, model_name: str) -> None:
+    """timm loads a mismatched head non-strictly; the backbone must fit exactly."""
+    keys = set(timm.models.load_state_dict(str(weights)))
+    missing = [k for k in model.state_dict() if k not in keys]
+    if missing:
+        raise ValueError(f"{weights}: does not fit {model_name!r}: {len(missing)} missing "
+                         f"key(s), e.g. {missing[:3]}")
 
 
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
@@ -93,8 +137,13 @@ def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class ImageClassifier(pl_.LightningModule):
-    """Backbone embedding (+ standardised tabular score features) -> small head -> one logit."""
+class ImageClassifier(lightning.LightningModule):
+    """Backbone embedding -> linear image logit (+ a linear term in the tabular score features).
+
+    The fused model's logit is ``image_logit + w . tab``: log-odds add, so it starts as the
+    tabular ranking (image head at zero, ``w`` = the standardised tabular logit) or, initialised
+    from an image-only run of the same folds, as the sum of both; a short run learns the mix.
+    """
 
     def __init__(
         self,
@@ -104,55 +153,58 @@ class ImageClassifier(pl_.LightningModule):
         weight_decay: float = 1e-2,
         backbone_lr_mult: float = 1.0,
         pos_weight: float = 1.0,
-        warmup_frac: float = 0.1,
+        warmup_frac: float = 0.25,
+        schedule: str = "onecycle",
         pretrained: bool = False,
         pretrained_path: str = "",
-        head_hidden: int = 64,
-        drop_rate: float = 0.2,
+        drop_rate: float = 0.0,
         channels_last: bool = False,
         tta_flip: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if schedule not in ("onecycle", "cosine"):
+            raise ValueError(f"schedule must be onecycle or cosine, got {schedule!r}")
         self.backbone = create_backbone(model_name, pretrained, pretrained_path)
         dim = int(self.backbone.num_features)
         self.n_tab = int(n_tab)
+        self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(dim, 1))
+        self.tab_skip: nn.Module | None = None
         if self.n_tab:
-            self.head = nn.Sequential(
-                nn.Linear(dim + self.n_tab, head_hidden), nn.SiLU(), nn.Dropout(drop_rate),
-                nn.Linear(head_hidden, 1))
-            # direct path so the tabular score helps from the first step; it starts as the
-            # standardised tabular logit itself (column 0) and the image part at zero: a random
-            # init could give the skip a negative sign that a short CPU run never corrects,
-            # inverting the tabular ranking on a whole fold (seen: fold AUC 0.22 vs 0.88)
-            self.tab_skip: nn.Module | None = nn.Linear(self.n_tab, 1)
+            # start as the standardised tabular logit (column 0) with the image part at zero: a
+            # random init could give the tabular term a negative sign that a short CPU run never
+            # corrects, inverting the tabular ranking on a whole fold (seen: fold AUC 0.22)
+            self.tab_skip = nn.Linear(self.n_tab, 1)
             with torch.no_grad():
                 self.tab_skip.weight.zero_()
                 self.tab_skip.weight[0, 0] = 1.0
                 self.tab_skip.bias.zero_()
                 self.head[-1].weight.zero_()
                 self.head[-1].bias.zero_()
-        else:
-            self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(dim, 1))
-            self.tab_skip = None
         self.register_buffer("pos_weight", torch.tensor(float(pos_weight)), persistent=False)
         self.channels_last = channels_last
         self.tta_flip = tta_flip
         if channels_last:
             self.to(memory_format=torch.channels_last)
-        self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self.last_val: dict[str, Any] | None = None
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, image: torch.Tensor, tab: torch.Tensor | None = None) -> torch.Tensor:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        feat = self.backbone(image)
+        logit = self.head(self.backbone(image)).squeeze(1)
         if self.tab_skip is not None:
             if tab is None or tab.shape[-1] != self.n_tab:
                 raise ValueError(f"fusion model expects {self.n_tab} tab features per row")
-            tab = tab.to(feat.dtype)
-            return (self.head(torch.cat([feat, tab], dim=1)) + self.tab_skip(tab)).squeeze(1)
-        return self.head(feat).squeeze(1)
+            logit = logit + self.tab_skip(tab.to(logit.dtype)).squeeze(1)
+        return logit
+
+    def init_from_image_only(self, state: dict[str, torch.Tensor]) -> None:
+        """Backbone and image head from an image-only model of the same fold."""
+        own = {k: v for k, v in state.items() if k.startswith(("backbone.", "head."))}
+        missing, _ = self.load_state_dict(own, strict=False)
+        lost = [k for k in missing if k.startswith(("backbone.", "head."))]
+        if lost:
+            raise ValueError(f"init_from: {len(lost)} weight(s) do not fit, e.g. {lost[:3]}")
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return nn.functional.binary_cross_entropy_with_logits(
@@ -169,31 +221,25 @@ class ImageClassifier(pl_.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self(batch["image"], batch["tab"]).float()
-        self._val.append((batch["index"].detach(), logits.detach(), batch["target"].detach()))
+        self._val.append((logits.detach(), batch["target"].detach()))
 
     def on_validation_epoch_end(self) -> None:
+        """Scores of the validation subset, gathered whole (pAUC is meaningless per batch)."""
         if not self._val:
             return
-        index = torch.cat([v[0] for v in self._val])
-        logits = torch.cat([v[1] for v in self._val])
-        target = torch.cat([v[2] for v in self._val])
+        logits = torch.cat([v[0] for v in self._val])
+        target = torch.cat([v[1] for v in self._val])
         self._val = []
-        if self.trainer.world_size > 1:  # distributed samplers pad: gather, then dedupe by index
-            index, logits, target = (self.all_gather(t).reshape(-1)
-                                     for t in (index, logits, target))
-        idx = index.cpu().numpy()
-        _, first = np.unique(idx, return_index=True)
-        idx, z, y = idx[first], logits.cpu().numpy()[first], target.cpu().numpy()[first]
+        if self.trainer.world_size > 1:
+            logits, target = (self.all_gather(t).reshape(-1) for t in (logits, target))
+        z, y = logits.cpu().numpy(), target.cpu().numpy()
         loss = float(nn.functional.binary_cross_entropy_with_logits(
             torch.from_numpy(z), torch.from_numpy(y)))
         p = 1.0 / (1.0 + np.exp(-z))
-        if 0 < y.sum() < y.size:
-            score, auc = pauc(y, p), roc_auc(y, p)
-        else:  # a (partial) fold without both classes: keep the metric defined, never best
-            score, auc = 0.0, 0.5
-        self.log_dict({"val/pauc": score, "val/auc": auc, "val/loss": loss}, prog_bar=True)
-        if not self.trainer.sanity_checking:
-            self.last_val = {"epoch": self.current_epoch, "index": idx, "pred": p}
+        both = 0 < y.sum() < y.size
+        self.log_dict({"val/pauc": pauc(y, p) if both else 0.0,
+                       "val/auc": roc_auc(y, p) if both else 0.5, "val/loss": loss},
+                      prog_bar=True)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         prob = torch.sigmoid(self(batch["image"], batch["tab"]).float())
@@ -218,7 +264,12 @@ class ImageClassifier(pl_.LightningModule):
         ]
         opt = torch.optim.AdamW(params, lr=hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(hp.warmup_frac * total)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: cosine_with_warmup(s, total, warmup))
+        if hp.schedule == "onecycle" and total >= 2:  # random init: warm up, anneal to ~0
+            sched: Any = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=[g["lr"] for g in params], total_steps=total,
+                pct_start=min(max(hp.warmup_frac, 1.5 / total), 0.9), cycle_momentum=False)
+        else:  # pretrained: short linear warmup, cosine decay
+            warmup = int(hp.warmup_frac * total)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: cosine_with_warmup(s, total, warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

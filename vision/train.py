@@ -1,11 +1,16 @@
-"""Image stage: train a timm CNN per fold, write OOF and test predictions in the keyed layout.
+"""Image stage: a timm CNN per fold, trained by a budget of optimizer steps, scored once per fold.
 
-``run(cfg)`` trains a fixed number of epochs per fold (no early stopping on a noisy pAUC),
-validates on the whole held-out fold each epoch, and by default predicts with the LAST epoch's
-weights so the OOF file is not optimistically selected on its own labels (``use_checkpoint:
-best`` is available). Every fold checkpoints ``last.ckpt`` and stores its predictions, so an
-interrupted run started again with ``resume: true`` skips finished folds and continues the
-unfinished one from its last epoch.
+Why steps, not epochs: an "epoch" here is all positives plus a fresh draw of negatives, whose
+size depends on the data; from random init on a CPU what decides learning is the number of
+optimizer steps (the first recipe gave a fold ~28 and learned nothing of the image signal).
+Each fold trains ``steps`` steps with a one-cycle schedule, validates at most on a cheap
+stratified subset (``val_every``; 0 = never), then scores the whole held-out fold once with its
+final weights (no selection on its own labels). Crops are decoded once into a cache at input
+size when they fit in memory (``data_mode``). ``fusion: true`` adds the tabular stage's OOF
+score; ``init_from`` starts each fold from an image-only run's model of the same fold.
+
+Every run records the content hashes of what it read (``provenance.json``); ``resume`` continues
+an interrupted run only when the config and every input are unchanged, and says which changed.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,38 +27,17 @@ import numpy as np
 import polars as pl
 import timm
 import torch
-import yaml
-from pytorch_lightning.callbacks import Callback
 
-from isicstack.config import save_config, to_dict
-from isicstack.data.folds import read_folds
+from isicstack.config import save_config
 from isicstack.data.io import write_json, write_parquet
-from isicstack.data.layout import (
-    TEST_IMAGES,
-    TEST_META,
-    TRAIN_IMAGES,
-    oof_path,
-    resolve_data_dir,
-    run_dir,
-    test_pred_path,
-)
-from isicstack.vision.fold import fmt, scores, train_fold
-from isicstack.vision.inputs import (
-    FUSION_FILE,
-    TAB_COLS,
-    TrainInputs,
-    add_fusion,
-    image_only_folds,
-    load_test_rows,
-    require_crops,
-)
-from isicstack.vision.model import find_pretrained
+from isicstack.data.layout import oof_path, run_dir, test_pred_path
+from isicstack.data.metric import fmt_score, fold_scores
+from isicstack.data.provenance import fold_hash
+from isicstack.vision.fold import train_fold
+from isicstack.vision.model import pretrained_overlay
+from isicstack.vision.setup import build_inputs, open_sources, prepare_run_dir
 
 log = logging.getLogger(__name__)
-
-# keys that may change between an interrupted run and its resumption
-RESUME_FREE_KEYS = {"num_workers", "cpu_threads", "devices", "strategy", "accelerator",
-                    "resume", "folds", "max_val_batches", "artifacts"}
 
 
 @dataclass
@@ -69,16 +52,25 @@ class ImageConfig:
     pretrained_path: str = ""
     image_size: int = 128
     batch_size: int = 64
-    epochs: int = 3
+    steps: int = 240               # optimizer steps per fold
     lr: float = 1e-3
     weight_decay: float = 1e-2
     backbone_lr_mult: float = 1.0
-    warmup_frac: float = 0.1
-    neg_ratio: float = 5.0
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    warmup_frac: float = 0.25
+    neg_ratio: float = 10.0        # negatives per positive, drawn anew each pass
     pos_weight: float = 1.0
+    augment: Literal["none", "flips", "strong"] = "flips"
+    drop_rate: float = 0.0
+    val_every: int = 0             # steps between subset validations (0: none)
+    val_neg_ratio: float = 10.0    # negatives per positive in that subset
     fusion: bool = True
     tabular_name: str = "lgbm"
-    num_workers: int = 2
+    init_from: str = ""            # image-only run (vision_<name>) to start each fold from
+    data_mode: Literal["auto", "memory", "stream"] = "auto"
+    cache_max_gb: float = 4.0      # auto: decode-once cache when it fits in this much memory
+    on_bad_image: Literal["error", "skip"] = "error"
+    num_workers: int = 0
     cpu_threads: int = 0
     precision: str = "auto"
     channels_last: bool | str = "auto"
@@ -89,13 +81,10 @@ class ImageConfig:
     n_folds: int = 5
     tta_flip: bool = False
     color_constancy: bool = False
-    use_checkpoint: Literal["last", "best"] = "last"
     seed: int = 42
     name: str = ""
     images_path: str = ""
     labels_path: str = ""
-    max_train_batches: int | None = None
-    max_val_batches: int | None = None
     resume: bool = True
     predict_test: bool = True  # false: OOF only (tuning trials)
 
@@ -125,60 +114,24 @@ def resolve_runtime(cfg: ImageConfig) -> dict[str, Any]:
             "accelerator": cfg.accelerator, "cpu_threads": threads}
 
 
-def build_inputs(cfg: ImageConfig) -> tuple[TrainInputs, pl.DataFrame | None, Path | None]:
-    """Train table (folds + optional fusion features) and test rows of this configuration."""
-    if cfg.images_path or cfg.labels_path:  # image-only mode
-        if not (cfg.images_path and cfg.labels_path):
-            raise ValueError("image-only mode needs both images_path and labels_path")
-        if cfg.fusion:
-            raise ValueError("image-only mode has no tabular scores: set fusion=false")
-        images = Path(cfg.images_path)
-        table = image_only_folds(Path(cfg.labels_path), images, Path(cfg.artifacts),
-                                 cfg.n_folds, cfg.seed)
-        return TrainInputs(table, images), None, None
-    data_dir = resolve_data_dir(cfg.data_dir, cfg.profile)
-    images = data_dir / TRAIN_IMAGES
-    table = read_folds(cfg.artifacts).select("isic_id", "patient_id", "target", "fold")
-    require_crops(table["isic_id"], images, "train")
-    found = load_test_rows(data_dir, TEST_META, TEST_IMAGES) if cfg.predict_test else None
-    test, test_images = found if found else (None, None)
-    if not cfg.fusion:
-        return TrainInputs(table, images), test, test_images
-    table, test, stats = add_fusion(table, test, cfg.artifacts, cfg.tabular_name)
-    # offline inference standardises the test scores with these train-OOF statistics
-    write_json({"tabular_name": cfg.tabular_name, "columns": list(TAB_COLS), **stats},
-               run_dir(cfg.artifacts, output_name(cfg)) / FUSION_FILE)
-    log.info("fusion: %s from %s (mean %s, std %s)", TAB_COLS, cfg.tabular_name,
-             np.round(stats["mean"], 3), np.round(stats["std"], 3))
-    return TrainInputs(table, images, TAB_COLS), test, test_images
-
-
-def _prepare_run_dir(cfg: ImageConfig, rdir: Path) -> None:
-    """Start fresh unless resuming the same training configuration; save the resolved config."""
-    old_path = rdir / "config.yaml"
-    fresh = not cfg.resume
-    if cfg.resume and old_path.is_file():
-        old = yaml.safe_load(old_path.read_text()) or {}
-        new = to_dict(cfg)
-        changed = sorted(k for k in new if k not in RESUME_FREE_KEYS and old.get(k) != new[k])
-        if changed:
-            log.warning("%s: config changed (%s); not resuming, starting fresh", rdir,
-                        ", ".join(changed))
-            fresh = True
-    if fresh:
-        for d in rdir.glob("fold*"):
-            shutil.rmtree(d, ignore_errors=True)
-    save_config(cfg, old_path)
-
-
-def run(cfg: ImageConfig, callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Train every selected fold; write OOF, test predictions, metrics and the config."""
-    t0 = time.perf_counter()
-    if not timm.is_model(cfg.model_name):  # fail before any data is read
+def _check(cfg: ImageConfig) -> None:
+    """Fail before any data is read: model name, weights, budget."""
+    if cfg.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+    if cfg.init_from and not cfg.fusion:
+        raise ValueError("init_from starts a fused model from an image-only run: set "
+                         "fusion=true, or clear init_from")
+    if not timm.is_model(cfg.model_name):
         raise ValueError(f"model_name {cfg.model_name!r} is not a timm model "
                          "(see timm.list_models())")
     if cfg.pretrained:
-        find_pretrained(cfg.model_name, cfg.pretrained_path)
+        pretrained_overlay(cfg.model_name, cfg.pretrained_path)
+
+
+def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train every selected fold; write OOF, test predictions, metrics, config, provenance."""
+    t0 = time.perf_counter()
+    _check(cfg)
     rt = resolve_runtime(cfg)
     if rt["on_gpu"]:
         torch.set_float32_matmul_precision("high")
@@ -186,18 +139,20 @@ def run(cfg: ImageConfig, callbacks: list[Callback] | None = None) -> dict[str, 
         torch.set_num_threads(rt["cpu_threads"])
     name = output_name(cfg)
     rdir = run_dir(cfg.artifacts, name)
-    inputs, test, test_images = build_inputs(cfg)
+    inputs = build_inputs(cfg, rdir)
     available = sorted(int(f) for f in inputs.table["fold"].unique())
     folds = list(cfg.folds) or available
     unknown = sorted(set(folds) - set(available))
     if unknown:
         raise ValueError(f"folds {unknown} do not exist; available: {available}")
-    _prepare_run_dir(cfg, rdir)
-    log.info("%s: %s %dpx, %d rows, folds %s, fusion=%s, precision=%s%s, resume=%s", name,
-             cfg.model_name, cfg.image_size, inputs.table.height, folds, bool(inputs.tab_cols),
-             rt["precision"], "" if rt["on_gpu"] else f", {rt['cpu_threads']} CPU thread(s)",
-             cfg.resume)
-    results = [train_fold(cfg, inputs, test, test_images, k, rdir, rt, callbacks) for k in folds]
+    prepare_run_dir(cfg, rdir, inputs.provenance)
+    sources = open_sources(cfg, inputs, rt)
+    log.info("%s: %s %dpx, %d rows, folds %s, %d steps/fold, fusion=%s, init_from=%s, "
+             "data=%s, precision=%s%s", name, cfg.model_name, cfg.image_size,
+             inputs.table.height, folds, cfg.steps, bool(inputs.tab_cols),
+             cfg.init_from or "-", sources.mode, rt["precision"],
+             "" if rt["on_gpu"] else f", {rt['cpu_threads']} CPU thread(s)")
+    results = [train_fold(cfg, inputs, sources, k, rdir, rt, callbacks) for k in folds]
     oof = pl.concat([r["oof"] for r in results])
     oof_file = write_parquet(oof, oof_path(cfg.artifacts, name))
     scored = oof.join(inputs.table.select("isic_id", "target"), on="isic_id", how="left",
@@ -205,9 +160,13 @@ def run(cfg: ImageConfig, callbacks: list[Callback] | None = None) -> dict[str, 
     y = scored["target"].to_numpy()
     metrics: dict[str, Any] = {
         "name": name, "model_name": cfg.model_name, "image_size": cfg.image_size,
-        "fusion": bool(inputs.tab_cols), "precision": rt["precision"],
+        "steps": cfg.steps, "fusion": bool(inputs.tab_cols), "init_from": cfg.init_from,
+        "precision": rt["precision"], "data_mode": sources.mode,
         "folds": {str(r["metrics"]["fold"]): r["metrics"] for r in results},
-        "oof": {**scores(y, scored["pred"].to_numpy()), "n": oof.height, "n_pos": int(y.sum())},
+        "oof": {**fold_scores(y, scored["pred"].to_numpy()), "n": oof.height,
+                "n_pos": int(y.sum())},
+        "bad_images": sources.bad_ids,
+        "fold_hash": fold_hash(inputs.table),
         "seconds": round(time.perf_counter() - t0, 1),
         "oof_path": str(oof_file),
     }
@@ -219,7 +178,7 @@ def run(cfg: ImageConfig, callbacks: list[Callback] | None = None) -> dict[str, 
                    .agg(pl.col("pred").mean()))
         metrics["test_path"] = str(write_parquet(test_df, test_pred_path(cfg.artifacts, name)))
     write_json(metrics, rdir / "metrics.json")
-    save_config(cfg, rdir / "config.yaml")
-    log.info("%s: OOF pAUC %s AUC %s over %d rows (%.0fs)", name, fmt(metrics["oof"]["pauc"]),
-             fmt(metrics["oof"]["auc"]), oof.height, metrics["seconds"])
+    save_config(cfg, Path(rdir) / "config.yaml")
+    log.info("%s: OOF pAUC %s AUC %s over %d rows (%.0fs)", name, fmt_score(metrics["oof"]["pauc"]),
+             fmt_score(metrics["oof"]["auc"]), oof.height, metrics["seconds"])
     return metrics

@@ -1,0 +1,1 @@
+"""isicstack.inference: scoring crops outside the training pipeline (``isic predict-images``)."""

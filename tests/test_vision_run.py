@@ -1,0 +1,239 @@
+"""Image stage runs: end to end, resume by steps, provenance (stale inputs, init_from folds),
+``isic predict-images`` on an HDF5 and a JPEG folder, and a tiny model learning a planted colour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import pytorch_lightning as lightning
+import torch
+from vision_fixtures import N_TEST, N_TRAIN, copy_artifacts, image_cfg, make_vision_data
+
+from isicstack.data import layout
+from isicstack.data.crops import BadImageError, encode_jpeg, write_crops
+from isicstack.data.folds import make_folds
+from isicstack.data.io import DataError, write_parquet
+from isicstack.data.layout import folds_path, oof_path
+from isicstack.data.metric import pauc
+from isicstack.inference.images import PredictImagesConfig
+from isicstack.inference.images import run as predict_images
+from isicstack.vision.train import run
+
+
+@pytest.fixture(scope="module")
+def vision_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_vision_data(tmp_path_factory.mktemp("vision_run"))
+
+
+def _check_outputs(art: Path, name: str, folds: pl.DataFrame, test: bool) -> dict:
+    oof = pl.read_parquet(oof_path(art, name))
+    assert oof.columns == ["isic_id", "fold", "pred"]
+    assert oof["isic_id"].n_unique() == oof.height
+    joined = oof.join(folds, on="isic_id")
+    assert joined.height == oof.height and (joined["fold"] == joined["fold_right"]).all()
+    assert oof["pred"].is_between(0, 1).all()
+    if test:
+        tst = pl.read_parquet(layout.test_pred_path(art, name))
+        assert tst.columns == ["isic_id", "pred"] and tst.height == N_TEST
+        assert tst["isic_id"].n_unique() == N_TEST
+    metrics = json.loads((art / "runs" / name / "metrics.json").read_text())
+    assert (art / "runs" / name / "config.yaml").is_file()
+    prov = json.loads((art / "runs" / name / "provenance.json").read_text())
+    assert prov["fold_hash"] == metrics["fold_hash"] and "images" in prov["inputs"]
+    return metrics
+
+
+def test_run_fusion_end_to_end(vision_data: dict[str, Path]):
+    art = vision_data["artifacts"]
+    out = run(image_cfg(vision_data, tta_flip=True, val_every=2, steps=4))
+    folds = pl.read_parquet(folds_path(art))
+    m = _check_outputs(art, "vision_test_resnet", folds, test=True)
+    assert out["fusion"] is True and set(m["folds"]) == {"0", "1", "2"}
+    assert all(f["steps"] == 4 for f in m["folds"].values())
+    assert m["oof"]["n"] == N_TRAIN and m["oof"]["pauc"] is not None
+    assert {"tabular_oof", "tabular_test", "folds"} <= set(
+        json.loads((art / "runs" / "vision_test_resnet" / "provenance.json").read_text())
+        ["inputs"])
+    oof = pl.read_parquet(oof_path(art, "vision_test_resnet"))
+    ref = oof.join(folds, on="isic_id", maintain_order="left")
+    assert m["oof"]["pauc"] == pytest.approx(pauc(ref["target"].to_numpy(), ref["pred"].to_numpy()))
+    logs = pl.read_csv(next((art / "runs" / "vision_test_resnet" / "fold0" / "logs")
+                            .rglob("metrics.csv")))
+    assert {"val/pauc", "val/auc", "val/loss", "train/loss"} <= set(logs.columns)
+
+
+def test_run_image_only_fusion_off(vision_data: dict[str, Path], tmp_path: Path):
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    run(image_cfg(vision_data, art, fusion=False, folds=[1], name="nofuse", data_mode="stream"))
+    _check_outputs(art, "vision_nofuse", pl.read_parquet(folds_path(art)), test=True)
+    # image-only mode: HDF5 + labels CSV, own patient-grouped folds, no test predictions
+    cfg = image_cfg(vision_data, tmp_path / "img", fusion=False, folds=[0], n_folds=3, name="io",
+                    images_path=str(vision_data["data"] / "train-image.hdf5"),
+                    labels_path=str(vision_data["labels"]), data_dir="/nonexistent")
+    out = run(cfg)
+    img_folds = pl.read_parquet(tmp_path / "img" / "folds_images.parquet")
+    assert img_folds.height == N_TRAIN and img_folds["patient_id"].null_count() == 0
+    _check_outputs(tmp_path / "img", "vision_io", img_folds, test=False)
+    assert "test_path" not in out
+    with pytest.raises(ValueError, match="fusion=false"):
+        run(replace(cfg, fusion=True))
+
+
+class _InterruptError(RuntimeError):
+    pass
+
+
+class _StopAtPass1(lightning.Callback):
+    def on_train_epoch_start(self, trainer: lightning.Trainer, pl_module: object) -> None:
+        if trainer.current_epoch == 1:
+            raise _InterruptError("simulated crash after the first pass")
+
+
+def test_interrupted_run_resumes_from_last_ckpt(vision_data: dict[str, Path], tmp_path: Path):
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    cfg = image_cfg(vision_data, art, fusion=False, folds=[2], steps=6, name="res")
+    with pytest.raises(_InterruptError):
+        run(cfg, callbacks=[_StopAtPass1()])
+    last = art / "runs" / "vision_res" / "fold2" / "last.ckpt"
+    step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    assert 0 < step < 6
+    out = run(cfg)
+    assert out["folds"]["2"]["resumed_from_step"] == step and out["folds"]["2"]["steps"] == 6
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 6
+    again = run(cfg)  # finished fold: predictions reused, nothing retrained
+    assert again["folds"]["2"] == out["folds"]["2"]
+
+
+def test_changed_input_is_not_resumed(vision_data: dict[str, Path], tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture):
+    """A finished fold is reused only while every input is unchanged; the log names the input."""
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    cfg = image_cfg(vision_data, art, folds=[0], name="prov")
+    first = run(cfg)
+    oof = pl.read_parquet(oof_path(art, "lgbm"))
+    write_parquet(oof.with_columns(pred=1 - pl.col("pred")), oof_path(art, "lgbm"))
+    with caplog.at_level(logging.WARNING):
+        second = run(cfg)
+    assert "input tabular_oof changed" in caplog.text and "starting fresh" in caplog.text
+    assert second["folds"]["0"]["seconds"] != first["folds"]["0"]["seconds"] or \
+        second["oof"] != first["oof"]
+
+
+def test_init_from_needs_the_same_folds(vision_data: dict[str, Path], tmp_path: Path):
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    run(image_cfg(vision_data, art, fusion=False, name="imgonly", steps=3))
+    fused = run(image_cfg(vision_data, art, name="fused", init_from="vision_imgonly", steps=2))
+    assert fused["init_from"] == "vision_imgonly" and fused["oof"]["n"] == N_TRAIN
+    folds = pl.read_parquet(folds_path(art))
+    other = make_folds(folds.select("isic_id", "patient_id", "target"), 3, 99)
+    write_parquet(other, folds_path(art))
+    tab = pl.read_parquet(oof_path(art, "lgbm")).drop("fold").join(
+        other.select("isic_id", "fold"), on="isic_id")
+    write_parquet(tab, oof_path(art, "lgbm"))  # the tabular scores follow the new folds
+    with pytest.raises(DataError, match="init_from run was trained on other folds"):
+        run(image_cfg(vision_data, art, name="fused", init_from="vision_imgonly", steps=2))
+    with pytest.raises(ValueError, match="init_from"):
+        run(image_cfg(vision_data, art, fusion=False, init_from="vision_imgonly"))
+
+
+def test_predict_images_hdf5_and_jpeg_folder(vision_data: dict[str, Path], tmp_path: Path):
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    trained = run(image_cfg(vision_data, art, fusion=False, name="imgonly", steps=3))
+    h5 = vision_data["data"] / "test-image.hdf5"
+    out = predict_images(PredictImagesConfig(artifacts=str(art), images=str(h5),
+                                             out=str(tmp_path / "h5.csv"), chunk_rows=4,
+                                             cpu_threads=1, accelerator="cpu"))
+    got = pl.read_csv(out["out"])
+    assert got.columns == ["isic_id", "pred"] and got.height == N_TEST
+    ref = pl.read_parquet(trained["test_path"]).join(got, on="isic_id")
+    np.testing.assert_allclose(ref["pred"], ref["pred_right"], atol=1e-6)  # = training's test
+    folder = tmp_path / "jpegs"
+    folder.mkdir()
+    from isicstack.data.crops import CropStore
+
+    with CropStore(h5) as store:
+        for k in store:
+            (folder / f"{k}.jpg").write_bytes(store.read_bytes(k))
+    out2 = predict_images(PredictImagesConfig(artifacts=str(art), images=str(folder),
+                                              out=str(tmp_path / "dir.csv"), cpu_threads=1,
+                                              accelerator="cpu"))
+    same = got.join(pl.read_csv(out2["out"]), on="isic_id")
+    assert same.height == N_TEST
+    np.testing.assert_allclose(same["pred"], same["pred_right"], atol=1e-6)
+    # a corrupt crop is named, and nothing is written
+    (folder / "ISIC_9999999.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    bad_out = tmp_path / "bad.csv"
+    with pytest.raises(BadImageError, match=r"ISIC_9999999\.jpg.*'ISIC_9999999'"):
+        predict_images(PredictImagesConfig(artifacts=str(art), images=str(folder),
+                                           out=str(bad_out), cpu_threads=1, accelerator="cpu"))
+    assert not bad_out.exists()
+    run(image_cfg(vision_data, art, name="fusedrun", steps=2, folds=[0]))
+    with pytest.raises(ValueError, match="fused run"):
+        predict_images(PredictImagesConfig(artifacts=str(art), images=str(h5), cpu_threads=1,
+                                           name="vision_fusedrun", accelerator="cpu"))
+
+
+def test_corrupt_training_crop_named_or_skipped(vision_data: dict[str, Path], tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with __import__("h5py").File(vision_data["data"] / "train-image.hdf5") as f:
+        items = [(k, bytes(f[k][()])) for k in f]
+    victim = items[5][0]
+    items[5] = (victim, b"\xff\xd8 not a jpeg")
+    write_crops(data / "train-image.hdf5", items)
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    cfg = image_cfg(vision_data, art, data_dir=str(data), fusion=False, folds=[0],
+                    predict_test=False)
+    with pytest.raises(BadImageError, match=f"train-image.hdf5.*{victim}"):
+        run(cfg)
+    out = run(replace(cfg, on_bad_image="skip"))
+    assert out["bad_images"] == [victim]
+
+
+def test_cli_train_image_smoke(vision_data: dict[str, Path], tmp_path: Path):
+    from isicstack.pipelines.cli import main
+
+    art = copy_artifacts(vision_data, tmp_path)
+    rc = main(["train-image", "--profile", "smoke", f"data_dir={vision_data['data']}",
+               f"artifacts={art}", "folds=[0]", "accelerator=cpu", "cpu_threads=1"])
+    assert rc == 0 and oof_path(art, "vision_test_resnet").is_file()
+
+
+def _colour_crops(n: int, rng: np.random.Generator) -> tuple[list, np.ndarray]:
+    """Skin-toned noisy crops with brown blobs; positives also carry a small blue-white patch
+    at a random place (the synthetic generator's image-only cue, in miniature)."""
+    y = (rng.random(n) < 0.12).astype(np.int8)
+    crops = []
+    for label in y:
+        img = np.clip(rng.normal((190, 150, 130), 18, (32, 32, 3)), 0, 255)
+        for _ in range(rng.integers(1, 4)):  # brown blobs on every crop
+            cy, cx = rng.integers(4, 28, 2)
+            img[cy - 3:cy + 3, cx - 3:cx + 3] = (110, 70, 50)
+        if label:
+            cy, cx = rng.integers(5, 27, 2)
+            img[cy - 4:cy + 4, cx - 4:cx + 4] = (120, 135, 170)
+        crops.append(encode_jpeg(img.astype(np.uint8)))
+    return crops, y
+
+
+def test_tiny_model_learns_planted_colour_signal(tmp_path: Path):
+    """The stage's recipe (steps budget, fresh negatives, one-cycle, flips) finds a colour cue
+    from random init on held-out folds; 2 short epochs of the first recipe did not."""
+    rng = np.random.default_rng(7)
+    crops, y = _colour_crops(400, rng)
+    ids = [f"ISIC_{i:07d}" for i in range(len(y))]
+    write_crops(tmp_path / "train-image.hdf5", list(zip(ids, crops, strict=True)))
+    pl.DataFrame({"isic_id": ids, "target": y}).write_csv(tmp_path / "labels.csv")
+    cfg = image_cfg({"data": tmp_path}, tmp_path / "art", fusion=False, name="learn", steps=60,
+                    lr=3e-3, batch_size=32, neg_ratio=4, n_folds=3,
+                    images_path=str(tmp_path / "train-image.hdf5"),
+                    labels_path=str(tmp_path / "labels.csv"))
+    out = run(cfg)
+    assert out["oof"]["auc"] > 0.95 and out["oof"]["pauc"] > 0.15, out["oof"]
