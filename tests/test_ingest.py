@@ -194,3 +194,32 @@ def test_workers_give_the_same_file_and_hidden_files_are_listed(tmp_path: Path):
         assert a.keys() == b.keys()
         assert all(a.read_bytes(k) == b.read_bytes(k) for k in a)
     assert two["written"] == 12
+
+
+LAYOUT_CSVS = {
+    "isic2019": (ISIC2019_HEADER, lambda i, t, p: f"{i},{t}.0,{1 - t}.0,0,0,0,0,0,0,0"),
+    "isic2020": (ISIC2020_HEADER, lambda i, t, p: f"{i},{p},male,45.0,torso,x,y,{t}"),
+    "generic": ("isic_id,target,patient_id", lambda i, t, p: f"{i},{t},{p}"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", sorted(LAYOUT_CSVS))
+def test_each_layout_runs_through_the_image_stage(tmp_path: Path, layout: str):
+    """JPEG folder + CSV of each layout -> ingest -> ``isic train-image`` image-only (smoke)."""
+    from isicstack.pipelines.cli import main
+
+    ids = [f"ISIC_{i:07d}" for i in range(24)]
+    render(tmp_path / "img", ids, size=(40, 40))
+    header, row = LAYOUT_CSVS[layout]
+    csv = tmp_path / "labels.csv"
+    csv.write_text(header + "\n" + "\n".join(row(i, int(k % 4 == 0), f"P{k % 8}")
+                                             for k, i in enumerate(ids)) + "\n")
+    out, art = tmp_path / "out", tmp_path / "art"
+    assert main(["ingest", "--images", str(tmp_path / "img"), "--labels", str(csv),
+                 "--layout", layout, "--out", str(out), "--size", "32"]) == 0
+    assert main(["train-image", "--profile", "smoke", "fusion=false", f"artifacts={art}",
+                 f"images_path={out / IMAGES}", f"labels_path={out / LABELS}", "n_folds=2",
+                 "name=ingested", "predict_test=false"]) == 0
+    oof = pl.read_parquet(art / "oof" / "vision_ingested.parquet")
+    assert sorted(oof["isic_id"].to_list()) == ids
