@@ -167,6 +167,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _scalar(raw: str) -> Any:
+    """A command-line value as YAML (``3``, ``true``, ``[a, b]``); text YAML cannot parse (such
+    as ``...`` or an unclosed ``[``) stays the string it is."""
+    if raw == "":
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn ``["a.b=1", "c=x"]`` into a nested dict; values are parsed as YAML scalars."""
     out: dict[str, Any] = {}
@@ -176,7 +187,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = _scalar(raw)
         node = out
         parts = key.split(".")
         for p in parts[:-1]:

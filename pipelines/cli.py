@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -142,7 +143,27 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args.stage, err, 2, args.verbose)
     except (FileNotFoundError, ValueError, KeyError) as err:
         return _fail(args.stage, err, 1, args.verbose)
+    except RuntimeError as err:
+        if worker_error(err) is None:
+            raise
+        return _fail(args.stage, err, 1, args.verbose)
     return 0
+
+
+# Bad input raised inside a DataLoader worker comes back as a RuntimeError (or the same type)
+# whose message is "Caught <Type> in DataLoader worker process N. Original Traceback ...".
+WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+")
+INPUT_ERRORS = {"BadImageError", "DataError", "FileNotFoundError", "ConfigError"}
+
+
+def worker_error(err: BaseException) -> str | None:
+    """The original one-line message of a bad-input error raised in a DataLoader worker."""
+    text = str(err)
+    m = WORKER_ERROR.search(text)
+    if m is None or m.group(1) not in INPUT_ERRORS:
+        return None
+    last = text.strip().splitlines()[-1]  # "<module>.<Type>: <message>"
+    return last.split(": ", 1)[1] if ": " in last else last
 
 
 def _fail(stage: str, err: BaseException, code: int, verbose: bool) -> int:
@@ -152,11 +173,12 @@ def _fail(stage: str, err: BaseException, code: int, verbose: bool) -> int:
     column or key. Any other ValueError/KeyError may be a bug: its type is printed and ``-v``
     shows where it came from.
     """
-    expected = isinstance(err, (DataError, ConfigError, StageNotBuiltError, FileNotFoundError,
-                                MissingExtraError))
+    from_worker = worker_error(err)
+    expected = from_worker is not None or isinstance(
+        err, (DataError, ConfigError, StageNotBuiltError, FileNotFoundError, MissingExtraError))
     if verbose:
         traceback.print_exception(err, file=sys.stderr)
-    message = str(err) if expected else f"{type(err).__name__}: {err}"
+    message = from_worker or (str(err) if expected else f"{type(err).__name__}: {err}")
     hint = "" if expected or verbose else f" (run `isic -v {stage} ...` for the traceback)"
     print(f"isic {stage}: error: {message}{hint}", file=sys.stderr)
     return code

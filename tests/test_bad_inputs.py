@@ -7,13 +7,16 @@ rendered from ``CASES`` (``python tests/test_bad_inputs.py`` rewrites it), so th
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
+import numpy as np
 import polars as pl
 import pytest
 
@@ -32,6 +35,8 @@ class Env:
     test: Path
     art: Path
     tmp: Path
+    mini: Path
+    sub: dict[str, str] = field(default_factory=dict)  # {isic_id} / {file} of a bad crop
 
     def train(self, fn: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
         path = self.data / "train-metadata.csv"
@@ -40,6 +45,28 @@ class Env:
     def test_meta(self, fn: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
         path = self.test / "test-metadata.csv"
         write_csv(fn(pl.read_csv(path, infer_schema=False)), path)
+
+    def crops(self, path: Path, how: str) -> Path:
+        """Break the first crop of ``path`` (corrupt / missing) or the whole file (truncate)."""
+        if not path.is_file():
+            shutil.copy2(self.mini / path.name, path)
+        with h5py.File(path, "r+") as f:
+            isic_id = sorted(f.keys())[0]
+            if how == "corrupt":
+                del f[isic_id]
+                f.create_dataset(isic_id, data=np.bytes_(b"\xff\xd8 not a jpeg \x00\x01"))
+            elif how == "missing":
+                del f[isic_id]
+        if how == "truncate":
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+        self.sub = {"isic_id": isic_id, "file": str(path)}
+        return path
+
+    def image(self, *extra: str) -> list[str]:
+        return ["train-image", "--profile", "smoke", f"data_dir={self.data}",
+                f"artifacts={self.art}", "fusion=false", "name=check", "folds=[0]",
+                "predict_test=false", *extra]
 
     def folds(self, *extra: str) -> list[str]:
         return ["folds", f"data_dir={self.data}", f"artifacts={self.art}", *extra]
@@ -151,6 +178,29 @@ CASES = [
          "not valid YAML", lambda e: ["folds"]),
     Case("`ISIC_CONFIG_DIR` that is not a folder", "ISIC_CONFIG_DIR=<nope> isic folds", 2,
          "not a folder", lambda e: ["folds"]),
+    Case("a corrupt JPEG in `train-image.hdf5`", "isic train-image", 1,
+         "{file}: crop '{isic_id}' is not a decodable JPEG",
+         lambda e: (e.crops(e.data / "train-image.hdf5", "corrupt"), e.image())[1]),
+    Case("a corrupt JPEG, with `on_bad_image=skip`", "isic train-image on_bad_image=skip", 0,
+         "skipping crop: {file}: crop '{isic_id}' is not a decodable JPEG",
+         lambda e: (e.crops(e.data / "train-image.hdf5", "corrupt"),
+                    e.image("on_bad_image=skip"))[1]),
+    Case("an `isic_id` missing from `train-image.hdf5`", "isic train-image", 1,
+         "{file}: 1 train row(s) have no crop, e.g. '{isic_id}'",
+         lambda e: (e.crops(e.data / "train-image.hdf5", "missing"), e.image())[1]),
+    Case("a truncated `train-image.hdf5`", "isic train-image", 1,
+         "{file}: not a readable HDF5 file",
+         lambda e: (e.crops(e.data / "train-image.hdf5", "truncate"), e.image())[1]),
+    Case("a corrupt JPEG in `test-image.hdf5` (image model)",
+         "isic predict fallback=vision_imgonly", 1,
+         "{file}: crop '{isic_id}' is not a decodable JPEG",
+         lambda e: (e.crops(e.test / "test-image.hdf5", "corrupt"),
+                    e.predict("fallback=vision_imgonly"))[1]),
+    Case("a corrupt JPEG given to `predict-images`", "isic predict-images images=<hdf5>", 1,
+         "{file}: crop '{isic_id}' is not a decodable JPEG",
+         lambda e: (e.crops(e.test / "test-image.hdf5", "corrupt"),
+                    ["predict-images", f"artifacts={e.art}", f"images={e.test / 'test-image.hdf5'}",
+                     f"out={e.tmp / 'scores.csv'}", "cpu_threads=1"])[1]),
     Case("CatBoost enabled but not installed", "isic train-tabular models.cat.enabled=true", 2,
          "pip install 'isicstack[catboost]'",
          lambda e: e.tabular("models.cat.enabled=true", "models.lgbm.enabled=false")),
@@ -165,6 +215,8 @@ def trained(mini_isic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["folds", *common]) == 0
     assert main(["train-tabular", "--profile", "smoke", *common, "bags=1", "threads=1",
                  "models.xgb.enabled=false", "models.lgbm.num_rounds=20"]) == 0
+    assert main(["train-image", "--profile", "smoke", *common, "fusion=false", "name=imgonly",
+                 "predict_test=false"]) == 0  # what predict / predict-images of a crop read
     return art
 
 
@@ -178,7 +230,7 @@ def env(mini_isic: Path, trained: Path, tmp_path: Path, monkeypatch) -> Env:
         shutil.copy2(mini_isic / name, test / name)
     shutil.copytree(trained, tmp_path / "art")
     monkeypatch.delenv("ISIC_CONFIG_DIR", raising=False)
-    return Env(data, test, tmp_path / "art", tmp_path)
+    return Env(data, test, tmp_path / "art", tmp_path, mini_isic)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[re.sub(r"\W+", "-", c.what)[:40] for c in CASES])
@@ -195,9 +247,13 @@ def test_bad_input(case: Case, env: Env, capsys, caplog, monkeypatch):
         rc = main(case.run(env))
     seen = capsys.readouterr().err + caplog.text
     assert rc == case.rc, seen[-3000:]
-    assert case.sees in seen, seen[-3000:]
-    if rc:  # one line, no traceback, and the failed run wrote no submission
+    assert case.sees.format(**env.sub) in seen, seen[-3000:]
+    if rc:  # one line, no traceback, and the failed run wrote no output
         assert "Traceback" not in seen and not (env.tmp / "submission.csv").exists()
+        assert not (env.tmp / "scores.csv").exists()
+    if "on_bad_image=skip" in case.command:  # the skipped crop is listed in the run's metrics
+        metrics = json.loads((env.art / "runs" / "vision_check" / "metrics.json").read_text())
+        assert metrics["bad_images"] == [env.sub["isic_id"]]
 
 
 def _code(text: str) -> str:
@@ -208,7 +264,8 @@ def render_table() -> str:
     """The README's reliability table, one row per case."""
     rows = ["| # | bad input | command | exit | what the user sees |", "|---|---|---|---|---|"]
     for i, c in enumerate(CASES, 1):
-        rows.append(f"| {i} | {c.what} | {_code(c.command)} | {c.rc} | {_code(c.sees)} |")
+        sees = c.sees.format(isic_id="<isic_id>", file="<file>")
+        rows.append(f"| {i} | {c.what} | {_code(c.command)} | {c.rc} | {_code(sees)} |")
     return "\n".join(rows) + "\n"
 
 

@@ -80,3 +80,21 @@ def test_data_error_is_one_line_without_v(monkeypatch, capsys):
     assert err.strip() == "isic folds: error: x.csv: column 'a' bad"
     assert main(["-v", "folds"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_bad_input_from_a_dataloader_worker_is_one_line(monkeypatch, capsys):
+    """torch re-raises a worker's error with its traceback as text: the CLI keeps one line."""
+    from isicstack.data.folds import FoldsConfig
+    from isicstack.pipelines import cli
+
+    text = ("Caught BadImageError in DataLoader worker process 0.\nOriginal Traceback (most "
+            "recent call last):\n  File \"x.py\", line 1, in f\nisicstack.data.crops."
+            "BadImageError: t.hdf5: crop 'ISIC_1' is not a decodable JPEG (bad)")
+    monkeypatch.setattr(cli, "resolve", lambda stage: (FoldsConfig, _boom(RuntimeError(text))))
+    assert main(["folds"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "isic folds: error: t.hdf5: crop 'ISIC_1' is not a decodable JPEG (bad)"
+    other = RuntimeError("CUDA out of memory")  # anything else stays a crash with a traceback
+    monkeypatch.setattr(cli, "resolve", lambda stage: (FoldsConfig, _boom(other)))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(["folds"])

@@ -105,3 +105,9 @@ def test_every_shipped_config_resolves():
             load_config(cls, spec.yaml, profile, use_tuned=False)
             checked += 1
     assert checked >= 2
+
+
+def test_override_values_yaml_cannot_parse_stay_strings():
+    """`labels_path=...` or an unclosed bracket is a string, not a YAML traceback."""
+    assert parse_overrides(["a=...", "c=[1, 2", "d=3", "e=x: y"]) == {
+        "a": "...", "c": "[1, 2", "d": 3, "e": {"x": "y"}}

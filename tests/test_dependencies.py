@@ -21,9 +21,7 @@ PACKAGE_DIRS = [REPO, *(p for p in REPO.iterdir() if (p / "__init__.py").is_file
 KNOWN = {"PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml",
          "psycopg2": "psycopg2-binary", "pytorch_lightning": "pytorch-lightning"}
 TOOLS = {"pytest", "ruff"}  # dev extra: run by make, never imported by the package
-NOT_IMPORTED = {"optuna-dashboard": "a command run by `make dashboard`",
-                # vision/model.py's hub-cache check (timm's hub client); lands with the image work
-                "huggingface-hub": "imported by the image stage's pending change"}
+NOT_IMPORTED = {"optuna-dashboard": "a command run by `make dashboard`"}
 
 
 def _project() -> dict:

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "KAGGLE.md")
 CODE = re.compile(r"`([^`\n]+)`")
 PLACEHOLDER = re.compile(r"<[^>]+>")
+SHELL_BLOCK = re.compile(r"```(?:bash|sh|console)\n(.*?)```", re.S)
 BAD_INPUTS = re.compile(r"<!-- table:bad-inputs -->.*?<!-- /table:bad-inputs -->", re.S)
 
 
@@ -30,7 +31,8 @@ def _examples(prefix: str) -> list[str]:
     for doc in DOCS:
         text = (REPO / doc).read_text(encoding="utf-8")
         text = BAD_INPUTS.sub("", text)  # commands that must fail (tests/test_bad_inputs.py)
-        lines = [ln.split("  #")[0].strip() for ln in text.splitlines()]
+        blocks = "\n".join(SHELL_BLOCK.findall(text))
+        lines = [ln.split("  #")[0].strip() for ln in blocks.splitlines()]
         spans = CODE.findall(text) + lines
         for s in spans:
             s = re.sub(r"\[[^\]]*\]", "", s).strip()  # optional parts: [OUT=...]
@@ -44,6 +46,7 @@ def _fill(cmd: str, tmp: Path) -> str:
 
 
 def _isic_lines(out: str) -> list[list[str]]:
+    out = out.replace("\\\n", " ")  # recipe lines continued with a backslash
     return [shlex.split(ln)[1:] for ln in out.splitlines()
             if ln.strip().startswith(".venv/bin/isic ")]
 
