@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = [REPO, *(p for p in REPO.iterdir() if (p / "__init__.py").is_file())]
 # import name -> distribution, for when the package is not installed here
 KNOWN = {"PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml",
-         "psycopg2": "psycopg2-binary", "pytorch_lightning": "pytorch-lightning"}
+         "psycopg2": "psycopg2-binary", "pytorch_lightning": "pytorch-lightning",
+         "pytorch_grad_cam": "grad-cam"}
 TOOLS = {"pytest", "ruff"}  # dev extra: run by make, never imported by the package
 NOT_IMPORTED = {"optuna-dashboard": "a command run by `make dashboard`"}
 
