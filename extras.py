@@ -13,6 +13,9 @@ from types import ModuleType
 EXTRAS = {  # module -> (extra, what needs it, how to do without)
     "catboost": ("catboost", "the CatBoost model (models.cat)", "set models.cat.enabled=false"),
     "pandas": ("catboost", "the CatBoost model (models.cat)", "set models.cat.enabled=false"),
+    "pytorch_grad_cam": ("explain", "Grad-CAM (isic explain, the report's and the app's "
+                         "heatmaps)", "leave Grad-CAM out (report: gradcam.enabled=false)"),
+    "gradio": ("app", "the clinician web app (make app)", "use `isic predict-images` instead"),
     "psycopg2": ("postgres", "a PostgreSQL Optuna storage",
                  "use the default SQLite storage (unset OPTUNA_STORAGE)"),
 }

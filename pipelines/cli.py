@@ -57,6 +57,8 @@ STAGES: dict[str, Stage] = {
                             "saved image-only run -> isic_id,pred"),
     "ingest": Stage("isicstack.ingest.ingest", "IngestConfig", "ingest",
                     "other ISIC data (JPEG folder + label CSV) -> HDF5 crops + labels.csv"),
+    "explain": Stage("isicstack.explain.explain", "ExplainConfig", "explain",
+                     "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])"),
 }
 
 # `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.

@@ -1,0 +1,148 @@
+"""``isic explain``: Grad-CAM of a saved image-only run for chosen crops -> one PNG per id.
+
+Each PNG shows the crop and the crop with its heatmap. The probability is the run's
+fold-averaged score from the shared prediction path (``ImagePredictor``, what ``isic
+predict-images`` writes) and the map is the mean of every fold model's Grad-CAM, so both describe
+the same ensemble; ``explain.json`` beside the PNGs lists each id's probability and file.
+For a training crop, the folds that trained on it take part too; the report's figures use the
+fold that held each crop out instead (``explain.report``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from isicstack.data.io import write_json
+from isicstack.data.layout import TRAIN_IMAGES, resolve_data_dir
+from isicstack.explain.figures import panel, write_png
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32  # crops per Grad-CAM pass
+
+
+@dataclass
+class ExplainConfig:
+    """Config of ``isic explain`` (``configs/explain.yaml``)."""
+
+    data_dir: str = "auto"        # its train-image.hdf5 is the default image source
+    artifacts: str = "artifacts"
+    profile: str = "default"
+    name: str = "vision_imgonly"  # an image-only run under artifacts/runs/
+    isic_ids: list[str] = field(default_factory=list)
+    ids_file: str = ""            # more ids: one per line, or a CSV with an isic_id column
+    images: str = ""              # HDF5 or JPEG folder; "" = <data_dir>/train-image.hdf5
+    out: str = ""                 # "" = <artifacts>/explain/<name>
+    layer: str = ""               # "" = the backbone's last stage (layer4 for ResNets)
+    image_weight: float = 0.5     # share of the crop in the overlay
+    display_size: int = 256       # PNG height of each half (small crops are enlarged)
+    max_ids: int = 1000
+    accelerator: str = "cpu"
+    cpu_threads: int = 0
+
+
+def read_ids(cfg: ExplainConfig) -> list[str]:
+    """``isic_ids`` then the ids of ``ids_file``, duplicates dropped, order kept."""
+    ids = list(cfg.isic_ids)
+    if cfg.ids_file:
+        path = Path(cfg.ids_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: ids_file not found")
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        if lines and "," in lines[0]:
+            df = pl.read_csv(path, infer_schema=False)
+            if "isic_id" not in df.columns:
+                raise ValueError(f"{path}: a CSV ids_file needs an isic_id column")
+            lines = df["isic_id"].drop_nulls().to_list()
+        elif lines and lines[0] == "isic_id":
+            lines = lines[1:]
+        ids += [x for x in lines if x]
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        raise ValueError("explain: no ids; give isic_ids=[ISIC_...] or ids_file=<file>")
+    if len(ids) > cfg.max_ids:
+        raise ValueError(f"explain: {len(ids)} ids, more than max_ids={cfg.max_ids}")
+    return ids
+
+
+def image_path(cfg: ExplainConfig) -> Path:
+    """The crops to explain: ``images`` or the data dir's ``train-image.hdf5``."""
+    path = Path(cfg.images) if cfg.images else (
+        resolve_data_dir(cfg.data_dir, cfg.profile) / TRAIN_IMAGES)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such HDF5 file or image folder (set images=)")
+    return path
+
+
+def check_ids(source: Any, ids: Sequence[str]) -> None:
+    """Every id has a crop; else one error naming the missing ids and the file."""
+    known = set(source.keys())
+    missing = [i for i in ids if i not in known]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ValueError(f"{source.path}: no crop for isic_id {', '.join(missing[:5])}{more}")
+
+
+def load_image_only(artifacts: str, name: str, images: Any, accelerator: str = "cpu",
+                    cpu_threads: int = 0) -> Any:
+    """The run's ``ImagePredictor`` (the shared prediction path); a fused run is refused."""
+    from isicstack.pipelines.predict_image import ImagePredictor  # torch only when used
+
+    predictor = ImagePredictor(artifacts, name, images, accelerator, 64, 0, cpu_threads)
+    if predictor.fusion is not None or any(n.tab_skip is not None for n in predictor.nets):
+        raise ValueError(f"{name}: Grad-CAM explains an image-only run (fusion=false, e.g. "
+                         "vision_imgonly); a fused run's score also needs tabular features")
+    return predictor
+
+
+def crop_maps(predictor: Any, ids: Sequence[str], layer: str = "",
+              which: Sequence[int] | None = None) -> np.ndarray:
+    """(N, S, S) Grad-CAM maps of ``ids``, from crops decoded and resized as for scoring."""
+    import torch
+
+    from isicstack.explain.cam import cam_maps
+    from isicstack.vision.data import CropDataset, eval_transform
+
+    ds = CropDataset(predictor.source, list(ids), eval_transform(predictor.cfg.image_size))
+    maps = []
+    for start in range(0, len(ds), CHUNK):
+        part = range(start, min(start + CHUNK, len(ds)))
+        batch = torch.stack([ds[i]["image"] for i in part]).to(predictor.device)
+        maps.append(cam_maps(predictor.nets, batch, layer,
+                             None if which is None else [which[i] for i in part]))
+    return np.concatenate(maps)
+
+
+def run(cfg: ExplainConfig) -> dict[str, Any]:
+    """Write ``<out>/<isic_id>.png`` (crop | crop + heatmap) and ``explain.json``."""
+    t0 = time.perf_counter()
+    ids = read_ids(cfg)
+    images = image_path(cfg)
+    out = Path(cfg.out) if cfg.out else Path(cfg.artifacts) / "explain" / cfg.name
+    predictor = load_image_only(cfg.artifacts, cfg.name, images, cfg.accelerator,
+                                cfg.cpu_threads)
+    check_ids(predictor.source, ids)
+    probs = predictor.predict(pl.DataFrame({"isic_id": ids}), {})
+    maps = crop_maps(predictor, ids, cfg.layer)
+    items = []
+    for isic_id, prob, cam in zip(ids, probs, maps, strict=True):
+        crop = predictor.source.image(isic_id)
+        png = write_png(panel(crop, cam, cfg.image_weight, cfg.display_size),
+                        out / f"{isic_id}.png")
+        items.append({"isic_id": isic_id, "prob": round(float(prob), 6), "png": png.name})
+    summary = {"run": cfg.name, "images": str(images), "folds": len(predictor.nets),
+               "cam": f"mean Grad-CAM of {len(predictor.nets)} fold model(s)",
+               "layer": cfg.layer or "last backbone stage", "items": items,
+               "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(summary, out / "explain.json")
+    log.info("explain: wrote %d PNG(s) and explain.json to %s (%.1fs)", len(items), out,
+             summary["seconds"])
+    return summary
