@@ -22,6 +22,7 @@ from isicstack.evaluation import drift
 from isicstack.evaluation import operating_point as opoint
 from isicstack.evaluation import oracle as oracle_corr
 from isicstack.evaluation.drift import DriftConfig
+from isicstack.explain import report as gradcam
 from isicstack.stacking.inputs import discover, load_oof, score_summary
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class ReportConfig:
     operating_point: opoint.OperatingPointConfig = field(
         default_factory=opoint.OperatingPointConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    gradcam: gradcam.GradcamReportConfig = field(default_factory=gradcam.GradcamReportConfig)
 
 
 def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -184,6 +186,7 @@ def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str
     for name, skipped in info["skipped"].items():
         lines.append(f"\nSkipped `{name}`: {skipped}")
     lines += [f"\n## {PLOTS[k]}\n\n![{PLOTS[k]}]({v})" for k, v in images.items()]
+    lines += gradcam.markdown(info.get("gradcam"))
     return "\n".join(lines) + "\n"
 
 
@@ -218,6 +221,8 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                   "roc": plot_roc(y, preds, out / "roc.png", cfg.dpi),
                   "scores": plot_scores(y, preds, out / "scores.png", cfg.dpi, cfg.bins)}
     info["images"] = images
+    info["gradcam"] = gradcam.gradcam_section(cfg.gradcam, cfg.artifacts, data_dir, folds, preds,
+                                              out, cfg.dpi)
     write_json(info, out / "report.json")
     write_text(markdown(info, images, cfg.drift.top), out / "report.md")
     log.info("report: wrote %s (%d model(s))", out / "report.md", len(preds))

@@ -145,3 +145,36 @@ def test_missing_grad_cam_names_the_extra(monkeypatch):
 
 def test_explain_config_resolves():
     assert main(["explain", "--print-config", "isic_ids=[ISIC_1,ISIC_2]"]) == 0
+
+
+def _report(d: dict[str, Path], out: Path, **kw: object) -> dict:
+    from isicstack.evaluation.drift import DriftConfig
+    from isicstack.evaluation.operating_point import OperatingPointConfig
+    from isicstack.pipelines.report import ReportConfig
+    from isicstack.pipelines.report import run as report
+
+    return report(ReportConfig(data_dir=str(d["data"]), artifacts=str(d["artifacts"]),
+                               out=str(out), operating_point=OperatingPointConfig(n_boot=20),
+                               drift=DriftConfig(enabled=False), **kw))
+
+
+def test_report_shows_top_positives_and_false_positives(trained: dict[str, Path],
+                                                        tmp_path: Path, monkeypatch):
+    from isicstack.explain.report import GradcamReportConfig
+
+    info = _report(trained, tmp_path / "rep")
+    cam = info["gradcam"]
+    assert (tmp_path / "rep" / "gradcam.png").read_bytes()[:8] == PNG_MAGIC
+    assert "![Grad-CAM](gradcam.png)" in (tmp_path / "rep" / "report.md").read_text()
+    folds = pl.read_parquet(trained["artifacts"] / "folds.parquet")
+    oof = folds.join(pl.read_parquet(trained["artifacts"] / "oof" / f"{RUN}.parquet"),
+                     on="isic_id")
+    for key, label in (("positives", 1), ("false_positives", 0)):
+        best = oof.filter(pl.col("target") == label).sort("pred", descending=True).head(4)
+        assert [r["isic_id"] for r in cam[key]] == best["isic_id"].to_list()
+    info = _report(trained, tmp_path / "none", gradcam=GradcamReportConfig(name="vision_nope"))
+    assert "no image-only run `vision_nope`" in info["gradcam"]["skipped"]
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)
+    _report(trained, tmp_path / "noextra")
+    md = (tmp_path / "noextra" / "report.md").read_text()
+    assert "## Grad-CAM\n\nSkipped:" in md and "isicstack[explain]" in md
