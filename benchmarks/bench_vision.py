@@ -32,7 +32,7 @@ import torch
 
 from isicstack.data.crops import encode_jpeg, write_crops
 from isicstack.data.io import write_json
-from isicstack.vision.data import CropDataset, TrainTransform, make_loader
+from isicstack.vision.data import CropDataset, make_loader, train_transform
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ISIC_SHARED", REPO.parent / "shared"))
@@ -84,7 +84,7 @@ def crop_source(n: int, tmp: Path) -> tuple[Path, list[str], str]:
 def loader_rate(path: Path, ids: list[str], size: int, workers: int, batch: int,
                 pin: bool = False, max_images: int | None = None) -> float:
     """Images/s delivered by a DataLoader with train augmentation (after one warm-up batch)."""
-    ds = CropDataset(path, ids, TrainTransform(size))
+    ds = CropDataset(path, ids, train_transform(size, "strong"))
     loader = make_loader(ds, batch, workers, pin_memory=pin)
     n, t0 = 0, None
     for i, b in enumerate(loader):
@@ -182,7 +182,7 @@ def fed_rate(path: Path, ids: list[str], model_name: str, size: int, batch: int,
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ds = CropDataset(path, ids, TrainTransform(size))
+    ds = CropDataset(path, ids, train_transform(size, "strong"))
     loader = make_loader(ds, batch, workers, drop_last=True, pin_memory=device == "cuda")
     n, t0 = 0, time.perf_counter()
     for i, b in enumerate(loader):

@@ -73,7 +73,7 @@ class ImagePredictor:
         if not rt["on_gpu"]:
             torch.set_num_threads(rt["cpu_threads"])
         prec = str(rt["precision"]).split("-")[0]
-        self.autocast = AUTOCAST.get(prec) if rt["on_gpu"] else None
+        self.autocast = AUTOCAST.get(prec)  # as in training (bf16 also on a CPU with it)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.fusion: dict[str, Any] | None = None
         self.deps: list[str] = []
@@ -95,11 +95,16 @@ class ImagePredictor:
 
     @property
     def source(self) -> Any:
-        """The crops to score, decoded as in training (opened lazily: packaging never reads)."""
+        """The crops to score, decoded as in training (opened lazily: packaging never reads).
+
+        ``images`` may also be an image source object itself (``keys()``/``image(id)``, e.g.
+        the web app's uploaded crop), used as it is.
+        """
         if self._source is None:
             if self.images is None:
                 raise ValueError(f"{self.name}: no images to score (ImagePredictor(images=None))")
-            self._source = open_source(self.images, self.cfg.color_constancy)
+            self._source = (self.images if hasattr(self.images, "image")
+                            else open_source(self.images, self.cfg.color_constancy))
         return self._source
 
     def fusion_inputs(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray | None:

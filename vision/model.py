@@ -166,7 +166,8 @@ class ImageClassifier(lightning.LightningModule):
         if schedule not in ("onecycle", "cosine"):
             raise ValueError(f"schedule must be onecycle or cosine, got {schedule!r}")
         self.backbone = create_backbone(model_name, pretrained, pretrained_path)
-        dim = int(self.backbone.num_features)
+        # pooled output width (after a conv head such as MobileNetV3's, when there is one)
+        dim = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
         self.n_tab = int(n_tab)
         self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(dim, 1))
         self.tab_skip: nn.Module | None = None

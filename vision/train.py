@@ -94,19 +94,32 @@ def output_name(cfg: ImageConfig) -> str:
     return "vision_" + re.sub(r"[^A-Za-z0-9_-]+", "_", cfg.name or cfg.model_name)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there, bf16 autocast
+    trains a resnet18 at 64 px ~1.8x faster than float32 (measured on the 2-core box)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_runtime(cfg: ImageConfig) -> dict[str, Any]:
     """Accelerator, precision and memory format after resolving the ``auto`` values."""
     on_gpu = cfg.accelerator in ("gpu", "cuda") or (
         cfg.accelerator == "auto" and torch.cuda.is_available())
     precision = cfg.precision
     if precision == "auto":
-        bf16 = on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        precision = ("bf16-mixed" if bf16 else "16-mixed") if on_gpu else "32-true"
+        if on_gpu:
+            bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            precision = "bf16-mixed" if bf16 else "16-mixed"
+        else:
+            precision = "bf16-mixed" if cpu_has_bf16() else "32-true"
     cl = cfg.channels_last
     if isinstance(cl, str):
         if cl != "auto":
             raise ValueError(f"channels_last must be true, false or auto, got {cl!r}")
-        cl = on_gpu
+        cl = on_gpu or precision == "bf16-mixed"
     # CPU: leave a core per loader worker; on a busy 2-core box 2 OpenMP threads ran resnet18
     # 8x slower than 1 (threads wait on each other whenever one core is taken)
     threads = cfg.cpu_threads or max(1, (os.cpu_count() or 1) - cfg.num_workers)
