@@ -23,6 +23,7 @@ MODEL     ?= lgbm
 TRIALS    ?= 30
 TIMEOUT   ?= 0
 DASH_PORT ?= 8080
+APP_PORT  ?= 7860
 NAME      ?= baseline
 OUT       ?=
 IMAGES    ?=
@@ -53,7 +54,7 @@ PIPELINE := data folds train-tabular train-image-only train-image train-tabular-
 .PHONY: help setup synth data folds train-tabular train-image-only train-image \
         train-tabular-image predict-images stack submit report all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare kaggle-package
+        evaluate compare kaggle-package app
 
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter all,$(MAKECMDGOALS)),)
@@ -145,6 +146,9 @@ dashboard: $(STAMP) ## optuna-dashboard on the study DB at 127.0.0.1:DASH_PORT (
 	extra 'dashboard': $(BIN)/pip install -e '.[dashboard]' (make setup installs every extra)" >&2; exit 2; }
 	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(DASH_PORT) \
 	  "$${OPTUNA_STORAGE:-sqlite:///$(abspath $(ARTIFACTS))/optuna.db}"
+
+app: $(STAMP) ## the clinician web page (Gradio) at 127.0.0.1:APP_PORT over ARTIFACTS' saved models
+	$(ISIC) app --profile $(PROFILE) artifacts=$(ARTIFACTS) port=$(APP_PORT) $(STAGE_ARGS)
 
 evaluate: data ## repeated CV over fold seeds of the tabular config (NAME=run name)
 	$(ISIC) evaluate --profile $(PROFILE) name=$(NAME) $(COMMON) $(STAGE_ARGS)

@@ -59,6 +59,8 @@ STAGES: dict[str, Stage] = {
                     "other ISIC data (JPEG folder + label CSV) -> HDF5 crops + labels.csv"),
     "explain": Stage("isicstack.explain.explain", "ExplainConfig", "explain",
                      "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])"),
+    "app": Stage("isicstack.app.page", "AppConfig", "app",
+                 "the clinician web page (Gradio) on 127.0.0.1:<port>"),
 }
 
 # `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.

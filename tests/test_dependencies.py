@@ -21,7 +21,8 @@ PACKAGE_DIRS = [REPO, *(p for p in REPO.iterdir() if (p / "__init__.py").is_file
 KNOWN = {"PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml",
          "psycopg2": "psycopg2-binary", "pytorch_lightning": "pytorch-lightning",
          "pytorch_grad_cam": "grad-cam"}
-TOOLS = {"pytest", "ruff"}  # dev extra: run by make, never imported by the package
+# dev extra: run by make or by tests only, never imported by the package
+TOOLS = {"pytest", "ruff", "selenium"}
 NOT_IMPORTED = {"optuna-dashboard": "a command run by `make dashboard`"}
 
 

@@ -1,0 +1,151 @@
+"""``isic app`` / ``make app``: the Gradio page, bound to 127.0.0.1 unless ``host`` says otherwise.
+
+Every outcome of a request is text in the page: a bad upload or metadata value gets its own
+sentence (``app.inputs``), and an unexpected error is logged with its traceback on the server
+while the page only names its type. Fonts are the system's (no web-font fetch: clinic networks
+are often closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isicstack.app.inputs import FIELDS, InputError, parse_metadata, read_upload
+from isicstack.app.service import Clinic, Result
+from isicstack.config import ConfigError
+from isicstack.evaluation.operating_point import OperatingPointConfig
+from isicstack.extras import require
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppConfig:
+    """Config of ``isic app`` (``configs/app.yaml``)."""
+
+    artifacts: str = "artifacts"
+    profile: str = "default"
+    host: str = "127.0.0.1"          # loopback only; 0.0.0.0 exposes the page to the network
+    port: int = 7860
+    image_run: str = "vision_imgonly"
+    stacker: str = "stack"           # runs/<stacker>/stacker.json; missing: `fallback` alone
+    fallback: str = "lgbm"
+    target_tpr: float = 0.8          # threshold picked on the OOF scores at this sensitivity
+    n_boot: int = 200                # patient-bootstrap replicates of the shown intervals
+    max_pixels: int = 16_000_000     # larger uploads are refused (a crop is ~150 x 150)
+    max_upload_mb: float = 20.0
+    layer: str = ""                  # Grad-CAM layer; "" = the backbone's last stage
+    cpu_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be in 1..65535, got {self.port}")
+        if self.max_pixels < 1 or self.max_upload_mb <= 0:
+            raise ConfigError("max_pixels and max_upload_mb must be positive")
+
+
+def _rate(op: dict[str, Any], key: str) -> str:
+    text = f"{op['point'][key]:.3f}"
+    if key in op["ci_low"]:
+        text += f" (95% CI {op['ci_low'][key]:.3f}-{op['ci_high'][key]:.3f})"
+    return text
+
+
+def render(result: Result, target_tpr: float) -> str:
+    """The result as Markdown: score, model, threshold, sensitivity/specificity, notes."""
+    what = "Probability of malignancy" if result.probability else "Stack score (0-1 rank score)"
+    lines = [f"### {what}: {result.score:.3f}", f"Scored by the {result.model}."]
+    op = result.op
+    if op:
+        flag = "above" if result.score >= op["point"]["threshold"] else "below"
+        lines += [f"**Threshold {op['point']['threshold']:.4f}** (picked on the out-of-fold "
+                  f"scores at sensitivity ≥ {target_tpr:.2f}): sensitivity "
+                  f"{_rate(op, 'recall')}, specificity {_rate(op, 'specificity')} over "
+                  f"{op['rows']:,} lesions of {op['patients']:,} patients.",
+                  f"This lesion scores **{flag}** the threshold"
+                  f"{': flag it for review.' if flag == 'above' else '.'}"]
+    else:
+        lines.append(f"Sensitivity/specificity unavailable: {result.op_note}")
+    lines += [result.cam_note, *result.notes,
+              "_Research software, not a medical device._"]
+    return "\n\n".join(x for x in lines if x)
+
+
+def handle(clinic: Clinic, cfg: AppConfig, upload: str | None, *values: Any
+           ) -> tuple[str, np.ndarray | None]:
+    """One request: never raises, every failure becomes a sentence in the page."""
+    try:
+        image = read_upload(upload, cfg.max_pixels)
+        meta = parse_metadata(dict(zip([f.name for f in FIELDS], values, strict=True)))
+        result = clinic.score(image, meta)
+        return render(result, cfg.target_tpr), result.overlay
+    except InputError as err:
+        return f"### Cannot score this upload\n\n{err}", None
+    except Exception as err:  # a bug: the server log has the traceback, the page its type
+        log.exception("app: scoring failed")
+        return (f"### Something went wrong\n\nThe upload could not be scored "
+                f"({type(err).__name__}); the server log has the details."), None
+
+
+def load_clinic(cfg: AppConfig) -> Clinic:
+    """The saved models and their operating points (once, before the page opens)."""
+    ops = OperatingPointConfig(target_tpr=cfg.target_tpr, n_boot=cfg.n_boot)
+    return Clinic(cfg.artifacts, cfg.image_run, cfg.stacker, cfg.fallback, ops, cfg.layer,
+                  cfg.cpu_threads)
+
+
+def _field_input(gr: Any, field: Any) -> Any:
+    if field.numeric:
+        return gr.Number(label=field.label, value=None, minimum=field.low, maximum=field.high,
+                         elem_id=f"meta-{field.name}")
+    return gr.Dropdown(choices=list(field.levels), value=None, label=field.label,
+                       elem_id=f"meta-{field.name}")
+
+
+def build(clinic: Clinic, cfg: AppConfig) -> Any:
+    """The page: upload + optional metadata on the left, result and heatmap on the right."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    gr = require("gradio")
+    with gr.Blocks(title="isicstack: lesion check", analytics_enabled=False) as page:
+        gr.Markdown("## isicstack: one lesion crop\nUpload a crop (JPEG or PNG). Without "
+                    "metadata the image-only model scores it; fill in any metadata field to "
+                    "use the full stack (tabular + image models + stacker).")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="lesion crop (JPEG or PNG)", type="filepath",
+                                 elem_id="upload")
+                with gr.Accordion("metadata (optional)", open=False):
+                    fields = [_field_input(gr, f) for f in FIELDS]
+                button = gr.Button("Score", variant="primary", elem_id="score")
+            with gr.Column():
+                result = gr.Markdown("Upload a crop and press Score.", elem_id="result")
+                heat = gr.Image(label="Grad-CAM overlay", type="numpy", format="png",
+                                interactive=False, elem_id="overlay")
+        button.click(lambda up, *vals: handle(clinic, cfg, up, *vals), [upload, *fields],
+                     [result, heat], concurrency_limit=1)
+    return page
+
+
+def launch(page: Any, cfg: AppConfig, block: bool = True) -> Any:
+    """Serve ``page`` on ``cfg.host:cfg.port`` (system fonts, no share link, no SSR)."""
+    gr = require("gradio")
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])
+    page.launch(server_name=cfg.host, server_port=cfg.port, share=False, show_error=False,
+                prevent_thread_lock=not block, max_file_size=int(cfg.max_upload_mb * 2**20),
+                ssr_mode=False, theme=theme, quiet=not block)
+    return page
+
+
+def run(cfg: AppConfig) -> None:
+    """``isic app``: load the models, then serve the page until interrupted."""
+    require("gradio")  # fail before loading models when the extra is missing
+    clinic = load_clinic(cfg)
+    log.info("app: http://%s:%d (image run %s; %s)", cfg.host, cfg.port, cfg.image_run,
+             f"stack {clinic.stack['name']}" if clinic.stack else
+             f"no stack: {clinic.stack_error}")
+    launch(build(clinic, cfg), cfg, block=True)

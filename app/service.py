@@ -1,0 +1,178 @@
+"""The saved models behind the web app, loaded once and scored one upload at a time.
+
+No web code here: :class:`Clinic` takes a decoded crop (and checked metadata) and returns the
+score, the Grad-CAM overlay and the operating point. Without metadata the score is the
+image-only run's (``ImagePredictor``: the path ``isic predict-images`` uses); with metadata it is
+the full chain of ``isic predict`` (``resolve_models`` + the saved stacker), where the upload is
+a one-lesion patient and unknown columns are null. The threshold of each model is picked on its
+OOF scores at ``target_tpr`` (``evaluation.operating_point``), and the sensitivity/specificity
+shown are that model's OOF values there, with patient-bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from isicstack.app.inputs import FIELDS, UPLOAD_ID, metadata_row
+from isicstack.data.folds import read_folds
+from isicstack.data.io import DataError
+from isicstack.evaluation import operating_point as opoint
+from isicstack.extras import MissingExtraError
+
+log = logging.getLogger(__name__)
+
+
+class UploadSource:
+    """The uploaded crop as an image source (``keys``/``image``), which ImagePredictor reads."""
+
+    path = Path("<upload>")
+
+    def __init__(self, color_constancy: bool = False) -> None:
+        self.color_constancy = color_constancy
+        self.crops: dict[str, np.ndarray] = {}
+
+    def put(self, image: np.ndarray) -> None:
+        self.crops = {UPLOAD_ID: image}
+
+    def keys(self) -> list[str]:
+        return list(self.crops)
+
+    def image(self, isic_id: str) -> np.ndarray:
+        from isicstack.vision.data import shades_of_gray
+
+        img = self.crops[isic_id]
+        return shades_of_gray(img) if self.color_constancy else img
+
+
+@dataclass
+class Result:
+    """What the page shows for one upload."""
+
+    score: float
+    model: str                     # which saved model(s) scored it
+    probability: bool              # False: a rank score in [0, 1] (rank stackers)
+    op: dict[str, Any] | None      # operating point of that model (None: see op_note)
+    op_note: str = ""
+    overlay: np.ndarray | None = None
+    cam_note: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def attach_upload(predictors: list[Any]) -> list[UploadSource]:
+    """Give every image predictor an upload source (with its run's colour constancy)."""
+    sources = []
+    for p in predictors:
+        if hasattr(p, "nets"):
+            p.images = UploadSource(p.cfg.color_constancy)
+            sources.append(p.images)
+    return sources
+
+
+def operating_point(artifacts: str, name: str, cfg: opoint.OperatingPointConfig
+                    ) -> tuple[dict[str, Any] | None, str]:
+    """Threshold and OOF rates of ``name`` at ``cfg.target_tpr``, or None and why not."""
+    from isicstack.stacking.inputs import load_oof
+
+    try:
+        folds = read_folds(artifacts)
+        pred = load_oof(artifacts, name, folds)
+        op = opoint.operating_point(folds["target"].to_numpy(), pred,
+                                    folds["patient_id"].to_numpy(), cfg)
+    except (FileNotFoundError, DataError, ValueError) as err:
+        return None, f"no operating point for `{name}`: {err}"
+    return op, ""
+
+
+class Clinic:
+    """The image-only run, the stack (when its runs are there) and their operating points."""
+
+    def __init__(self, artifacts: str, image_run: str = "vision_imgonly", stacker: str = "stack",
+                 fallback: str = "lgbm", op_cfg: opoint.OperatingPointConfig | None = None,
+                 layer: str = "", cpu_threads: int = 0) -> None:
+        from isicstack.explain.explain import load_image_only
+
+        self.artifacts, self.layer = artifacts, layer
+        self.lock = threading.Lock()
+        op_cfg = op_cfg or opoint.OperatingPointConfig(n_boot=200)
+        self.image = load_image_only(artifacts, image_run, None, "cpu", cpu_threads)
+        self.image_sources = attach_upload([self.image])
+        self.image_op = operating_point(artifacts, image_run, op_cfg)
+        self.stack: Any = None
+        self.stack_error = ""
+        try:
+            self._load_stack(stacker, fallback, cpu_threads, op_cfg)
+        except (FileNotFoundError, ValueError, KeyError, DataError) as err:
+            self.stack_error = str(err)
+            log.warning("app: the full stack is not available: %s", err)
+
+    def _load_stack(self, stacker: str, fallback: str, cpu_threads: int,
+                    op_cfg: opoint.OperatingPointConfig) -> None:
+        from isicstack.pipelines.predict import PredictConfig, resolve_models
+
+        pcfg = PredictConfig(artifacts=self.artifacts, stacker=stacker, fallback=fallback,
+                             accelerator="cpu", num_workers=0, cpu_threads=cpu_threads,
+                             image_batch_size=8)
+        st, final, predictors = resolve_models(pcfg, None)  # type: ignore[arg-type]
+        name = stacker if st else final[0]
+        self.stack = {"stacker": st, "final": final, "predictors": predictors, "name": name,
+                      "sources": attach_upload(predictors),
+                      "op": operating_point(self.artifacts, name, replace(op_cfg))}
+
+    def score(self, image: np.ndarray, meta: dict[str, Any] | None) -> Result:
+        """Score one crop: image-only without metadata, the full stack with it."""
+        with self.lock:
+            for src in self.image_sources:
+                src.put(image)
+            result = self._stacked(image, meta) if meta else self._image_only()
+            result.overlay, result.cam_note = self._overlay()
+            return result
+
+    def _image_only(self) -> Result:
+        prob = float(self.image.predict(pl.DataFrame({"isic_id": [UPLOAD_ID]}), {})[0])
+        op, note = self.image_op
+        return Result(prob, f"image-only run `{self.image.name}` (mean of "
+                      f"{len(self.image.nets)} fold models)", True, op, note)
+
+    def _stacked(self, image: np.ndarray, meta: dict[str, Any]) -> Result:
+        if self.stack is None:
+            result = self._image_only()
+            result.notes.append(f"Metadata ignored: the full stack is not available "
+                                f"({self.stack_error}).")
+            return result
+        from isicstack.pipelines.predict import score_all
+
+        for src in self.stack["sources"]:
+            src.put(image)
+        scores, _, _ = score_all(metadata_row(meta), self.stack["predictors"], 1)
+        st = self.stack["stacker"]
+        if st is None:
+            value, what, prob = scores[self.stack["final"][0]][0], f"`{self.stack['name']}`", True
+        else:
+            value = st.predict(np.column_stack([scores[n] for n in st.inputs]))[0]
+            what = f"stack `{self.stack['name']}` ({st.method} over {', '.join(st.inputs)})"
+            prob = st.method == "logistic"
+        op, note = self.stack["op"]
+        missing = len(FIELDS) - len(meta)
+        notes = [f"Metadata: {len(meta)} field(s) given, {missing} of the form left empty; every "
+                 "other column is unknown (null), and patient-level features see one lesion."]
+        return Result(float(value), what, prob, op, note, notes=notes)
+
+    def _overlay(self) -> tuple[np.ndarray | None, str]:
+        from isicstack.explain.explain import crop_maps
+        from isicstack.explain.figures import overlay, upscale
+
+        try:
+            cam = crop_maps(self.image, [UPLOAD_ID], self.layer)[0]
+        except MissingExtraError as err:
+            return None, f"No heatmap: {err}"
+        crop = self.image.source.image(UPLOAD_ID)
+        return upscale(overlay(crop, cam), 320), (
+            f"Grad-CAM of `{self.image.name}` (mean over its fold models): red regions raised "
+            "the image score.")

@@ -1,0 +1,113 @@
+"""The real page in headless Chromium (Selenium): upload a crop, see the probability and the
+Grad-CAM overlay; upload a text file, see a sentence and no traceback.
+
+Needs the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them);
+skips, saying so, where they or the Python packages are missing. Never downloads a browser.
+``ISIC_APP_SCREENSHOT=<file.png>`` keeps a screenshot of the answered page.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+from app_fixtures import make_clinic_artifacts
+from PIL import Image
+
+from isicstack.app.page import AppConfig, build, launch, load_clinic
+from isicstack.data.crops import CropStore
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,1000")
+WAIT = 90  # seconds: the first request loads torch models on a busy CI box
+
+
+def _requirements() -> str:
+    if not CHROMIUM or not DRIVER:
+        return "no headless browser: apt-get install chromium chromium-driver"
+    for module in ("selenium", "gradio"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed (pip install -e '.[dev]')"
+    return ""
+
+
+@pytest.fixture(scope="module")
+def page_url(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory):
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    art = make_clinic_artifacts(mini_isic, mini_artifacts,
+                                tmp_path_factory.mktemp("browser") / "artifacts")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = AppConfig(artifacts=str(art), port=port, cpu_threads=1, n_boot=20)
+    page = launch(build(load_clinic(cfg), cfg), cfg, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    page.close()
+
+
+@pytest.fixture()
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")  # an empty profile per test
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=DRIVER))
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _submit(driver, url: str, path: Path, expect: str) -> str:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, WAIT)
+    driver.get(url)
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]"))
+               ).send_keys(str(path))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "upload"), path.stem))
+    driver.find_element(By.CSS_SELECTOR, "#score").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "result"), expect))
+    return driver.find_element(By.ID, "result").text
+
+
+def test_upload_shows_probability_and_overlay(page_url: str, browser, mini_isic: Path,
+                                              tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with CropStore(mini_isic / "train-image.hdf5") as store:
+        jpeg = store.read(store.keys()[0])
+    path = tmp_path / "lesion.jpg"
+    Image.fromarray(jpeg).save(path, quality=95)
+    text = _submit(browser, page_url, path, "Probability of malignancy")
+    assert "sensitivity" in text and "specificity" in text and "Threshold" in text
+    img = WebDriverWait(browser, WAIT).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#overlay img"))[0]
+    assert img.get_attribute("src") and img.size["width"] > 50
+    shot = os.environ.get("ISIC_APP_SCREENSHOT")
+    browser.save_screenshot(shot or str(tmp_path / "page.png"))
+
+
+def test_not_an_image_gets_a_sentence(page_url: str, browser, tmp_path: Path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("this is not an image")
+    text = _submit(browser, page_url, path, "Cannot score this upload")
+    assert "notes.jpg: not a JPEG or PNG image" in text and "Traceback" not in text
