@@ -3,8 +3,11 @@
 The CAM computation is ``pytorch_grad_cam.GradCAM`` (a maintained implementation, not a
 re-derivation); this module only picks the layer, wraps the model so the library sees one logit
 per crop, and averages the maps of several fold models. The target layer is the last stage of
-the timm backbone (``feature_info[-1]``, ``layer4`` for ResNets), else the last module whose
-output is 4-D; ``layer=`` names another one (e.g. ``backbone.layer3`` for a finer map).
+the timm backbone (``feature_info``, ``layer4`` for ResNets) whose map is at least ``min_map``
+cells wide at the input size, else the last module whose output is 4-D; ``layer=`` names one.
+Why ``min_map``: at the default 64 px a ResNet's ``layer4`` map is 2 x 2, which can only point
+at a quadrant (seen: every heatmap in one corner); ``layer3`` (4 x 4) outlines the lesion. At
+128 px (the ``full`` profile) ``layer4`` is 4 x 4 and is used.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from torch import nn
 from isicstack.extras import require
 
 
-def last_stage_name(backbone: nn.Module, size: int = 64) -> str:
-    """Name (inside ``backbone``) of its last conv stage: timm ``feature_info``, else a probe."""
+def last_stage_name(backbone: nn.Module, size: int = 0, min_map: int = 1) -> str:
+    """Name (inside ``backbone``) of its deepest stage with a map of at least ``min_map`` cells
+    across at input ``size`` (0: the last stage): timm ``feature_info``, else a probe."""
     info = getattr(backbone, "feature_info", None)
-    if isinstance(info, list) and info and info[-1].get("module"):
-        return str(info[-1]["module"])
-    if hasattr(info, "module_name"):  # timm FeatureInfo object
-        return str(info.module_name()[-1])
-    return _probe_last_4d(backbone, size)
+    info = getattr(info, "info", info)  # a timm FeatureInfo object holds the list
+    stages = [d for d in info if d.get("module")] if isinstance(info, list) else []
+    if stages:
+        fit = [d for d in stages if size <= 0 or size // int(d.get("reduction", 1)) >= min_map]
+        return str((fit or stages[:1])[-1]["module"])
+    return _probe_last_4d(backbone, size or 64)
 
 
 def _probe_last_4d(backbone: nn.Module, size: int) -> str:
@@ -46,9 +51,9 @@ def _probe_last_4d(backbone: nn.Module, size: int) -> str:
     return seen[-1]
 
 
-def target_layer(net: nn.Module, layer: str = "") -> nn.Module:
+def target_layer(net: nn.Module, layer: str = "", size: int = 0, min_map: int = 1) -> nn.Module:
     """The module of ``net`` (an ImageClassifier) Grad-CAM reads: ``layer`` or the last stage."""
-    name = layer or "backbone." + last_stage_name(net.backbone)
+    name = layer or "backbone." + last_stage_name(net.backbone, size, min_map)
     try:
         return net.get_submodule(name)
     except AttributeError as err:
@@ -68,7 +73,7 @@ class LogitModel(nn.Module):
 
 
 def cam_maps(nets: Sequence[nn.Module], images: torch.Tensor, layer: str = "",
-             which: Sequence[int] | None = None) -> np.ndarray:
+             which: Sequence[int] | None = None, min_map: int = 4) -> np.ndarray:
     """(N, H, W) Grad-CAM in [0, 1] for normalised ``images`` (N, 3, H, W).
 
     Each crop's map is the mean of the maps of ``nets`` (every fold model), or of
@@ -91,7 +96,8 @@ def cam_maps(nets: Sequence[nn.Module], images: torch.Tensor, layer: str = "",
         if rows.size == 0:
             continue
         target = [ClassifierOutputTarget(0)] * rows.size
-        with GradCAM(LogitModel(net), [target_layer(net, layer)]) as cam:
+        module = target_layer(net, layer, int(images.shape[-1]), min_map)
+        with GradCAM(LogitModel(net), [module]) as cam:
             out[rows] += cam(input_tensor=images[rows].float(), targets=target)
         count[rows] += 1
     if (count == 0).any():

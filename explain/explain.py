@@ -41,7 +41,8 @@ class ExplainConfig:
     ids_file: str = ""            # more ids: one per line, or a CSV with an isic_id column
     images: str = ""              # HDF5 or JPEG folder; "" = <data_dir>/train-image.hdf5
     out: str = ""                 # "" = <artifacts>/explain/<name>
-    layer: str = ""               # "" = the backbone's last stage (layer4 for ResNets)
+    layer: str = ""               # "" = the deepest backbone stage with a map >= min_map wide
+    min_map: int = 4              # 64 px ResNet: layer3 (4 x 4), not layer4 (2 x 2)
     image_weight: float = 0.5     # share of the crop in the overlay
     display_size: int = 256       # PNG height of each half (small crops are enlarged)
     max_ids: int = 1000
@@ -104,7 +105,7 @@ def load_image_only(artifacts: str, name: str, images: Any, accelerator: str = "
 
 
 def crop_maps(predictor: Any, ids: Sequence[str], layer: str = "",
-              which: Sequence[int] | None = None) -> np.ndarray:
+              which: Sequence[int] | None = None, min_map: int = 4) -> np.ndarray:
     """(N, S, S) Grad-CAM maps of ``ids``, from crops decoded and resized as for scoring."""
     import torch
 
@@ -117,8 +118,15 @@ def crop_maps(predictor: Any, ids: Sequence[str], layer: str = "",
         part = range(start, min(start + CHUNK, len(ds)))
         batch = torch.stack([ds[i]["image"] for i in part]).to(predictor.device)
         maps.append(cam_maps(predictor.nets, batch, layer,
-                             None if which is None else [which[i] for i in part]))
+                             None if which is None else [which[i] for i in part], min_map))
     return np.concatenate(maps)
+
+
+def _auto_layer(predictor: Any, min_map: int) -> str:
+    from isicstack.explain.cam import last_stage_name
+
+    return "backbone." + last_stage_name(predictor.nets[0].backbone, predictor.cfg.image_size,
+                                         min_map)
 
 
 def run(cfg: ExplainConfig) -> dict[str, Any]:
@@ -131,7 +139,7 @@ def run(cfg: ExplainConfig) -> dict[str, Any]:
                                 cfg.cpu_threads)
     check_ids(predictor.source, ids)
     probs = predictor.predict(pl.DataFrame({"isic_id": ids}), {})
-    maps = crop_maps(predictor, ids, cfg.layer)
+    maps = crop_maps(predictor, ids, cfg.layer, min_map=cfg.min_map)
     items = []
     for isic_id, prob, cam in zip(ids, probs, maps, strict=True):
         crop = predictor.source.image(isic_id)
@@ -140,7 +148,7 @@ def run(cfg: ExplainConfig) -> dict[str, Any]:
         items.append({"isic_id": isic_id, "prob": round(float(prob), 6), "png": png.name})
     summary = {"run": cfg.name, "images": str(images), "folds": len(predictor.nets),
                "cam": f"mean Grad-CAM of {len(predictor.nets)} fold model(s)",
-               "layer": cfg.layer or "last backbone stage", "items": items,
+               "layer": cfg.layer or _auto_layer(predictor, cfg.min_map), "items": items,
                "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 2)}
     write_json(summary, out / "explain.json")
     log.info("explain: wrote %d PNG(s) and explain.json to %s (%.1fs)", len(items), out,

@@ -31,7 +31,8 @@ class GradcamReportConfig:
     enabled: bool = True
     name: str = "vision_imgonly"  # an image-only run with OOF scores
     top: int = 4                  # crops per row (positives, false positives)
-    layer: str = ""               # "" = the backbone's last stage
+    layer: str = ""               # "" = the deepest backbone stage with a map >= min_map wide
+    min_map: int = 4
     image_weight: float = 0.5
 
 
@@ -55,7 +56,7 @@ def _render(cfg: GradcamReportConfig, artifacts: str, images: Path, folds: pl.Da
     ids = folds["isic_id"].to_numpy()[idx].tolist()
     check_ids(predictor.source, ids)
     which = [trained.index(int(f)) for f in folds["fold"].to_numpy()[idx]]
-    maps = dict(zip(ids, crop_maps(predictor, ids, cfg.layer, which), strict=True))
+    maps = dict(zip(ids, crop_maps(predictor, ids, cfg.layer, which, cfg.min_map), strict=True))
     rows, listed = [], {}
     for group, title in (("positives", "top positives"), ("false_positives", "top negatives")):
         items = []

@@ -93,6 +93,9 @@ def test_bad_ids_and_paths_are_named(trained: dict[str, Path], tmp_path: Path, c
 def test_target_layer_is_last_backbone_stage():
     net = ImageClassifier("test_resnet")
     assert last_stage_name(net.backbone) == "layer4"
+    # the deepest stage whose map is at least 4 cells wide at the input size
+    assert [last_stage_name(net.backbone, size, 4) for size in (32, 64, 128)] == [
+        "layer2", "layer3", "layer4"]
     assert target_layer(net) is net.backbone.layer4
     assert target_layer(net, "backbone.layer3") is net.backbone.layer3
     with pytest.raises(ValueError, match="'backbone.layer9' not found"):
