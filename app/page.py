@@ -100,9 +100,9 @@ def load_clinic(cfg: AppConfig) -> Clinic:
 
 
 def _field_input(gr: Any, field: Any) -> Any:
-    if field.numeric:
-        return gr.Number(label=field.label, value=None, minimum=field.low, maximum=field.high,
-                         elem_id=f"meta-{field.name}")
+    if field.numeric:  # a textbox: empty stays None and our own check words every error
+        return gr.Textbox(label=field.label, value="", max_lines=1, elem_id=f"meta-{field.name}",
+                          placeholder=f"{field.low:g} to {field.high:g}")
     return gr.Dropdown(choices=list(field.levels), value=None, label=field.label,
                        elem_id=f"meta-{field.name}")
 
@@ -119,7 +119,7 @@ def build(clinic: Clinic, cfg: AppConfig) -> Any:
             with gr.Column():
                 upload = gr.File(label="lesion crop (JPEG or PNG)", type="filepath",
                                  elem_id="upload")
-                with gr.Accordion("metadata (optional)", open=False):
+                with gr.Accordion("metadata (optional)", open=False, elem_id="metadata"):
                     fields = [_field_input(gr, f) for f in FIELDS]
                 button = gr.Button("Score", variant="primary", elem_id="score")
             with gr.Column():

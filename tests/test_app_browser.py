@@ -73,7 +73,7 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def _submit(driver, url: str, path: Path, expect: str) -> str:
+def _upload(driver, url: str, path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -83,21 +83,39 @@ def _submit(driver, url: str, path: Path, expect: str) -> str:
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]"))
                ).send_keys(str(path))
     wait.until(ec.text_to_be_present_in_element((By.ID, "upload"), path.stem))
+
+
+def _score(driver, expect: str) -> str:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.find_element(By.CSS_SELECTOR, "#score").click()
-    wait.until(ec.text_to_be_present_in_element((By.ID, "result"), expect))
+    WebDriverWait(driver, WAIT).until(
+        ec.text_to_be_present_in_element((By.ID, "result"), expect))
     return driver.find_element(By.ID, "result").text
 
 
-def test_upload_shows_probability_and_overlay(page_url: str, browser, mini_isic: Path,
+def _submit(driver, url: str, path: Path, expect: str) -> str:
+    _upload(driver, url, path)
+    return _score(driver, expect)
+
+
+@pytest.fixture(scope="module")
+def lesion(mini_isic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with CropStore(mini_isic / "train-image.hdf5") as store:
+        jpeg = store.read(store.keys()[0])
+    path = tmp_path_factory.mktemp("lesion") / "lesion.jpg"
+    Image.fromarray(jpeg).save(path, quality=95)
+    return path
+
+
+def test_upload_shows_probability_and_overlay(page_url: str, browser, lesion: Path,
                                               tmp_path: Path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    with CropStore(mini_isic / "train-image.hdf5") as store:
-        jpeg = store.read(store.keys()[0])
-    path = tmp_path / "lesion.jpg"
-    Image.fromarray(jpeg).save(path, quality=95)
-    text = _submit(browser, page_url, path, "Probability of malignancy")
+    text = _submit(browser, page_url, lesion, "Probability of malignancy")
     assert "sensitivity" in text and "specificity" in text and "Threshold" in text
     img = WebDriverWait(browser, WAIT).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, "#overlay img"))[0]
@@ -111,3 +129,17 @@ def test_not_an_image_gets_a_sentence(page_url: str, browser, tmp_path: Path):
     path.write_text("this is not an image")
     text = _submit(browser, page_url, path, "Cannot score this upload")
     assert "notes.jpg: not a JPEG or PNG image" in text and "Traceback" not in text
+
+
+def test_metadata_switches_to_the_stack(page_url: str, browser, lesion: Path):
+    from selenium.webdriver.common.by import By
+
+    _upload(browser, page_url, lesion)
+    browser.find_element(By.CSS_SELECTOR, "#metadata .label-wrap").click()
+    age = browser.find_element(By.CSS_SELECTOR, "#meta-age_approx input")
+    age.send_keys("abc")
+    assert "age (years): 'abc' is not a number" in _score(browser, "Cannot score")
+    age.clear()
+    age.send_keys("61")
+    text = _score(browser, "Scored by the stack")
+    assert "logistic over" in text and "1 field(s) given" in text
