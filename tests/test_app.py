@@ -5,6 +5,7 @@ through the shared prediction paths, the operating point, and errors that never 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -140,6 +141,9 @@ def test_handle_never_raises(clinic, cfg: AppConfig, crop, tmp_path: Path, monke
     assert "Traceback" not in msg and heat is None
 
 
-def test_app_config():
+def test_app_config(monkeypatch, capsys):
     assert main(["app", "--print-config", "port=8123"]) == 0
     assert main(["app", "--print-config", "port=0"]) == 2
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the extra were not installed
+    assert main(["app", "artifacts=nowhere"]) == 2
+    assert "pip install 'isicstack[app]'" in capsys.readouterr().err

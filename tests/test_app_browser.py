@@ -124,11 +124,15 @@ def test_upload_shows_probability_and_overlay(page_url: str, browser, lesion: Pa
     browser.save_screenshot(shot or str(tmp_path / "page.png"))
 
 
-def test_not_an_image_gets_a_sentence(page_url: str, browser, tmp_path: Path):
+def test_bad_uploads_get_a_sentence(page_url: str, browser, tmp_path: Path):
     path = tmp_path / "notes.jpg"
     path.write_text("this is not an image")
     text = _submit(browser, page_url, path, "Cannot score this upload")
     assert "notes.jpg: not a JPEG or PNG image" in text and "Traceback" not in text
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (5000, 4000)).save(huge)  # 20 Mpx in a small file
+    text = _submit(browser, page_url, huge, "Cannot score this upload")
+    assert "5000 x 4000 pixels is more than the 16,000,000 allowed" in text
 
 
 def test_metadata_switches_to_the_stack(page_url: str, browser, lesion: Path):

@@ -181,3 +181,19 @@ def test_report_shows_top_positives_and_false_positives(trained: dict[str, Path]
     _report(trained, tmp_path / "noextra")
     md = (tmp_path / "noextra" / "report.md").read_text()
     assert "## Grad-CAM\n\nSkipped:" in md and "isicstack[explain]" in md
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_explain_on_gpu_matches_cpu(trained: dict[str, Path], tmp_path: Path):
+    """On CUDA (bf16 autocast for the score, float32 Grad-CAM) the answer is the CPU one."""
+    cpu = run(_cfg(trained, tmp_path / "cpu", isic_ids=IDS))
+    gpu = run(_cfg(trained, tmp_path / "gpu", isic_ids=IDS, accelerator="gpu"))
+    for a, b in zip(cpu["items"], gpu["items"], strict=True):
+        assert b["prob"] == pytest.approx(a["prob"], abs=2e-2)
+    from isicstack.explain.explain import crop_maps, load_image_only
+
+    images = trained["data"] / "train-image.hdf5"
+    on_cpu = load_image_only(str(trained["artifacts"]), RUN, images, "cpu", 1)
+    on_gpu = load_image_only(str(trained["artifacts"]), RUN, images, "gpu")
+    assert np.allclose(crop_maps(on_cpu, IDS), crop_maps(on_gpu, IDS), atol=0.05)
