@@ -63,7 +63,7 @@ FIELDS: tuple[Field, ...] = (
 
 def read_upload(path: str | os.PathLike[str] | None, max_pixels: int) -> np.ndarray:
     """The uploaded file as RGB uint8 (H, W, 3), or an InputError saying what is wrong."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if path is None:
         raise InputError("Upload a lesion crop (JPEG or PNG) first.")
@@ -76,7 +76,8 @@ def read_upload(path: str | os.PathLike[str] | None, max_pixels: int) -> np.ndar
             if w * h > max_pixels:
                 raise InputError(f"{name}: {w} x {h} pixels is more than the {max_pixels:,} "
                                  "allowed; upload the lesion crop, not the whole photograph.")
-            return np.array(img.convert("RGB"))  # a writable copy
+            upright = ImageOps.exif_transpose(img)  # phone photos: EXIF rotation
+            return np.array(upright.convert("RGB"))  # a writable copy
     except Image.DecompressionBombError as err:
         raise InputError(f"{name}: too many pixels ({err}); upload the lesion crop.") from err
     except UnidentifiedImageError as err:

@@ -37,7 +37,7 @@ class ExplainConfig:
     artifacts: str = "artifacts"
     profile: str = "default"
     name: str = "vision_imgonly"  # an image-only run under artifacts/runs/
-    isic_ids: list[str] = field(default_factory=list)
+    isic_ids: list[str] | str = field(default_factory=list)  # a list, or "ISIC_1,ISIC_2"
     ids_file: str = ""            # more ids: one per line, or a CSV with an isic_id column
     images: str = ""              # HDF5 or JPEG folder; "" = <data_dir>/train-image.hdf5
     out: str = ""                 # "" = <artifacts>/explain/<name>
@@ -52,7 +52,8 @@ class ExplainConfig:
 
 def read_ids(cfg: ExplainConfig) -> list[str]:
     """``isic_ids`` then the ids of ``ids_file``, duplicates dropped, order kept."""
-    ids = list(cfg.isic_ids)
+    raw = cfg.isic_ids.split(",") if isinstance(cfg.isic_ids, str) else cfg.isic_ids
+    ids = [str(x).strip() for x in raw if str(x).strip()]
     if cfg.ids_file:
         path = Path(cfg.ids_file)
         if not path.is_file():

@@ -68,7 +68,8 @@ SYNTH_FLAGS = {"rows": int, "test_rows": int, "patients": int, "prevalence": flo
                "image_size": int, "seed": int, "out": str, "workers": int}
 INGEST_FLAGS = {"images": str, "labels": str, "layout": str, "out": str, "metadata": str,
                 "size": int}
-STAGE_FLAGS = {"synth": SYNTH_FLAGS, "ingest": INGEST_FLAGS}
+EXPLAIN_FLAGS = {"isic_ids": str, "ids_file": str, "images": str}  # --isic-ids ISIC_1,ISIC_2
+STAGE_FLAGS = {"synth": SYNTH_FLAGS, "ingest": INGEST_FLAGS, "explain": EXPLAIN_FLAGS}
 
 
 class StageNotBuiltError(RuntimeError):

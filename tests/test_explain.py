@@ -86,8 +86,10 @@ def test_bad_ids_and_paths_are_named(trained: dict[str, Path], tmp_path: Path, c
                  "isic_ids=[ISIC_NOPE]", "cpu_threads=1", f"out={tmp_path / 'cli'}"])
     assert code == 1 and "no crop for isic_id ISIC_NOPE" in capsys.readouterr().err
     assert main(["explain", f"artifacts={trained['artifacts']}", f"data_dir={trained['data']}",
-                 f"isic_ids=[{IDS[0]}]", "cpu_threads=1", f"out={tmp_path / 'cli'}"]) == 0
+                 "--isic-ids", f"{IDS[0]},{IDS[1]}", "cpu_threads=1",
+                 f"out={tmp_path / 'cli'}"]) == 0
     assert (tmp_path / "cli" / f"{IDS[0]}.png").is_file()
+    assert (tmp_path / "cli" / f"{IDS[1]}.png").is_file()
 
 
 def test_target_layer_is_last_backbone_stage():
