@@ -58,8 +58,10 @@ def _rate(op: dict[str, Any], key: str) -> str:
 
 def render(result: Result, target_tpr: float) -> str:
     """The result as Markdown: score, model, threshold, sensitivity/specificity, notes."""
-    what = "Probability of malignancy" if result.probability else "Stack score (0-1 rank score)"
-    lines = [f"### {what}: {result.score:.3f}", f"Scored by the {result.model}."]
+    what = "Probability" if result.probability else "Stack score (0-1 rank score)"
+    lines = [f"### {what}: {result.score:.3f}", f"Scored by the {result.model}. The models "
+             "train on rebalanced classes (negatives subsampled), so read the score against "
+             "the threshold below, not as the chance of melanoma in the population."]
     op = result.op
     if op:
         flag = "above" if result.score >= op["point"]["threshold"] else "below"

@@ -99,7 +99,7 @@ def test_image_only_score_is_the_predict_path(clinic, cfg: AppConfig, crop, mini
     assert result.op["target_tpr"] == 0.8 and result.op["point"]["recall"] >= 0.8
     assert result.overlay is not None and result.overlay.shape[2] == 3
     text = render(result, 0.8)
-    assert "Probability of malignancy" in text and "sensitivity" in text
+    assert "Probability:" in text and "sensitivity" in text
     assert "specificity" in text and "Grad-CAM" in text
 
 

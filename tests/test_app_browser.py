@@ -115,7 +115,7 @@ def test_upload_shows_probability_and_overlay(page_url: str, browser, lesion: Pa
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    text = _submit(browser, page_url, lesion, "Probability of malignancy")
+    text = _submit(browser, page_url, lesion, "Probability:")
     assert "sensitivity" in text and "specificity" in text and "Threshold" in text
     img = WebDriverWait(browser, WAIT).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, "#overlay img"))[0]
