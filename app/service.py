@@ -137,8 +137,9 @@ class Clinic:
     def _image_only(self) -> Result:
         prob = float(self.image.predict(pl.DataFrame({"isic_id": [UPLOAD_ID]}), {})[0])
         op, note = self.image_op
-        return Result(prob, f"image-only run `{self.image.name}` (mean of "
-                      f"{len(self.image.nets)} fold models)", True, op, note)
+        n = len(self.image.nets)
+        return Result(prob, f"image-only run `{self.image.name}` (mean of {n} fold "
+                      f"model{'s' if n > 1 else ''})", True, op, note)
 
     def _stacked(self, image: np.ndarray, meta: dict[str, Any]) -> Result:
         if self.stack is None:
