@@ -86,13 +86,20 @@ def _upload(driver, url: str, path: Path) -> None:
 
 
 def _score(driver, expect: str) -> str:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.find_element(By.CSS_SELECTOR, "#score").click()
     WebDriverWait(driver, WAIT).until(
-        ec.text_to_be_present_in_element((By.ID, "result"), expect))
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "#score"))).click()
+    try:
+        WebDriverWait(driver, WAIT).until(
+            ec.text_to_be_present_in_element((By.ID, "result"), expect))
+    except TimeoutException as err:  # say what the page showed instead
+        shown = driver.find_element(By.ID, "result").text
+        raise AssertionError(f"{expect!r} not in the page after {WAIT}s; it shows {shown!r}"
+                             ) from err
     return driver.find_element(By.ID, "result").text
 
 
@@ -137,13 +144,17 @@ def test_bad_uploads_get_a_sentence(page_url: str, browser, tmp_path: Path):
 
 def test_metadata_switches_to_the_stack(page_url: str, browser, lesion: Path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     _upload(browser, page_url, lesion)
     browser.find_element(By.CSS_SELECTOR, "#metadata .label-wrap").click()
-    age = browser.find_element(By.CSS_SELECTOR, "#meta-age_approx input")
+    age = WebDriverWait(browser, WAIT).until(
+        ec.element_to_be_clickable((By.CSS_SELECTOR, "#meta-age_approx input")))
     age.send_keys("abc")
     assert "age (years): 'abc' is not a number" in _score(browser, "Cannot score")
-    age.clear()
+    age.send_keys(Keys.CONTROL, "a")  # select and overwrite: clear() may skip the input event
     age.send_keys("61")
     text = _score(browser, "Scored by the stack")
     assert "logistic over" in text and "1 field(s) given" in text
