@@ -9,7 +9,9 @@ stack >= every input. Writes ``benchmarks/results/pipeline.json`` (mean and sd o
 
     python benchmarks/bench_pipeline.py [--seeds 0 1 2] [--profile default]
 
-Timings depend on the load of the machine: the load average at start and end is recorded.
+Results are merged into ``--out`` seed by seed (written after each), so ``--stages`` can rerun
+part of the chain of a seed after a change and keep the other stages' times. Timings depend on
+the load of the machine: the load average at start and end of each run is recorded.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ STAGES = ["data", "folds", "train-tabular", "train-image-only", "train-image",
 FIRST, SECOND = ("lgbm", "xgb"), ("lgbm_img", "xgb_img")
 
 
-def run_chain(art: Path, seed: int, profile: str, extra: list[str]) -> dict[str, float]:
-    """Every stage of ``make all`` in order, timed; ``extra`` = more make variables."""
+def run_chain(art: Path, seed: int, profile: str, extra: list[str],
+              stages: list[str]) -> dict[str, float]:
+    """The given stages of ``make all`` in order, timed; ``extra`` = more make arguments."""
     times = {}
-    for stage in STAGES:
+    for stage in stages:
         t0 = time.perf_counter()
         cmd = ["make", "--no-print-directory", stage, f"ARTIFACTS={art}", f"PROFILE={profile}",
                f"ARGS_folds=seed={seed}", *extra]
@@ -92,9 +95,10 @@ def scores(art: Path, profile: str) -> dict[str, Any]:
 def summary(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Mean and sd over seeds of every model's pAUC (and oracle correlation), gain, stage time."""
     def agg(get: Any) -> dict[str, float]:
-        vals = np.array([get(r) for r in per_seed.values()], dtype=float)
+        got = [get(r) for r in per_seed.values()]
+        vals = np.array([v for v in got if v is not None], dtype=float)
         return {"mean": float(vals.mean()), "sd": float(vals.std(ddof=1)) if len(vals) > 1
-                else 0.0}
+                else 0.0, "n": int(vals.size)}
 
     first = next(iter(per_seed.values()))
     models = {}
@@ -107,7 +111,8 @@ def summary(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "models": models,
         "gains": {k: agg(lambda r, k=k: r["gains"][k]) for k in first["gains"]},
         "stages": {k: agg(lambda r, k=k: r["seconds"][k]) for k in first["seconds"]},
-        "total_seconds": agg(lambda r: sum(r["seconds"].values())),
+        "total_seconds": agg(lambda r: None if None in r["seconds"].values()
+                             else sum(r["seconds"].values())),
         # goal names without dots, so a table template can address them
         "goals_met_every_seed": {g.replace(".", ""): all(r["goals"][g] for r in per_seed.values())
                                  for g in first["goals"]},
@@ -124,6 +129,8 @@ def main() -> None:
     ap.add_argument("--make", nargs="*", default=[],
                     help="extra make variables, e.g. ARGS_train-image-only=cpu_threads=1")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline.json"))
+    ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES,
+                    help="run only these targets (the other times are kept from --out)")
     ap.add_argument("--resummarize", action="store_true",
                     help="recompute the summary of an existing --out file (no runs)")
     args = ap.parse_args()
@@ -132,20 +139,25 @@ def main() -> None:
         result["summary"] = summary(result["seeds"])
         write_json(result, args.out)
         return
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.is_file() else {"seeds": {}}
+    result.setdefault("runs", [])
     load0 = os.getloadavg()
-    per_seed = {}
     for seed in args.seeds:
         art = ROOT / "artifacts" / "bench_pipeline" / f"seed{seed}"
-        seconds = run_chain(art, seed, args.profile, args.make)
-        per_seed[str(seed)] = {"seconds": seconds, **scores(art, args.profile)}
-        print(json.dumps({"seed": seed, "pauc": per_seed[str(seed)]["pauc"],
-                          "goals": per_seed[str(seed)]["goals"]}, indent=1), flush=True)
-    result = {"profile": args.profile, "seeds": per_seed, "summary": summary(per_seed),
-              "make_vars": args.make, "cpu_count": os.cpu_count(),
-              "loadavg_start": load0, "loadavg_end": os.getloadavg()}
-    write_json(result, args.out)
+        seconds = run_chain(art, seed, args.profile, args.make, args.stages)
+        old = result["seeds"].get(str(seed), {}).get("seconds", {})
+        # a stage never run by this script for this seed has no time (None), not a made-up one
+        merged = {st: seconds.get(st, old.get(st)) for st in STAGES}
+        result["seeds"][str(seed)] = {"seconds": merged, **scores(art, args.profile)}
+        result["runs"].append({"seed": seed, "stages": args.stages, "make": args.make,
+                               "loadavg_start": load0, "loadavg_end": os.getloadavg()})
+        result.update(profile=args.profile, cpu_count=os.cpu_count(),
+                      summary=summary(result["seeds"]))
+        write_json(result, out)  # after every seed: a later failure loses nothing
+        print(json.dumps({"seed": seed, "pauc": result["seeds"][str(seed)]["pauc"],
+                          "goals": result["seeds"][str(seed)]["goals"]}, indent=1), flush=True)
     print(json.dumps(result["summary"], indent=1))
-
 
 if __name__ == "__main__":
     main()

@@ -61,6 +61,7 @@ class Table:
 DATA = "python benchmarks/bench_data.py"
 SYNTH = "python benchmarks/bench_synth.py"
 TAB = "python benchmarks/bench_tabular.py"
+PIPE = "python benchmarks/bench_pipeline.py --seeds 0 1 2"
 TABLES: dict[str, Table] = {
     "quality-synthetic": Table(
         "quality.json", "make all && python benchmarks/bench_quality.py",
@@ -150,6 +151,69 @@ TABLES: dict[str, Table] = {
         ["configuration", "OOF pAUC over 5 fold seeds (mean ± sd)"],
         [["untuned default LightGBM",
           "**{spread_5_seeds.lgbm.mean:.4f} ± {spread_5_seeds.lgbm.std:.4f}**"]]),
+    "pipeline-models": Table(
+        "pipeline.json", PIPE,
+        ["model (OOF file)", "OOF pAUC, mean ± sd over fold seeds",
+         "Spearman with `logit_image` (image-only part of the truth)"],
+        [["`{@key}`", "**{@.pauc.mean:.4f}** ± {@.pauc.sd:.4f}",
+          "{@.spearman_logit_image.mean:.3f} ± {@.spearman_logit_image.sd:.3f}"]],
+        each="summary.models"),
+    "pipeline-goals": Table(
+        "pipeline.json", PIPE,
+        ["goal (issue 9)", "figure, mean ± sd over fold seeds", "met on every seed"],
+        [["image-only OOF pAUC >= 0.10",
+          "{summary.models.vision_imgonly.pauc.mean:.4f} ± "
+          "{summary.models.vision_imgonly.pauc.sd:.4f}",
+          "{summary.goals_met_every_seed.image_only_ge_010}"],
+         ["fused >= its tabular input (LightGBM) + 0.01",
+          "{summary.gains.fused_minus_lgbm.mean:+.4f} ± {summary.gains.fused_minus_lgbm.sd:.4f}",
+          "{summary.goals_met_every_seed.fused_ge_tabular_plus_001}"],
+         ["second-pass GBDT >= first pass + 0.005 (LightGBM)",
+          "{summary.gains.lgbm_img_minus_lgbm.mean:+.4f} ± "
+          "{summary.gains.lgbm_img_minus_lgbm.sd:.4f}",
+          "{summary.goals_met_every_seed.second_pass_ge_first_plus_0005}"],
+         ["second-pass GBDT >= first pass + 0.005 (XGBoost)",
+          "{summary.gains.xgb_img_minus_xgb.mean:+.4f} ± {summary.gains.xgb_img_minus_xgb.sd:.4f}",
+          "(same row above: both models)"],
+         ["stack >= every input", "{summary.gains.stack_minus_best_input.mean:+.4f} ± "
+          "{summary.gains.stack_minus_best_input.sd:.4f}",
+          "{summary.goals_met_every_seed.stack_ge_every_input}"]]),
+    "pipeline-times": Table(
+        "pipeline.json", PIPE,
+        ["`make` target", "wall time, mean ± sd over fold seeds"],
+        [["`{@key}`", "{@.mean:dur} ± {@.sd:dur}"]], each="summary.stages"),
+    "pipeline-total": Table(
+        "pipeline.json", PIPE,
+        ["", "wall time", "oracle pAUC (true probabilities)"],
+        [["**total `make all`** (data already generated)",
+          "**{summary.total_seconds.mean:dur}** ± {summary.total_seconds.sd:dur}",
+          "{summary.oracle_pauc.mean:.4f}"]]),
+    "vision-cpu": Table(
+        "vision_cpu.json", "python benchmarks/bench_vision.py",
+        ["", "64 px", "128 px"],
+        [["DataLoader, 2 workers, train augmentation, HDF5 + decode (img/s)",
+          "{loader.64px:int}", "{loader.128px:int}"],
+         ["resnet18 train step, 1 / 2 threads (img/s)",
+          "{step.resnet18@64px/1thr.train_img_s:.0f} / {step.resnet18@64px/2thr.train_img_s:.0f}",
+          "{step.resnet18@128px/1thr.train_img_s:.0f} / "
+          "{step.resnet18@128px/2thr.train_img_s:.0f}"],
+         ["resnet50 train step, 1 / 2 threads (img/s)",
+          "{step.resnet50@64px/1thr.train_img_s:.0f} / {step.resnet50@64px/2thr.train_img_s:.0f}",
+          "{step.resnet50@128px/1thr.train_img_s:.1f} / "
+          "{step.resnet50@128px/2thr.train_img_s:.0f}"],
+         ["resnet50 eval, 2 threads (img/s)", "{step.resnet50@64px/2thr.eval_img_s:.0f}",
+          "{step.resnet50@128px/2thr.eval_img_s:.0f}"]]),
+    "vision-real-dev": Table(
+        "vision_real_dev.json", "python benchmarks/bench_vision.py --real-dev",
+        ["setup", "OOF pAUC", "OOF AUC", "fold pAUC mean", "CPU wall time", "of the budget"],
+        [["{config.model_name} {config.image_size} px, random init, {config.steps} steps/fold, "
+          "5 folds, {env.cpus} cores", "**{oof_pauc:.4f}**", "{oof_auc:.3f}",
+          "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
+    "vision-real-dev-400": Table(
+        "vision_real_dev_steps400.json", "python benchmarks/bench_vision.py --real-dev steps=400",
+        ["setup", "OOF pAUC", "OOF AUC", "fold pAUC mean", "CPU wall time", "of the budget"],
+        [["same, {config.steps} steps/fold", "{oof_pauc:.4f}", "{oof_auc:.3f}",
+          "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
 }
 
 

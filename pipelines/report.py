@@ -18,12 +18,13 @@ import numpy as np
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, atomic_path, write_json, write_text
 from isicstack.data.layout import folds_path, resolve_data_dir, run_dir
+from isicstack.data.metric import fmt_score, fold_summary
 from isicstack.evaluation import drift
 from isicstack.evaluation import operating_point as opoint
 from isicstack.evaluation import oracle as oracle_corr
 from isicstack.evaluation.drift import DriftConfig
 from isicstack.explain import report as gradcam
-from isicstack.stacking.inputs import discover, load_oof, score_summary
+from isicstack.stacking.inputs import discover, load_oof
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,19 @@ def _save(fig: Any, path: Path, dpi: int) -> str:
     return path.name
 
 
+def _nan(x: float | None) -> float:
+    """A plottable number: a fold score that is undefined (single-class folds) is NaN."""
+    return float("nan") if x is None else x
+
+
 def plot_cv(summary: dict[str, dict], path: Path, dpi: int) -> str:
     """Fold pAUC mean ± std (bars) and pooled OOF pAUC (dots) per model."""
     plt = _pyplot()
     names = list(summary)
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
     pos = np.arange(len(names))
-    ax.barh(pos, [summary[n]["fold_pauc_mean"] for n in names],
-            xerr=[summary[n]["fold_pauc_std"] for n in names], color="#9ecae1",
+    ax.barh(pos, [_nan(summary[n]["fold_pauc_mean"]) for n in names],
+            xerr=[_nan(summary[n]["fold_pauc_std"]) for n in names], color="#9ecae1",
             label="fold mean ± std")
     ax.plot([summary[n]["oof_pauc"] for n in names], pos, "o", color="#08519c", label="OOF")
     ax.set_yticks(pos, names)
@@ -169,8 +175,8 @@ def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str
              "|---|---:|---:|---:|---:|"]
     for name, m in info["models"].items():
         lines.append(f"| {name} | {m['oof_pauc']:.4f} | {m['oof_auc']:.4f} | "
-                     f"{m['fold_pauc_mean']:.4f} ± {m['fold_pauc_std']:.4f} | "
-                     f"{m['fold_auc_mean']:.4f} ± {m['fold_auc_std']:.4f} |")
+                     f"{fmt_score(m['fold_pauc_mean'])} ± {fmt_score(m['fold_pauc_std'])} | "
+                     f"{fmt_score(m['fold_auc_mean'])} ± {fmt_score(m['fold_auc_std'])} |")
     if not info["models"]:
         lines.append("\nNo OOF predictions found yet: run `make train-tabular` first.")
     stack = info.get("stack")
@@ -200,7 +206,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     info: dict[str, Any] = {
         "artifacts": str(cfg.artifacts), "rows": len(y), "positives": int(y.sum()),
         "n_folds": int(np.unique(fold).size), "skipped": skipped,
-        "models": {n: score_summary(y, p, fold) for n, p in preds.items()}}
+        "models": {n: fold_summary(y, p, fold) for n, p in preds.items()}}
     if preds and cfg.operating_point.enabled and y.any():
         patients = folds.get_column("patient_id").to_numpy()
         info["operating_points"] = {n: opoint.operating_point(y, p, patients, cfg.operating_point)

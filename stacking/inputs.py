@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from isicstack.data import predictions
 from isicstack.data.layout import oof_path, test_pred_path
-from isicstack.data.metric import pauc, roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +37,3 @@ def load_test(artifacts: str | os.PathLike[str], name: str, ids: pl.Series) -> n
     """Test scores of ``name`` in ``ids`` order; every test id must be present exactly once."""
     return predictions.load_test(test_pred_path(artifacts, name), ids,
                                  f"run the stage that writes {name!r}", exact=True)
-
-
-def score_summary(y: np.ndarray, pred: np.ndarray, fold: np.ndarray) -> dict[str, Any]:
-    """Pooled OOF pAUC/AUC and the per-fold pAUC/AUC with their mean and std."""
-    fold_pauc: dict[int, float | None] = {}
-    fold_auc: dict[int, float | None] = {}
-    for k in sorted(int(v) for v in np.unique(fold)):
-        m = fold == k
-        single = y[m].min() == y[m].max()
-        fold_pauc[k] = None if single else pauc(y[m], pred[m])
-        fold_auc[k] = None if single else roc_auc(y[m], pred[m])
-    fp = np.array([v for v in fold_pauc.values() if v is not None])
-    fa = np.array([v for v in fold_auc.values() if v is not None])
-    return {"oof_pauc": pauc(y, pred), "oof_auc": roc_auc(y, pred),
-            "fold_pauc": fold_pauc, "fold_auc": fold_auc,
-            "fold_pauc_mean": float(fp.mean()), "fold_pauc_std": float(fp.std()),
-            "fold_auc_mean": float(fa.mean()), "fold_auc_std": float(fa.std())}

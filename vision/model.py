@@ -20,7 +20,7 @@ import timm
 import torch
 from torch import nn
 
-from isicstack.data.metric import pauc, roc_auc
+from isicstack.data.metric import fold_scores
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +237,9 @@ class ImageClassifier(lightning.LightningModule):
         loss = float(nn.functional.binary_cross_entropy_with_logits(
             torch.from_numpy(z), torch.from_numpy(y)))
         p = 1.0 / (1.0 + np.exp(-z))
-        both = 0 < y.sum() < y.size
-        self.log_dict({"val/pauc": pauc(y, p) if both else 0.0,
-                       "val/auc": roc_auc(y, p) if both else 0.5, "val/loss": loss},
-                      prog_bar=True)
+        scored = fold_scores(y, p)  # None without both classes: not logged, never made up
+        self.log_dict({"val/loss": loss, **{f"val/{k}": v for k, v in scored.items()
+                                            if v is not None}}, prog_bar=True)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         prob = torch.sigmoid(self(batch["image"], batch["tab"]).float())
