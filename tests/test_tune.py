@@ -135,7 +135,10 @@ def test_two_workers_and_a_killed_one(url, mini_isic, mini_artifacts, space_file
     slow_space = tmp_path / "slow.yaml"
     slow_space.write_text(yaml.safe_dump({"lgbm": {**SPACE["lgbm"], "stage.num_rounds": {
         "type": "int", "low": 3000, "high": 4000}}}))
-    slow = _worker([*common, "trials=50", "seed=5", f"space_file={slow_space}"], env)
+    # no pruning: a trial pruned after its first fold (fast on an idle box) would end before
+    # the kill, and the one killed would be the next, possibly without a heartbeat yet
+    slow = _worker([*common, "trials=50", "seed=5", f"space_file={slow_space}", "pruning=false"],
+                   env)
     deadline = time.time() + 120
     while time.time() < deadline:
         running = [t for t in optuna.load_study(study_name=name, storage=url).trials
