@@ -68,12 +68,13 @@ def scores(art: Path, profile: str) -> dict[str, Any]:
                                            on="isic_id", how="left", maintain_order="left")
         preds[n] = oof["pred"].to_numpy()
     out: dict[str, Any] = {"pauc": {n: pauc(y, p) for n, p in preds.items()}}
-    parts = oracle_parts(resolve_data_dir("auto", profile) / "oracle.parquet", folds["isic_id"])
-    if parts is not None:
+    oracle = resolve_data_dir("auto", profile) / "oracle.parquet"
+    parts = oracle_parts(oracle, folds["isic_id"])
+    if parts is not None:  # the oracle read once more for its probability column only
         corr = rank_correlations(preds, parts)
         out["spearman_logit_image"] = {n: c["logit_image"] for n, c in corr.items()}
-        prob = pl.read_parquet(resolve_data_dir("auto", profile) / "oracle.parquet")
-        prob = folds.select("isic_id").join(prob, on="isic_id", maintain_order="left")
+        prob = folds.select("isic_id").join(pl.read_parquet(oracle, columns=["isic_id", "prob"]),
+                                            on="isic_id", maintain_order="left")
         out["oracle_pauc"] = pauc(y, prob["prob"].to_numpy())
     stack = json.loads((art / "runs" / "stack" / "metrics.json").read_text())
     out["stack_method"] = stack["chosen"]

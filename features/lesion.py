@@ -2,7 +2,7 @@
 
 Every feature is a polars expression over one row's test-file columns, so the same code serves
 train and test and can be fused into one lazy pass. Formulas follow the ISIC 2024 field notes
-(``/work/shared/docs/isic2024-field-notes.md``, "Derived"); divisions add ``EPS`` so zero
+(``../shared/docs/isic2024-field-notes.md``, "Derived"); divisions add ``EPS`` so zero
 denominators give large finite values instead of inf, and any non-finite result becomes null.
 """
 
