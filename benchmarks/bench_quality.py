@@ -1,8 +1,9 @@
 """OOF quality of every model of a finished run, against the synthetic generator's oracle.
 
-Usage (after ``make all``, which writes ``artifacts/`` from ``data/synthetic/default``)::
+Usage (after ``bench_pipeline.py``, whose seed-0 ``make all`` is read by default, or after
+``make all``, which writes ``artifacts/`` from ``data/synthetic/default``)::
 
-    python benchmarks/bench_quality.py [--artifacts artifacts] [--data data/synthetic/default]
+    python benchmarks/bench_quality.py [--artifacts DIR] [--data data/synthetic/default]
 
 Reads ``folds.parquet`` and every ``oof/*.parquet`` of the artifacts folder and the data's
 ``oracle.parquet`` (true probabilities, which the pipeline never reads); writes
@@ -48,18 +49,28 @@ def quality(artifacts: Path, data: Path) -> dict:
     return out
 
 
+def default_artifacts() -> Path:
+    """``make bench`` runs bench_pipeline first: read its seed-0 chain, else ``artifacts/``."""
+    piped = ROOT / "artifacts" / "bench_pipeline" / "seed0"
+    return piped if (piped / "folds.parquet").is_file() else ROOT / "artifacts"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
+    ap.add_argument("--artifacts", type=Path, default=None,
+                    help="default: artifacts/bench_pipeline/seed0 when present, else artifacts")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic" / "default")
     args = ap.parse_args()
+    args.artifacts = args.artifacts or default_artifacts()
     missing = [p for p in (args.artifacts / "folds.parquet", args.data / "oracle.parquet")
                if not p.is_file()]
     if missing:
         print(f"skip bench_quality: {', '.join(map(str, missing))} not found "
               "(run `make all` on the synthetic default first)")
         return 0
-    write_json(quality(args.artifacts, args.data), RESULTS / "quality.json")
+    out = quality(args.artifacts, args.data)
+    out["artifacts"] = Path(os.path.relpath(args.artifacts, ROOT)).as_posix()
+    write_json(out, RESULTS / "quality.json")
     print(f"wrote {RESULTS / 'quality.json'}")
     return 0
 

@@ -237,3 +237,28 @@ def test_tiny_model_learns_planted_colour_signal(tmp_path: Path):
                     labels_path=str(tmp_path / "labels.csv"))
     out = run(cfg)
     assert out["oof"]["auc"] > 0.95 and out["oof"]["pauc"] > 0.15, out["oof"]
+
+
+def test_ema_weights_are_the_ones_scored_and_saved(vision_data: dict[str, Path], tmp_path: Path):
+    """ema_decay > 0: the fold is scored with the EMA weights, and last.ckpt holds those same
+    weights (so predict-images reproduces the run's test predictions)."""
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    plain = run(image_cfg(vision_data, art, fusion=False, name="plain", steps=6, folds=[0]))
+    ema = run(image_cfg(vision_data, art, fusion=False, name="ema", steps=6, folds=[0],
+                        ema_decay=0.5, ema_start=0.0))
+    a, b = (pl.read_parquet(r["test_path"])["pred"].to_numpy() for r in (plain, ema))
+    assert not np.allclose(a, b)  # same seed and batches: only the averaging differs
+    ckpt = torch.load(art / "runs" / "vision_ema" / "fold0" / "last.ckpt", map_location="cpu",
+                      weights_only=True)
+    raw = ckpt.get("current_model_state")
+    if raw is not None:  # the averaged weights are the ones under state_dict
+        assert any(not torch.equal(raw[k], v) for k, v in ckpt["state_dict"].items()
+                   if v.is_floating_point())
+    got = predict_images(PredictImagesConfig(artifacts=str(art), name="vision_ema",
+                                             images=str(vision_data["data"] / "test-image.hdf5"),
+                                             out=str(tmp_path / "ema.csv"), cpu_threads=1,
+                                             accelerator="cpu"))
+    same = pl.read_parquet(ema["test_path"]).join(pl.read_csv(got["out"]), on="isic_id")
+    np.testing.assert_allclose(same["pred"], same["pred_right"], atol=1e-6)
+    with pytest.raises(ValueError, match="ema_decay"):
+        run(image_cfg(vision_data, art, fusion=False, name="bad", ema_decay=1.0))

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pytorch_lightning as lightning
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from isicstack.data.io import write_json, write_parquet
@@ -101,12 +101,14 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
                            every_n_train_steps=max(1, min(cfg.steps // 4, 500)),
                            enable_version_counter=False)
     flog = _FoldLog(fold, cfg.steps)
+    averaging = [] if cfg.ema_decay <= 0 else [EMAWeightAveraging(
+        decay=cfg.ema_decay, update_starting_at_step=int(cfg.ema_start * cfg.steps))]
     val = {"val_check_interval": cfg.val_every, "check_val_every_n_epoch": None} \
         if cfg.val_every > 0 else {"limit_val_batches": 0}
     trainer = lightning.Trainer(
         max_steps=cfg.steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices,
         strategy=cfg.strategy, precision=rt["precision"],
-        callbacks=[ckpt, flog, *(callbacks or [])], logger=CSVLogger(fdir, name="logs"),
+        callbacks=[ckpt, flog, *averaging, *(callbacks or [])], logger=CSVLogger(fdir, name="logs"),
         default_root_dir=fdir, num_sanity_val_steps=0, enable_model_summary=False,
         log_every_n_steps=10, enable_progress_bar=False, benchmark=rt["on_gpu"], **val)
     last = fdir / "last.ckpt"

@@ -80,6 +80,8 @@ class ImageConfig:
     folds: list[int] = field(default_factory=list)
     n_folds: int = 5
     tta_flip: bool = False
+    ema_decay: float = 0.0         # > 0: score with an EMA of the weights (Lightning callback)
+    ema_start: float = 0.5         # share of the steps after which the EMA starts
     color_constancy: bool = False
     seed: int = 42
     name: str = ""
@@ -131,6 +133,9 @@ def _check(cfg: ImageConfig) -> None:
     """Fail before any data is read: model name, weights, budget."""
     if cfg.steps < 1:
         raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+    if not (0.0 <= cfg.ema_decay < 1.0 and 0.0 <= cfg.ema_start < 1.0):
+        raise ValueError(f"ema_decay and ema_start must be in [0, 1), got {cfg.ema_decay} and "
+                         f"{cfg.ema_start}")
     if cfg.init_from and not cfg.fusion:
         raise ValueError("init_from starts a fused model from an image-only run: set "
                          "fusion=true, or clear init_from")
