@@ -62,6 +62,7 @@ DATA = "python benchmarks/bench_data.py"
 SYNTH = "python benchmarks/bench_synth.py"
 TAB = "python benchmarks/bench_tabular.py"
 PIPE = "python benchmarks/bench_pipeline.py --seeds 0 1 2"
+COLOUR = "python benchmarks/bench_colour.py --seeds 42 43"
 TABLES: dict[str, Table] = {
     "quality-synthetic": Table(
         "quality.json", "make all && python benchmarks/bench_quality.py",
@@ -214,6 +215,21 @@ TABLES: dict[str, Table] = {
         ["setup", "OOF pAUC", "OOF AUC", "fold pAUC mean", "CPU wall time", "of the budget"],
         [["same, {config.steps} steps/fold", "{oof_pauc:.4f}", "{oof_auc:.3f}",
           "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
+    "colour-constancy-runs": Table(
+        "colour_constancy.json", COLOUR,
+        ["run", "Shades of Gray", "fold seed", "OOF pAUC", "OOF AUC", "fold pAUC mean"],
+        [["`{@key}`", "{@.color_constancy}", "{@.seed}", "{@.oof_pauc:.4f}", "{@.oof_auc:.3f}",
+          "{@.mean_fold_pauc:.4f}"]], each="runs"),
+    "colour-constancy": Table(
+        "colour_constancy.json", COLOUR,
+        ["", "OOF pAUC, mean ± sd over fold seeds", "fold pAUC mean, mean ± sd"],
+        [["off", "{off.oof_pauc.mean:.4f} ± {off.oof_pauc.sd:.4f}",
+          "{off.mean_fold_pauc.mean:.4f} ± {off.mean_fold_pauc.sd:.4f}"],
+         ["on (Shades of Gray, p = 6)", "{on.oof_pauc.mean:.4f} ± {on.oof_pauc.sd:.4f}",
+          "{on.mean_fold_pauc.mean:.4f} ± {on.mean_fold_pauc.sd:.4f}"],
+         ["**on − off** (paired by fold seed)",
+          "**{difference.oof_pauc.mean:+.4f} ± {difference.oof_pauc.sd:.4f}**",
+          "{difference.mean_fold_pauc.mean:+.4f} ± {difference.mean_fold_pauc.sd:.4f}"]]),
 }
 
 

@@ -109,3 +109,24 @@ def _write_results(tmp_path: Path, q: dict) -> Path:
     results.mkdir()
     (results / "quality.json").write_text(json.dumps(q))
     return results
+
+
+def test_colour_summary_pairs_runs_by_seed():
+    """bench_colour: the on-minus-off difference is paired within a fold seed; a seed run only
+    one way is listed but left out of the comparison."""
+    spec = importlib.util.spec_from_file_location("bench_colour", BENCH / "bench_colour.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def res(p: float) -> dict:
+        return {"oof_pauc": p, "oof_auc": 0.8, "mean_fold_pauc": p + 0.001, "seconds": 1.0,
+                "config": {"tta_flip": True, "steps": 240}}
+
+    runs = {(False, 1): res(0.10), (True, 1): res(0.11), (False, 2): res(0.12),
+            (True, 2): res(0.10), (False, 3): res(0.5)}
+    out = mod.summarise(runs, [1, 2, 3])
+    assert out["seeds"] == [1, 2] and set(out["runs"]) == {
+        "cc0_seed1", "cc1_seed1", "cc0_seed2", "cc1_seed2", "cc0_seed3"}
+    assert out["difference"]["oof_pauc"]["mean"] == pytest.approx(-0.005)
+    assert out["difference"]["oof_pauc"]["sd"] == pytest.approx(0.03 / 2 ** 0.5)
+    assert out["off"]["oof_pauc"]["mean"] == pytest.approx(0.11)
