@@ -208,12 +208,21 @@ TABLES: dict[str, Table] = {
         "vision_real_dev.json", "python benchmarks/bench_vision.py --real-dev",
         ["setup", "OOF pAUC", "OOF AUC", "fold pAUC mean", "CPU wall time", "of the budget"],
         [["{config.model_name} {config.image_size} px, random init, {config.steps} steps/fold, "
-          "5 folds, {env.cpus} cores", "**{oof_pauc:.4f}**", "{oof_auc:.3f}",
+          "flip TTA {config.tta_flip}, 5 folds, fold seed {config.seed}", "**{oof_pauc:.4f}**",
+          "{oof_auc:.3f}", "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
+    "vision-real-dev-earlier": Table(
+        "vision_real_dev_notta.json", "python benchmarks/bench_vision.py --real-dev tta_flip=false",
+        ["setup (earlier runs, no TTA, a CPU with AVX512-BF16)", "OOF pAUC", "OOF AUC",
+         "fold pAUC mean", "CPU wall time", "of the budget"],
+        [["{config.model_name} {config.image_size} px, {config.steps} steps/fold, flip TTA "
+          "{config.tta_flip}, fold seed {config.seed}", "{oof_pauc:.4f}", "{oof_auc:.3f}",
           "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
     "vision-real-dev-400": Table(
         "vision_real_dev_steps400.json", "python benchmarks/bench_vision.py --real-dev steps=400",
-        ["setup", "OOF pAUC", "OOF AUC", "fold pAUC mean", "CPU wall time", "of the budget"],
-        [["same, {config.steps} steps/fold", "{oof_pauc:.4f}", "{oof_auc:.3f}",
+        ["setup (earlier runs, no TTA, a CPU with AVX512-BF16)", "OOF pAUC", "OOF AUC",
+         "fold pAUC mean", "CPU wall time", "of the budget"],
+        [["{config.model_name} {config.image_size} px, {config.steps} steps/fold, flip TTA "
+          "{config.tta_flip}, fold seed {config.seed}", "{oof_pauc:.4f}", "{oof_auc:.3f}",
           "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
     "colour-constancy-runs": Table(
         "colour_constancy.json", COLOUR,
