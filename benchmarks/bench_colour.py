@@ -6,9 +6,11 @@ the ISIC 2024 crops. Each (setting, fold seed) is one ``bench_vision.py --real-d
 skipped when already there (``--force`` reruns); the seed sets both the patient-grouped folds
 and the initialisation, so "on" and "off" of one seed see the same folds. The summary — OOF
 pAUC per run, the paired difference (on - off) per seed, its mean and sd — goes to
-``benchmarks/results/colour_constancy.json``.
+``benchmarks/results/colour_constancy.json``, with each setting's mean ± sd over every seed it
+was run with (the "off" runs are the real-dev image-only CV of the ``real_dev`` profile, repeated
+over fold seeds).
 
-    python benchmarks/bench_colour.py [--seeds 42 43] [--jobs 2] [key=value ...]
+    python benchmarks/bench_colour.py [--seeds 42 43] [--settings off on] [--jobs 2] [k=v ...]
 
 ``--jobs 2`` runs two CV runs side by side with one torch thread each (on a 2-core box that
 trains ~1.2x more per hour than one run with two threads; the run times are then not the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -63,23 +66,27 @@ def summarise(runs: dict[tuple[bool, int], dict[str, Any]], seeds: list[int]) ->
         for (cc, s), r in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0]))}
     paired = [s for s in seeds if (True, s) in runs and (False, s) in runs]
 
-    def stat(key: str, cc: bool | None) -> dict[str, float | None]:
-        if cc is None:
-            vals = np.array([runs[True, s][key] - runs[False, s][key] for s in paired])
-        else:
-            vals = np.array([runs[cc, s][key] for s in paired])
+    def stat(key: str, cc: bool | None) -> dict[str, Any]:
+        if cc is None:  # paired: on - off within each seed run both ways
+            used = paired
+            vals = np.array([runs[True, s][key] - runs[False, s][key] for s in used])
+        else:  # every seed run with this setting (repeated CV of that setting)
+            used = [s for s in seeds if (cc, s) in runs]
+            vals = np.array([runs[cc, s][key] for s in used])
         return {"mean": float(vals.mean()) if len(vals) else None,
-                "sd": float(vals.std(ddof=1)) if len(vals) > 1 else None}
+                "sd": float(vals.std(ddof=1)) if len(vals) > 1 else None, "seeds": used}
 
-    return {"seeds": paired, "runs": rows,
-            "off": {k: stat(k, False) for k in ("oof_pauc", "mean_fold_pauc")},
-            "on": {k: stat(k, True) for k in ("oof_pauc", "mean_fold_pauc")},
-            "difference": {k: stat(k, None) for k in ("oof_pauc", "mean_fold_pauc")}}
+    keys = ("oof_pauc", "mean_fold_pauc")
+    return {"seeds": paired, "runs": rows, "off": {k: stat(k, False) for k in keys},
+            "on": {k: stat(k, True) for k in keys},
+            "difference": {k: stat(k, None) for k in keys}}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
+    ap.add_argument("--settings", nargs="+", choices=["off", "on"], default=["off", "on"],
+                    help="which settings to run (the summary reads every run kept)")
     ap.add_argument("--jobs", type=int, default=1, help="CV runs side by side")
     ap.add_argument("--force", action="store_true", help="rerun runs already in real_dev_runs/")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="more image settings")
@@ -87,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     if not SHARED_IMAGES.is_file():
         print(f"skip bench_colour: {SHARED_IMAGES} not found (the real-dev crops)")
         return 0
-    todo = [(cc, s) for s in args.seeds for cc in (False, True)
+    settings = [cc for cc in (False, True) if ("on" if cc else "off") in args.settings]
+    todo = [(cc, s) for s in args.seeds for cc in settings
             if args.force or not run_path(cc, s).is_file()]
     threads = 1 if args.jobs > 1 else 0
     RUNS.mkdir(parents=True, exist_ok=True)
@@ -99,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         list(pool.map(one, todo))
-    runs = {(cc, s): json.loads(run_path(cc, s).read_text())
-            for s in args.seeds for cc in (False, True) if run_path(cc, s).is_file()}
-    out = summarise(runs, args.seeds)
+    runs = {}
+    for path in sorted(RUNS.glob("cc*_seed*.json")):  # every run kept, not only this call's
+        cc, seed = re.fullmatch(r"cc([01])_seed(\d+)", path.stem).groups()
+        runs[bool(int(cc)), int(seed)] = json.loads(path.read_text())
+    out = summarise(runs, sorted({s for _, s in runs}))
     write_json(out, RESULTS / "colour_constancy.json")
     print(json.dumps(out["difference"], indent=1))
     return 0

@@ -129,4 +129,5 @@ def test_colour_summary_pairs_runs_by_seed():
         "cc0_seed1", "cc1_seed1", "cc0_seed2", "cc1_seed2", "cc0_seed3"}
     assert out["difference"]["oof_pauc"]["mean"] == pytest.approx(-0.005)
     assert out["difference"]["oof_pauc"]["sd"] == pytest.approx(0.03 / 2 ** 0.5)
-    assert out["off"]["oof_pauc"]["mean"] == pytest.approx(0.11)
+    assert out["off"]["oof_pauc"]["mean"] == pytest.approx(0.24)  # every seed run "off"
+    assert out["off"]["oof_pauc"]["seeds"] == [1, 2, 3] and out["on"]["oof_pauc"]["seeds"] == [1, 2]
