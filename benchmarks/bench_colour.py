@@ -38,8 +38,13 @@ RUNS = RESULTS / "real_dev_runs"
 SHARED_IMAGES = ROOT.parent / "shared" / "real-dev" / "images" / "train-image.hdf5"
 
 
+def run_key(cc: bool, seed: int) -> str:
+    """One name per (setting, seed): the run's results file and its artifacts folder."""
+    return f"cc{int(cc)}_seed{seed}"
+
+
 def run_path(cc: bool, seed: int) -> Path:
-    return RUNS / f"cc{int(cc)}_seed{seed}.json"
+    return RUNS / f"{run_key(cc, seed)}.json"
 
 
 def cv_run(cc: bool, seed: int, threads: int, extra: list[str]) -> dict[str, Any]:
@@ -47,7 +52,7 @@ def cv_run(cc: bool, seed: int, threads: int, extra: list[str]) -> dict[str, Any
     out = run_path(cc, seed)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_vision.py"), "--real-dev",
            "--out", str(out), f"color_constancy={str(cc).lower()}", f"seed={seed}",
-           f"artifacts=artifacts/bench_colour/cc{int(cc)}_seed{seed}", *extra]
+           f"artifacts=artifacts/bench_colour/{run_key(cc, seed)}", *extra]
     if threads:
         cmd.append(f"cpu_threads={threads}")
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -57,9 +62,10 @@ def cv_run(cc: bool, seed: int, threads: int, extra: list[str]) -> dict[str, Any
     return json.loads(out.read_text())
 
 
-def summarise(runs: dict[tuple[bool, int], dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+def summarise(runs: dict[tuple[bool, int], dict[str, Any]]) -> dict[str, Any]:
     """Per-run scores and the paired on-minus-off differences over the seeds run both ways."""
-    rows = {f"cc{int(cc)}_seed{s}": {
+    seeds = sorted({s for _, s in runs})
+    rows = {run_key(cc, s): {
         "color_constancy": cc, "seed": s, "oof_pauc": r["oof_pauc"], "oof_auc": r["oof_auc"],
         "mean_fold_pauc": r["mean_fold_pauc"], "seconds": r["seconds"],
         "tta_flip": r["config"].get("tta_flip"), "steps": r["config"]["steps"]}
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in sorted(RUNS.glob("cc*_seed*.json")):  # every run kept, not only this call's
         cc, seed = re.fullmatch(r"cc([01])_seed(\d+)", path.stem).groups()
         runs[bool(int(cc)), int(seed)] = json.loads(path.read_text())
-    out = summarise(runs, sorted({s for _, s in runs}))
+    out = summarise(runs)
     write_json(out, RESULTS / "colour_constancy.json")
     print(json.dumps(out["difference"], indent=1))
     return 0

@@ -58,6 +58,17 @@ class Table:
     each: str | None = None
 
 
+def earlier_real_dev(source: str, overrides: str) -> Table:
+    """A real-dev CV run of the last session's recipe (one table per results file)."""
+    return Table(
+        source, f"python benchmarks/bench_vision.py --real-dev {overrides}",
+        ["setup (earlier runs, no TTA, a CPU with AVX512-BF16)", "OOF pAUC", "OOF AUC",
+         "fold pAUC mean", "CPU wall time", "of the budget"],
+        [["{config.model_name} {config.image_size} px, {config.steps} steps/fold, flip TTA "
+          "{config.tta_flip}, fold seed {config.seed}", "{oof_pauc:.4f}", "{oof_auc:.3f}",
+          "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]])
+
+
 DATA = "python benchmarks/bench_data.py"
 SYNTH = "python benchmarks/bench_synth.py"
 TAB = "python benchmarks/bench_tabular.py"
@@ -217,20 +228,8 @@ TABLES: dict[str, Table] = {
         [["same as the first table, scored with an EMA of the weights (decay {config.ema_decay}, "
           "from {config.ema_start:pct} of the steps), fold seed {config.seed}", "{oof_pauc:.4f}",
           "{oof_auc:.3f}", "{mean_fold_pauc:.4f}", "{seconds:dur}"]]),
-    "vision-real-dev-earlier": Table(
-        "vision_real_dev_notta.json", "python benchmarks/bench_vision.py --real-dev tta_flip=false",
-        ["setup (earlier runs, no TTA, a CPU with AVX512-BF16)", "OOF pAUC", "OOF AUC",
-         "fold pAUC mean", "CPU wall time", "of the budget"],
-        [["{config.model_name} {config.image_size} px, {config.steps} steps/fold, flip TTA "
-          "{config.tta_flip}, fold seed {config.seed}", "{oof_pauc:.4f}", "{oof_auc:.3f}",
-          "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
-    "vision-real-dev-400": Table(
-        "vision_real_dev_steps400.json", "python benchmarks/bench_vision.py --real-dev steps=400",
-        ["setup (earlier runs, no TTA, a CPU with AVX512-BF16)", "OOF pAUC", "OOF AUC",
-         "fold pAUC mean", "CPU wall time", "of the budget"],
-        [["{config.model_name} {config.image_size} px, {config.steps} steps/fold, flip TTA "
-          "{config.tta_flip}, fold seed {config.seed}", "{oof_pauc:.4f}", "{oof_auc:.3f}",
-          "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
+    "vision-real-dev-earlier": earlier_real_dev("vision_real_dev_notta.json", "tta_flip=false"),
+    "vision-real-dev-400": earlier_real_dev("vision_real_dev_steps400.json", "steps=400"),
     "colour-constancy-runs": Table(
         "colour_constancy.json", COLOUR,
         ["run", "Shades of Gray", "fold seed", "OOF pAUC", "OOF AUC", "fold pAUC mean"],

@@ -10,7 +10,7 @@ it). In a Kaggle notebook, with this package added as an input dataset::
 
 Locally, against a folder laid out like ``/kaggle/input/isic-2024-challenge``::
 
-    python dist/kaggle/run_inference.py --input <dir> --out /tmp/submission.csv [key=value ...]
+    python dist/kaggle/run_inference.py --input <dir> --out <dir>/submission.csv [key=value ...]
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 KAGGLE_INPUT = "/kaggle/input/isic-2024-challenge"
 KAGGLE_OUT = "/kaggle/working/submission.csv"
+DEFAULT_SITE = str(Path(tempfile.gettempdir()) / "isicstack_site")  # /tmp/isicstack_site on Kaggle
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="submission.csv to write; env ISIC_OUT")
     p.add_argument("--preds-dir", default=None,
                    help="per-model test scores (default: <out folder>/predictions)")
-    p.add_argument("--site", default=os.environ.get("ISIC_SITE", "/tmp/isicstack_site"),
+    p.add_argument("--site", default=os.environ.get("ISIC_SITE", DEFAULT_SITE),
                    help="folder the wheel is installed into; env ISIC_SITE")
     p.add_argument("--package", default=str(HERE), help="the package folder (this file's)")
     p.add_argument("overrides", nargs="*", help="key=value for the predict config")

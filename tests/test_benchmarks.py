@@ -124,7 +124,7 @@ def test_colour_summary_pairs_runs_by_seed():
 
     runs = {(False, 1): res(0.10), (True, 1): res(0.11), (False, 2): res(0.12),
             (True, 2): res(0.10), (False, 3): res(0.5)}
-    out = mod.summarise(runs, [1, 2, 3])
+    out = mod.summarise(runs)
     assert out["seeds"] == [1, 2] and set(out["runs"]) == {
         "cc0_seed1", "cc1_seed1", "cc0_seed2", "cc1_seed2", "cc0_seed3"}
     assert out["difference"]["oof_pauc"]["mean"] == pytest.approx(-0.005)
