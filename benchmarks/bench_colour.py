@@ -28,9 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from isicstack.data.io import write_json
+from isicstack.data.metric import seed_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -75,12 +74,11 @@ def summarise(runs: dict[tuple[bool, int], dict[str, Any]]) -> dict[str, Any]:
     def stat(key: str, cc: bool | None) -> dict[str, Any]:
         if cc is None:  # paired: on - off within each seed run both ways
             used = paired
-            vals = np.array([runs[True, s][key] - runs[False, s][key] for s in used])
+            vals = [runs[True, s][key] - runs[False, s][key] for s in used]
         else:  # every seed run with this setting (repeated CV of that setting)
             used = [s for s in seeds if (cc, s) in runs]
-            vals = np.array([runs[cc, s][key] for s in used])
-        return {"mean": float(vals.mean()) if len(vals) else None,
-                "sd": float(vals.std(ddof=1)) if len(vals) > 1 else None, "seeds": used}
+            vals = [runs[cc, s][key] for s in used]
+        return {**seed_spread(vals), "seeds": used}
 
     keys = ("oof_pauc", "mean_fold_pauc")
     return {"seeds": paired, "runs": rows, "off": {k: stat(k, False) for k in keys},

@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from isicstack.data.io import write_json
 from isicstack.data.layout import resolve_data_dir
-from isicstack.data.metric import pauc
+from isicstack.data.metric import pauc, seed_spread
 from isicstack.evaluation.oracle import oracle_parts, rank_correlations
+from isicstack.vision.train import cpu_has_bf16, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,11 +95,8 @@ def scores(art: Path, profile: str) -> dict[str, Any]:
 
 def summary(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Mean and sd over seeds of every model's pAUC (and oracle correlation), gain, stage time."""
-    def agg(get: Any) -> dict[str, float]:
-        got = [get(r) for r in per_seed.values()]
-        vals = np.array([v for v in got if v is not None], dtype=float)
-        return {"mean": float(vals.mean()), "sd": float(vals.std(ddof=1)) if len(vals) > 1
-                else 0.0, "n": int(vals.size)}
+    def agg(get: Any) -> dict[str, float | int | None]:
+        return seed_spread([get(r) for r in per_seed.values()])
 
     first = next(iter(per_seed.values()))
     models = {}
@@ -153,7 +150,8 @@ def main() -> None:
         result["seeds"][str(seed)] = {"seconds": merged, **scores(art, args.profile)}
         result["runs"].append({"seed": seed, "stages": args.stages, "make": args.make,
                                "loadavg_start": load0, "loadavg_end": os.getloadavg()})
-        result.update(profile=args.profile, cpu_count=os.cpu_count(),
+        result.update(profile=args.profile, cpu_count=os.cpu_count(), cpu_model=cpu_model(),
+                      cpu_bf16=cpu_has_bf16(),
                       summary=summary(result["seeds"]))
         write_json(result, out)  # after every seed: a later failure loses nothing
         print(json.dumps({"seed": seed, "pauc": result["seeds"][str(seed)]["pauc"],

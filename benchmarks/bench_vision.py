@@ -33,20 +33,12 @@ import torch
 from isicstack.data.crops import encode_jpeg, write_crops
 from isicstack.data.io import write_json
 from isicstack.vision.data import CropDataset, make_loader, train_transform
-from isicstack.vision.train import cpu_has_bf16
+from isicstack.vision.train import cpu_has_bf16, cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ISIC_SHARED", REPO.parent / "shared"))
 REAL_IMAGES = SHARED / "real-dev" / "images"
 RESULTS = REPO / "benchmarks" / "results"
-
-
-def cpu_model() -> str:
-    """The CPU's name: bf16 (AVX512-BF16/AMX) CPUs train the 64 px nets ~1.8x faster."""
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.is_file() else []
-    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-    return names[0] if names else platform.processor()
 
 
 def env_info() -> dict[str, Any]:

@@ -261,6 +261,8 @@ def lookup(data: Any, path: str) -> Any:
 
 def fmt(value: Any, spec: str | None) -> str:
     """Format one figure: a Python format spec or one of ``dur``, ``pct``, ``int``."""
+    if value is None:  # e.g. the sd of a figure measured on one seed only (data/metric.py)
+        return "n/a"
     if spec == "dur":
         minutes, seconds = divmod(round(float(value)), 60)
         if minutes >= 60:

@@ -118,6 +118,12 @@ class CropStore:
         """All ``isic_id`` keys in the file."""
         return list(self._handle().keys())
 
+    @classmethod
+    def ids(cls, path: str | os.PathLike[str]) -> list[str]:
+        """All ``isic_id`` keys of ``path``, the handle closed again (no worker inherits it)."""
+        with cls(path) as store:
+            return store.keys()
+
     def __len__(self) -> int:
         return len(self._handle())
 

@@ -91,6 +91,18 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     return float(arr.mean()), float(arr.std())
 
 
+def seed_spread(values: list[float | None]) -> dict[str, float | int | None]:
+    """Mean and sample sd (ddof=1) of one figure repeated over fold seeds, and how many seeds.
+
+    The benchmarks' one convention: runs without the figure (``None``) are left out, and the sd
+    of fewer than two values is ``None`` (undefined), never 0.0, so one lucky split does not read
+    as a figure without spread.
+    """
+    arr = np.array([v for v in values if v is not None], dtype=np.float64)
+    return {"mean": float(arr.mean()) if arr.size else None,
+            "sd": float(arr.std(ddof=1)) if arr.size > 1 else None, "n": int(arr.size)}
+
+
 def fold_summary(y_true: np.ndarray, y_score: np.ndarray, fold: np.ndarray) -> dict[str, object]:
     """Pooled OOF pAUC/AUC plus per-fold scores (:func:`fold_scores`) and their mean and std."""
     y, p, f = np.asarray(y_true), np.asarray(y_score), np.asarray(fold)

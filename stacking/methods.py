@@ -15,8 +15,8 @@ import numpy as np
 
 from isicstack.data.metric import fold_scores, has_both_classes, pauc
 
-METHODS: tuple[str, ...] = ("rank_mean", "rank_weighted", "logistic")
-FITTED: frozenset[str] = frozenset({"rank_weighted", "logistic"})
+METHODS: tuple[str, ...] = ("rank_mean", "rank_weighted", "rank_greedy", "logistic")
+FITTED: frozenset[str] = frozenset({"rank_weighted", "rank_greedy", "logistic"})
 TIE_BREAK = 1e-6  # weight of a monotone squash of the raw score: keeps order beyond the CDF range
 CLIP = 1e-6
 STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
@@ -140,6 +140,31 @@ def simplex_search(score: Callable[[np.ndarray], float], n: int) -> np.ndarray:
     return w
 
 
+def greedy_selection(score: Callable[[np.ndarray], float], n: int, rounds: int = 0
+                     ) -> np.ndarray:
+    """Weights of a forward selection with replacement (Caruana et al. 2004), as shares.
+
+    Starts from the single best input and adds, one copy at a time, the input whose addition
+    scores best, stopping at the first round without a strict gain. Unlike ``simplex_search``,
+    which starts from equal weights, it can keep only a few inputs: when the level-1 models
+    repeat each other (a first and a second GBDT pass), averaging them all dilutes the one input
+    that carries new signal. ``rounds`` caps the additions (0: ``2 n``).
+    """
+    counts = np.zeros(n)
+    eye = np.eye(n)
+    first = max(range(n), key=lambda j: score(eye[j]))
+    counts[first] = 1.0
+    best = score(counts)
+    for _ in range(rounds or 2 * n):
+        trial = [score((counts + eye[j]) / (counts.sum() + 1.0)) for j in range(n)]
+        j = int(np.argmax(trial))  # ties: the first listed input
+        if trial[j] <= best + 1e-12:
+            break
+        counts[j] += 1.0
+        best = trial[j]
+    return counts / counts.sum()
+
+
 def fit_stacker(method: str, X: np.ndarray, y: np.ndarray, inputs: list[str],
                 n_quantiles: int = 1001, C: float = 1.0) -> Stacker:
     """Fit ``method`` on level-1 scores ``X`` (rows x inputs) and labels ``y``."""
@@ -160,9 +185,10 @@ def fit_stacker(method: str, X: np.ndarray, y: np.ndarray, inputs: list[str],
     for j, name in enumerate(inputs):
         values, probs = fit_cdf(X[:, j], n_quantiles)
         st.quantiles[name], st.levels[name] = values.tolist(), probs.tolist()
-    if method == "rank_weighted" and n > 1:
+    if method in ("rank_weighted", "rank_greedy") and n > 1:
         U = st.features(X)
-        st.weights = simplex_search(lambda w: pauc(y, U @ w), n).tolist()
+        search = simplex_search if method == "rank_weighted" else greedy_selection
+        st.weights = search(lambda w: pauc(y, U @ w), n).tolist()
     return st
 
 

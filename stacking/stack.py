@@ -48,7 +48,7 @@ class StackConfig:
     artifacts: str = "artifacts"
     profile: str = "default"
     inputs: list[str] = field(default_factory=list)  # empty: every artifacts/oof/*.parquet
-    method: str = "auto"  # auto | rank_mean | rank_weighted | logistic
+    method: str = "auto"  # auto | rank_mean | rank_weighted | rank_greedy | logistic
     candidates: list[str] = field(default_factory=lambda: list(METHODS))
     n_quantiles: int = 1001
     logistic_c: float = 1.0  # inverse L2 strength of the logistic stacker

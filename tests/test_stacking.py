@@ -40,6 +40,25 @@ def test_rank_weighted_finds_informative_input():
     assert pauc(y, st.predict(X)) > pauc(y, mean.predict(X)) + 0.01
 
 
+def test_rank_greedy_keeps_the_new_signal_that_copies_would_dilute():
+    """Three near-copies of one model and one model of another signal: the equal-weight mean
+    gives the second signal a quarter of the say, forward selection about half; pure noise gets
+    no weight at all."""
+    rng = np.random.default_rng(3)
+    n = 6000
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(a + b - 4.5)))).astype(int)
+    copies = [a + rng.normal(scale=0.3, size=n) for _ in range(3)]
+    X = np.column_stack([*copies, b + rng.normal(scale=0.3, size=n), rng.normal(size=n)])
+    names = ["a1", "a2", "a3", "b", "noise"]
+    st = fit_stacker("rank_greedy", X, y, names)
+    w = np.array(st.weights)
+    assert w.sum() == pytest.approx(1.0) and w[4] == 0.0, w
+    assert 0.3 <= w[3] <= 0.7, w
+    mean = fit_stacker("rank_mean", X, y, names)
+    assert pauc(y, st.predict(X)) > pauc(y, mean.predict(X)) + 0.005
+
+
 def test_logistic_on_logits():
     X, y, _ = _data()
     st = fit_stacker("logistic", X, y, NAMES)

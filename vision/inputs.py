@@ -50,15 +50,9 @@ class TrainInputs:
         return t.select(self.tab_cols).to_numpy().astype(np.float32) if self.tab_cols else None
 
 
-def store_keys(path: Path) -> set[str]:
-    """All ids in an HDF5 crop file; the handle is closed again so no worker inherits it."""
-    with CropStore(path) as store:
-        return set(store.keys())
-
-
 def require_crops(ids: pl.Series, path: Path, what: str) -> None:
     """Fail with an example when rows have no crop (wrong DATA_DIR or truncated HDF5)."""
-    keys = store_keys(path)
+    keys = set(CropStore.ids(path))
     missing = ids.filter(~ids.is_in(list(keys)))
     if missing.len():
         raise DataError(f"{path}: {missing.len()} {what} row(s) have no crop, e.g. {missing[0]!r}")
@@ -85,7 +79,7 @@ def image_only_folds(labels_path: Path, images_path: Path, artifacts: Path, n_fo
     )
     if labels["target"].null_count() or not labels["target"].is_in([0, 1]).all():
         raise DataError(f"{labels_path}: column 'target' must be 0 or 1")
-    keys = store_keys(images_path)
+    keys = set(CropStore.ids(images_path))
     keep = labels["isic_id"].is_in(list(keys))
     if not keep.all():
         log.warning("%s: %d labelled row(s) have no crop in %s; dropped", labels_path,
@@ -153,7 +147,7 @@ def load_test_rows(data_dir: Path, test_meta: str,
         log.warning("no test predictions: %s or %s not found", meta_path, img_path)
         return None
     meta = load_metadata(meta_path, "test").select("isic_id", "patient_id")
-    keys = store_keys(img_path)
+    keys = set(CropStore.ids(img_path))
     keep = meta["isic_id"].is_in(list(keys))
     if not keep.all():
         log.warning("%s: %d test row(s) without a crop are not predicted", meta_path,
