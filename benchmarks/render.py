@@ -230,6 +230,16 @@ TABLES: dict[str, Table] = {
           "{oof_auc:.3f}", "{mean_fold_pauc:.4f}", "{seconds:dur}"]]),
     "vision-real-dev-earlier": earlier_real_dev("vision_real_dev_notta.json", "tta_flip=false"),
     "vision-real-dev-400": earlier_real_dev("vision_real_dev_steps400.json", "steps=400"),
+    "fusion-recipes": Table(
+        "fusion.json", "python benchmarks/bench_fusion.py",
+        ["fold seed", "lgbm (tabular input)", "fused, from image-only (`make all`)",
+         "fused, residual from random init", "residual − lgbm", "residual − fused",
+         "folds residual > fused", "Spearman with `logit_image`: fused / residual"],
+        [["{@key}", "{@.lgbm.oof_pauc:.4f}", "{@.vision_fused.oof_pauc:.4f}",
+          "**{@.vision_residual.oof_pauc:.4f}**", "{@.gains.residual_minus_lgbm:+.4f}",
+          "{@.gains.residual_minus_fused:+.4f}", "{@.gains.folds_residual_above_fused} of 5",
+          "{@.vision_fused.spearman_logit_image:.3f} / "
+          "{@.vision_residual.spearman_logit_image:.3f}"]], each="seeds"),
     "colour-constancy-runs": Table(
         "colour_constancy.json", COLOUR,
         ["run", "Shades of Gray", "fold seed", "OOF pAUC", "OOF AUC", "fold pAUC mean"],

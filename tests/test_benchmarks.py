@@ -131,3 +131,40 @@ def test_colour_summary_pairs_runs_by_seed():
     assert out["difference"]["oof_pauc"]["sd"] == pytest.approx(0.03 / 2 ** 0.5)
     assert out["off"]["oof_pauc"]["mean"] == pytest.approx(0.24)  # every seed run "off"
     assert out["off"]["oof_pauc"]["seeds"] == [1, 2, 3] and out["on"]["oof_pauc"]["seeds"] == [1, 2]
+
+
+def test_fusion_scores_compare_the_recipes_fold_by_fold(tmp_path: Path):
+    """bench_fusion: the tabular input, the chain's fused model and the residual one are scored
+    on the chain's folds; a model that tracks the oracle's image part gets the higher Spearman."""
+    import numpy as np
+    import polars as pl
+
+    spec = importlib.util.spec_from_file_location("bench_fusion", BENCH / "bench_fusion.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    n = 3000
+    ids = [f"ISIC_{i:07d}" for i in range(n)]
+    tab, img = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(2 * (tab + img) - 5)))).astype(int)
+    fold = np.arange(n) % 3
+    chain, art = tmp_path / "chain", tmp_path / "art"
+    for d in (chain / "oof", art / "oof"):
+        d.mkdir(parents=True)
+    pl.DataFrame({"isic_id": ids, "target": y, "fold": fold}).write_parquet(
+        chain / "folds.parquet")
+
+    def oof(path: Path, score: np.ndarray) -> None:
+        pl.DataFrame({"isic_id": ids, "fold": fold, "pred": 1 / (1 + np.exp(-score))}
+                     ).write_parquet(path)
+
+    oof(chain / "oof" / "lgbm.parquet", tab + rng.normal(size=n))
+    oof(chain / "oof" / "vision_fused.parquet", tab + rng.normal(size=n))
+    oof(art / "oof" / "vision_residual.parquet", tab + img + 0.3 * rng.normal(size=n))
+    pl.DataFrame({"isic_id": ids, "logit_image": img}).write_parquet(tmp_path / "oracle.parquet")
+    out = mod.scores(chain, art, tmp_path / "oracle.parquet")
+    assert out["vision_residual"]["spearman_logit_image"] > 0.4
+    assert abs(out["vision_fused"]["spearman_logit_image"]) < 0.1
+    assert out["gains"]["residual_minus_fused"] > 0.01
+    assert out["gains"]["folds_residual_above_fused"] == 3
+    assert set(out["lgbm"]["fold_pauc"]) == {0, 1, 2}
