@@ -8,7 +8,8 @@ recipe trains the same model from random init for the image-only budget (240 ste
 tabular logit term present from the first step, so the CNN is fitted to what the tabular score
 leaves unexplained (``vision_residual``).
 
-For each fold seed whose ``bench_pipeline.py`` chain exists (``artifacts/bench_pipeline/seed<N>``),
+For each fold seed whose ``bench_pipeline.py`` chain has tabular scores
+(``artifacts/bench_pipeline/seed<N>``; without its fused model only residual vs tabular is scored),
 the residual run goes to ``artifacts/bench_fusion/seed<N>`` (folds and tabular scores copied
 from the chain; a finished run is resumed, i.e. reused). Per seed: the OOF and per-fold pAUC of
 the tabular input, the chain's fused model and the residual one, and each model's Spearman
@@ -65,19 +66,27 @@ def scores(chain: Path, art: Path, oracle: Path) -> dict[str, Any]:
     for name, path in ((TAB, chain / "oof" / f"{TAB}.parquet"),
                        ("vision_fused", chain / "oof" / "vision_fused.parquet"),
                        ("vision_residual", art / "oof" / "vision_residual.parquet")):
+        if not path.is_file():  # a chain cut short after train-tabular: no fused model
+            out[name] = {"oof_pauc": None, "fold_pauc": None, "spearman_logit_image": None}
+            continue
         pred = folds.select("isic_id").join(pl.read_parquet(path), on="isic_id",
                                             maintain_order="left")["pred"].to_numpy()
         s = fold_summary(y, pred, fold)
         out[name] = {"oof_pauc": s["oof_pauc"], "fold_pauc": s["fold_pauc"],
                      "spearman_logit_image": float(spearmanr(pred, parts["logit_image"]).statistic)}
-    base, old, new = (out[n]["fold_pauc"] for n in (TAB, "vision_fused", "vision_residual"))
-    oof = {n: out[n]["oof_pauc"] for n in out}
-    out["gains"] = {
-        "residual_minus_lgbm": oof["vision_residual"] - oof[TAB],
-        "fused_minus_lgbm": oof["vision_fused"] - oof[TAB],
-        "residual_minus_fused": oof["vision_residual"] - oof["vision_fused"],
-        "folds_residual_above_fused": int(sum(new[k] > old[k] for k in new)),
-        "folds_residual_above_lgbm": int(sum(new[k] > base[k] for k in new))}
+    def minus(a: str, b: str) -> float | None:
+        x, ref = out[a]["oof_pauc"], out[b]["oof_pauc"]
+        return None if x is None or ref is None else x - ref
+
+    def folds_above(b: str) -> int | None:
+        new, ref = out["vision_residual"]["fold_pauc"], out[b]["fold_pauc"]
+        return None if ref is None else int(sum(new[k] > ref[k] for k in new))
+
+    out["gains"] = {"residual_minus_lgbm": minus("vision_residual", TAB),
+                    "fused_minus_lgbm": minus("vision_fused", TAB),
+                    "residual_minus_fused": minus("vision_residual", "vision_fused"),
+                    "folds_residual_above_fused": folds_above("vision_fused"),
+                    "folds_residual_above_lgbm": folds_above(TAB)}
     return out
 
 
@@ -91,9 +100,9 @@ def main() -> None:
     per_seed = {}
     for seed in args.seeds:
         chain = ROOT / "artifacts" / "bench_pipeline" / f"seed{seed}"
-        if not (chain / "oof" / "vision_fused.parquet").is_file():
-            print(f"seed {seed}: no finished bench_pipeline chain in {chain}; skipped "
-                  "(run benchmarks/bench_pipeline.py first)")
+        if not (chain / "oof" / f"{TAB}.parquet").is_file():
+            print(f"seed {seed}: no bench_pipeline chain with {TAB} scores in {chain}; "
+                  "skipped (run benchmarks/bench_pipeline.py first)")
             continue
         art = ROOT / "artifacts" / "bench_fusion" / f"seed{seed}"
         train_residual(chain, art, args.threads)

@@ -168,3 +168,7 @@ def test_fusion_scores_compare_the_recipes_fold_by_fold(tmp_path: Path):
     assert out["gains"]["residual_minus_fused"] > 0.01
     assert out["gains"]["folds_residual_above_fused"] == 3
     assert set(out["lgbm"]["fold_pauc"]) == {0, 1, 2}
+    (chain / "oof" / "vision_fused.parquet").unlink()  # a chain cut short: residual vs tabular
+    out = mod.scores(chain, art, tmp_path / "oracle.parquet")
+    assert out["vision_fused"]["oof_pauc"] is None and out["gains"]["fused_minus_lgbm"] is None
+    assert out["gains"]["residual_minus_lgbm"] > 0.01
