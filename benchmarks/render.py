@@ -234,10 +234,10 @@ TABLES: dict[str, Table] = {
         "fusion.json", "python benchmarks/bench_fusion.py",
         ["fold seed", "lgbm (tabular input)", "fused, from image-only (`make all`)",
          "fused, residual from random init", "residual − lgbm", "residual − fused",
-         "folds residual > fused", "Spearman with `logit_image`: fused / residual"],
+         "folds (of 5) residual > fused", "Spearman with `logit_image`: fused / residual"],
         [["{@key}", "{@.lgbm.oof_pauc:.4f}", "{@.vision_fused.oof_pauc:.4f}",
           "**{@.vision_residual.oof_pauc:.4f}**", "{@.gains.residual_minus_lgbm:+.4f}",
-          "{@.gains.residual_minus_fused:+.4f}", "{@.gains.folds_residual_above_fused} of 5",
+          "{@.gains.residual_minus_fused:+.4f}", "{@.gains.folds_residual_above_fused}",
           "{@.vision_fused.spearman_logit_image:.3f} / "
           "{@.vision_residual.spearman_logit_image:.3f}"]], each="seeds"),
     "colour-constancy-runs": Table(
