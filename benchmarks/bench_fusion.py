@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from scipy.stats import spearmanr
 
 from isicstack.data.io import write_json
 from isicstack.data.layout import resolve_data_dir
 from isicstack.data.metric import fold_summary, seed_spread
+from isicstack.data.predictions import load_oof
+from isicstack.evaluation.oracle import oracle_parts, rank_correlations
 from isicstack.vision.train import cpu_has_bf16, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,20 +61,21 @@ def scores(chain: Path, art: Path, oracle: Path) -> dict[str, Any]:
     """OOF/fold pAUC and oracle correlation of the tabular input and both fused models."""
     folds = pl.read_parquet(chain / "folds.parquet")
     y, fold = folds["target"].to_numpy(), folds["fold"].to_numpy()
-    parts = folds.select("isic_id").join(pl.read_parquet(oracle), on="isic_id",
-                                         maintain_order="left")
+    paths = {TAB: chain / "oof" / f"{TAB}.parquet",
+             "vision_fused": chain / "oof" / "vision_fused.parquet",
+             "vision_residual": art / "oof" / "vision_residual.parquet"}
+    # a chain cut short after train-tabular has no fused model: its figures are None
+    preds = {n: load_oof(p, folds) for n, p in paths.items() if p.is_file()}
+    parts = oracle_parts(oracle, folds["isic_id"])
+    corr = rank_correlations(preds, parts.select("logit_image")) if parts is not None else {}
     out: dict[str, Any] = {}
-    for name, path in ((TAB, chain / "oof" / f"{TAB}.parquet"),
-                       ("vision_fused", chain / "oof" / "vision_fused.parquet"),
-                       ("vision_residual", art / "oof" / "vision_residual.parquet")):
-        if not path.is_file():  # a chain cut short after train-tabular: no fused model
+    for name in paths:
+        if name not in preds:
             out[name] = {"oof_pauc": None, "fold_pauc": None, "spearman_logit_image": None}
             continue
-        pred = folds.select("isic_id").join(pl.read_parquet(path), on="isic_id",
-                                            maintain_order="left")["pred"].to_numpy()
-        s = fold_summary(y, pred, fold)
+        s = fold_summary(y, preds[name], fold)
         out[name] = {"oof_pauc": s["oof_pauc"], "fold_pauc": s["fold_pauc"],
-                     "spearman_logit_image": float(spearmanr(pred, parts["logit_image"]).statistic)}
+                     "spearman_logit_image": corr.get(name, {}).get("logit_image")}
     def minus(a: str, b: str) -> float | None:
         x, ref = out[a]["oof_pauc"], out[b]["oof_pauc"]
         return None if x is None or ref is None else x - ref

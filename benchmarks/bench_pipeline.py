@@ -30,6 +30,7 @@ import polars as pl
 from isicstack.data.io import write_json
 from isicstack.data.layout import resolve_data_dir
 from isicstack.data.metric import pauc, seed_spread
+from isicstack.data.predictions import load_oof
 from isicstack.evaluation.oracle import oracle_parts, rank_correlations
 from isicstack.vision.train import cpu_has_bf16, cpu_model
 
@@ -62,11 +63,7 @@ def scores(art: Path, profile: str) -> dict[str, Any]:
     folds = pl.read_parquet(art / "folds.parquet")
     y = folds["target"].to_numpy()
     names = sorted(p.stem for p in (art / "oof").glob("*.parquet"))
-    preds = {}
-    for n in names:
-        oof = folds.select("isic_id").join(pl.read_parquet(art / "oof" / f"{n}.parquet"),
-                                           on="isic_id", how="left", maintain_order="left")
-        preds[n] = oof["pred"].to_numpy()
+    preds = {n: load_oof(art / "oof" / f"{n}.parquet", folds) for n in names}
     out: dict[str, Any] = {"pauc": {n: pauc(y, p) for n, p in preds.items()}}
     oracle = resolve_data_dir("auto", profile) / "oracle.parquet"
     parts = oracle_parts(oracle, folds["isic_id"])

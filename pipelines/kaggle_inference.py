@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 KAGGLE_INPUT = "/kaggle/input/isic-2024-challenge"
 KAGGLE_OUT = "/kaggle/working/submission.csv"
-DEFAULT_SITE = str(Path(tempfile.gettempdir()) / "isicstack_site")  # /tmp/isicstack_site on Kaggle
+DEFAULT_SITE = str(Path(tempfile.gettempdir()) / "isicstack_site")  # the system temp folder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

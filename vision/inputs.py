@@ -52,8 +52,8 @@ class TrainInputs:
 
 def require_crops(ids: pl.Series, path: Path, what: str) -> None:
     """Fail with an example when rows have no crop (wrong DATA_DIR or truncated HDF5)."""
-    keys = set(CropStore.ids(path))
-    missing = ids.filter(~ids.is_in(list(keys)))
+    keys = CropStore.ids(path)
+    missing = ids.filter(~ids.is_in(keys))
     if missing.len():
         raise DataError(f"{path}: {missing.len()} {what} row(s) have no crop, e.g. {missing[0]!r}")
 
@@ -79,8 +79,8 @@ def image_only_folds(labels_path: Path, images_path: Path, artifacts: Path, n_fo
     )
     if labels["target"].null_count() or not labels["target"].is_in([0, 1]).all():
         raise DataError(f"{labels_path}: column 'target' must be 0 or 1")
-    keys = set(CropStore.ids(images_path))
-    keep = labels["isic_id"].is_in(list(keys))
+    keys = CropStore.ids(images_path)
+    keep = labels["isic_id"].is_in(keys)
     if not keep.all():
         log.warning("%s: %d labelled row(s) have no crop in %s; dropped", labels_path,
                     int((~keep).sum()), images_path)
@@ -147,8 +147,8 @@ def load_test_rows(data_dir: Path, test_meta: str,
         log.warning("no test predictions: %s or %s not found", meta_path, img_path)
         return None
     meta = load_metadata(meta_path, "test").select("isic_id", "patient_id")
-    keys = set(CropStore.ids(img_path))
-    keep = meta["isic_id"].is_in(list(keys))
+    keys = CropStore.ids(img_path)
+    keep = meta["isic_id"].is_in(keys)
     if not keep.all():
         log.warning("%s: %d test row(s) without a crop are not predicted", meta_path,
                     int((~keep).sum()))
