@@ -37,12 +37,14 @@ COMMON := data_dir=$(DATA_DIR) artifacts=$(ARTIFACTS)
 TAB_NAME  ?= lgbm
 TAB_OOF   := $(ARTIFACTS)/oof/$(TAB_NAME).parquet
 IMG_OOF   := $(ARTIFACTS)/oof/vision_imgonly.parquet
-# The image runs of the chain: image-only, then fused with the tabular score and started from
-# the image-only fold models (so it needs few steps), then the GBDTs again with the image-only
-# OOF score as features (outputs <model>_img beside the first pass).
+PART_OOF  := $(ARTIFACTS)/oof/vision_fused_image_part.parquet
+# The image runs of the chain: image-only, then fused: random init with the tabular logit term
+# in the model from the first step, so the CNN fits what the table leaves unexplained (it also
+# writes that image term alone, oof/vision_fused_image_part), then the GBDTs again with both
+# image scores as features (outputs <model>_img beside the first pass).
 IMG_ONLY_ARGS := fusion=false name=imgonly
-FUSED_ARGS    := fusion=true name=fused tabular_name=$(TAB_NAME) init_from=vision_imgonly steps=60
-SECOND_ARGS   := features.oof_names=[vision_imgonly] suffix=_img
+FUSED_ARGS    := fusion=true name=fused tabular_name=$(TAB_NAME) steps=240
+SECOND_ARGS   := features.oof_names=[vision_imgonly,vision_fused_image_part] suffix=_img
 # ARGS only for the goals the user named, plus ARGS_<target> (see the top of this file).
 STAGE_ARGS = $(ARGS_$@) $(if $(filter $@,$(MAKECMDGOALS)),$(ARGS))
 REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
@@ -108,10 +110,15 @@ $(IMG_OOF):
 	@echo "$@ not found: running train-image-only first"
 	@$(MAKE) --no-print-directory train-image-only ARGS=
 
-train-image: folds $(TAB_OOF) $(IMG_OOF) ## CNN fused with the tabular OOF score -> oof/vision_fused
+train-image: folds $(TAB_OOF) ## CNN fused with the tabular OOF score -> oof/vision_fused(_image_part)
 	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(FUSED_ARGS) $(STAGE_ARGS)
 
-train-tabular-image: folds $(IMG_OOF) ## GBDTs again, + image-only OOF score features -> oof/*_img
+# The fused run's image term alone, the second GBDT pass's other image feature.
+$(PART_OOF):
+	@echo "$@ not found: running train-image first"
+	@$(MAKE) --no-print-directory train-image ARGS=
+
+train-tabular-image: folds $(IMG_OOF) $(PART_OOF) ## GBDTs again, + both image scores as features -> oof/*_img
 	$(ISIC) train-tabular --profile $(PROFILE) $(COMMON) $(SECOND_ARGS) $(STAGE_ARGS)
 
 predict-images: $(STAMP) ## score crops with a saved image run: IMAGES=<hdf5|jpeg dir> [RUN= OUT=]

@@ -97,10 +97,12 @@ def summary(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     first = next(iter(per_seed.values()))
     models = {}
-    for n in first["pauc"]:
-        models[n] = {"pauc": agg(lambda r, n=n: r["pauc"][n])}
+    # every model of any seed: one that a seed's chain did not make is left out of its mean
+    for n in sorted({m for r in per_seed.values() for m in r["pauc"]}):
+        models[n] = {"pauc": agg(lambda r, n=n: r["pauc"].get(n))}
         if "spearman_logit_image" in first:
-            models[n]["spearman_logit_image"] = agg(lambda r, n=n: r["spearman_logit_image"][n])
+            models[n]["spearman_logit_image"] = agg(
+                lambda r, n=n: r.get("spearman_logit_image", {}).get(n))
     out: dict[str, Any] = {
         "n_seeds": len(per_seed),
         "models": models,
@@ -145,7 +147,9 @@ def main() -> None:
         # a stage never run by this script for this seed has no time (None), not a made-up one
         merged = {st: seconds.get(st, old.get(st)) for st in STAGES}
         result["seeds"][str(seed)] = {"seconds": merged, **scores(art, args.profile)}
+        # stage times of one seed can come from runs on different machines: each run says which
         result["runs"].append({"seed": seed, "stages": args.stages, "make": args.make,
+                               "cpu_model": cpu_model(), "cpu_bf16": cpu_has_bf16(),
                                "loadavg_start": load0, "loadavg_end": os.getloadavg()})
         result.update(profile=args.profile, cpu_count=os.cpu_count(), cpu_model=cpu_model(),
                       cpu_bf16=cpu_has_bf16(),

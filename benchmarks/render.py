@@ -232,14 +232,16 @@ TABLES: dict[str, Table] = {
     "vision-real-dev-400": earlier_real_dev("vision_real_dev_steps400.json", "steps=400"),
     "fusion-recipes": Table(
         "fusion.json", "python benchmarks/bench_fusion.py",
-        ["fold seed", "lgbm (tabular input)", "fused, from image-only (`make all`)",
-         "fused, residual from random init", "residual − lgbm", "residual − fused",
-         "folds (of 5) residual > fused", "Spearman with `logit_image`: fused / residual"],
-        [["{@key}", "{@.lgbm.oof_pauc:.4f}", "{@.vision_fused.oof_pauc:.4f}",
-          "**{@.vision_residual.oof_pauc:.4f}**", "{@.gains.residual_minus_lgbm:+.4f}",
-          "{@.gains.residual_minus_fused:+.4f}", "{@.gains.folds_residual_above_fused}",
+        ["fold seed", "lgbm (tabular input)", "fused, residual (`make all`)",
+         "fused, from image-only", "fused − lgbm", "fused − from image-only",
+         "folds (of 5) fused > from image-only", "Spearman with `logit_image`: fused / "
+         "from image-only / fused image term alone"],
+        [["{@key}", "{@.lgbm.oof_pauc:.4f}", "**{@.vision_fused.oof_pauc:.4f}**",
+          "{@.vision_fromimg.oof_pauc:.4f}", "{@.gains.fused_minus_lgbm:+.4f}",
+          "{@.gains.fused_minus_fromimg:+.4f}", "{@.gains.folds_fused_above_fromimg}",
           "{@.vision_fused.spearman_logit_image:.3f} / "
-          "{@.vision_residual.spearman_logit_image:.3f}"]], each="seeds"),
+          "{@.vision_fromimg.spearman_logit_image:.3f} / "
+          "{@.vision_fused_image_part.spearman_logit_image:.3f}"]], each="seeds"),
     "colour-constancy-runs": Table(
         "colour_constancy.json", COLOUR,
         ["run", "Shades of Gray", "fold seed", "OOF pAUC", "OOF AUC", "fold pAUC mean"],

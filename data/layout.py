@@ -44,6 +44,15 @@ def test_pred_path(artifacts: str | os.PathLike[str], name: str) -> Path:
     return Path(artifacts) / "test" / f"{name}.parquet"
 
 
+IMAGE_PART_SUFFIX = "_image_part"
+
+
+def image_part_name(name: str) -> str:
+    """Predictions of a fused image run's image term alone (``vision_fused_image_part``): a
+    second-pass GBDT feature, not a model of the target (the stack leaves it out by default)."""
+    return f"{name}{IMAGE_PART_SUFFIX}"
+
+
 def run_dir(artifacts: str | os.PathLike[str], name: str) -> Path:
     """Models, metrics and the resolved config of model ``name``."""
     return Path(artifacts) / "runs" / name

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from isicstack.data.layout import IMAGE_PART_SUFFIX as PART_SUFFIX
 from isicstack.data.layout import run_dir
 from isicstack.pipelines.predict_models import (
     read_json,
@@ -29,7 +30,7 @@ from isicstack.pipelines.predict_models import (
 )
 from isicstack.vision.data import CropDataset, eval_transform, make_loader, open_source
 from isicstack.vision.inputs import FUSION_FILE, TAB_COLS, score_features, standardise
-from isicstack.vision.model import ImageClassifier
+from isicstack.vision.model import IMAGE_PART, ImageClassifier
 from isicstack.vision.train import ImageConfig, resolve_runtime
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,10 @@ class ImagePredictor:
     def __init__(self, artifacts: str | os.PathLike[str], name: str, images: Path | None,
                  accelerator: str = "auto", batch_size: int = 256, num_workers: int = 2,
                  cpu_threads: int = 0) -> None:
-        rdir = run_dir(artifacts, name)
+        # <run>_image_part: a fused run's image term alone (a second-pass GBDT feature)
+        part = name.endswith(PART_SUFFIX) and not run_dir(artifacts, name).is_dir()
+        self.output = IMAGE_PART if part else "pred"
+        rdir = run_dir(artifacts, name.removesuffix(PART_SUFFIX) if part else name)
         self.name = name
         self.cfg: ImageConfig = read_run_config(ImageConfig, rdir)
         self.images = images  # an HDF5 or a folder of JPEGs, opened when first scored
@@ -80,7 +84,11 @@ class ImagePredictor:
         if self.cfg.fusion and not self.cfg.images_path:
             self.fusion = read_json(rdir / FUSION_FILE, "fusion standardisation statistics "
                                     "(written by `isic train-image` with fusion=true)")
-            self.deps = [self.fusion["tabular_name"]]
+            # the image term reads no tabular score: its fusion inputs are left at zero
+            self.deps = [] if part else [self.fusion["tabular_name"]]
+        if part and self.fusion is None:
+            raise ValueError(f"{name}: {rdir.name} is not a fused image run, so it has no image "
+                             "term apart from its output; use its own name")
         paths = checkpoint_paths(rdir, trained_folds(rdir, "folds"))
         require_files(paths, f"checkpoint of image run {name!r}")
         self.files = [rdir / "config.yaml", rdir / "metrics.json", *paths]
@@ -111,6 +119,8 @@ class ImagePredictor:
         """Standardised tabular score features of ``rows`` (None for an image-only model)."""
         if self.fusion is None:
             return None
+        if self.output == IMAGE_PART:  # the image term alone: the tabular term is not used
+            return np.zeros((rows.height, len(TAB_COLS)), np.float32)
         raw = score_features(preds[self.deps[0]], rows["patient_id"].to_numpy())
         return standardise(raw, np.asarray(self.fusion["mean"]), np.asarray(self.fusion["std"]))
 
@@ -126,8 +136,8 @@ class ImagePredictor:
             for i, batch in enumerate(loader):
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 idx = batch["index"].cpu().numpy()
-                out[idx] = sum(net.predict_step(batch, i)["pred"].numpy().astype(np.float64)
-                               for net in self.nets) / len(self.nets)
+                out[idx] = sum(net.predict_step(batch, i)[self.output].numpy()
+                               .astype(np.float64) for net in self.nets) / len(self.nets)
         if np.isnan(out).any():
             raise RuntimeError(f"{self.name}: {int(np.isnan(out).sum())} row(s) not scored")
         return out

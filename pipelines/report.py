@@ -51,7 +51,7 @@ class ReportConfig:
 
 def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """OOF scores by name; discovered files that do not match the folds are skipped, not fatal."""
-    names = cfg.models or discover(cfg.artifacts, include_stack=True)
+    names = cfg.models or discover(cfg.artifacts, include_stack=True, include_parts=True)
     preds, skipped = {}, {}
     for name in names:
         try:

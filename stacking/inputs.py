@@ -13,18 +13,23 @@ import numpy as np
 import polars as pl
 
 from isicstack.data import predictions
-from isicstack.data.layout import oof_path, test_pred_path
+from isicstack.data.layout import IMAGE_PART_SUFFIX, oof_path, test_pred_path
 
 log = logging.getLogger(__name__)
 
 STACK_PREFIX = "stack"
 
 
-def discover(artifacts: str | os.PathLike[str], include_stack: bool = False) -> list[str]:
-    """Sorted names of the OOF files in ``artifacts/oof`` (level-2 outputs left out by default)."""
+def discover(artifacts: str | os.PathLike[str], include_stack: bool = False,
+             include_parts: bool = False) -> list[str]:
+    """Sorted names of the OOF files in ``artifacts/oof``. Left out by default: level-2 outputs,
+    and a fused image run's image term alone (``*_image_part``), a second-pass GBDT feature that
+    scores only what the table leaves unexplained (as a stack input it lowered the stack's
+    pAUC on the synthetic default). Name it in the stack's ``inputs`` to use it anyway."""
     folder = oof_path(artifacts, "x").parent
     names = sorted(p.stem for p in folder.glob("*.parquet"))
-    return names if include_stack else [n for n in names if not n.startswith(STACK_PREFIX)]
+    return [n for n in names if (include_stack or not n.startswith(STACK_PREFIX))
+            and (include_parts or not n.endswith(IMAGE_PART_SUFFIX))]
 
 
 def load_oof(artifacts: str | os.PathLike[str], name: str, folds: pl.DataFrame) -> np.ndarray:

@@ -134,8 +134,9 @@ def test_colour_summary_pairs_runs_by_seed():
 
 
 def test_fusion_scores_compare_the_recipes_fold_by_fold(tmp_path: Path):
-    """bench_fusion: the tabular input, the chain's fused model and the residual one are scored
-    on the chain's folds; a model that tracks the oracle's image part gets the higher Spearman."""
+    """bench_fusion: the tabular input, the chain's fused model (and its image term) and the
+    other recipe are scored on the chain's folds; a model that tracks the oracle's image part
+    gets the higher Spearman."""
     import numpy as np
     import polars as pl
 
@@ -159,16 +160,18 @@ def test_fusion_scores_compare_the_recipes_fold_by_fold(tmp_path: Path):
                      ).write_parquet(path)
 
     oof(chain / "oof" / "lgbm.parquet", tab + rng.normal(size=n))
-    oof(chain / "oof" / "vision_fused.parquet", tab + rng.normal(size=n))
-    oof(art / "oof" / "vision_residual.parquet", tab + img + 0.3 * rng.normal(size=n))
+    oof(chain / "oof" / "vision_fused.parquet", tab + img + 0.3 * rng.normal(size=n))
+    oof(chain / "oof" / "vision_fused_image_part.parquet", img + rng.normal(size=n))
+    oof(art / "oof" / "vision_fromimg.parquet", tab + rng.normal(size=n))
     pl.DataFrame({"isic_id": ids, "logit_image": img}).write_parquet(tmp_path / "oracle.parquet")
     out = mod.scores(chain, art, tmp_path / "oracle.parquet")
-    assert out["vision_residual"]["spearman_logit_image"] > 0.4
-    assert abs(out["vision_fused"]["spearman_logit_image"]) < 0.1
-    assert out["gains"]["residual_minus_fused"] > 0.01
-    assert out["gains"]["folds_residual_above_fused"] == 3
+    assert out["vision_fused"]["spearman_logit_image"] > 0.4
+    assert out["vision_fused_image_part"]["spearman_logit_image"] > 0.5
+    assert abs(out["vision_fromimg"]["spearman_logit_image"]) < 0.1
+    assert out["gains"]["fused_minus_fromimg"] > 0.01
+    assert out["gains"]["folds_fused_above_fromimg"] == 3
     assert set(out["lgbm"]["fold_pauc"]) == {0, 1, 2}
-    (chain / "oof" / "vision_fused.parquet").unlink()  # a chain cut short: residual vs tabular
+    (art / "oof" / "vision_fromimg.parquet").unlink()  # the other recipe not run: n/a
     out = mod.scores(chain, art, tmp_path / "oracle.parquet")
-    assert out["vision_fused"]["oof_pauc"] is None and out["gains"]["fused_minus_lgbm"] is None
-    assert out["gains"]["residual_minus_lgbm"] > 0.01
+    assert out["vision_fromimg"]["oof_pauc"] is None and out["gains"]["fused_minus_fromimg"] is None
+    assert out["gains"]["fused_minus_lgbm"] > 0.01 and out["gains"]["folds_fused_above_lgbm"] == 3

@@ -122,6 +122,20 @@ def test_reproduces_training_test_predictions(trained, predicted):
     assert sub["target"].is_between(0, 1).all()
 
 
+def test_fused_image_part_reproduces_training(trained, tmp_path: Path):
+    """``<fused run>_image_part`` (a second-pass GBDT feature) is rebuilt from the fused run's
+    folder, reads no tabular score, and equals the training stage's test file."""
+    part = f"{VISION}_image_part"
+    summary = run(_cfg(trained, tmp_path, stacker="", fallback=part))
+    assert summary["models"] == [part]
+    ids = pl.read_csv(trained["test"] / TEST_META)["isic_id"]
+    got = _aligned(tmp_path / "preds" / f"{part}.parquet", ids)
+    want = _aligned(trained["training"] / "test" / f"{part}.parquet", ids)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert not np.allclose(got, _aligned(trained["training"] / "test" / f"{VISION}.parquet", ids))
+    assert not (tmp_path / "preds" / "lgbm.parquet").exists()  # no tabular dependency
+
+
 @pytest.mark.parametrize("stacker, says", [("", "stacker disabled"), ("nope", "FALLBACK")])
 def test_fallback_single_model(trained, tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                stacker: str, says: str):

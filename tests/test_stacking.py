@@ -13,6 +13,7 @@ import pytest
 
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
+from isicstack.stacking.inputs import discover
 from isicstack.stacking.methods import METHODS, Stacker, cross_validate, fit_stacker
 from isicstack.stacking.stack import StackConfig, run
 
@@ -221,9 +222,14 @@ def test_stack_logs_discovered_inputs_and_honours_config(stack_art, mini_isic, c
     assert m["input_names"] == ["model_b"] and m["chosen"] == "rank_mean"
     assert not any("all OOF files" in r.message for r in caplog.records)
     caplog.clear()
+    # a fused run's image term alone is a GBDT feature, not a level-1 model: left out too
+    for kind in ("oof", "test"):
+        shutil.copy2(art / kind / "model_b.parquet", art / kind / "vision_x_image_part.parquet")
     with caplog.at_level(logging.INFO):
         run(StackConfig(data_dir=str(mini_isic), artifacts=str(art), candidates=["rank_mean"]))
-    assert any("model_a, model_b" in r.message for r in caplog.records)  # stack* left out
+    assert any("inputs" in r.message and r.message.endswith("model_a, model_b")
+               for r in caplog.records)  # stack* and *_image_part left out
+    assert discover(art, include_stack=True, include_parts=True)[-1] == "vision_x_image_part"
 
 
 @pytest.mark.parametrize("damage", ["fold", "row", "test"])

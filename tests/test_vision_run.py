@@ -64,6 +64,16 @@ def test_run_fusion_end_to_end(vision_data: dict[str, Path]):
     oof = pl.read_parquet(oof_path(art, "vision_test_resnet"))
     ref = oof.join(folds, on="isic_id", maintain_order="left")
     assert m["oof"]["pauc"] == pytest.approx(pauc(ref["target"].to_numpy(), ref["pred"].to_numpy()))
+    # the image term alone (tabular term left out), for the second GBDT pass
+    part = pl.read_parquet(oof_path(art, "vision_test_resnet_image_part"))
+    assert part.columns == ["isic_id", "fold", "pred"] and part.height == N_TRAIN
+    assert part["pred"].is_between(0, 1).all()
+    assert part.select("isic_id", "fold").equals(oof.select("isic_id", "fold"))
+    assert not np.allclose(part["pred"].to_numpy(), oof["pred"].to_numpy())
+    assert m["image_part"]["pauc"] == pytest.approx(
+        pauc(ref["target"].to_numpy(), part["pred"].to_numpy()))
+    tst = pl.read_parquet(layout.test_pred_path(art, "vision_test_resnet_image_part"))
+    assert tst.columns == ["isic_id", "pred"] and tst.height == N_TEST
     logs = pl.read_csv(next((art / "runs" / "vision_test_resnet" / "fold0" / "logs")
                             .rglob("metrics.csv")))
     assert {"val/pauc", "val/auc", "val/loss", "train/loss"} <= set(logs.columns)
@@ -73,6 +83,7 @@ def test_run_image_only_fusion_off(vision_data: dict[str, Path], tmp_path: Path)
     art = copy_artifacts(vision_data, tmp_path / "art")
     run(image_cfg(vision_data, art, fusion=False, folds=[1], name="nofuse", data_mode="stream"))
     _check_outputs(art, "vision_nofuse", pl.read_parquet(folds_path(art)), test=True)
+    assert not oof_path(art, "vision_nofuse_image_part").exists()  # fused runs only
     # image-only mode: HDF5 + labels CSV, own patient-grouped folds, no test predictions
     cfg = image_cfg(vision_data, tmp_path / "img", fusion=False, folds=[0], n_folds=3, name="io",
                     images_path=str(vision_data["data"] / "train-image.hdf5"),

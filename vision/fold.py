@@ -52,15 +52,17 @@ class _FoldLog(Callback):
 
 
 def predict_rows(trainer: lightning.Trainer, model: ImageClassifier, loader: Any,
-                 n: int) -> np.ndarray:
-    """Probabilities for rows 0..n-1 of ``loader``'s dataset, in index order."""
+                 n: int) -> dict[str, np.ndarray]:
+    """Every output of ``predict_step`` (``pred``, a fused model's ``image_part``) for rows
+    0..n-1 of ``loader``'s dataset, in index order."""
     out = trainer.predict(model, dataloaders=loader)
     idx = torch.cat([o["index"] for o in out]).numpy()
-    pred = torch.cat([o["pred"] for o in out]).numpy().astype(np.float64)
-    res = np.full(n, np.nan)
-    res[idx] = pred
-    if np.isnan(res).any():
-        raise RuntimeError(f"prediction covered {len(np.unique(idx))} of {n} rows")
+    res: dict[str, np.ndarray] = {}
+    for key in (k for k in out[0] if k != "index"):
+        res[key] = np.full(n, np.nan)
+        res[key][idx] = torch.cat([o[key] for o in out]).numpy().astype(np.float64)
+        if np.isnan(res[key]).any():
+            raise RuntimeError(f"prediction covered {len(np.unique(idx))} of {n} rows")
     return res
 
 
@@ -121,19 +123,20 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
         trainer.fit(model, datamodule=dm, ckpt_path=str(last) if resumed else None)
         trainer.save_checkpoint(last, weights_only=True)  # the final weights, for inference
         n_valid = dm.valid_rows.size
-        oof_pred = predict_rows(trainer, model, dm.predict_dataloader(), n_valid)
+        oof_out = predict_rows(trainer, model, dm.predict_dataloader(), n_valid)
         test_df = None
         if inputs.test is not None and sources.test is not None and inputs.test.height:
             ds = CropDataset(sources.test, inputs.test["isic_id"].to_list(),
                              eval_transform(cfg.image_size), tab=inputs.tab(inputs.test))
             loader = make_loader(ds, 2 * cfg.batch_size, cfg.num_workers)
             test_df = pl.DataFrame({"isic_id": ds.ids,
-                                    "pred": predict_rows(trainer, model, loader, len(ds))})
+                                    **predict_rows(trainer, model, loader, len(ds))})
     valid = table[dm.valid_rows]
-    oof = pl.DataFrame({"isic_id": valid["isic_id"], "fold": valid["fold"], "pred": oof_pred})
+    oof = pl.DataFrame({"isic_id": valid["isic_id"], "fold": valid["fold"], **oof_out})
     y = valid["target"].to_numpy()
     metrics = {
-        "fold": fold, **fold_scores(y, oof_pred), "n_valid": int(n_valid), "n_pos": int(y.sum()),
+        "fold": fold, **fold_scores(y, oof_out["pred"]), "n_valid": int(n_valid),
+        "n_pos": int(y.sum()),
         "resumed_from_step": (flog.start_step if flog.start_step is not None else cfg.steps)
         if resumed else None,
         "steps": int(trainer.global_step), "seconds": round(time.perf_counter() - t0, 1),

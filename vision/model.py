@@ -129,6 +129,9 @@ def _check_fit(model: nn.Module, weights: Path, model_name: str) -> None:
                          f"key(s), e.g. {missing[:3]}")
 
 
+IMAGE_PART = "image_part"  # predict_step key of a fused image term (data.layout.image_part_name)
+
+
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
     """LR multiplier: linear warmup from ~0 to 1 over ``warmup`` steps, then cosine to 0."""
     if warmup > 0 and step < warmup:
@@ -189,15 +192,23 @@ class ImageClassifier(lightning.LightningModule):
             self.to(memory_format=torch.channels_last)
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def forward(self, image: torch.Tensor, tab: torch.Tensor | None = None) -> torch.Tensor:
+    def image_logit(self, image: torch.Tensor) -> torch.Tensor:
+        """The image term of the logit (the whole logit of an image-only model)."""
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        logit = self.head(self.backbone(image)).squeeze(1)
-        if self.tab_skip is not None:
-            if tab is None or tab.shape[-1] != self.n_tab:
-                raise ValueError(f"fusion model expects {self.n_tab} tab features per row")
-            logit = logit + self.tab_skip(tab.to(logit.dtype)).squeeze(1)
-        return logit
+        return self.head(self.backbone(image)).squeeze(1)
+
+    def tab_logit(self, tab: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | float:
+        """The tabular term of a fused model's logit (0 for an image-only model)."""
+        if self.tab_skip is None:
+            return 0.0
+        if tab is None or tab.shape[-1] != self.n_tab:
+            raise ValueError(f"fusion model expects {self.n_tab} tab features per row")
+        return self.tab_skip(tab.to(dtype)).squeeze(1)
+
+    def forward(self, image: torch.Tensor, tab: torch.Tensor | None = None) -> torch.Tensor:
+        logit = self.image_logit(image)
+        return logit + self.tab_logit(tab, logit.dtype)
 
     def init_from_image_only(self, state: dict[str, torch.Tensor]) -> None:
         """Backbone and image head from an image-only model of the same fold."""
@@ -242,11 +253,16 @@ class ImageClassifier(lightning.LightningModule):
                                             if v is not None}}, prog_bar=True)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        prob = torch.sigmoid(self(batch["image"], batch["tab"]).float())
-        if self.tta_flip:
-            flipped = torch.flip(batch["image"], dims=[3])
-            prob = 0.5 * (prob + torch.sigmoid(self(flipped, batch["tab"]).float()))
-        return {"index": batch["index"].cpu(), "pred": prob.cpu()}
+        """``pred``; a fused model also gives ``image_part``, the sigmoid of its image term
+        alone: what the CNN adds to the table, a GBDT feature that repeats none of it."""
+        views = [batch["image"]] + ([torch.flip(batch["image"], dims=[3])] if self.tta_flip
+                                    else [])
+        img = torch.stack([self.image_logit(v).float() for v in views])  # (views, rows)
+        out = {"index": batch["index"].cpu(),
+               "pred": torch.sigmoid(img + self.tab_logit(batch["tab"], img.dtype)).mean(0).cpu()}
+        if self.tab_skip is not None:
+            out[IMAGE_PART] = torch.sigmoid(img).mean(0).cpu()
+        return out
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

@@ -31,11 +31,11 @@ import torch
 
 from isicstack.config import save_config
 from isicstack.data.io import write_json, write_parquet
-from isicstack.data.layout import oof_path, run_dir, test_pred_path
+from isicstack.data.layout import image_part_name, oof_path, run_dir, test_pred_path
 from isicstack.data.metric import fmt_score, fold_scores
 from isicstack.data.provenance import fold_hash
 from isicstack.vision.fold import train_fold
-from isicstack.vision.model import pretrained_overlay
+from isicstack.vision.model import IMAGE_PART, pretrained_overlay
 from isicstack.vision.setup import build_inputs, open_sources, prepare_run_dir
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,31 @@ def _check(cfg: ImageConfig) -> None:
         pretrained_overlay(cfg.model_name, cfg.pretrained_path)
 
 
+def write_image_part(artifacts: str, name: str, results: list[dict[str, Any]],
+                     scored: pl.DataFrame) -> dict[str, Any] | None:
+    """OOF (and test) files of the fused model's image term (see ``predict_step``), scored.
+
+    Folds finished by a version that did not write the image term leave it out (logged).
+    """
+    if not all(IMAGE_PART in r["oof"].columns for r in results):
+        log.warning("%s: a resumed fold has no %s column; %s not written (rerun with "
+                    "resume=false)", name, IMAGE_PART, image_part_name(name))
+        return None
+    part = image_part_name(name)
+    oof = pl.concat([r["oof"].select("isic_id", "fold", pl.col(IMAGE_PART).alias("pred"))
+                     for r in results])
+    out: dict[str, Any] = {"name": part, "oof_path": str(write_parquet(oof, oof_path(artifacts,
+                                                                                      part)))}
+    out.update(fold_scores(scored["target"].to_numpy(), oof["pred"].to_numpy()))
+    tests = [r["test"] for r in results if r["test"] is not None]
+    if tests and all(IMAGE_PART in t.columns for t in tests):
+        test_df = (pl.concat([t.select("isic_id", pl.col(IMAGE_PART).alias("pred"))
+                              for t in tests])
+                   .group_by("isic_id", maintain_order=True).agg(pl.col("pred").mean()))
+        out["test_path"] = str(write_parquet(test_df, test_pred_path(artifacts, part)))
+    return out
+
+
 def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Train every selected fold; write OOF, test predictions, metrics, config, provenance."""
     t0 = time.perf_counter()
@@ -184,7 +209,7 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
              cfg.init_from or "-", sources.mode, rt["precision"],
              "" if rt["on_gpu"] else f", {rt['cpu_threads']} CPU thread(s)")
     results = [train_fold(cfg, inputs, sources, k, rdir, rt, callbacks) for k in folds]
-    oof = pl.concat([r["oof"] for r in results])
+    oof = pl.concat([r["oof"].select("isic_id", "fold", "pred") for r in results])
     oof_file = write_parquet(oof, oof_path(cfg.artifacts, name))
     scored = oof.join(inputs.table.select("isic_id", "target"), on="isic_id", how="left",
                       maintain_order="left")
@@ -205,9 +230,11 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
     metrics["mean_fold_pauc"] = float(np.mean(fold_pauc)) if fold_pauc else None
     tests = [r["test"] for r in results if r["test"] is not None]
     if tests:
-        test_df = (pl.concat(tests).group_by("isic_id", maintain_order=True)
-                   .agg(pl.col("pred").mean()))
+        test_df = (pl.concat([t.select("isic_id", "pred") for t in tests])
+                   .group_by("isic_id", maintain_order=True).agg(pl.col("pred").mean()))
         metrics["test_path"] = str(write_parquet(test_df, test_pred_path(cfg.artifacts, name)))
+    if inputs.tab_cols:
+        metrics[IMAGE_PART] = write_image_part(cfg.artifacts, name, results, scored)
     write_json(metrics, rdir / "metrics.json")
     save_config(cfg, Path(rdir) / "config.yaml")
     log.info("%s: OOF pAUC %s AUC %s over %d rows (%.0fs)", name, fmt_score(metrics["oof"]["pauc"]),
