@@ -159,29 +159,20 @@ def _check(cfg: ImageConfig) -> None:
         pretrained_overlay(cfg.model_name, cfg.pretrained_path)
 
 
-def write_image_part(artifacts: str, name: str, results: list[dict[str, Any]],
-                     scored: pl.DataFrame) -> dict[str, Any] | None:
-    """OOF (and test) files of the fused model's image term (see ``predict_step``), scored.
-
-    Folds finished by a version that did not write the image term leave it out (logged).
-    """
-    if not all(IMAGE_PART in r["oof"].columns for r in results):
-        log.warning("%s: a resumed fold has no %s column; %s not written (rerun with "
-                    "resume=false)", name, IMAGE_PART, image_part_name(name))
-        return None
-    part = image_part_name(name)
-    oof = pl.concat([r["oof"].select("isic_id", "fold", pl.col(IMAGE_PART).alias("pred"))
+def write_predictions(artifacts: str, name: str, results: list[dict[str, Any]],
+                      column: str = "pred") -> tuple[pl.DataFrame, Path, Path | None]:
+    """The folds' ``column`` as ``name``'s OOF file (``isic_id, fold, pred``) and its test file
+    (the fold models' mean): the model's own output, or a fused model's ``image_part``."""
+    oof = pl.concat([r["oof"].select("isic_id", "fold", pl.col(column).alias("pred"))
                      for r in results])
-    out: dict[str, Any] = {"name": part, "oof_path": str(write_parquet(oof, oof_path(artifacts,
-                                                                                      part)))}
-    out.update(fold_scores(scored["target"].to_numpy(), oof["pred"].to_numpy()))
+    oof_file = write_parquet(oof, oof_path(artifacts, name))
     tests = [r["test"] for r in results if r["test"] is not None]
-    if tests and all(IMAGE_PART in t.columns for t in tests):
-        test_df = (pl.concat([t.select("isic_id", pl.col(IMAGE_PART).alias("pred"))
-                              for t in tests])
+    test_file = None
+    if tests:
+        test_df = (pl.concat([t.select("isic_id", pl.col(column).alias("pred")) for t in tests])
                    .group_by("isic_id", maintain_order=True).agg(pl.col("pred").mean()))
-        out["test_path"] = str(write_parquet(test_df, test_pred_path(artifacts, part)))
-    return out
+        test_file = write_parquet(test_df, test_pred_path(artifacts, name))
+    return oof, oof_file, test_file
 
 
 def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
@@ -209,8 +200,7 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
              cfg.init_from or "-", sources.mode, rt["precision"],
              "" if rt["on_gpu"] else f", {rt['cpu_threads']} CPU thread(s)")
     results = [train_fold(cfg, inputs, sources, k, rdir, rt, callbacks) for k in folds]
-    oof = pl.concat([r["oof"].select("isic_id", "fold", "pred") for r in results])
-    oof_file = write_parquet(oof, oof_path(cfg.artifacts, name))
+    oof, oof_file, test_file = write_predictions(cfg.artifacts, name, results)
     scored = oof.join(inputs.table.select("isic_id", "target"), on="isic_id", how="left",
                       maintain_order="left")
     y = scored["target"].to_numpy()
@@ -228,13 +218,20 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
     }
     fold_pauc = [r["metrics"]["pauc"] for r in results if r["metrics"]["pauc"] is not None]
     metrics["mean_fold_pauc"] = float(np.mean(fold_pauc)) if fold_pauc else None
-    tests = [r["test"] for r in results if r["test"] is not None]
-    if tests:
-        test_df = (pl.concat([t.select("isic_id", "pred") for t in tests])
-                   .group_by("isic_id", maintain_order=True).agg(pl.col("pred").mean()))
-        metrics["test_path"] = str(write_parquet(test_df, test_pred_path(cfg.artifacts, name)))
-    if inputs.tab_cols:
-        metrics[IMAGE_PART] = write_image_part(cfg.artifacts, name, results, scored)
+    if test_file is not None:
+        metrics["test_path"] = str(test_file)
+    if inputs.tab_cols:  # a fused run: also its image term alone (see predict_step)
+        metrics[IMAGE_PART] = None
+        part = image_part_name(name)
+        if all(IMAGE_PART in r["oof"].columns for r in results):
+            part_oof, part_file, part_test = write_predictions(cfg.artifacts, part, results,
+                                                               IMAGE_PART)
+            metrics[IMAGE_PART] = {"name": part, "oof_path": str(part_file),
+                                   "test_path": part_test and str(part_test),
+                                   **fold_scores(y, part_oof["pred"].to_numpy())}
+        else:  # folds finished by a version that did not write the image term
+            log.warning("%s: a resumed fold has no %s column; %s not written (rerun with "
+                        "resume=false)", name, IMAGE_PART, part)
     write_json(metrics, rdir / "metrics.json")
     save_config(cfg, Path(rdir) / "config.yaml")
     log.info("%s: OOF pAUC %s AUC %s over %d rows (%.0fs)", name, fmt_score(metrics["oof"]["pauc"]),
