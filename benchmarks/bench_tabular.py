@@ -98,8 +98,9 @@ def main() -> None:
             else:
                 raise SystemExit(f"unknown part {part!r}")
             print(json.dumps({part: result[part]}, indent=2))
-    result["children_peak_rss_mib"] = round(
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    if "full" in args.parts.split(","):  # the full-size stage's memory, not another part's
+        result["children_peak_rss_mib"] = round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     write_json(result, path)
 
 

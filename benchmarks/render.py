@@ -74,6 +74,7 @@ SYNTH = "python benchmarks/bench_synth.py"
 TAB = "python benchmarks/bench_tabular.py"
 PIPE = "python benchmarks/bench_pipeline.py --seeds 0 1 2"
 COLOUR = "python benchmarks/bench_colour.py --seeds 42 43 44"
+CEIL = "python benchmarks/bench_ceiling.py"
 TABLES: dict[str, Table] = {
     "quality-synthetic": Table(
         "quality.json", "make all && python benchmarks/bench_quality.py",
@@ -91,11 +92,11 @@ TABLES: dict[str, Table] = {
         ["configuration", "model", "OOF pAUC, mean ± sd over fold seeds 0, 1, 2"],
         [["`raw` + `categorical` groups", "LightGBM",
           "{real_dev.raw_categorical_lgbm.lgbm.mean:.4f} ± "
-          "{real_dev.raw_categorical_lgbm.lgbm.std:.4f}"],
+          "{real_dev.raw_categorical_lgbm.lgbm.sd:.4f}"],
          ["full feature set (raw, lesion, patient, ugly duckling, categorical)", "LightGBM",
-          "{real_dev.full_config.lgbm.mean:.4f} ± {real_dev.full_config.lgbm.std:.4f}"],
+          "{real_dev.full_config.lgbm.mean:.4f} ± {real_dev.full_config.lgbm.sd:.4f}"],
          ["full feature set", "XGBoost",
-          "{real_dev.full_config.xgb.mean:.4f} ± {real_dev.full_config.xgb.std:.4f}"]]),
+          "{real_dev.full_config.xgb.mean:.4f} ± {real_dev.full_config.xgb.sd:.4f}"]]),
     "data": Table(
         "data.json", DATA, ["", "figure"],
         [["`load_metadata` + validation of {metadata.rows:int} rows x 55 columns",
@@ -162,7 +163,7 @@ TABLES: dict[str, Table] = {
         "tune.json", "python benchmarks/bench_tune.py --parts spread",
         ["configuration", "OOF pAUC over 5 fold seeds (mean ± sd)"],
         [["untuned default LightGBM",
-          "**{spread_5_seeds.lgbm.mean:.4f} ± {spread_5_seeds.lgbm.std:.4f}**"]]),
+          "**{spread_5_seeds.lgbm.mean:.4f} ± {spread_5_seeds.lgbm.sd:.4f}**"]]),
     "pipeline-models": Table(
         "pipeline.json", PIPE,
         ["model (OOF file)", "OOF pAUC, mean ± sd over fold seeds",
@@ -242,6 +243,32 @@ TABLES: dict[str, Table] = {
           "{@.vision_fused.spearman_logit_image:.3f} / "
           "{@.vision_fromimg.spearman_logit_image:.3f} / "
           "{@.vision_fused_image_part.spearman_logit_image:.3f}"]], each="seeds"),
+    "image-ceiling": Table(
+        "ceiling.json", CEIL,
+        ["fold seed", "lgbm", "fused (`make all`)", "fused − lgbm",
+         "best blend lgbm + fused image term (− lgbm)", "best blend lgbm + image-only (− lgbm)",
+         "best blend lgbm + perfect veil reader (− lgbm)",
+         "Spearman with veil share: fused image term / image-only"],
+        [["{@key}", "{@.lgbm:.4f}", "{@.vision_fused:.4f}", "**{@.fused_minus_lgbm:+.4f}**",
+          "{@.vision_fused_image_part.best_blend:.4f} "
+          "({@.vision_fused_image_part.blend_minus_lgbm:+.4f})",
+          "{@.vision_imgonly.best_blend:.4f} ({@.vision_imgonly.blend_minus_lgbm:+.4f})",
+          "{@.perfect_reader.best_blend:.4f} (**{@.perfect_reader.blend_minus_lgbm:+.4f}**)",
+          "{@.vision_fused_image_part.spearman_veil:.3f} / "
+          "{@.vision_imgonly.spearman_veil:.3f}"]], each="ceiling"),
+    "image-recipes": Table(
+        "ceiling.json", CEIL,
+        ["fused recipe (fold 0 of fold seed 0)", "overrides", "fused pAUC", "image term alone",
+         "Spearman of the image term with veil share / `logit_image`"],
+        [["`{@key}`", "{@.overrides}", "{@.fold0_pauc:.4f}", "{@.image_part_pauc:.4f}",
+          "**{@.image_part_spearman_veil:.3f}** / {@.image_part_spearman_logit_image:.3f}"]],
+        each="recipes"),
+    "image-dense": Table(
+        "ceiling.json", CEIL,
+        ["resnet18, 64 px, 240 steps of 32, trained on", "Spearman with veil share (fold 0)"],
+        [["the label (1 % positives; all positives + 10x negatives)",
+          "{dense.label.spearman_veil:.3f}"],
+         ["the veil share itself (dense, oracle)", "**{dense.veil_share.spearman_veil:.3f}**"]]),
     "colour-constancy-runs": Table(
         "colour_constancy.json", COLOUR,
         ["run", "Shades of Gray", "fold seed", "OOF pAUC", "OOF AUC", "fold pAUC mean"],

@@ -301,6 +301,12 @@ def simulate(cfg: SynthConfig) -> tuple[dict, np.ndarray, dict]:
     return c, train, lat
 
 
+def crop_params(cfg: SynthConfig, c: dict, lat: dict) -> np.ndarray:
+    """Drawing parameters of every row's crop (train and test rows, in ``simulate`` order)."""
+    return image_params(c, lat["s"], lat["u"], lat["v"], cfg.image_size,
+                        np.random.default_rng([cfg.seed, 2]))
+
+
 def generate(cfg: SynthConfig, images: bool = True) -> Path:
     """Write the whole data set into ``cfg.out`` (atomic files) and return that folder.
 
@@ -323,8 +329,7 @@ def generate(cfg: SynthConfig, images: bool = True) -> Path:
     write_parquet(oracle, out / layout.ORACLE)
     if not images:
         return out
-    params = image_params(c, lat["s"], lat["u"], lat["v"], cfg.image_size,
-                          np.random.default_rng([cfg.seed, 2]))
+    params = crop_params(cfg, c, lat)
     for code, (rows, name) in enumerate(((tr, layout.TRAIN_IMAGES), (te, layout.TEST_IMAGES))):
         items = encode_images(c["isic_id"][rows], params[rows], cfg.seed, code, cfg.workers,
                               cfg.jpeg_quality)

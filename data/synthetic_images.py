@@ -87,8 +87,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
-def render(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One RGB uint8 crop (side, side, 3) from a row of :func:`image_params`."""
+def _lesion(p: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Geometry and the texture, variegation and veil layers of one crop, drawn from ``rng``
+    in :func:`render`'s order (so the layers are exactly those of the written crop)."""
     S = int(p[P["side"]])
     cy, cx = (S - 1) / 2 + rng.normal(0, 0.03 * S, 2)
     ys = np.arange(S, dtype=np.float32) - np.float32(cy)
@@ -113,6 +114,29 @@ def render(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     tex = _field(rng, Wy, Wx)
     var = _sigmoid((_field(rng, Wy, Wx) - p[P["var_thr"]]) * 5) * inner
     veil = _sigmoid((_field(rng, Wy, Wx) - p[P["veil_thr"]]) * 5) * inner * 0.7
+    return {"ys": ys, "xs": xs, "rho": rho, "mask": mask, "inner": inner, "tex": tex,
+            "var": var, "veil": veil}
+
+
+def veil_share(p: np.ndarray, rng: np.random.Generator) -> float:
+    """Share of the lesion's interior under blue-white veil in the crop ``render(p, rng)``
+    draws: what a perfect reader of that crop could measure of the image-only latent."""
+    layers = _lesion(p, rng)
+    return float(layers["veil"].sum() / max(float(layers["inner"].sum()), 1e-6))
+
+
+def crop_rng(seed: int, split_code: int, row: int) -> np.random.Generator:
+    """The generator of one crop: seeded by (seed, split, row), so bytes do not depend on the
+    worker count."""
+    return np.random.default_rng((seed, split_code, row))
+
+
+def render(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One RGB uint8 crop (side, side, 3) from a row of :func:`image_params`."""
+    S = int(p[P["side"]])
+    layers = _lesion(p, rng)
+    ys, xs, rho, mask = layers["ys"], layers["xs"], layers["rho"], layers["mask"]
+    tex, var, veil = layers["tex"], layers["var"], layers["veil"]
     Wb, Wm = _interp(S, 3, (S - 1) / 2, S / 2), _interp(S, max(6, S // 5), (S - 1) / 2, S / 2)
     shade = 1 + 0.05 * _field(rng, Wb, Wb) + 0.03 * _field(rng, Wm, Wm)
 
@@ -140,8 +164,8 @@ def _encode_chunk(task: tuple[int, int, int, np.ndarray, int]) -> list[bytes]:
     seed, split_code, start, params, quality = task
     out = []
     for i, p in enumerate(params):
-        rng = np.random.default_rng((seed, split_code, start + i))
-        out.append(encode_jpeg(render(p, rng), quality=quality))
+        out.append(encode_jpeg(render(p, crop_rng(seed, split_code, start + i)),
+                               quality=quality))
     return out
 
 

@@ -19,6 +19,8 @@ from scipy.stats import spearmanr
 
 from isicstack.data.io import DataError
 from isicstack.data.layout import ORACLE
+from isicstack.data.synthetic import SynthConfig, crop_params, simulate
+from isicstack.data.synthetic_images import crop_rng, veil_share
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,20 @@ def oracle_parts(path: str | os.PathLike[str], ids: pl.Series) -> pl.DataFrame |
         raise DataError(f"{path}: no oracle row for {lost.len()} id(s) of folds.parquet, e.g. "
                         f"{lost[0]!r}; the oracle belongs to another data set")
     return out.select(parts)
+
+
+def veil_shares(cfg: SynthConfig) -> pl.DataFrame:
+    """``isic_id, veil_share`` of every train crop of the synthetic set ``cfg`` describes.
+
+    The image-only part (``logit_image``) is drawn only as blue-white veil; re-drawing each
+    crop's veil layer gives the share of the lesion under it, the best a reader of the crops
+    could measure: a ceiling for the image stage (benchmarks/bench_ceiling.py), never an input.
+    """
+    c, train, lat = simulate(cfg)
+    params = crop_params(cfg, c, lat)
+    rows = np.flatnonzero(train)  # the train crops are split 0, numbered in row order
+    share = [veil_share(params[r], crop_rng(cfg.seed, 0, i)) for i, r in enumerate(rows)]
+    return pl.DataFrame({"isic_id": c["isic_id"][rows], "veil_share": share})
 
 
 def rank_correlations(preds: dict[str, np.ndarray], parts: pl.DataFrame) -> dict[str, dict]:

@@ -21,7 +21,7 @@ import polars as pl
 from isicstack.config import load_config
 from isicstack.data.folds import make_folds
 from isicstack.data.io import DataError, write_json
-from isicstack.data.metric import pauc
+from isicstack.data.metric import pauc, seed_spread
 from isicstack.data.provenance import fold_hash
 
 log = logging.getLogger(__name__)
@@ -68,15 +68,13 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
                                  bags=tab.bags, seed=tab.seed, threads=tab.threads)
             scores[name][str(seed)] = pauc(data.y, res.oof)
             log.info("fold seed %d  %s: OOF pAUC %.5f", seed, name, scores[name][str(seed)])
-    summary = {n: {"mean": float(np.mean(list(s.values()))),
-                   "std": float(np.std(list(s.values()), ddof=1)) if len(s) > 1 else 0.0}
-               for n, s in scores.items()}
+    summary = {n: seed_spread(list(s.values())) for n, s in scores.items()}
     out = {"name": cfg.name, "profile": cfg.profile, "overrides": cfg.stage_overrides,
            "n_folds": cfg.n_folds, "scores": scores, "summary": summary}
     write_json(out, eval_path(cfg.artifacts, cfg.name))
     for n, s in summary.items():
-        print(f"{cfg.name} {n}: OOF pAUC {s['mean']:.5f} ± {s['std']:.5f} "
-              f"over {len(cfg.fold_seeds)} fold seeds")
+        sd = "(one seed: no sd)" if s["sd"] is None else f"± {s['sd']:.5f}"
+        print(f"{cfg.name} {n}: OOF pAUC {s['mean']:.5f} {sd} over {s['n']} fold seed(s)")
     return out
 
 

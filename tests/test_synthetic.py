@@ -91,3 +91,32 @@ def test_seeded_and_independent_of_workers(tmp_path: Path) -> None:
     c1, _, _ = simulate(SynthConfig(**base, out="unused"))
     c2, _, _ = simulate(SynthConfig(**{**base, "seed": 4}, out="unused"))
     assert not np.array_equal(c1["clin_size_long_diam_mm"], c2["clin_size_long_diam_mm"])
+
+
+def test_veil_shares_redraw_the_written_crops(mini_isic: Path, tables) -> None:
+    """The ceiling benchmark's perfect reader: one share per train crop, re-drawn from the
+    crop's own generator (bluer crops have more veil) and tracking the image-only latent."""
+    from scipy.stats import spearmanr
+
+    from isicstack.evaluation.oracle import veil_shares
+
+    train, _, oracle = tables
+    cfg = SynthConfig(rows=1500, test_rows=120, patients=40, prevalence=0.04, image_size=32,
+                      seed=7)  # mini_isic's
+    veil = veil_shares(cfg)
+    assert veil["isic_id"].sort().to_list() == train["isic_id"].sort().to_list()
+    joined = veil.join(oracle.select("isic_id", "logit_image"), on="isic_id")
+    assert spearmanr(joined["veil_share"], joined["logit_image"]).statistic > 0.8
+    # the layers are those of the written crop: re-rendering from the same parameters and
+    # generator gives the stored JPEG back (up to compression), another row's does not
+    from isicstack.data.synthetic import crop_params
+    from isicstack.data.synthetic_images import crop_rng, render
+
+    c, is_train, lat = simulate(cfg)
+    params, rows = crop_params(cfg, c, lat), np.flatnonzero(is_train)
+    store = CropStore(mini_isic / layout.TRAIN_IMAGES)
+    for i in (0, 5, 17):
+        stored = decode_jpeg(store.read_bytes(c["isic_id"][rows[i]])).astype(float)
+        again = render(params[rows[i]], crop_rng(cfg.seed, 0, i))
+        other = render(params[rows[i]], crop_rng(cfg.seed, 0, i + 1))
+        assert np.abs(stored - again).mean() < 3 < np.abs(stored - other).mean()

@@ -180,6 +180,8 @@ def test_evaluate_and_compare(mini_isic, mini_artifacts, capsys):
                             **common))
     out = compare(mini_artifacts / "evals" / "a.json", mini_artifacts / "evals" / "b.json")
     assert out["lgbm"]["n_seeds"] == 2
+    spread = json.loads((mini_artifacts / "evals" / "a.json").read_text())["summary"]["lgbm"]
+    assert spread["n"] == 2 and spread["sd"] is not None and spread["sd"] >= 0  # seed_spread
     assert "paired t-test over 2 seeds" in capsys.readouterr().out
 
 
