@@ -29,6 +29,7 @@ OUT       ?=
 IMAGES    ?=
 RUN       ?=
 PYTEST_ARGS ?=
+BENCH_ONLY ?=
 
 BIN   := $(VENV)/bin
 ISIC  := $(BIN)/isic
@@ -171,12 +172,8 @@ test: $(STAMP) ## run the test suite
 test-fast: $(STAMP) ## the test suite without slow tests
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-# bench_fusion and bench_ceiling read bench_pipeline's chains: they run after it.
-BENCH_LATE := benchmarks/bench_fusion.py benchmarks/bench_ceiling.py
-BENCHES := $(filter-out $(BENCH_LATE),$(sort $(wildcard benchmarks/bench_*.py))) $(BENCH_LATE)
-
-bench: $(STAMP) ## run the benchmarks (figures -> benchmarks/results/*.json -> BENCHMARKS.md)
-	@for b in $(BENCHES); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+bench: $(STAMP) ## run the benchmarks (benchmarks/plan.py; BENCH_ONLY="tabular ..." for a part)
+	$(BIN)/python benchmarks/plan.py $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 	$(BIN)/python benchmarks/render.py
 
 bench-tables: $(STAMP) ## regenerate BENCHMARKS.md's tables from benchmarks/results/*.json

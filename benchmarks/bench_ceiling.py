@@ -100,10 +100,11 @@ def ceiling(veil: pl.DataFrame, oracle: Path, seeds: list[int]) -> dict[str, Any
 
 
 def _copy_chain(chain: Path, art: Path) -> None:
+    """The chain's folds and tabular scores, copied anew each time: a run made on older copies
+    is redone by the stage's own provenance check rather than reused."""
     for rel in ("folds.parquet", f"oof/{TAB}.parquet", f"test/{TAB}.parquet"):
         (art / rel).parent.mkdir(parents=True, exist_ok=True)
-        if not (art / rel).is_file():
-            shutil.copy2(chain / rel, art / rel)
+        shutil.copy2(chain / rel, art / rel)
 
 
 def recipes(veil: pl.DataFrame, oracle: Path, art: Path) -> dict[str, Any]:

@@ -61,7 +61,8 @@ class Table:
 def earlier_real_dev(source: str, overrides: str) -> Table:
     """A real-dev CV run of the last session's recipe (one table per results file)."""
     return Table(
-        source, f"python benchmarks/bench_vision.py --real-dev {overrides}",
+        source, f"python benchmarks/bench_vision.py --real-dev --out benchmarks/results/{source} "
+        f"{overrides}",
         ["setup (earlier runs, no TTA, a CPU with AVX512-BF16)", "OOF pAUC", "OOF AUC",
          "fold pAUC mean", "CPU wall time", "of the budget"],
         [["{config.model_name} {config.image_size} px, {config.steps} steps/fold, flip TTA "
@@ -77,13 +78,13 @@ COLOUR = "python benchmarks/bench_colour.py --seeds 42 43 44"
 CEIL = "python benchmarks/bench_ceiling.py"
 TABLES: dict[str, Table] = {
     "quality-synthetic": Table(
-        "quality.json", "make all && python benchmarks/bench_quality.py",
+        "quality.json", "python benchmarks/bench_quality.py",
         ["model (OOF file)", "OOF pAUC", "OOF AUC", "fold pAUC mean ± sd", "share of oracle"],
         [["`{@key}`", "{@.oof_pauc:.4f}", "{@.oof_auc:.3f}",
           "{@.fold_pauc_mean:.4f} ± {@.fold_pauc_std:.4f}", "{@.share_of_oracle:pct}"]],
         each="models"),
     "quality-oracle": Table(
-        "quality.json", "make all && python benchmarks/bench_quality.py",
+        "quality.json", "python benchmarks/bench_quality.py",
         ["data", "rows", "positives", "patients", "oracle pAUC (true probabilities)"],
         [["`{data_dir}`", "{rows:int}", "{positives:int}", "{patients:int}",
           "**{oracle_pauc:.4f}**"]]),
@@ -224,13 +225,15 @@ TABLES: dict[str, Table] = {
           "{oof_auc:.3f}", "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
     "vision-real-dev-ema": Table(
         "vision_real_dev_ema.json",
-        "python benchmarks/bench_vision.py --real-dev ema_decay=0.98 ema_start=0.5",
+        "python benchmarks/bench_vision.py --real-dev --out "
+        "benchmarks/results/vision_real_dev_ema.json ema_decay=0.98 ema_start=0.5 cpu_threads=1",
         ["setup", "OOF pAUC", "OOF AUC", "fold pAUC mean", "CPU wall time (1 thread)"],
         [["same as the first table, scored with an EMA of the weights (decay {config.ema_decay}, "
           "from {config.ema_start:pct} of the steps), fold seed {config.seed}", "{oof_pauc:.4f}",
           "{oof_auc:.3f}", "{mean_fold_pauc:.4f}", "{seconds:dur}"]]),
     "vision-real-dev-earlier": earlier_real_dev("vision_real_dev_notta.json", "tta_flip=false"),
-    "vision-real-dev-400": earlier_real_dev("vision_real_dev_steps400.json", "steps=400"),
+    "vision-real-dev-400": earlier_real_dev("vision_real_dev_steps400.json",
+                                           "steps=400 tta_flip=false"),
     "fusion-recipes": Table(
         "fusion.json", "python benchmarks/bench_fusion.py",
         ["fold seed", "lgbm (tabular input)", "fused, residual (`make all`)",

@@ -30,11 +30,31 @@ def test_page_matches_results():
     assert render.update(text, render.TABLES) == text, "run `python benchmarks/render.py`"
 
 
-def test_every_results_file_is_written_by_a_committed_script():
-    scripts = "\n".join(p.read_text(encoding="utf-8") for p in BENCH.glob("bench_*.py"))
+def _plan():
+    spec = importlib.util.spec_from_file_location("bench_plan", BENCH / "plan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_results_file_and_table_is_made_by_make_bench():
+    """`make bench` (benchmarks/plan.py) writes every results file, and each table's file
+    with the script the table names: a fresh clone regenerates the whole page."""
+    plan, render = _plan(), _render()
+    writes = {f: plan.script_of(c) for f, c in plan.PLAN}
+    assert len(writes) == len(plan.PLAN), "two plan entries write one results file"
+    for script in writes.values():
+        assert (REPO / script).is_file(), script
     for path in (BENCH / "results").glob("*.json"):
-        stem = path.stem.split("_")[0]
-        assert f'"{path.name}"' in scripts or f"{stem}" in scripts, path.name
+        assert path.name in writes, f"{path.name}: no benchmarks/plan.py command writes it"
+    for name, table in render.TABLES.items():
+        assert table.source in writes, f"table {name}: {table.source} is not in the plan"
+        assert plan.script_of(table.script) == writes[table.source], name
+    order = [plan.script_of(c) for _, c in plan.PLAN]
+    first = order.index("benchmarks/bench_pipeline.py")
+    for late in ("bench_quality", "bench_fusion", "bench_ceiling"):  # read its chains
+        assert order.index(f"benchmarks/{late}.py") > first, late
+    assert [f for f, _ in plan.selected(["ceiling"])] == ["ceiling.json"]
 
 
 def test_render_templates(tmp_path: Path):
