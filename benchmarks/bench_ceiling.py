@@ -6,10 +6,11 @@ under veil: what a perfect reader of the crops could measure. Parts:
 
 - ``ceiling`` (bench_pipeline's chains, fold seeds 0 1 2; seconds): Spearman of the veil share
   with ``logit_image``; per seed, LightGBM's and the fused model's OOF pAUC, and the best
-  *in-sample* blend ``logit(LightGBM) + w * g`` over a grid of w, with g = a perfect reader
-  (isotonic fit of ``logit_image`` on the veil share), the fused run's image term, or the
-  image-only score: an upper bound of what any fused model of LightGBM and that image score
-  reaches. Spearman of each image score with the veil share.
+  *in-sample* linear blend ``logit(LightGBM) + w * g`` over a grid of w, with g = a perfect
+  reader (isotonic fit of ``logit_image`` on the veil share), the fused run's image term, or
+  the image-only score: about the most a fused model of the form tabular logit + image term
+  gets from that score (models that re-fit the table, like the second GBDT pass, can go
+  further). Spearman of each image score with the veil share.
 - ``recipes`` (fold 0 of seed 0's chain, two runs at a time, 1 thread each; ~25 min): the
   fused recipe of ``make all`` and variants (twice the steps, 32 px, a smaller net, 3
   negatives per positive): fold-0 pAUC and the image term's Spearman with the veil share.
@@ -127,10 +128,15 @@ def recipes(veil: pl.DataFrame, oracle: Path, art: Path) -> dict[str, Any]:
     share = folds.select("isic_id").join(veil, on="isic_id", maintain_order="left")["veil_share"]
     u = oracle_parts(oracle, folds["isic_id"])["logit_image"]
     out: dict[str, Any] = {}
-    for n in names:
-        pred, part = (load_oof(art / "oof" / f"vision_c_{n}{s}.parquet", folds)
-                      for s in ("", "_image_part"))
-        out[n] = {"overrides": VARIANTS[n], "fold0_pauc": pauc(y, pred),
+    runs = {"chain": CHAINS / "seed0" / "oof" / FUSED, **{n: art / "oof" / f"vision_c_{n}"
+                                                         for n in names}}
+    for n, stem in runs.items():
+        pred, part = (load_oof(stem.with_name(stem.name + s + ".parquet"), folds, exact=False)
+                      for s in ("", "_image_part"))  # the chain's files hold every fold
+        setup = ((" ".join(VARIANTS[n]) or "none (1 thread)") if n in VARIANTS
+                 else "the chain's own fused run (2 threads)")
+        out[n] = {"overrides": setup,
+                  "fold0_pauc": pauc(y, pred),
                   "image_part_pauc": pauc(y, part),
                   "image_part_spearman_veil": _spear(part, share),
                   "image_part_spearman_logit_image": _spear(part, u)}

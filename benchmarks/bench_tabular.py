@@ -98,7 +98,8 @@ def main() -> None:
             else:
                 raise SystemExit(f"unknown part {part!r}")
             print(json.dumps({part: result[part]}, indent=2))
-    if "full" in args.parts.split(","):  # the full-size stage's memory, not another part's
+    if "full" in args.parts.split(","):  # peak over every child so far; the full part's
+        # 401,059-row stage dominates it (a real_dev-only run must not overwrite it)
         result["children_peak_rss_mib"] = round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     write_json(result, path)

@@ -45,6 +45,10 @@ def test_every_results_file_and_table_is_made_by_make_bench():
     assert len(writes) == len(plan.PLAN), "two plan entries write one results file"
     for script in writes.values():
         assert (REPO / script).is_file(), script
+    for results, command in plan.PLAN:  # an --out names the file the plan says it writes
+        words = command.split()
+        if "--out" in words:
+            assert Path(words[words.index("--out") + 1]).name == results, command
     for path in (BENCH / "results").glob("*.json"):
         assert path.name in writes, f"{path.name}: no benchmarks/plan.py command writes it"
     for name, table in render.TABLES.items():
