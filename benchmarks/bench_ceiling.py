@@ -62,6 +62,12 @@ def _spear(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def shares_of(folds: pl.DataFrame, veil: pl.DataFrame) -> np.ndarray:
+    """The veil share of each row of ``folds``, in row order."""
+    return folds.select("isic_id").join(veil, on="isic_id", how="left",
+                                        maintain_order="left")["veil_share"].to_numpy()
+
+
 def best_blend(y: np.ndarray, base: np.ndarray, extra: np.ndarray) -> dict[str, float]:
     """The best pAUC of ``base + w * extra`` over the weight grid (in-sample: an upper bound)."""
     scores = [pauc(y, base + w * extra) for w in WEIGHTS]
@@ -80,8 +86,7 @@ def ceiling(veil: pl.DataFrame, oracle: Path, seeds: list[int]) -> dict[str, Any
             continue
         folds = pl.read_parquet(chain / "folds.parquet")
         y = folds["target"].to_numpy()
-        share = folds.select("isic_id").join(veil, on="isic_id", how="left",
-                                             maintain_order="left")["veil_share"].to_numpy()
+        share = shares_of(folds, veil)
         u = oracle_parts(oracle, folds["isic_id"])["logit_image"].to_numpy()
         reader = IsotonicRegression(out_of_bounds="clip").fit(share, u).predict(share)
         p = {n: load_oof(chain / "oof" / f"{n}.parquet", folds) for n in (TAB, FUSED, PART, IMG)}
@@ -125,7 +130,7 @@ def recipes(veil: pl.DataFrame, oracle: Path, art: Path) -> dict[str, Any]:
                 raise SystemExit(f"recipe {n} failed:\n{err[-2000:]}")
     folds = pl.read_parquet(art / "folds.parquet").filter(pl.col("fold") == 0)
     y = folds["target"].to_numpy()
-    share = folds.select("isic_id").join(veil, on="isic_id", maintain_order="left")["veil_share"]
+    share = shares_of(folds, veil)
     u = oracle_parts(oracle, folds["isic_id"])["logit_image"]
     out: dict[str, Any] = {}
     runs = {"chain": CHAINS / "seed0" / "oof" / FUSED, **{n: art / "oof" / f"vision_c_{n}"
@@ -159,10 +164,12 @@ def dense(veil: pl.DataFrame, steps: int = 240, batch: int = 32) -> dict[str, An
                          64)[0]
     x_all = torch.from_numpy(crops).permute(0, 3, 1, 2)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (MEAN, STD))
-    share = folds.select("isic_id").join(veil, on="isic_id", maintain_order="left")
-    share = share["veil_share"].to_numpy()
+    share = shares_of(folds, veil)
     fold = folds["fold"].to_numpy()
     tr, va = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
+
+    def inputs(idx: np.ndarray) -> torch.Tensor:
+        return (x_all[idx].float() / 255 - mean) / std
     out: dict[str, Any] = {}
     for target in ("label", "veil_share"):
         torch.manual_seed(0)
@@ -174,12 +181,12 @@ def dense(veil: pl.DataFrame, steps: int = 240, batch: int = 32) -> dict[str, An
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.25)
         loss_fn = (torch.nn.functional.binary_cross_entropy_with_logits if target == "label"
                    else torch.nn.functional.mse_loss)
+        pos, neg = (tr[t[tr] > 0.5], tr[t[tr] < 0.5]) if target == "label" else (None, None)
         for _ in range(steps):  # the label: all positives + 10x negatives, like the sampler
-            pos = tr[t[tr] > 0.5] if target == "label" else None
             pool = tr if pos is None else np.concatenate(
-                [pos, rng.choice(tr[t[tr] < 0.5], 10 * len(pos), replace=False)])
+                [pos, rng.choice(neg, 10 * len(pos), replace=False)])
             idx = rng.choice(pool, batch, replace=False)
-            x = (x_all[idx].float() / 255 - mean) / std
+            x = inputs(idx)
             x = x.flip(3) if rng.random() < 0.5 else x
             loss = loss_fn(net(x).squeeze(1), torch.from_numpy(t[idx]))
             opt.zero_grad()
@@ -188,7 +195,7 @@ def dense(veil: pl.DataFrame, steps: int = 240, batch: int = 32) -> dict[str, An
             sched.step()
         net.eval()
         with torch.inference_mode():
-            score = torch.cat([net((x_all[va[i:i + 256]].float() / 255 - mean) / std)
+            score = torch.cat([net(inputs(va[i:i + 256]))
                                for i in range(0, len(va), 256)]).squeeze(1).numpy()
         out[target] = {"spearman_veil": _spear(score, share[va]), "steps": steps,
                        "batch": batch}

@@ -95,7 +95,7 @@ def test_seeded_and_independent_of_workers(tmp_path: Path) -> None:
 
 def test_veil_shares_redraw_the_written_crops(mini_isic: Path, tables) -> None:
     """The ceiling benchmark's perfect reader: one share per train crop, re-drawn from the
-    crop's own generator (bluer crops have more veil) and tracking the image-only latent."""
+    crop's own generator and tracking the image-only latent."""
     from scipy.stats import spearmanr
 
     from isicstack.evaluation.oracle import veil_shares
