@@ -24,6 +24,7 @@ TRIALS    ?= 30
 TIMEOUT   ?= 0
 DASH_PORT ?= 8080
 APP_PORT  ?= 7860
+MLFLOW_PORT ?= 5000
 NAME      ?= baseline
 OUT       ?=
 IMAGES    ?=
@@ -52,12 +53,13 @@ REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
 SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 
 # Stages that exist so far; `all` runs exactly these, in order.
-PIPELINE := data folds train-tabular train-image-only train-image train-tabular-image stack report
+PIPELINE := data folds train-tabular train-image-only train-image train-tabular-image stack \
+            calibrate report
 
 .PHONY: help setup synth data folds train-tabular train-image-only train-image \
         train-tabular-image predict-images stack submit report all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare kaggle-package app
+        evaluate compare kaggle-package app calibrate subgroups loco
 
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter all,$(MAKECMDGOALS)),)
@@ -129,6 +131,15 @@ predict-images: $(STAMP) ## score crops with a saved image run: IMAGES=<hdf5|jpe
 stack: folds $(TAB_OOF) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.csv
 	$(ISIC) stack --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
+calibrate: folds $(TAB_OOF) ## calibrated risk per model (prior correction + out-of-fold map) -> ARTIFACTS/calibration
+	$(ISIC) calibrate --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
+
+subgroups: folds $(TAB_OOF) ## pAUC, AUC, sensitivity/specificity by site, sex, age, centre, diagnosis -> ARTIFACTS/subgroups
+	$(ISIC) subgroups --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
+
+loco: folds ## leave-one-centre-out CV of the tabular stage (ARGS="column=attribution") -> ARTIFACTS/loco
+	$(ISIC) loco --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
+
 report: folds $(TAB_OOF) ## CV table, ROC curves, score histograms of ARTIFACTS/oof -> ARTIFACTS/report
 	$(ISIC) report --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
@@ -158,11 +169,25 @@ dashboard: $(STAMP) ## optuna-dashboard on the study DB at 127.0.0.1:DASH_PORT (
 app: $(STAMP) ## the clinician web page (Gradio) at 127.0.0.1:APP_PORT over ARTIFACTS' saved models
 	$(ISIC) app --profile $(PROFILE) artifacts=$(ARTIFACTS) port=$(APP_PORT) $(STAGE_ARGS)
 
+# The run ledger (isicstack/tracking.py): the store ARTIFACTS' stages log to (ISIC_TRACKING,
+# MLFLOW_TRACKING_URI, else sqlite:///ARTIFACTS/mlflow.db); for a tracking server, open that one.
+# Without MLflow's GenAI job runner (7 worker processes) and telemetry, unless set otherwise.
+.PHONY: mlflow-ui
+mlflow-ui: $(STAMP) ## MLflow UI over the tracked stage runs at 127.0.0.1:MLFLOW_PORT (extra: mlflow)
+	@test -x $(BIN)/mlflow || { echo "make mlflow-ui: MLflow is the optional extra 'mlflow': \
+	$(BIN)/pip install -e '.[mlflow]' (make setup installs every extra)" >&2; exit 2; }
+	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} \
+	  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
+	  $(BIN)/mlflow ui --host 127.0.0.1 \
+	  --port $(MLFLOW_PORT) --workers 1 --default-artifact-root "$(abspath $(ARTIFACTS))/mlartifacts" \
+	  --backend-store-uri "$$($(BIN)/python -c 'import sys; from isicstack.tracking import store_uri; \
+	  print(store_uri(sys.argv[1]))' $(ARTIFACTS))"
+
 evaluate: data ## repeated CV over fold seeds of the tabular config (NAME=run name)
 	$(ISIC) evaluate --profile $(PROFILE) name=$(NAME) $(COMMON) $(STAGE_ARGS)
 
-compare: $(STAMP) ## paired pAUC difference of two evaluations: make compare A=name B=name
-	$(ISIC) compare $(A) $(B) --artifacts $(ARTIFACTS)
+compare: $(STAMP) ## paired test of two evaluations or runs: make compare A=a B=b [ARGS="--model xgb"]
+	$(ISIC) compare "$(A)" "$(B)" --artifacts $(ARTIFACTS) $(ARGS)
 
 all: $(PIPELINE) ## the whole pipeline on DATA_DIR (synthetic default when no real data)
 

@@ -16,6 +16,7 @@ by default), never into an installed package.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.resources
 import logging
 import os
@@ -31,6 +32,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 ENV_VAR = "ISIC_CONFIG_DIR"
+TUNED_BY = "tuned_by"  # record of the study that wrote a tuned file (not a setting)
 
 
 class ConfigError(ValueError):
@@ -220,15 +222,11 @@ def known_profiles(config_dir: str | os.PathLike[str] | None = None) -> list[str
     return sorted(names)
 
 
-def load_config(
-    cls: type[T],
-    stage: str,
-    profile: str = "default",
-    overrides: list[str] | None = None,
-    config_dir: str | os.PathLike[str] | None = None,
-    use_tuned: bool = True,
-) -> T:
-    """Resolve the config of ``stage`` (``configs/<stage>.yaml``) into dataclass ``cls``."""
+def stage_values(stage: str, profile: str = "default",
+                 config_dir: str | os.PathLike[str] | None = None, use_tuned: bool = True
+                 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The YAML layers of ``stage`` merged (base < profile < tuned file), before overrides,
+    and the tuned file's record (None when none was merged). Reads files, writes nothing."""
     path = find_config(f"{stage}.yaml", config_dir)
     doc: dict[str, Any] = {}
     if path is None:
@@ -249,13 +247,40 @@ def load_config(
         log.debug("%s: no profile %r, using base values", path, profile)
     values = _merge(values, profiles.get(profile) or {})
     tuned = tuned_dir(config_dir) / f"{stage}.yaml"
+    record = None
     if use_tuned and tuned.is_file():
-        values = _merge(values, _read_yaml(tuned))
+        doc_tuned = _read_yaml(tuned)
+        record = {"file": tuned.name, "sha256": hashlib.sha256(tuned.read_bytes()).hexdigest(),
+                  "tuned_by": doc_tuned.pop(TUNED_BY, None)}
+        values = _merge(values, doc_tuned)
         log.info("%s: using tuned parameters from %s", stage, tuned)
+    return values, record
+
+
+def load_config(
+    cls: type[T],
+    stage: str,
+    profile: str = "default",
+    overrides: list[str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+    use_tuned: bool = True,
+) -> T:
+    """Resolve the config of ``stage`` (``configs/<stage>.yaml``) into dataclass ``cls``."""
+    values, record = stage_values(stage, profile, config_dir, use_tuned)
     if "profile" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
         values["profile"] = profile  # stages derive profile-specific paths from it
     values = _merge(values, parse_overrides(overrides or []))
-    return build(cls, values)
+    cfg = build(cls, values)
+    if record is not None:  # not a field: never saved as a setting, read by tuned_record
+        object.__setattr__(cfg, "_tuned", record)
+    return cfg
+
+
+def tuned_record(cfg: Any) -> dict[str, Any] | None:
+    """Which tuned file (and study / trial, under its ``tuned_by`` key) shaped ``cfg``; None
+    when no tuned parameters were merged. Stages record it in ``provenance.json`` so the report
+    can flag a CV measured after tuning on the same folds (optimistic)."""
+    return getattr(cfg, "_tuned", None)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

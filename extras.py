@@ -1,8 +1,9 @@
 """Optional dependencies (pyproject extras) with one clear message when one is missing.
 
-The core install runs the whole pipeline; CatBoost, the Optuna dashboard and PostgreSQL study
-storage are extras. Importing one through :func:`require` turns a bare ``ModuleNotFoundError``
-deep in a run into a one-line error that says which extra to install and how to do without it.
+The core install runs the whole pipeline; CatBoost, the Optuna dashboard, PostgreSQL study
+storage and MLflow tracking are extras. Importing one through :func:`require` turns a bare
+``ModuleNotFoundError`` deep in a run into a one-line error that says which extra to install and
+how to do without it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ EXTRAS = {  # module -> (extra, what needs it, how to do without)
     "gradio": ("app", "the clinician web app (make app)", "use `isic predict-images` instead"),
     "psycopg2": ("postgres", "a PostgreSQL Optuna storage",
                  "use the default SQLite storage (unset OPTUNA_STORAGE)"),
+    "mlflow": ("mlflow", "the run ledger (isic runs, make mlflow-ui)",
+               "read artifacts/runs/<name>/metrics.json"),
 }
 
 

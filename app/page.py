@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from isicstack.app.inputs import FIELDS, InputError, parse_metadata, read_upload
+from isicstack.app.patient import crops_by_id, read_patient_csv, render_patient
 from isicstack.app.service import Clinic, Result
 from isicstack.config import ConfigError
 from isicstack.evaluation.operating_point import OperatingPointConfig
@@ -28,19 +29,20 @@ log = logging.getLogger(__name__)
 class AppConfig:
     """Config of ``isic app`` (``configs/app.yaml``)."""
 
-    artifacts: str = "artifacts"
-    profile: str = "default"
+    artifacts: str = "artifacts"     # holds the saved runs the page scores with
+    profile: str = "default"         # config profile in use (set by --profile)
     host: str = "127.0.0.1"          # loopback only; 0.0.0.0 exposes the page to the network
-    port: int = 7860
-    image_run: str = "vision_imgonly"
+    port: int = 7860                 # port on host
+    image_run: str = "vision_imgonly"  # image-only run scoring uploads without metadata
     stacker: str = "stack"           # runs/<stacker>/stacker.json; missing: `fallback` alone
-    fallback: str = "lgbm"
+    fallback: str = "lgbm"           # single model when there is no stacker
     target_tpr: float = 0.8          # threshold picked on the OOF scores at this sensitivity
     n_boot: int = 200                # patient-bootstrap replicates of the shown intervals
     max_pixels: int = 16_000_000     # larger uploads are refused (a crop is ~150 x 150)
-    max_upload_mb: float = 20.0
+    max_upload_mb: float = 20.0      # larger files are refused
     layer: str = ""                  # Grad-CAM layer; "" = the backbone's last stage
-    cpu_threads: int = 0
+    cpu_threads: int = 0             # 0 = every core
+    max_patient_rows: int = 5000     # lesions in one patient's CSV (real patients: median 241)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -56,12 +58,23 @@ def _rate(op: dict[str, Any], key: str) -> str:
     return text
 
 
-def render(result: Result, target_tpr: float) -> str:
-    """The result as Markdown: score, model, threshold, sensitivity/specificity, notes."""
+def risk_lines(result: Result) -> list[str]:
+    """The calibrated risk first when there is one; else the raw score and why not."""
     what = "Probability" if result.probability else "Stack score (0-1 rank score)"
-    lines = [f"### {what}: {result.score:.3f}", f"Scored by the {result.model}. The models "
-             "train on rebalanced classes (negatives subsampled), so read the score against "
-             "the threshold below, not as the chance of melanoma in the population."]
+    if result.risk is None:
+        return [f"### {what}: {result.score:.3f}", f"Scored by the {result.model}. The models "
+                "train on rebalanced classes (negatives subsampled), so read the score against "
+                "the threshold below, not as the chance of malignancy in the population. "
+                f"No calibrated risk: {result.risk_note}."]
+    return [f"### Calibrated risk: {100 * result.risk:.2f} %",
+            f"Estimated chance that a lesion scored like this one is malignant, among lesions "
+            f"like the training data's (its class mix undone, then a map fitted out of fold: "
+            f"`isic calibrate`). Scored by the {result.model}; model score {result.score:.4f}."]
+
+
+def render(result: Result, target_tpr: float) -> str:
+    """The result as Markdown: risk or score, model, threshold, sensitivity/specificity, notes."""
+    lines = risk_lines(result)
     op = result.op
     if op:
         flag = "above" if result.score >= op["point"]["threshold"] else "below"
@@ -92,6 +105,26 @@ def handle(clinic: Clinic, cfg: AppConfig, upload: str | None, *values: Any
         log.exception("app: scoring failed")
         return (f"### Something went wrong\n\nThe upload could not be scored "
                 f"({type(err).__name__}); the server log has the details."), None
+
+
+def handle_patient(clinic: Clinic, cfg: AppConfig, csv: str | None,
+                   crops: list[str] | None) -> str:
+    """A patient's CSV (+ crops) scored together; never raises, like :func:`handle`."""
+    try:
+        rows, ignored = read_patient_csv(csv, cfg.max_patient_rows)
+        images, notes = crops_by_id(crops, rows["isic_id"].to_list(), cfg.max_pixels,
+                                    clinic.needs_crops())
+        result = clinic.score_patient(rows, images)
+        if ignored:
+            notes.append(f"Columns not in the test file, ignored: {', '.join(ignored[:8])}")
+        result.notes += notes
+        return render_patient(result)
+    except InputError as err:
+        return f"### Cannot score this patient\n\n{err}"
+    except Exception as err:  # a bug: the server log has the traceback, the page its type
+        log.exception("app: patient scoring failed")
+        return (f"### Something went wrong\n\nThe CSV could not be scored "
+                f"({type(err).__name__}); the server log has the details.")
 
 
 def load_clinic(cfg: AppConfig) -> Clinic:
@@ -130,7 +163,26 @@ def build(clinic: Clinic, cfg: AppConfig) -> Any:
                                 interactive=False, elem_id="overlay")
         button.click(lambda up, *vals: handle(clinic, cfg, up, *vals), [upload, *fields],
                      [result, heat], concurrency_limit=1)
+        patient_section(gr, clinic, cfg)
     return page
+
+
+def patient_section(gr: Any, clinic: Clinic, cfg: AppConfig) -> None:
+    """A patient's lesions as a CSV (+ their crops), scored together."""
+    with gr.Accordion("a patient's lesions (CSV): score them together", open=False,
+                      elem_id="patient"):
+        gr.Markdown("One row per lesion with `isic_id` and any test-metadata columns; crops "
+                    "named `<isic_id>.jpg` or `.png`. Patient-relative features (each lesion "
+                    "against the patient's others) are then computed as in training.")
+        with gr.Row():
+            csv = gr.File(label="lesions (CSV)", type="filepath", file_types=[".csv"],
+                          elem_id="patient-csv")
+            crops = gr.File(label="their crops", type="filepath", file_count="multiple",
+                            elem_id="patient-crops")
+        button = gr.Button("Score patient", elem_id="score-patient")
+        out = gr.Markdown("", elem_id="patient-result")
+    button.click(lambda c, im: handle_patient(clinic, cfg, c, im), [csv, crops], [out],
+                 concurrency_limit=1)
 
 
 def launch(page: Any, cfg: AppConfig, block: bool = True) -> Any:

@@ -6,7 +6,10 @@ image-only run's (``ImagePredictor``: the path ``isic predict-images`` uses); wi
 the full chain of ``isic predict`` (``resolve_models`` + the saved stacker), where the upload is
 a one-lesion patient and unknown columns are null. The threshold of each model is picked on its
 OOF scores at ``target_tpr`` (``evaluation.operating_point``), and the sensitivity/specificity
-shown are that model's OOF values there, with patient-bootstrap intervals.
+shown are that model's OOF values there, with patient-bootstrap intervals. Where ``isic
+calibrate`` saved a current map for the scoring model, the score also becomes a calibrated risk.
+A one-lesion upload cannot have patient-relative features (``app.patient`` says so); a patient's
+CSV is scored as one patient (:meth:`Clinic.score_patient`).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.app.inputs import FIELDS, UPLOAD_ID, metadata_row
+from isicstack.app.inputs import FIELDS, UPLOAD_ID, InputError, metadata_row
+from isicstack.app.patient import PatientResult, single_lesion_warning, uses_patient_context
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError
 from isicstack.evaluation import operating_point as opoint
 from isicstack.extras import MissingExtraError
+from isicstack.pipelines.calibrate import read_map
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ class UploadSource:
 
     def put(self, image: np.ndarray) -> None:
         self.crops = {UPLOAD_ID: image}
+
+    def put_many(self, crops: dict[str, np.ndarray]) -> None:
+        self.crops = dict(crops)
 
     def keys(self) -> list[str]:
         return list(self.crops)
@@ -63,6 +71,8 @@ class Result:
     overlay: np.ndarray | None = None
     cam_note: str = ""
     notes: list[str] = field(default_factory=list)
+    risk: float | None = None      # calibrated probability (None: see risk_note)
+    risk_note: str = ""
 
 
 def attach_upload(predictors: list[Any]) -> list[UploadSource]:
@@ -77,12 +87,15 @@ def attach_upload(predictors: list[Any]) -> list[UploadSource]:
 
 def operating_point(artifacts: str, name: str, cfg: opoint.OperatingPointConfig
                     ) -> tuple[dict[str, Any] | None, str]:
-    """Threshold and OOF rates of ``name`` at ``cfg.target_tpr``, or None and why not."""
-    from isicstack.stacking.inputs import load_oof
+    """Threshold and OOF rates of ``name`` at ``cfg.target_tpr``, or None and why not.
+
+    The stack's threshold is picked on the scale ``stacker.json`` outputs (its method's own
+    CV), not on the nested OOF file, whose per-fold CDF scale a scored upload never has."""
+    from isicstack.pipelines.calibrate import model_scores
 
     try:
         folds = read_folds(artifacts)
-        pred = load_oof(artifacts, name, folds)
+        pred = model_scores(artifacts, name, folds)
         op = opoint.operating_point(folds["target"].to_numpy(), pred,
                                     folds["patient_id"].to_numpy(), cfg)
     except (FileNotFoundError, DataError, ValueError) as err:
@@ -104,6 +117,7 @@ class Clinic:
         self.image = load_image_only(artifacts, image_run, None, "cpu", cpu_threads)
         self.image_sources = attach_upload([self.image])
         self.image_op = operating_point(artifacts, image_run, op_cfg)
+        self.image_cal = read_map(artifacts, image_run)
         self.stack: Any = None
         self.stack_error = ""
         try:
@@ -123,7 +137,9 @@ class Clinic:
         name = stacker if st else final[0]
         self.stack = {"stacker": st, "final": final, "predictors": predictors, "name": name,
                       "sources": attach_upload(predictors),
-                      "op": operating_point(self.artifacts, name, replace(op_cfg))}
+                      "op": operating_point(self.artifacts, name, replace(op_cfg)),
+                      "cal": read_map(self.artifacts, "stack" if st else final[0]),
+                      "patient_context": uses_patient_context(predictors)}
 
     def score(self, image: np.ndarray, meta: dict[str, Any] | None) -> Result:
         """Score one crop: image-only without metadata, the full stack with it."""
@@ -138,8 +154,11 @@ class Clinic:
         prob = float(self.image.predict(pl.DataFrame({"isic_id": [UPLOAD_ID]}), {})[0])
         op, note = self.image_op
         n = len(self.image.nets)
+        cal, why = self.image_cal
         return Result(prob, f"image-only run `{self.image.name}` (mean of {n} fold "
-                      f"model{'s' if n > 1 else ''})", True, op, note)
+                      f"model{'s' if n > 1 else ''})", True, op, note,
+                      risk=None if cal is None else float(cal.apply(np.array([prob]))[0]),
+                      risk_note=why)
 
     def _stacked(self, image: np.ndarray, meta: dict[str, Any]) -> Result:
         if self.stack is None:
@@ -147,23 +166,52 @@ class Clinic:
             result.notes.append(f"Metadata ignored: the full stack is not available "
                                 f"({self.stack_error}).")
             return result
-        from isicstack.pipelines.predict import score_all
-
         for src in self.stack["sources"]:
             src.put(image)
-        scores, _, _ = score_all(metadata_row(meta), self.stack["predictors"], 1)
-        st = self.stack["stacker"]
-        if st is None:
-            value, what, prob = scores[self.stack["final"][0]][0], f"`{self.stack['name']}`", True
-        else:
-            value = st.predict(np.column_stack([scores[n] for n in st.inputs]))[0]
-            what = f"stack `{self.stack['name']}` ({st.method} over {', '.join(st.inputs)})"
-            prob = st.method == "logistic"
+        values, what, prob = self._stack_scores(metadata_row(meta))
         op, note = self.stack["op"]
+        cal, why = self.stack["cal"]
         missing = len(FIELDS) - len(meta)
         notes = [f"Metadata: {len(meta)} field(s) given, {missing} of the form left empty; every "
-                 "other column is unknown (null), and patient-level features see one lesion."]
-        return Result(float(value), what, prob, op, note, notes=notes)
+                 "other column is unknown (null)."]
+        if self.stack["patient_context"]:
+            notes.append(single_lesion_warning(1))
+        return Result(float(values[0]), what, prob, op, note, notes=notes,
+                      risk=None if cal is None else float(cal.apply(values)[0]), risk_note=why)
+
+    def _stack_scores(self, rows: pl.DataFrame) -> tuple[np.ndarray, str, bool]:
+        """The full chain's scores of ``rows`` (whole patients), what scored them, and whether
+        the score is a probability."""
+        from isicstack.pipelines.predict import score_all
+
+        scores, _, _ = score_all(rows, self.stack["predictors"], rows.height)
+        st = self.stack["stacker"]
+        if st is None:
+            return scores[self.stack["final"][0]], f"`{self.stack['name']}`", True
+        values = st.predict(np.column_stack([scores[n] for n in st.inputs]))
+        what = f"stack `{self.stack['name']}` ({st.method} over {', '.join(st.inputs)})"
+        return values, what, st.method == "logistic"
+
+    def score_patient(self, rows: pl.DataFrame, crops: dict[str, np.ndarray]) -> PatientResult:
+        """Every lesion of one patient through the full chain, together (patient features)."""
+        if self.stack is None:
+            raise InputError(f"The full stack is not available ({self.stack_error}), so a "
+                             "patient's CSV cannot be scored.")
+        with self.lock:
+            for src in self.stack["sources"]:
+                src.put_many(crops)
+            values, what, _ = self._stack_scores(rows)
+        cal, why = self.stack["cal"]
+        op, note = self.stack["op"]
+        notes = [n for n in (single_lesion_warning(rows.height) if self.stack["patient_context"]
+                             else "", why, note) if n]
+        return PatientResult(rows["isic_id"].to_list(), values,
+                             None if cal is None else cal.apply(values), what,
+                             op["point"]["threshold"] if op else None, notes)
+
+    def needs_crops(self) -> bool:
+        """Whether the full chain has image models (a patient CSV then needs its crops)."""
+        return bool(self.stack and self.stack["sources"])
 
     def _overlay(self) -> tuple[np.ndarray | None, str]:
         from isicstack.explain.explain import crop_maps

@@ -38,6 +38,7 @@ import polars as pl
 from scipy.stats import spearmanr
 from sklearn.isotonic import IsotonicRegression
 
+from isicstack.conditions import cpu_has_bf16, cpu_model
 from isicstack.config import load_config
 from isicstack.data.io import write_json
 from isicstack.data.layout import resolve_data_dir
@@ -46,7 +47,6 @@ from isicstack.data.predictions import load_oof
 from isicstack.data.synthetic import SynthConfig
 from isicstack.evaluation.oracle import oracle_parts, veil_shares
 from isicstack.stacking.methods import logit
-from isicstack.vision.train import cpu_has_bf16, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -203,6 +203,11 @@ def dense(veil: pl.DataFrame, steps: int = 240, batch: int = 32) -> dict[str, An
     return out
 
 
+def machine(model: str, bf16: bool) -> str:
+    """One line for the tables: the CPU and whether the CNN ran in bf16 or float32."""
+    return f"{model}, {'AVX512-BF16 (bf16 autocast)' if bf16 else 'no AVX512-BF16 (float32)'}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="ceiling,recipes,dense")
@@ -216,8 +221,14 @@ def main() -> None:
         return
     veil = veil_shares(load_config(SynthConfig, "synth", "default"))
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    result.update({"cpu_model": cpu_model(), "cpu_bf16": cpu_has_bf16()})
+    # parts are rerun separately, maybe on other boxes: each records its own machine
+    old = result.pop("cpu_model", None), result.pop("cpu_bf16", None)
+    machines = result.setdefault("machines", {})
+    for part in ("ceiling", "recipes", "dense"):
+        if part in result and part not in machines and old[0] is not None:
+            machines[part] = machine(*old)
     for part in args.parts.split(","):
+        machines[part] = machine(cpu_model(), cpu_has_bf16())
         if part == "ceiling":
             result["ceiling"] = ceiling(veil, data / "oracle.parquet", args.seeds)
         elif part == "recipes":

@@ -9,18 +9,20 @@ re-learns what the table already says (sizes, colours).
 
 For each fold seed whose ``bench_pipeline.py`` chain has its fused model
 (``artifacts/bench_pipeline/seed<N>``), the other recipe goes to
-``artifacts/bench_fusion/seed<N>`` (folds, tabular scores and the image-only run copied from
-the chain; a finished run is resumed, i.e. reused). Per seed: the OOF and per-fold pAUC of the
-tabular input and both fused models, and the Spearman correlation of each (and of the residual
-model's image term alone, ``vision_fused_image_part``) with the oracle's image-only part.
-Writes ``benchmarks/results/fusion.json``.
+``artifacts/bench_fusion/seed<N>`` (made anew: folds, tabular scores and the image-only run
+copied from the chain, then trained). Per seed: the OOF and per-fold pAUC of the tabular input
+and both fused models, and the Spearman correlation of each (and of the residual model's image
+term alone, ``vision_fused_image_part``) with the oracle's image-only part. Then the two recipes
+are compared over the seeds with ``isic compare`` (it refuses runs made under other conditions:
+run this with the chain's ``cpu_threads``). Writes ``benchmarks/results/fusion.json``.
 
-    python benchmarks/bench_fusion.py [--seeds 0 1 2] [--threads 0]
+    python benchmarks/bench_fusion.py [--seeds 0 1 2] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -34,9 +36,10 @@ from isicstack.data.layout import resolve_data_dir
 from isicstack.data.metric import fold_summary, seed_spread
 from isicstack.data.predictions import load_oof
 from isicstack.evaluation.oracle import oracle_parts, rank_correlations
-from isicstack.vision.train import cpu_has_bf16, cpu_model
+from isicstack.pipelines.compare import compare
 
 ROOT = Path(__file__).resolve().parents[1]
+CHAINS, WORK = "artifacts/bench_pipeline", "artifacts/bench_fusion"  # relative to ROOT
 RESULTS = ROOT / "benchmarks" / "results"
 TAB, FUSED, ALT, PART = "lgbm", "vision_fused", "vision_fromimg", "vision_fused_image_part"
 ALT_RECIPE = ["fusion=true", "name=fromimg", f"tabular_name={TAB}", "init_from=vision_imgonly",
@@ -46,12 +49,13 @@ COPIED = ("folds.parquet", f"oof/{TAB}.parquet", f"test/{TAB}.parquet", "runs/vi
 
 def train_alternative(chain: Path, art: Path, threads: int) -> None:
     """The from-image-only recipe on the chain's folds, tabular scores and image-only models."""
+    shutil.rmtree(art, ignore_errors=True)  # anew: never a stale copy or a reused run
     for rel in COPIED:
         src, dst = chain / rel, art / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir() and not dst.is_dir():
+        if src.is_dir():
             shutil.copytree(src, dst)
-        elif src.is_file() and not dst.is_file():
+        else:
             shutil.copy2(src, dst)
     cmd = [str(ROOT / ".venv" / "bin" / "isic"), "train-image", "--profile", "default",
            f"artifacts={art.relative_to(ROOT)}", f"cpu_threads={threads}", *ALT_RECIPE]
@@ -79,49 +83,44 @@ def scores(chain: Path, art: Path, oracle: Path) -> dict[str, Any]:
         out[name] = {"oof_pauc": s["oof_pauc"], "fold_pauc": s["fold_pauc"],
                      "spearman_logit_image": corr.get(name, {}).get("logit_image")}
 
-    def minus(a: str, b: str) -> float | None:
-        x, ref = out[a]["oof_pauc"], out[b]["oof_pauc"]
-        return None if x is None or ref is None else x - ref
-
-    def folds_above(b: str) -> int | None:
-        new, ref = out[FUSED]["fold_pauc"], out[b]["fold_pauc"]
-        return None if new is None or ref is None else int(sum(new[k] > ref[k] for k in new))
-
-    out["gains"] = {"fused_minus_lgbm": minus(FUSED, TAB), "fromimg_minus_lgbm": minus(ALT, TAB),
-                    "fused_minus_fromimg": minus(FUSED, ALT),
-                    "folds_fused_above_fromimg": folds_above(ALT),
-                    "folds_fused_above_lgbm": folds_above(TAB)}
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--threads", type=int, default=0, help="cpu_threads of the image runs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="cpu_threads of the image runs (the chains' own, for a paired test)")
     ap.add_argument("--out", type=Path, default=RESULTS / "fusion.json")
+    ap.add_argument("--summary-only", action="store_true", help="no training: re-score")
     args = ap.parse_args()
+    os.chdir(ROOT)  # runs are named relative to the repository root
     oracle = resolve_data_dir("auto", "default") / "oracle.parquet"
     per_seed = {}
     for seed in args.seeds:
-        chain = ROOT / "artifacts" / "bench_pipeline" / f"seed{seed}"
+        chain = ROOT / CHAINS / f"seed{seed}"
         if not (chain / "oof" / f"{FUSED}.parquet").is_file():
             print(f"seed {seed}: no bench_pipeline chain with {FUSED} in {chain}; skipped "
                   "(run benchmarks/bench_pipeline.py first)")
             continue
-        art = ROOT / "artifacts" / "bench_fusion" / f"seed{seed}"
-        train_alternative(chain, art, args.threads)
+        art = ROOT / WORK / f"seed{seed}"
+        if not args.summary_only:
+            train_alternative(chain, art, args.threads)
         per_seed[str(seed)] = scores(chain, art, oracle)
-        print(seed, per_seed[str(seed)]["gains"], flush=True)
     if not per_seed:
         print("no chain to compare: nothing written")
         return
-    gains = next(iter(per_seed.values()))["gains"]
-    summary = {k: seed_spread([r["gains"][k] for r in per_seed.values()]) for k in gains}
-    for n in (TAB, FUSED, ALT, PART):
-        summary[n] = seed_spread([r[n]["oof_pauc"] for r in per_seed.values()])
-    write_json({"alternative": ALT_RECIPE, "cpu_model": cpu_model(), "cpu_bf16": cpu_has_bf16(),
-                "seeds": per_seed, "summary": summary}, args.out)
-    print(summary)
+    seeds = ",".join(per_seed)
+    group = f"{{{seeds}}}" if len(per_seed) > 1 else seeds
+    comparisons = {
+        "fused_vs_fromimg": compare(f"{WORK}/seed{group}:{ALT}", f"{CHAINS}/seed{group}:{FUSED}",
+                                    n_boot=1000)["oof"],
+        "fromimg_vs_lgbm": compare(f"{CHAINS}/seed{group}:{TAB}", f"{WORK}/seed{group}:{ALT}",
+                                   n_boot=1000)["oof"]}
+    summary = {n: seed_spread([r[n]["oof_pauc"] for r in per_seed.values()])
+               for n in (TAB, FUSED, ALT, PART)}
+    write_json({"alternative": ALT_RECIPE, "seeds": per_seed, "summary": summary,
+                "comparisons": comparisons}, args.out)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
-"""``make all`` on the synthetic default over several fold seeds: stage times and every model's OOF.
+"""``make all`` on the synthetic default over several fold seeds: stage times, every model's
+OOF, and the chain's claims as paired comparisons over the seeds.
 
 For each fold seed, the Makefile's whole chain (data folds train-tabular train-image-only
-train-image train-tabular-image stack report) runs into its own artifacts folder, each stage
-timed; then the OOF pAUC of every level-1 model and of the stack, each model's Spearman
-correlation with the oracle's ``logit_image`` part, and the issue-9 goals checked per seed:
-image-only >= 0.10, fused >= its tabular input + 0.01, second-pass GBDT >= first pass + 0.005,
-stack >= every input. Writes ``benchmarks/results/pipeline.json`` (mean and sd over seeds).
+train-image train-tabular-image stack report) runs into its own artifacts folder
+(``artifacts/bench_pipeline/seed<N>``), each stage timed; then the OOF pAUC of every level-1
+model and of the stack (nested CV), each model's Spearman correlation with the oracle's
+``logit_image`` part, and per seed: image-only >= 0.10. After the seeds, every "A beats B" of
+the chain is a paired comparison over the seeds (``isic compare``: corrected repeated-CV t-test
+and patient bootstrap, conditions checked): nested stack vs its best single input, second GBDT
+pass vs first (LightGBM, XGBoost), fused CNN vs its tabular input. Writes
+``benchmarks/results/pipeline.json``.
 
-    python benchmarks/bench_pipeline.py [--seeds 0 1 2] [--profile default]
+    python benchmarks/bench_pipeline.py [--seeds 0 1 2] [--profile default] [--make VAR=value]
 
 Results are merged into ``--out`` seed by seed (written after each), so ``--stages`` can rerun
 part of the chain of a seed after a change and keep the other stages' times. Timings depend on
@@ -27,17 +31,19 @@ from typing import Any
 
 import polars as pl
 
+from isicstack.conditions import cpu_has_bf16, cpu_model
 from isicstack.data.io import write_json
 from isicstack.data.layout import resolve_data_dir
 from isicstack.data.metric import pauc, seed_spread
 from isicstack.data.predictions import load_oof
 from isicstack.evaluation.oracle import oracle_parts, rank_correlations
-from isicstack.vision.train import cpu_has_bf16, cpu_model
+from isicstack.pipelines.compare import compare
 
 ROOT = Path(__file__).resolve().parents[1]
+CHAINS = "artifacts/bench_pipeline"  # relative to ROOT (the script runs there)
 
 STAGES = ["data", "folds", "train-tabular", "train-image-only", "train-image",
-          "train-tabular-image", "stack", "report"]
+          "train-tabular-image", "stack", "calibrate", "report"]
 FIRST, SECOND = ("lgbm", "xgb"), ("lgbm_img", "xgb_img")
 
 
@@ -75,18 +81,34 @@ def scores(art: Path, profile: str) -> dict[str, Any]:
         out["oracle_pauc"] = pauc(y, prob["prob"].to_numpy())
     stack = json.loads((art / "runs" / "stack" / "metrics.json").read_text())
     out["stack_method"] = stack["chosen"]
-    s = out["pauc"]
-    inputs = [n for n in s if n != "stack"]
-    out["goals"] = {
-        "image_only_ge_0.10": s["vision_imgonly"] >= 0.10,
-        "fused_ge_tabular_plus_0.01": s["vision_fused"] >= s["lgbm"] + 0.01,
-        "second_pass_ge_first_plus_0.005": all(s[b] >= s[a] + 0.005
-                                               for a, b in zip(FIRST, SECOND, strict=True)),
-        "stack_ge_every_input": s["stack"] >= max(s[n] for n in inputs),
-    }
-    out["gains"] = {"fused_minus_lgbm": s["vision_fused"] - s["lgbm"],
-                    **{f"{b}_minus_{a}": s[b] - s[a] for a, b in zip(FIRST, SECOND, strict=True)},
-                    "stack_minus_best_input": s["stack"] - max(s[n] for n in inputs)}
+    out["stack_inputs"] = stack["input_names"]
+    out["stack_picks"] = stack.get("cv", {}).get("picks")
+    # the chosen method's own CV, picked on these OOF scores: optimistic, shown beside
+    out["stack_best_of_methods"] = stack.get("best_of_methods", {}).get("oof_pauc")
+    out["goals"] = {"image_only_ge_0.10": out["pauc"]["vision_imgonly"] >= 0.10}
+    return out
+
+
+# (key, A, B): B - A over the paired seeds; "best_input" = the stack input with the best mean
+# OOF pAUC over the seeds (a choice that favours A, the input)
+CLAIMS = [("stack_vs_best_input", "best_input", "stack"),
+          ("lgbm_img_vs_lgbm", "lgbm", "lgbm_img"),
+          ("xgb_img_vs_xgb", "xgb", "xgb_img"),
+          ("fused_vs_lgbm", "lgbm", "vision_fused")]
+
+
+def comparisons(per_seed: dict[str, dict[str, Any]], n_boot: int = 1000) -> dict[str, Any]:
+    """Every claim of the chain as ``isic compare`` over the seeds' chains (same folds paired)."""
+    seeds = sorted(per_seed, key=int)
+    inputs = per_seed[seeds[0]]["stack_inputs"]
+    best = max(inputs, key=lambda n: sum(per_seed[s]["pauc"][n] for s in seeds))
+    # one glob naming exactly these seeds' chain folders, relative to the repository root
+    chains = f"{CHAINS}/seed{{{','.join(seeds)}}}" if len(seeds) > 1 else f"{CHAINS}/seed{seeds[0]}"
+    out: dict[str, Any] = {"best_input": best}
+    for key, a, b in CLAIMS:
+        a = best if a == "best_input" else a
+        out[key] = {"a": a, "b": b, **compare(f"{chains}:{a}", f"{chains}:{b}",
+                                              n_boot=n_boot)["oof"]}
     return out
 
 
@@ -106,7 +128,7 @@ def summary(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "n_seeds": len(per_seed),
         "models": models,
-        "gains": {k: agg(lambda r, k=k: r["gains"][k]) for k in first["gains"]},
+        "stack_best_of_methods": agg(lambda r: r.get("stack_best_of_methods")),
         "stages": {k: agg(lambda r, k=k: r["seconds"][k]) for k in first["seconds"]},
         "total_seconds": agg(lambda r: None if None in r["seconds"].values()
                              else sum(r["seconds"].values())),
@@ -129,11 +151,17 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES,
                     help="run only these targets (the other times are kept from --out)")
     ap.add_argument("--resummarize", action="store_true",
-                    help="recompute the summary of an existing --out file (no runs)")
+                    help="re-score the chains on disk and recompute the summary and the "
+                         "comparisons of --out (no runs)")
     args = ap.parse_args()
-    if args.resummarize:
+    os.chdir(ROOT)  # the chains' folders are named relative to the repository root
+    if args.resummarize:  # re-score the chains on disk (stage times kept), then summarise
         result = json.loads(Path(args.out).read_text())
-        result["summary"] = summary(result["seeds"])
+        for seed, r in result["seeds"].items():
+            result["seeds"][seed] = {"seconds": r["seconds"],
+                                     **scores(ROOT / CHAINS / f"seed{seed}", args.profile)}
+        result.update(summary=summary(result["seeds"]), machine=runs_machine(result),
+                      comparisons=comparisons(result["seeds"]))
         write_json(result, args.out)
         return
     out = Path(args.out)
@@ -141,7 +169,7 @@ def main() -> None:
     result.setdefault("runs", [])
     load0 = os.getloadavg()
     for seed in args.seeds:
-        art = ROOT / "artifacts" / "bench_pipeline" / f"seed{seed}"
+        art = ROOT / CHAINS / f"seed{seed}"
         seconds = run_chain(art, seed, args.profile, args.make, args.stages)
         old = result["seeds"].get(str(seed), {}).get("seconds", {})
         # a stage never run by this script for this seed has no time (None), not a made-up one
@@ -149,15 +177,34 @@ def main() -> None:
         result["seeds"][str(seed)] = {"seconds": merged, **scores(art, args.profile)}
         # stage times of one seed can come from runs on different machines: each run says which
         result["runs"].append({"seed": seed, "stages": args.stages, "make": args.make,
-                               "cpu_model": cpu_model(), "cpu_bf16": cpu_has_bf16(),
-                               "loadavg_start": load0, "loadavg_end": os.getloadavg()})
-        result.update(profile=args.profile, cpu_count=os.cpu_count(), cpu_model=cpu_model(),
-                      cpu_bf16=cpu_has_bf16(),
-                      summary=summary(result["seeds"]))
+                               "machine": machine(), "loadavg_start": load0,
+                               "loadavg_end": os.getloadavg()})
+        result.update(profile=args.profile, machine=machine(), summary=summary(result["seeds"]))
         write_json(result, out)  # after every seed: a later failure loses nothing
         print(json.dumps({"seed": seed, "pauc": result["seeds"][str(seed)]["pauc"],
                           "goals": result["seeds"][str(seed)]["goals"]}, indent=1), flush=True)
+    if len(result["seeds"]) > 1:
+        result["comparisons"] = comparisons(result["seeds"])
+        write_json(result, out)
     print(json.dumps(result["summary"], indent=1))
+
+
+def machine(cores: int | None = None, model: str | None = None, bf16: bool | None = None
+            ) -> str:
+    """The box the stage times were measured on (one line, for the times table)."""
+    bf16 = cpu_has_bf16() if bf16 is None else bf16
+    return (f"{cores or os.cpu_count()} cores, {model or cpu_model()}, "
+            f"{'AVX512-BF16' if bf16 else 'no AVX512-BF16 (float32 CNN)'}")
+
+
+def runs_machine(result: dict[str, Any]) -> str:
+    """The machine(s) of the recorded runs (an older file's runs carry cpu_model/cpu_bf16)."""
+    cores = result.pop("cpu_count", None)
+    result.pop("cpu_model", None), result.pop("cpu_bf16", None)
+    for r in result.get("runs", []):
+        if "machine" not in r:
+            r["machine"] = machine(cores, r.pop("cpu_model", None), r.pop("cpu_bf16", None))
+    return "; ".join(sorted({r["machine"] for r in result.get("runs", [])})) or machine()
 
 if __name__ == "__main__":
     main()

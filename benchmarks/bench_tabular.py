@@ -5,7 +5,8 @@ Usage::
     python benchmarks/bench_tabular.py [--parts real_dev,default,full]
 
 - ``real_dev``: ../shared/real-dev/tabular (1,003 real rows), 5-fold patient CV, mean over 3 fold
-  seeds, for (a) raw + categorical with LightGBM and (b) the full configuration.
+  seeds, for (a) raw + categorical with LightGBM and (b) the full configuration; (b) vs (a) for
+  LightGBM with ``isic compare`` (same fold seeds, paired).
 - ``default``: the synthetic default set: OOF pAUC per model and as a fraction of the oracle's.
 - ``full``: 401,059 synthetic rows, the ``full`` profile: wall time of the whole stage.
 Writes ``benchmarks/results/tabular.json``.
@@ -42,7 +43,7 @@ def isic(*args: str) -> float:
 
 
 def real_dev(tmp: Path) -> dict:
-    from isicstack.pipelines.compare import EvaluateConfig
+    from isicstack.pipelines.compare import EvaluateConfig, compare
     from isicstack.pipelines.compare import run as evaluate
 
     art = tmp / "real_dev"
@@ -56,6 +57,9 @@ def real_dev(tmp: Path) -> dict:
                                       profile="real_dev", fold_seeds=[0, 1, 2], n_folds=5,
                                       models=models, stage_overrides=overrides))
         out[label] = res["summary"]
+    # do the patient-context features (in the full set) change LightGBM here? paired over seeds
+    cmp = compare("raw_categorical_lgbm", "full_config", model="lgbm", artifacts=art)["lgbm"]
+    out["comparisons"] = {"full_vs_raw_categorical_lgbm": cmp}
     return out
 
 

@@ -11,6 +11,9 @@ Usage::
   (``--pg-url``, else ``.ci/postgres.sh`` starts a throw-away server): trials per minute.
 - ``spread``: OOF pAUC of the default config over 5 fold seeds (``isic evaluate``): the noise a
   change must beat.
+- ``tuned``: the sweep's best trial (chosen on fold seed 42) against the untuned config, both
+  with ``bags=1`` (the sweep's setting), each ``isic evaluate``-d over fold seeds 0-4 (folds the
+  sweep never chose on), compared with ``isic compare``: is tuning's gain real?
 Writes ``benchmarks/results/tune.json``.
 """
 
@@ -62,6 +65,22 @@ def sweep(art: Path, url: str, name: str, trials: int, workers: int) -> dict:
     return {"workers": workers, **summary(url, name, time.perf_counter() - t)}
 
 
+def tuned_vs_default(art: Path, sweep: dict) -> dict:
+    """The sweep's best parameters vs the untuned config over fold seeds 0-4, paired."""
+    from isicstack.pipelines.compare import EvaluateConfig, compare
+    from isicstack.pipelines.compare import run as evaluate
+
+    tuned = [f"models.lgbm.num_rounds={v}" if k == "stage.num_rounds"
+             else f"models.lgbm.params.{k}={v}" for k, v in sweep["best_params"].items()]
+    common = {"artifacts": str(art), "profile": "default", "fold_seeds": [0, 1, 2, 3, 4],
+              "models": ["lgbm"]}
+    evaluate(EvaluateConfig(name="untuned", stage_overrides=["bags=1"], **common))
+    evaluate(EvaluateConfig(name="tuned", stage_overrides=["bags=1", *tuned], **common))
+    res = compare("untuned", "tuned", artifacts=art, n_boot=1000)["lgbm"]
+    return {"tuned_on": "fold seed 42 (the sweep)", "best_trial": sweep["best_trial"],
+            "overrides": tuned, **res}
+
+
 def pg_url() -> tuple[str | None, bool]:
     """A throw-away server's URL (started by .ci/postgres.sh), or None when none can start."""
     proc = subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh")], capture_output=True,
@@ -76,7 +95,7 @@ def pg_url() -> tuple[str | None, bool]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="sweep,workers,spread")
+    parser.add_argument("--parts", default="sweep,workers,spread,tuned")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--worker-trials", type=int, default=10)
     parser.add_argument("--pg-url", default=os.environ.get("OPTUNA_TEST_POSTGRES_URL", ""))
@@ -103,6 +122,8 @@ def main() -> None:
                 finally:
                     if started:
                         subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "stop"])
+            elif part == "tuned":
+                result["tuned_vs_default"] = tuned_vs_default(art, result["sweep"])
             elif part == "spread":
                 if isic("evaluate", "--profile", "default", f"artifacts={art}", "name=spread",
                         "models=[lgbm]", "fold_seeds=[0,1,2,3,4]").wait():
@@ -111,7 +132,8 @@ def main() -> None:
                 result["spread_5_seeds"] = ev.get("summary", ev)
             else:
                 raise SystemExit(f"unknown part {part!r}")
-            key = {"workers": "workers_postgresql", "spread": "spread_5_seeds"}.get(part, part)
+            key = {"workers": "workers_postgresql", "spread": "spread_5_seeds",
+                   "tuned": "tuned_vs_default"}.get(part, part)
             print(json.dumps({key: result[key]}, indent=2, default=str))
     write_json(result, path)
 

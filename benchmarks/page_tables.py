@@ -20,23 +20,31 @@ class Table:
     each: str | None = None
 
 
-def earlier_real_dev(source: str, overrides: str) -> Table:
-    """A real-dev CV run of the last session's recipe (one table per results file)."""
-    return Table(
-        source, f"python benchmarks/bench_vision.py --real-dev --out benchmarks/results/{source} "
-        f"{overrides}",
-        ["setup (earlier runs, no TTA, a CPU with AVX512-BF16)", "OOF pAUC", "OOF AUC",
-         "fold pAUC mean", "CPU wall time", "of the budget"],
-        [["{config.model_name} {config.image_size} px, {config.steps} steps/fold, flip TTA "
-          "{config.tta_flip}, fold seed {config.seed}", "{oof_pauc:.4f}", "{oof_auc:.3f}",
-          "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]])
+CLAIM_HEADER = ["claim: B vs A", "paired fold seeds", "mean OOF pAUC A / B",
+                "B − A, pooled OOF [95% patient-bootstrap CI]",
+                "B − A, per fold [95% corrected-t CI]", "p (bootstrap / corrected t)", "verdict",
+                "recorded conditions (equal for A and B; precision: A's)"]
+
+
+def claim_row(label: str, path: str) -> list[str]:
+    """One ``isic compare`` result (``evaluation/paired.py``) at ``path`` as a claims-table row."""
+    cells = ["{P.n_seeds}", "{P.mean_oof_pauc_a:.4f} / {P.mean_oof_pauc_b:.4f}",
+             "**{P.bootstrap.pooled_oof_diff:+.4f}** [{P.bootstrap.ci.0:+.4f}, "
+             "{P.bootstrap.ci.1:+.4f}]",
+             "{P.corrected_t.mean_fold_diff:+.4f} [{P.corrected_t.ci.0:+.4f}, "
+             "{P.corrected_t.ci.1:+.4f}]",
+             "{P.bootstrap.p_value:.2g} / {P.corrected_t.p_value:.2g}", "**{P.verdict}**",
+             "{P.conditions_text}"]
+    return [label, *(c.replace("{P.", "{" + path + ".") for c in cells)]
 
 
 DATA = "python benchmarks/bench_data.py"
 SYNTH = "python benchmarks/bench_synth.py"
 TAB = "python benchmarks/bench_tabular.py"
 PIPE = "python benchmarks/bench_pipeline.py --seeds 0 1 2"
-COLOUR = "python benchmarks/bench_colour.py --seeds 42 43 44"
+SETTINGS = "python benchmarks/bench_settings.py --seeds 42 43 44"
+FUSION = "python benchmarks/bench_fusion.py"
+CALIB = "python benchmarks/bench_calibration.py --seeds 0 1 2"
 CEIL = "python benchmarks/bench_ceiling.py"
 TABLES: dict[str, Table] = {
     "quality-synthetic": Table(
@@ -60,6 +68,10 @@ TABLES: dict[str, Table] = {
           "{real_dev.full_config.lgbm.mean:.4f} ± {real_dev.full_config.lgbm.sd:.4f}"],
          ["full feature set", "XGBoost",
           "{real_dev.full_config.xgb.mean:.4f} ± {real_dev.full_config.xgb.sd:.4f}"]]),
+    "tabular-real-dev-claims": Table(
+        "tabular.json", TAB, CLAIM_HEADER,
+        [claim_row("LightGBM: full feature set (B) vs `raw` + `categorical` (A)",
+                   "real_dev.comparisons.full_vs_raw_categorical_lgbm")]),
     "data": Table(
         "data.json", DATA, ["", "figure"],
         [["`load_metadata` + validation of {metadata.rows:int} rows x 55 columns",
@@ -122,6 +134,10 @@ TABLES: dict[str, Table] = {
           "{workers_postgresql.pruned})", "{workers_postgresql.untuned_pauc:.4f}",
           "{workers_postgresql.best_pauc:.4f} (trial {workers_postgresql.best_trial})",
           "{workers_postgresql.wall_seconds:dur}", "{workers_postgresql.trials_per_min}"]]),
+    "tune-tuned": Table(
+        "tune.json", "python benchmarks/bench_tune.py --parts tuned", CLAIM_HEADER,
+        [claim_row("LightGBM `bags=1`: the sweep's best trial (B) vs untuned (A), fold seeds "
+                   "0-4 (the sweep chose on 42)", "tuned_vs_default")]),
     "tune-spread": Table(
         "tune.json", "python benchmarks/bench_tune.py --parts spread",
         ["configuration", "OOF pAUC over 5 fold seeds (mean ± sd)"],
@@ -136,34 +152,39 @@ TABLES: dict[str, Table] = {
         each="summary.models"),
     "pipeline-goals": Table(
         "pipeline.json", PIPE,
-        ["goal (issue 9)", "figure, mean ± sd over fold seeds", "met on every seed"],
-        [["image-only OOF pAUC >= 0.10",
+        ["goal", "figure, mean ± sd over fold seeds", "met on every seed"],
+        [["image-only (`vision_imgonly`) OOF pAUC >= 0.10 on each fold seed",
           "{summary.models.vision_imgonly.pauc.mean:.4f} ± "
           "{summary.models.vision_imgonly.pauc.sd:.4f}",
-          "{summary.goals_met_every_seed.image_only_ge_010}"],
-         ["fused >= its tabular input (LightGBM) + 0.01",
-          "{summary.gains.fused_minus_lgbm.mean:+.4f} ± {summary.gains.fused_minus_lgbm.sd:.4f}",
-          "{summary.goals_met_every_seed.fused_ge_tabular_plus_001}"],
-         ["second-pass GBDT >= first pass + 0.005 (LightGBM)",
-          "{summary.gains.lgbm_img_minus_lgbm.mean:+.4f} ± "
-          "{summary.gains.lgbm_img_minus_lgbm.sd:.4f}",
-          "{summary.goals_met_every_seed.second_pass_ge_first_plus_0005}"],
-         ["second-pass GBDT >= first pass + 0.005 (XGBoost)",
-          "{summary.gains.xgb_img_minus_xgb.mean:+.4f} ± {summary.gains.xgb_img_minus_xgb.sd:.4f}",
-          "(same row above: both models)"],
-         ["stack >= every input", "{summary.gains.stack_minus_best_input.mean:+.4f} ± "
-          "{summary.gains.stack_minus_best_input.sd:.4f}",
-          "{summary.goals_met_every_seed.stack_ge_every_input}"]]),
+          "{summary.goals_met_every_seed.image_only_ge_010}"]]),
+    "pipeline-claims": Table(
+        "pipeline.json", PIPE, CLAIM_HEADER,
+        [claim_row("nested stack (B) vs its best single input (A: `{comparisons.best_input}`)",
+                   "comparisons.stack_vs_best_input"),
+         claim_row("second GBDT pass `lgbm_img` (B) vs first `lgbm` (A)",
+                   "comparisons.lgbm_img_vs_lgbm"),
+         claim_row("second GBDT pass `xgb_img` (B) vs first `xgb` (A)",
+                   "comparisons.xgb_img_vs_xgb"),
+         claim_row("fused CNN `vision_fused` (B) vs its tabular input `lgbm` (A)",
+                   "comparisons.fused_vs_lgbm")]),
+    "pipeline-stack": Table(
+        "pipeline.json", PIPE,
+        ["stack CV", "OOF pAUC, mean ± sd over fold seeds"],
+        [["nested: each fold scored by the method chosen on the other folds (`oof/stack`)",
+          "**{summary.models.stack.pauc.mean:.4f}** ± {summary.models.stack.pauc.sd:.4f}"],
+         ["best of the 4 methods, chosen on the same OOF scores (optimistic; what the "
+          "stack reported before)", "{summary.stack_best_of_methods.mean:.4f} ± "
+          "{summary.stack_best_of_methods.sd:.4f}"]]),
     "pipeline-times": Table(
         "pipeline.json", PIPE,
         ["`make` target", "wall time, mean ± sd over fold seeds"],
         [["`{@key}`", "{@.mean:dur} ± {@.sd:dur}"]], each="summary.stages"),
     "pipeline-total": Table(
         "pipeline.json", PIPE,
-        ["", "wall time", "oracle pAUC (true probabilities)"],
+        ["", "wall time", "oracle pAUC (true probabilities)", "machine"],
         [["**total `make all`** (data already generated)",
           "**{summary.total_seconds.mean:dur}** ± {summary.total_seconds.sd:dur}",
-          "{summary.oracle_pauc.mean:.4f}"]]),
+          "{summary.oracle_pauc.mean:.4f}", "{machine}"]]),
     "vision-cpu": Table(
         "vision_cpu.json", "python benchmarks/bench_vision.py",
         ["", "64 px", "128 px"],
@@ -179,38 +200,23 @@ TABLES: dict[str, Table] = {
           "{step.resnet50@128px/2thr.train_img_s:.0f}"],
          ["resnet50 eval, 2 threads (img/s)", "{step.resnet50@64px/2thr.eval_img_s:.0f}",
           "{step.resnet50@128px/2thr.eval_img_s:.0f}"]]),
-    "vision-real-dev": Table(
-        "vision_real_dev.json", "python benchmarks/bench_vision.py --real-dev",
-        ["setup", "OOF pAUC", "OOF AUC", "fold pAUC mean", "CPU wall time", "of the budget"],
-        [["{config.model_name} {config.image_size} px, random init, {config.steps} steps/fold, "
-          "flip TTA {config.tta_flip}, 5 folds, fold seed {config.seed}", "**{oof_pauc:.4f}**",
-          "{oof_auc:.3f}", "{mean_fold_pauc:.4f}", "{seconds:dur}", "{budget_used:pct}"]]),
-    "vision-real-dev-ema": Table(
-        "vision_real_dev_ema.json",
-        "python benchmarks/bench_vision.py --real-dev --out "
-        "benchmarks/results/vision_real_dev_ema.json ema_decay=0.98 ema_start=0.5 cpu_threads=1",
-        ["setup", "OOF pAUC", "OOF AUC", "fold pAUC mean", "CPU wall time (1 thread)"],
-        [["same as the first table, scored with an EMA of the weights (decay {config.ema_decay}, "
-          "from {config.ema_start:pct} of the steps), fold seed {config.seed}", "{oof_pauc:.4f}",
-          "{oof_auc:.3f}", "{mean_fold_pauc:.4f}", "{seconds:dur}"]]),
-    "vision-real-dev-earlier": earlier_real_dev("vision_real_dev_notta.json", "tta_flip=false"),
-    "vision-real-dev-400": earlier_real_dev("vision_real_dev_steps400.json",
-                                           "steps=400 tta_flip=false"),
     "fusion-recipes": Table(
-        "fusion.json", "python benchmarks/bench_fusion.py",
+        "fusion.json", FUSION,
         ["fold seed", "lgbm (tabular input)", "fused, residual (`make all`)",
-         "fused, from image-only", "fused − lgbm", "fused − from image-only",
-         "folds (of 5) fused > from image-only", "Spearman with `logit_image`: fused / "
-         "from image-only / fused image term alone"],
+         "fused, from image-only", "Spearman with `logit_image`: fused / from image-only / "
+         "fused image term alone"],
         [["{@key}", "{@.lgbm.oof_pauc:.4f}", "**{@.vision_fused.oof_pauc:.4f}**",
-          "{@.vision_fromimg.oof_pauc:.4f}", "{@.gains.fused_minus_lgbm:+.4f}",
-          "{@.gains.fused_minus_fromimg:+.4f}", "{@.gains.folds_fused_above_fromimg}",
+          "{@.vision_fromimg.oof_pauc:.4f}",
           "{@.vision_fused.spearman_logit_image:.3f} / "
           "{@.vision_fromimg.spearman_logit_image:.3f} / "
           "{@.vision_fused_image_part.spearman_logit_image:.3f}"]], each="seeds"),
+    "fusion-claims": Table(
+        "fusion.json", FUSION, CLAIM_HEADER,
+        [claim_row("residual fused (B) vs from image-only (A)", "comparisons.fused_vs_fromimg"),
+         claim_row("from image-only (B) vs `lgbm` (A)", "comparisons.fromimg_vs_lgbm")]),
     "image-ceiling": Table(
         "ceiling.json", CEIL,
-        ["fold seed", "lgbm", "fused (`make all`)", "fused − lgbm",
+        ["fold seed ({machines.ceiling})", "lgbm", "fused (`make all`)", "fused − lgbm",
          "best blend lgbm + fused image term (− lgbm)", "best blend lgbm + image-only (− lgbm)",
          "best blend lgbm + perfect veil reader (− lgbm)",
          "Spearman with veil share: fused image term / image-only"],
@@ -223,31 +229,109 @@ TABLES: dict[str, Table] = {
           "{@.vision_imgonly.spearman_veil:.3f}"]], each="ceiling"),
     "image-recipes": Table(
         "ceiling.json", CEIL,
-        ["fused recipe (fold 0 of fold seed 0)", "overrides", "fused pAUC", "image term alone",
+        ["fused recipe (fold 0 of fold seed 0's earlier chain; one run each, 1 thread; "
+         "{machines.recipes})", "overrides", "fused pAUC", "image term alone",
          "Spearman of the image term with veil share / `logit_image`"],
         [["`{@key}`", "{@.overrides}", "{@.fold0_pauc:.4f}", "{@.image_part_pauc:.4f}",
           "**{@.image_part_spearman_veil:.3f}** / {@.image_part_spearman_logit_image:.3f}"]],
         each="recipes"),
     "image-dense": Table(
         "ceiling.json", CEIL,
-        ["resnet18, 64 px, 240 steps of 32, trained on", "Spearman with veil share (fold 0)"],
+        ["resnet18, 64 px, 240 steps of 32, trained on (one run each; {machines.dense})",
+         "Spearman with veil share (fold 0)"],
         [["the label (1 % positives; all positives + 10x negatives)",
           "{dense.label.spearman_veil:.3f}"],
          ["the veil share itself (dense, oracle)", "**{dense.veil_share.spearman_veil:.3f}**"]]),
-    "colour-constancy-runs": Table(
-        "colour_constancy.json", COLOUR,
-        ["run", "Shades of Gray", "fold seed", "OOF pAUC", "OOF AUC", "fold pAUC mean"],
-        [["`{@key}`", "{@.color_constancy}", "{@.seed}", "{@.oof_pauc:.4f}", "{@.oof_auc:.3f}",
-          "{@.mean_fold_pauc:.4f}"]], each="runs"),
-    "colour-constancy": Table(
-        "colour_constancy.json", COLOUR,
-        ["colour constancy", "fold seeds", "OOF pAUC, mean ± sd", "fold pAUC mean, mean ± sd"],
-        [["off", "{off.oof_pauc.seeds}", "**{off.oof_pauc.mean:.4f} ± {off.oof_pauc.sd:.4f}**",
-          "{off.mean_fold_pauc.mean:.4f} ± {off.mean_fold_pauc.sd:.4f}"],
-         ["on (Shades of Gray, p = 6)", "{on.oof_pauc.seeds}",
-          "{on.oof_pauc.mean:.4f} ± {on.oof_pauc.sd:.4f}",
-          "{on.mean_fold_pauc.mean:.4f} ± {on.mean_fold_pauc.sd:.4f}"],
-         ["**on − off**, paired by fold seed", "{difference.oof_pauc.seeds}",
-          "**{difference.oof_pauc.mean:+.4f} ± {difference.oof_pauc.sd:.4f}**",
-          "{difference.mean_fold_pauc.mean:+.4f} ± {difference.mean_fold_pauc.sd:.4f}"]]),
+    "settings-runs": Table(
+        "real_dev_settings.json", SETTINGS,
+        ["run", "setting", "fold seed", "OOF pAUC", "OOF AUC", "fold pAUC mean",
+         "torch threads", "wall time"],
+        [["`{@key}`", "{@.setting}", "{@.seed}", "{@.oof_pauc:.4f}", "{@.oof_auc:.3f}",
+          "{@.mean_fold_pauc:.4f}", "{@.threads}", "{@.seconds:dur}"]], each="runs"),
+    "settings": Table(
+        "real_dev_settings.json", SETTINGS,
+        ["setting", "what", "fold seeds", "OOF pAUC, mean ± sd", "fold pAUC mean, mean ± sd"],
+        [["`{@key}`", "{@.meaning}", "{@.seeds}",
+          "**{@.oof_pauc.mean:.4f}** ± {@.oof_pauc.sd:.4f}",
+          "{@.mean_fold_pauc.mean:.4f} ± {@.mean_fold_pauc.sd:.4f}"]], each="settings"),
+    "settings-claims": Table(
+        "real_dev_settings.json", SETTINGS, CLAIM_HEADER,
+        [claim_row("Shades of Gray colour constancy (B) vs off (A)", "comparisons.colour"),
+         claim_row("EMA of the weights (B) vs off (A)", "comparisons.ema")]),
+    "tracking": Table(
+        "tracking.json", "python benchmarks/bench_tracking.py",
+        ["smoke chain ({machine}), {processes} stage processes", "seconds"],
+        [["inside tracking calls, all stage runs (mlflow import, store, params, metrics, "
+          "tags, artifacts, the image folds' Lightning logger)", "**{total_tracking_seconds}**"],
+         ["of which the first run, which creates the store", "{store_creation_run_seconds}"],
+         ["the stage processes' whole wall time, for scale", "{total_stage_process_seconds}"]]),
+    "calibration": Table(
+        "calibration.json", CALIB,
+        ["model (Platt map after the prior correction)", "Brier raw", "Brier calibrated "
+         "(nested OOF)", "calibrated / oracle", "best monotone map / oracle (floor)",
+         "<= 1.10 x oracle on every seed"],
+        [["`{@key}`", "{@.brier_raw.mean:.5f}", "**{@.brier_calibrated.mean:.5f}**",
+          "{@.ratio.mean:.3f} ± {@.ratio.sd:.3f}", "{@.floor_ratio.mean:.3f}",
+          "{@.goal_met_every_seed}"]], each="summary.platt"),
+    "calibration-stack": Table(
+        "calibration.json", CALIB,
+        ["fold seed", "stack Brier, calibrated [95% patient-bootstrap CI]",
+         "oracle Brier [CI]", "calibrated / oracle [CI]", "log loss calibrated / oracle",
+         "calibration slope calibrated / oracle"],
+        [["{@key}", "**{@.platt.models.stack.calibrated.brier:.5f}** "
+          "[{@.platt.models.stack.calibrated.brier_ci.0:.5f}, "
+          "{@.platt.models.stack.calibrated.brier_ci.1:.5f}]",
+          "{@.platt.models.stack.oracle.brier:.5f} [{@.platt.models.stack.oracle.brier_ci.0:.5f}, "
+          "{@.platt.models.stack.oracle.brier_ci.1:.5f}]",
+          "{@.platt.models.stack.ratio:.3f} [{@.platt.models.stack.ratio_ci.0:.3f}, "
+          "{@.platt.models.stack.ratio_ci.1:.3f}]",
+          "{@.platt.models.stack.log_loss.calibrated:.4f} / "
+          "{@.platt.models.stack.log_loss.oracle:.4f}",
+          "{@.platt.models.stack.slope.calibrated:.3f} / {@.platt.models.stack.slope.oracle:.3f}"
+          ]], each="seeds"),
+    "calibration-real-dev": Table(
+        "calibration.json", CALIB,
+        ["model (real-dev, {real_dev.rows:int} rows, {real_dev.positives} positives)",
+         "Brier raw [95% CI]", "Brier calibrated [CI]", "calibrated − raw [CI]",
+         "calibration slope raw / calibrated"],
+        [["`{@key}`", "{@.raw.brier:.4f} [{@.raw.brier_ci.0:.4f}, {@.raw.brier_ci.1:.4f}]",
+          "{@.calibrated.brier:.4f} [{@.calibrated.brier_ci.0:.4f}, "
+          "{@.calibrated.brier_ci.1:.4f}]", "[{@.change_ci.0:+.4f}, {@.change_ci.1:+.4f}]",
+          "{@.slope.raw:.3f} / {@.slope.calibrated:.3f}"]], each="real_dev.models"),
+    "single-lesion": Table(
+        "single_lesion.json", "python benchmarks/bench_single_lesion.py",
+        ["submitted model `{submitted}`, {rows:int} held-out lesions of {patients} patients "
+         "({positives} positives), scored alone vs inside their patient", "figure"],
+        [["calibrated risk shift, median / 90th percentile (absolute)",
+          "{summary.risk_abs_median:pct} / {summary.risk_abs_p90:pct}"],
+         ["lesions whose review flag (operating point at 80 % TPR) changes",
+          "{summary.flag_changed:pct}"],
+         ["test pAUC inside the patient / alone [95% CI of the difference]",
+          "{summary.test_pauc_inside:.4f} / {summary.test_pauc_alone:.4f} "
+          "[{summary.test_pauc_diff_ci.0:+.4f}, {summary.test_pauc_diff_ci.1:+.4f}]"],
+         ["only the app's form fields filled in: risk shift median / flag changes",
+          "{summary.form_only_risk_abs_median:pct} / {summary.form_only_flag_changed:pct}"]]),
+    "loader": Table(
+        "loader.json", "python benchmarks/bench_loader.py",
+        ["{n_images:int} real-dev crops (median {crop_px_median:.0f} px) -> {image_size} px, "
+         "`{augment}` augmentation, batch {batch}, no decode cache", "img/s",
+         "per worker / bare decode"],
+        [["bare decode from memory, one process", "{bare_decode_img_s:int}", "1"],
+         ["whole path (HDF5 read, decode, augmentation, collate), 1 worker",
+          "**{loaders.1_workers.img_s:int}**", "{loaders.1_workers.per_worker_over_bare_decode}"],
+         ["the same, before this change, 1 worker", "{loaders.1_worker_code_before.img_s:int}",
+          "{loaders.1_worker_code_before.per_worker_over_bare_decode}"],
+         ["whole path, 2 workers (2 cores, loaded)", "{loaders.2_workers.img_s:int}",
+          "{loaders.2_workers.per_worker_over_bare_decode}"],
+         ["HDF5 read + decode alone, a key's first read / a repeat read", "",
+          "{read_decode_over_bare_decode.first_read} / "
+          "{read_decode_over_bare_decode.repeat_read}"]]),
+    "loader-stages": Table(
+        "loader.json", "python benchmarks/bench_loader.py",
+        ["per crop (µs)", "read (first / again; h5py `f[key][()]`)", "decode", "to tensor",
+         "random resized crop + flips", "whole `strong` transform (before)", "collate"],
+        [["", "{stage_us.read_store_first} / {stage_us.read_store_again} "
+          "({stage_us.read_h5py_f_key})", "{stage_us.decode}", "{stage_us.to_tensor}",
+          "{stage_us.geometry_rrc_flips}", "{stage_us.strong_transform} "
+          "({stage_us.strong_transform_before})", "{stage_us.collate}"]]),
 }

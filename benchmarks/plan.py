@@ -35,21 +35,15 @@ PLAN: list[tuple[str, str]] = [
     ("tune.json", "benchmarks/bench_tune.py"),
     ("inference.json", "benchmarks/bench_inference.py"),
     ("vision_cpu.json", "benchmarks/bench_vision.py"),
-    ("vision_real_dev.json", "benchmarks/bench_vision.py --real-dev"),
-    ("vision_real_dev_ema.json",
-     f"benchmarks/bench_vision.py --real-dev --out {RESULTS}/vision_real_dev_ema.json "
-     "ema_decay=0.98 ema_start=0.5 cpu_threads=1 artifacts=artifacts/bench_ema"),
-    ("vision_real_dev_notta.json",
-     f"benchmarks/bench_vision.py --real-dev --out {RESULTS}/vision_real_dev_notta.json "
-     "tta_flip=false artifacts=artifacts/bench_vision_notta"),
-    ("vision_real_dev_steps400.json",
-     f"benchmarks/bench_vision.py --real-dev --out {RESULTS}/vision_real_dev_steps400.json "
-     "steps=400 tta_flip=false artifacts=artifacts/bench_vision_steps400"),
-    ("colour_constancy.json", "benchmarks/bench_colour.py --seeds 42 43 44"),
+    ("loader.json", "benchmarks/bench_loader.py"),
+    ("real_dev_settings.json", "benchmarks/bench_settings.py --seeds 42 43 44"),
     ("pipeline.json", "benchmarks/bench_pipeline.py --seeds 0 1 2"),
     ("quality.json", "benchmarks/bench_quality.py"),
     ("fusion.json", "benchmarks/bench_fusion.py"),
     ("ceiling.json", "benchmarks/bench_ceiling.py"),
+    ("tracking.json", "benchmarks/bench_tracking.py"),
+    ("calibration.json", "benchmarks/bench_calibration.py --seeds 0 1 2"),
+    ("single_lesion.json", "benchmarks/bench_single_lesion.py"),
 ]
 
 

@@ -22,10 +22,10 @@ How to add a table:
 2. add a :class:`Table` to ``TABLES`` in ``page_tables.py``: its results ``source`` file, the
    ``script`` that writes it (the command of ``plan.py``; shown when the file is missing), the
    ``header`` cells, and ``rows``, each a list of cells. A cell is a template: plain text,
-   with ``{dotted.path}`` or ``{dotted.path:spec}`` fields
-   looked up in the JSON (``spec`` is a Python format spec, or ``dur`` for "3 min 52 s", ``pct``
-   for a fraction as "77.3%", ``int`` for "1,234"). With ``each="a.b"`` the table has one row
-   per entry of that mapping, built from ``rows[0]``: ``{@key}`` is the entry's key and
+   with ``{dotted.path}`` or ``{dotted.path:spec}`` fields looked up in the JSON (``a.ci.0``
+   is a list's first item; ``spec`` is a Python format spec, or ``dur`` for "3 min 52 s",
+   ``pct`` for a fraction as "77.3%", ``int`` for "1,234"). With ``each="a.b"`` the table has
+   one row per entry of that mapping, built from ``rows[0]``: ``{@key}`` is the entry's key and
    ``{@.field}`` a field of the entry (e.g. one row per model);
 3. put the two marker lines where the table goes in BENCHMARKS.md and run this script.
 """
@@ -51,12 +51,16 @@ from page_tables import TABLES, Table  # noqa: E402
 
 
 def lookup(data: Any, path: str) -> Any:
-    """``data["a"]["b"]`` for ``"a.b"``; a KeyError names the whole path."""
+    """``data["a"]["b"]`` for ``"a.b"`` (``"ci.0"``: a list's item); a KeyError names the
+    whole path."""
     node = data
     for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
             raise KeyError(f"no {path!r} in the results file (missing {part!r})")
-        node = node[part]
     return node
 
 

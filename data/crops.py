@@ -3,6 +3,12 @@
 The file is opened lazily, once per process: a handle opened in the parent (e.g. in a
 ``Dataset.__init__``) cannot be used by forked or spawned DataLoader workers, which is the bug
 the winning repositories shipped. The store pickles without its handle.
+
+Reading: h5py's ``f[key][()]`` costs ~4x a decode of the crop it returns (a Python Dataset
+object, a dataspace and a type conversion per key). A crop stored the Kaggle way (a contiguous
+scalar of fixed-length bytes) sits as plain bytes in the file, so the store asks HDF5 once per key
+where (``H5Dget_offset``) and reads those bytes with ``os.pread``: the same bytes (checked
+against h5py on each process's first read), 30-100x faster. Any other layout goes through h5py.
 """
 
 from __future__ import annotations
@@ -84,19 +90,24 @@ class CropStore:
             raise FileNotFoundError(f"{self.path}: HDF5 crop file not found")
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._fd: int | None = None  # this process's plain descriptor for os.pread
+        self._where: dict[str, _Extent | None] = {}  # key -> its bytes in the file, or None
+        self._checked = False  # the first raw read of this process was compared with h5py
 
     def _handle(self) -> h5py.File:
         pid = os.getpid()
         if self._file is None or self._pid != pid:
             try:
                 self._file = h5py.File(self.path, "r")
+                self._fd = os.open(self.path, os.O_RDONLY)
             except OSError as err:
                 raise DataError(f"{self.path}: not a readable HDF5 file ({err})") from err
-            self._pid = pid
+            self._pid, self._checked = pid, False
         return self._file
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "_file": None, "_pid": None}
+        return {"path": self.path, "_file": None, "_pid": None, "_fd": None, "_where": {},
+                "_checked": False}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -105,8 +116,11 @@ class CropStore:
         """Close this process's handle (reopened on next access)."""
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
         self._file = None
         self._pid = None
+        self._fd = None
 
     def __enter__(self) -> CropStore:
         return self
@@ -136,9 +150,29 @@ class CropStore:
     def read_bytes(self, isic_id: str) -> bytes:
         """Raw JPEG bytes of ``isic_id``; accepts scalar ``|S<n>`` and ``np.void`` datasets."""
         f = self._handle()
-        if isic_id not in f:
-            raise BadImageError(f"{self.path}: no crop for isic_id {isic_id!r}", isic_id,
-                                self.path)
+        where = self._where.get(isic_id, _UNSEEN)
+        if where is _UNSEEN:
+            try:
+                dsid = h5py.h5d.open(f.id, isic_id.encode())
+            except (KeyError, ValueError, UnicodeEncodeError):
+                raise BadImageError(f"{self.path}: no crop for isic_id {isic_id!r}", isic_id,
+                                    self.path) from None
+            where = self._where[isic_id] = _extent(dsid)
+        if where is not None and self._fd is not None:
+            offset, size, strip = where
+            data = os.pread(self._fd, size, offset)
+            data = data.rstrip(b"\0") if strip else data
+            if self._checked:
+                return data
+            self._checked = True
+            if data == self._h5py_bytes(f, isic_id):
+                return data
+            os.close(self._fd)  # not where HDF5 said: read everything through h5py
+            self._where.clear()
+            self._fd = None
+        return self._h5py_bytes(f, isic_id)
+
+    def _h5py_bytes(self, f: h5py.File, isic_id: str) -> bytes:
         value = f[isic_id][()]
         if isinstance(value, np.void):
             return value.tobytes()
@@ -153,6 +187,29 @@ class CropStore:
     def read(self, isic_id: str, fast: bool = False) -> np.ndarray:
         """Decoded RGB ``uint8`` crop of ``isic_id``; a corrupt one is a DataError naming it."""
         return decode_named(self.read_bytes(isic_id), isic_id, self.path, fast)
+
+
+_Extent = tuple[int, int, bool]  # offset, size, strip trailing NULs (as numpy's bytes_ does)
+_UNSEEN: object = object()
+
+
+def _extent(dsid: h5py.h5d.DatasetID) -> _Extent | None:
+    """Where a dataset's value lies in the file as the bytes :meth:`CropStore.read_bytes`
+    returns, or None when it must be read through h5py (chunked, compact, other types)."""
+    offset, size = dsid.get_offset(), dsid.get_storage_size()
+    if offset is None or size <= 0:  # HDF5 gives an offset for contiguous storage only
+        return None
+    t, scalar = dsid.get_type(), dsid.shape == ()
+    kind = t.get_class()
+    if kind == h5py.h5t.STRING and scalar and not t.is_variable_str() \
+            and t.get_strpad() == h5py.h5t.STR_NULLPAD:
+        return offset, size, True
+    if kind == h5py.h5t.OPAQUE and scalar:
+        return offset, size, False
+    if kind == h5py.h5t.INTEGER and not scalar and t.get_size() == 1 \
+            and t.get_sign() == h5py.h5t.SGN_NONE:
+        return offset, size, False
+    return None
 
 
 def write_crops(

@@ -27,12 +27,12 @@ log = logging.getLogger(__name__)
 class FoldsConfig:
     """How the train rows are split into folds."""
 
-    data_dir: str = "auto"
-    artifacts: str = "artifacts"
-    profile: str = "default"
-    n_folds: int = 5
-    seed: int = 42
-    force: bool = False
+    data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
+    artifacts: str = "artifacts"  # output folder of every stage (folds.parquet here)
+    profile: str = "default"  # config profile in use (set by --profile)
+    n_folds: int = 5  # patient-grouped folds
+    seed: int = 42  # seed of the fold shuffle
+    force: bool = False  # replace folds made from other data (invalidates OOF files)
 
 
 def make_folds(meta: pl.DataFrame, n_folds: int = 5, seed: int = 42) -> pl.DataFrame:

@@ -51,15 +51,15 @@ log = logging.getLogger(__name__)
 class SynthConfig:
     """Size, difficulty and output folder of a synthetic data set."""
 
-    rows: int = 20000
-    test_rows: int = 2000
-    patients: int = 300
-    prevalence: float = 0.01
-    image_size: int = 64
-    seed: int = 0
-    out: str = "data/synthetic/default"
-    workers: int = 2
-    jpeg_quality: int = 90
+    rows: int = 20000  # train rows (lesions)
+    test_rows: int = 2000  # rows of the test files
+    patients: int = 300  # patients the train rows belong to
+    prevalence: float = 0.01  # share of malignant train rows
+    image_size: int = 64  # crop side in px
+    seed: int = 0  # same seed, same data set
+    out: str = "data/synthetic/default"  # output folder (the Kaggle file layout)
+    workers: int = 2  # processes encoding the crops
+    jpeg_quality: int = 90  # JPEG quality of the crops (1-100)
 
 
 

@@ -31,16 +31,16 @@ FEATURES: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
 class DriftConfig:
     """Adversarial validation settings (``report.yaml: drift``)."""
 
-    enabled: bool = True
+    enabled: bool = True  # run the drift check
     auc_warn: float = 0.75  # warn (log + report) above this AUC
     n_folds: int = 5  # patient-grouped; fewer when the test file has fewer patients
-    num_rounds: int = 100
-    learning_rate: float = 0.1
-    num_leaves: int = 15
+    num_rounds: int = 100  # LightGBM boosting rounds
+    learning_rate: float = 0.1  # LightGBM learning rate
+    num_leaves: int = 15  # LightGBM leaves per tree
     max_train_rows: int = 50_000  # train rows are subsampled beyond this (speed at full size)
     min_test_rows: int = 50  # below this (e.g. Kaggle's 3-row public test) the check is skipped
     top: int = 10  # features listed in the report
-    seed: int = 0
+    seed: int = 0  # seed of the folds, subsample and LightGBM
 
 
 def encode(train: pl.DataFrame, test: pl.DataFrame,

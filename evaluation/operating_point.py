@@ -25,11 +25,11 @@ RATES = ("precision", "recall", "specificity", "f1", "review_per_1000")
 class OperatingPointConfig:
     """Where the threshold sits and how intervals are drawn (``report.yaml: operating_point``)."""
 
-    enabled: bool = True
+    enabled: bool = True  # add the operating-point section
     target_tpr: float = 0.8  # threshold = the highest one reaching this sensitivity on OOF
     n_boot: int = 1000  # bootstrap replicates over patients
-    ci: float = 0.95
-    seed: int = 0
+    ci: float = 0.95  # coverage of the intervals
+    seed: int = 0  # bootstrap seed
 
     def __post_init__(self) -> None:
         if not 0 < self.target_tpr <= 1:

@@ -34,8 +34,8 @@ class ExplainConfig:
     """Config of ``isic explain`` (``configs/explain.yaml``)."""
 
     data_dir: str = "auto"        # its train-image.hdf5 is the default image source
-    artifacts: str = "artifacts"
-    profile: str = "default"
+    artifacts: str = "artifacts"  # holds runs/<name>/
+    profile: str = "default"      # config profile in use (set by --profile)
     name: str = "vision_imgonly"  # an image-only run under artifacts/runs/
     isic_ids: list[str] | str = field(default_factory=list)  # a list, or "ISIC_1,ISIC_2"
     ids_file: str = ""            # more ids: one per line, or a CSV with an isic_id column
@@ -45,9 +45,9 @@ class ExplainConfig:
     min_map: int = 4              # 64 px ResNet: layer3 (4 x 4), not layer4 (2 x 2)
     image_weight: float = 0.5     # share of the crop in the overlay
     display_size: int = 256       # PNG height of each half (small crops are enlarged)
-    max_ids: int = 1000
-    accelerator: str = "cpu"
-    cpu_threads: int = 0
+    max_ids: int = 1000           # more ids are refused
+    accelerator: str = "cpu"      # cpu | gpu | auto
+    cpu_threads: int = 0          # 0 = every core
 
 
 def read_ids(cfg: ExplainConfig) -> list[str]:

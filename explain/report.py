@@ -28,12 +28,12 @@ FIGURE = "gradcam.png"
 class GradcamReportConfig:
     """``report.yaml: gradcam``: which image run and how many crops per row."""
 
-    enabled: bool = True
+    enabled: bool = True          # add the Grad-CAM grid
     name: str = "vision_imgonly"  # an image-only run with OOF scores
     top: int = 4                  # crops per row (positives, false positives)
     layer: str = ""               # "" = the deepest backbone stage with a map >= min_map wide
-    min_map: int = 4
-    image_weight: float = 0.5
+    min_map: int = 4              # smallest map width (cells) of the layer
+    image_weight: float = 0.5     # share of the crop in the overlay
 
 
 def pick(y: np.ndarray, pred: np.ndarray, top: int) -> dict[str, np.ndarray]:

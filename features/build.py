@@ -36,17 +36,17 @@ assert set(INPUT_COLUMNS) <= set(TEST_COLUMNS)
 class FeatureConfig:
     """Which feature groups to build and how; every field has a YAML-friendly type."""
 
-    groups: list[str] = field(
+    groups: list[str] = field(  # feature groups to build (registry names)
         default_factory=lambda: ["raw", "lesion", "patient", "ugly_duckling", "categorical"]
     )
-    patient_contexts: list[str] = field(
+    patient_contexts: list[str] = field(  # groupings of the per-patient normalised features
         default_factory=lambda: ["patient", "patient_location", "patient_site"]
     )
-    patient_rank: bool = True
-    oof_names: list[str] = field(default_factory=list)
-    oof_noise_sd: float = 0.0
-    oof_rank: bool = False
-    seed: int = 0
+    patient_rank: bool = True  # also within-patient ranks
+    oof_names: list[str] = field(default_factory=list)  # other runs' OOF scores as features
+    oof_noise_sd: float = 0.0  # noise on train-side OOF features (trust them less)
+    oof_rank: bool = False  # also each OOF score's within-patient rank
+    seed: int = 0  # seed of that noise
 
     def __post_init__(self) -> None:
         if self.oof_names and "oof" not in self.groups:  # naming scores to read implies them

@@ -28,16 +28,16 @@ log = logging.getLogger(__name__)
 class PredictImagesConfig:
     """Config of ``isic predict-images`` (``configs/predict_images.yaml``)."""
 
-    artifacts: str = "artifacts"
-    profile: str = "default"
+    artifacts: str = "artifacts"  # holds runs/<name>/
+    profile: str = "default"      # config profile in use (set by --profile)
     name: str = "vision_imgonly"  # the saved image-only run under artifacts/runs/
     images: str = ""              # an HDF5 crop file or a folder of JPEGs
     out: str = ""                 # "" = <artifacts>/predict_images/<name>.csv
-    chunk_rows: int = 4096
-    batch_size: int = 256
-    num_workers: int = 0
-    accelerator: str = "auto"
-    cpu_threads: int = 0
+    chunk_rows: int = 4096        # crops per chunk: memory is flat in the crop count
+    batch_size: int = 256         # crops per forward pass
+    num_workers: int = 0          # JPEG decode workers
+    accelerator: str = "auto"     # auto (GPU when present) | cpu | gpu
+    cpu_threads: int = 0          # 0 = cores minus workers
 
 
 def output_path(cfg: PredictImagesConfig) -> Path:

@@ -2,7 +2,8 @@
 
 Usage: ``isic <stage> [--profile P] [key=value ...]``. The config of a stage is resolved from
 ``configs/<stage>.yaml`` (profile, then tuned parameters, then overrides) and saved with the
-run's outputs by the stage itself.
+run's outputs by the stage itself. ``isic <stage> --help`` lists every key of it with its type,
+default and meaning (:mod:`isicstack.config_help`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ STAGES: dict[str, Stage] = {
                      "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])"),
     "app": Stage("isicstack.app.page", "AppConfig", "app",
                  "the clinician web page (Gradio) on 127.0.0.1:<port>"),
+    "runs": Stage("isicstack.pipelines.runs", "RunsConfig", "runs",
+                  "the tracked (MLflow) stage runs: name, stage, profile, fold hash, OOF pAUC, "
+                  "when (`isic runs image` = stage=image)"),
+    "calibrate": Stage("isicstack.pipelines.calibrate", "CalibrateConfig", "calibrate",
+                       "calibrated risk per model: prior correction + out-of-fold map (JSON)"),
+    "subgroups": Stage("isicstack.pipelines.subgroups", "SubgroupsConfig", "subgroups",
+                       "pAUC, AUC, sensitivity/specificity by site, sex, age, centre, diagnosis"),
+    "loco": Stage("isicstack.pipelines.loco", "LocoConfig", "loco",
+                  "leave-one-centre-out CV of the tabular stage (column=attribution)"),
 }
 
 # `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.
@@ -90,17 +100,61 @@ def resolve(stage: str) -> tuple[type, object]:
     return getattr(module, spec.config_class), module.run
 
 
-def build_parser() -> argparse.ArgumentParser:
+class StageParser(argparse.ArgumentParser):
+    """A stage's parser: its ``--help`` ends with every config key, default and meaning, read
+    from the config dataclass's source only when help is asked for (no stage import)."""
+
+    stage: str | None = None
+    help_profile = "default"
+
+    def format_help(self) -> str:
+        if self.stage is not None and self.epilog is None:
+            from isicstack.config_help import epilog
+
+            spec = STAGES[self.stage]
+            self.epilog = epilog(spec.module, spec.config_class, spec.yaml, self.help_profile)
+        return super().format_help()
+
+
+def _profile(argv: list[str]) -> str:
+    """``--profile P`` of ``argv`` (the defaults ``--help`` shows are that profile's)."""
+    for i, arg in enumerate(argv):
+        if arg == "--profile" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--profile="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("PROFILE") or "default"
+
+
+def build_parser(profile: str = "default") -> argparse.ArgumentParser:
+    """``isic`` and one subcommand per stage; ``profile`` sets the defaults its help shows."""
     parser = argparse.ArgumentParser(prog="isic", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    cmp_ = sub.add_parser("compare", help="paired pAUC difference of two `isic evaluate` runs")
-    cmp_.add_argument("run_a", help="evaluation JSON or run name (artifacts/evals/<name>.json)")
-    cmp_.add_argument("run_b")
-    cmp_.add_argument("--model", default=None)
-    cmp_.add_argument("--artifacts", default=os.environ.get("ARTIFACTS") or "artifacts")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE",
+                                parser_class=StageParser)
+    cmp_ = sub.add_parser(
+        "compare", help="paired test B vs A of two evaluations or sets of stage runs",
+        description="B - A, paired by fold assignment: corrected repeated-CV t-test over the "
+                    "folds of every paired seed and a patient bootstrap of the pooled OOF "
+                    "pAUC, each with a 95%% interval (README: Comparing runs).")
+    for side in ("run_a", "run_b"):
+        cmp_.add_argument(side, help="an `isic evaluate` name or JSON path, or "
+                          "<artifacts folder or glob>:<oof name>, e.g. "
+                          "'artifacts/bench_pipeline/seed{0,1,2}:stack'")
+    cmp_.add_argument("--model", default=None, help="compare this model only (evaluations)")
+    cmp_.add_argument("--artifacts", default=os.environ.get("ARTIFACTS") or "artifacts",
+                      help="where evaluation names are looked up (<artifacts>/evals/)")
+    cmp_.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (0: none)")
+    cmp_.add_argument("--allow-different-conditions", action="store_true",
+                      help="compare runs whose recorded conditions differ (marked in the "
+                           "output) instead of refusing")
+    cmp_.add_argument("--out", default=None, help="also write the result as JSON here")
+    cmp_.add_argument("--print-config", action="store_true",
+                      help="print the parsed arguments and exit")
     for name, spec in STAGES.items():
-        p = sub.add_parser(name, help=spec.help, description=spec.help)
+        p = sub.add_parser(name, help=spec.help, description=spec.help,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.stage, p.help_profile = name, profile
         p.add_argument("--profile", default=os.environ.get("PROFILE") or "default",
                        help="config profile (smoke, default, full, ...)")
         p.add_argument("--print-config", action="store_true",
@@ -114,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``isic`` console script."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_profile(argv))
     args, rest = parser.parse_known_args(argv)
     flags = [a for a in rest if a.startswith("-")]
     if flags:
@@ -128,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "compare":
         return _compare(args)
     overrides = list(args.overrides)
-    if args.stage == "tune" and overrides and "=" not in overrides[0]:
-        overrides[0] = f"stage={overrides[0]}"  # `isic tune tabular ...`
+    if args.stage in ("tune", "runs") and overrides and "=" not in overrides[0]:
+        overrides[0] = f"stage={overrides[0]}"  # `isic tune tabular ...`, `isic runs image`
     for key, value in vars(args).items():
         if key.startswith("flag_") and value is not None:
             overrides.append(f"{key[5:]}={value}")
@@ -190,16 +245,15 @@ def _fail(stage: str, err: BaseException, code: int, verbose: bool) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from isicstack.pipelines.compare import compare
 
-    from isicstack.pipelines.compare import compare, eval_path
-
-    def where(run: str) -> Path:
-        return Path(run) if run.endswith(".json") else eval_path(args.artifacts, run)
-
+    if args.print_config:
+        print({k: v for k, v in vars(args).items() if k not in ("stage", "verbose")})
+        return 0
     try:
-        compare(where(args.run_a), where(args.run_b), args.model)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+        compare(args.run_a, args.run_b, args.model, args.artifacts, args.n_boot,
+                args.allow_different_conditions, args.out)
+    except (FileNotFoundError, ValueError, KeyError) as err:  # DataError is a ValueError
         return _fail("compare", err, 1, args.verbose)
     return 0
 

@@ -11,6 +11,10 @@ it). In a Kaggle notebook, with this package added as an input dataset::
 Locally, against a folder laid out like ``/kaggle/input/isic-2024-challenge``::
 
     python dist/kaggle/run_inference.py --input <dir> --out <dir>/submission.csv [key=value ...]
+
+``submission.csv`` holds the ranking score; when the package ships calibration maps
+(``isic calibrate`` before ``make kaggle-package``), ``<preds-dir>/risk.csv`` holds the submitted
+model's score and calibrated risk (``submit_calibrated=true`` submits the risk instead).
 """
 
 from __future__ import annotations
@@ -82,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(PredictConfig, "predict", "default", overrides, config_dir=package,
                       use_tuned=False)
     summary = run(cfg)
+    risk = summary.get("risk_file")  # shipped calibration maps: score and calibrated risk
     print(f"run_inference: isicstack from {where.parent}; wrote {summary['submission']} "
-          f"({summary['rows']} rows, {summary['total_seconds']}s)")
+          f"({summary['rows']} rows, {summary['total_seconds']}s)"
+          + (f"; calibrated risk in {risk}" if risk else "; no calibrated risk shipped"))
     return 0
 
 

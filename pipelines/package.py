@@ -24,6 +24,7 @@ import yaml
 from isicstack.config import load_config, to_dict
 from isicstack.data.io import atomic_path, write_json, write_text
 from isicstack.data.layout import run_dir
+from isicstack.pipelines.calibrate import calibration_dir, map_path, read_map
 from isicstack.pipelines.predict import STACKER_FILE, PredictConfig, resolve_models
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,14 @@ class PackageConfig:
     """Config of ``isic kaggle-package`` (``configs/package.yaml``)."""
 
     data_dir: str = "auto"  # unused: the package holds no data
-    artifacts: str = "artifacts"
-    profile: str = "default"
-    out_dir: str = "dist/kaggle"
+    artifacts: str = "artifacts"  # holds the runs/ to ship
+    profile: str = "default"  # config profile in use (set by --profile)
+    out_dir: str = "dist/kaggle"  # package folder written
     predict_profile: str = ""  # profile of configs/predict.yaml to ship; "" = `profile`
     predict_overrides: list[str] = field(default_factory=list)  # e.g. ["stacker=", "models=[]"]
-    wheel: bool = True
-    dataset_id: str = "your-kaggle-username/isicstack-models"
-    dataset_title: str = "isicstack models"
+    wheel: bool = True  # build and include the isicstack wheel
+    dataset_id: str = "your-kaggle-username/isicstack-models"  # Kaggle dataset id
+    dataset_title: str = "isicstack models"  # Kaggle dataset title
 
 
 def build_wheel(dest: Path) -> Path:
@@ -84,9 +85,29 @@ def package_files(pcfg: PredictConfig) -> tuple[dict[str, Any], list[Path]]:
     files = [f for p in predictors for f in p.files]
     if stacker is not None:
         files.append(run_dir(pcfg.artifacts, pcfg.stacker) / STACKER_FILE)
+    maps = calibration_files(pcfg, [p.name for p in predictors] + (
+        ["stack"] if stacker is not None else []), "stack" if stacker else final[0])
     info = {"models": [p.name for p in predictors], "submitted": final,
-            "stacker": stacker.method if stacker else None}
-    return info, files
+            "stacker": stacker.method if stacker else None, "calibrated": sorted(maps)}
+    return info, [*files, *maps.values()]
+
+
+def calibration_files(pcfg: PredictConfig, names: list[str], submitted: str
+                      ) -> dict[str, Path]:
+    """The current calibration map of each model that has one (``isic calibrate``)."""
+    if pcfg.calibration == "off":
+        return {}
+    folder = calibration_dir(pcfg.artifacts)
+    out = {}
+    for name in names:
+        cal, why = read_map(pcfg.artifacts, name)
+        if cal is not None:
+            out[name] = map_path(folder, name)
+        elif pcfg.calibration == "required" and name == submitted:
+            raise FileNotFoundError(f"kaggle-package: calibration required, but {why}")
+        else:
+            log.info("kaggle-package: %s ships without a calibrated risk: %s", name, why)
+    return out
 
 
 def _swap_in(tmp: Path, out: Path) -> None:

@@ -7,6 +7,11 @@ offline notebook. Rows are scored in batches of whole patients (``batch_rows``) 
 flat: every per-patient feature and fusion input is a window over one patient's rows. The level-1
 scores feed the saved stacker (``runs/<stacker>/stacker.json``), or a single ``fallback`` model
 when there is none; ``submission.csv`` is written through the validating ``write_submission``.
+
+Calibrated risk: where ``isic calibrate`` saved a map for a model (``artifacts/calibration/
+<model>.json``, checked against the run it was fitted for), its per-model file gains a ``prob``
+column, and ``risk.csv`` holds the submitted model's score and risk. ``submission.csv`` keeps the
+ranking score unless ``submit_calibrated: true`` (a monotone map: the same ranking).
 """
 
 from __future__ import annotations
@@ -17,13 +22,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from isicstack.config import save_config
-from isicstack.data.io import load_metadata, write_json, write_parquet
+from isicstack.data.io import load_metadata, write_csv, write_json, write_parquet
 from isicstack.data.layout import (
     SAMPLE_SUBMISSION,
     TEST_IMAGES,
@@ -31,6 +36,7 @@ from isicstack.data.layout import (
     resolve_data_dir,
     run_dir,
 )
+from isicstack.pipelines.calibrate import apply_maps
 from isicstack.pipelines.predict_models import (
     IMAGE_PREFIX,
     BatchFeatures,
@@ -51,18 +57,20 @@ class PredictConfig:
     """Config of ``isic predict`` (``configs/predict.yaml``)."""
 
     data_dir: str = "auto"          # the test directory
-    artifacts: str = "artifacts"    # holds runs/<model>/ (only those are read)
-    profile: str = "default"
+    artifacts: str = "artifacts"    # holds runs/<model>/, calibration/ (only those are read)
+    profile: str = "default"        # config profile in use (set by --profile)
     out: str = ""                   # submission path; "" = <artifacts>/submission.csv
     preds_dir: str = ""             # per-model test scores; "" = <artifacts>/predict
     stacker: str = "stack"          # run folder of stacker.json; "" = use `fallback`
     fallback: str = "lgbm"          # single model submitted when there is no stacker
     models: list[str] = field(default_factory=list)  # extra models to score for inspection
     batch_rows: int = 50_000        # rows per batch (whole patients; a bigger patient alone)
-    image_batch_size: int = 256
+    image_batch_size: int = 256     # crops per batch of the image models
     num_workers: int = 2            # image decode workers
     accelerator: str = "auto"       # auto (GPU when present) | cpu | gpu
     cpu_threads: int = 0            # image models on CPU; 0 = cores minus workers
+    calibration: Literal["auto", "required", "off"] = "auto"  # risk from `isic calibrate` maps
+    submit_calibrated: bool = False  # submission.csv holds the calibrated risk (same ranking)
 
 
 def patient_batches(patient: pl.Series, batch_rows: int) -> list[np.ndarray]:
@@ -162,19 +170,34 @@ def run(cfg: PredictConfig) -> dict[str, Any]:
     scores, seconds, n_batches = score_all(test, predictors, cfg.batch_rows)
     if stacker:
         scores["stack"] = stacker.predict(np.column_stack([scores[n] for n in stacker.inputs]))
-    submitted = scores["stack"] if stacker else scores[final[0]]
+    submitted_name = "stack" if stacker else final[0]
+    risks, no_map = apply_maps(cfg.artifacts, scores, cfg.calibration, (submitted_name,))
+    if submitted_name in no_map and cfg.calibration != "off":  # a stale map is worth a warning
+        stale = "another training run" in no_map[submitted_name]
+        log.log(logging.WARNING if stale else logging.INFO, "predict: no calibrated risk for "
+                "%s: %s", submitted_name, no_map[submitted_name])
+    if cfg.submit_calibrated and submitted_name not in risks:
+        raise ValueError("predict: submit_calibrated=true but "
+                         + no_map.get(submitted_name, "calibration is off"))
+    submitted = (risks if cfg.submit_calibrated else scores)[submitted_name]
 
     preds_dir = Path(cfg.preds_dir) if cfg.preds_dir else Path(cfg.artifacts) / "predict"
     ids = test.get_column("isic_id")
-    for name, pred in scores.items():
-        write_parquet(pl.DataFrame({"isic_id": ids, "pred": pred}), preds_dir / f"{name}.parquet")
+    for name, pred in scores.items():  # `prob`: the calibrated risk, where a map exists
+        write_parquet(pl.DataFrame({"isic_id": ids, "pred": pred,
+                                    **({"prob": risks[name]} if name in risks else {})}),
+                      preds_dir / f"{name}.parquet")
+    if submitted_name in risks:  # the submitted model's score beside its risk, for reading
+        write_csv(pl.DataFrame({"isic_id": ids, "score": scores[submitted_name],
+                                "risk": risks[submitted_name]}), preds_dir / "risk.csv")
     out = Path(cfg.out) if cfg.out else Path(cfg.artifacts) / "submission.csv"
     sample = data_dir / SAMPLE_SUBMISSION
     write_submission(pl.DataFrame({"isic_id": ids, "pred": submitted}), meta_path,
                      sample if sample.is_file() else None, out)
     summary = {"rows": test.height, "models": [p.name for p in predictors],
                "stacker": stacker.method if stacker else None, "submitted": final,
-               "batches": n_batches,
+               "batches": n_batches, "calibrated": sorted(risks),
+               "risk_file": str(preds_dir / "risk.csv") if submitted_name in risks else None,
                "seconds": {k: round(v, 3) for k, v in seconds.items()},
                "total_seconds": round(time.perf_counter() - t_start, 3), "submission": str(out)}
     write_json(summary, preds_dir / "predict.json")

@@ -19,12 +19,14 @@ from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, atomic_path, write_json, write_text
 from isicstack.data.layout import folds_path, resolve_data_dir, run_dir
 from isicstack.data.metric import fmt_score, fold_summary
-from isicstack.evaluation import drift
+from isicstack.data.provenance import fold_hash, read_provenance
+from isicstack.evaluation import clinical, drift
 from isicstack.evaluation import operating_point as opoint
 from isicstack.evaluation import oracle as oracle_corr
 from isicstack.evaluation.drift import DriftConfig
 from isicstack.explain import report as gradcam
 from isicstack.stacking.inputs import discover, load_oof
+from isicstack.tracking import log_run
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +39,18 @@ class ReportConfig:
     """Config of ``isic report`` (``configs/report.yaml``)."""
 
     data_dir: str = "auto"  # metadata for the drift check, oracle.parquet when synthetic
-    artifacts: str = "artifacts"
-    profile: str = "default"
+    artifacts: str = "artifacts"  # reads oof/, runs/ and folds.parquet
+    profile: str = "default"  # config profile in use (set by --profile)
     models: list[str] = field(default_factory=list)  # empty: every artifacts/oof/*.parquet
     out: str = ""  # empty: <artifacts>/report
-    bins: int = 50
-    dpi: int = 110
+    bins: int = 50  # histogram bins of the score plot
+    dpi: int = 110  # PNG resolution
     operating_point: opoint.OperatingPointConfig = field(
         default_factory=opoint.OperatingPointConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     gradcam: gradcam.GradcamReportConfig = field(default_factory=gradcam.GradcamReportConfig)
+    clinical: clinical.ClinicalReportConfig = field(
+        default_factory=clinical.ClinicalReportConfig)  # calibration, subgroups, per centre
 
 
 def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -170,23 +174,28 @@ def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str
     """The report page: header, CV table, stack notes, operating points, oracle, drift, images."""
     lines = [f"# isicstack CV report\n\nartifacts: `{info['artifacts']}`; {info['rows']} rows, "
              f"{info['positives']} positives, {info['n_folds']} folds. pAUC is over TPR ≥ 0.8 "
-             "(max 0.2); all scores are out-of-fold.\n",
+             "(max 0.2); all scores are out-of-fold. *OOF pAUC* is pooled over every row of "
+             "every fold; *fold pAUC* is the mean (± sd) of the per-fold figures.\n",
              "| model | OOF pAUC | OOF AUC | fold pAUC mean ± std | fold AUC mean ± std |",
              "|---|---:|---:|---:|---:|"]
+    tuned = info.get("tuned") or {}
     for name, m in info["models"].items():
-        lines.append(f"| {name} | {m['oof_pauc']:.4f} | {m['oof_auc']:.4f} | "
+        mark = " †" if name in tuned else ""
+        lines.append(f"| {name}{mark} | {m['oof_pauc']:.4f} | {m['oof_auc']:.4f} | "
                      f"{fmt_score(m['fold_pauc_mean'])} ± {fmt_score(m['fold_pauc_std'])} | "
                      f"{fmt_score(m['fold_auc_mean'])} ± {fmt_score(m['fold_auc_std'])} |")
     if not info["models"]:
         lines.append("\nNo OOF predictions found yet: run `make train-tabular` first.")
+    lines += tuned_notes(tuned)
     stack = info.get("stack")
     if stack:
-        lines.append(f"\nStack: method `{stack.get('chosen')}` over {stack.get('input_names')}.")
+        lines += stack_notes(stack)
         oracle = stack.get("oracle")
         if oracle:
             lines.append(f"Oracle (true probability) pAUC {oracle['oracle_pauc']:.4f}; the stack "
                          f"reaches {100 * oracle['stack_fraction']:.1f}% of it.")
     lines += opoint.markdown(info.get("operating_points", {}))
+    lines += clinical.markdown(info.get("clinical"))
     lines += oracle_corr.markdown(info.get("oracle_corr"))
     lines += drift.markdown(info.get("drift"), top)
     for name, skipped in info["skipped"].items():
@@ -194,6 +203,47 @@ def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str
     lines += [f"\n## {PLOTS[k]}\n\n![{PLOTS[k]}]({v})" for k, v in images.items()]
     lines += gradcam.markdown(info.get("gradcam"))
     return "\n".join(lines) + "\n"
+
+
+def tuned_runs(artifacts: str, names: list[str], folds_now: str) -> dict[str, dict]:
+    """Runs whose config merged tuned parameters (``provenance.json`` key ``tuned``), and
+    whether the sweep chose its trial on the folds this CV uses (then the CV is optimistic)."""
+    out = {}
+    for name in names:
+        rec = read_provenance(run_dir(artifacts, name)).get("tuned")
+        if rec:
+            by = rec.get("tuned_by") or {}
+            out[name] = {**rec, "same_folds": by.get("fold_hash") == folds_now
+                         if by.get("fold_hash") else None}
+    return out
+
+
+def tuned_notes(tuned: dict[str, dict]) -> list[str]:
+    """Footnotes for the CV table's † marks."""
+    lines = []
+    for name, rec in tuned.items():
+        by = rec.get("tuned_by") or {}
+        src = (f"study `{by['study']}`, trial {by['trial']} of {by['finished_trials']}"
+               if by.get("study") else f"`{rec['file']}` (no study recorded)")
+        where = {True: "on these same folds, so its CV is optimistic (the best of the trials "
+                       "was chosen on it); check it on other fold seeds (`make evaluate`)",
+                 False: "on other folds", None: "on folds not recorded"}[rec["same_folds"]]
+        lines.append(f"\n† `{name}`: tuned parameters from {src}, chosen {where}.")
+    return lines
+
+
+def stack_notes(stack: dict[str, Any]) -> list[str]:
+    """How the stack's CV row was made: nested method choice, or one configured method."""
+    lines = [f"\nStack: method `{stack.get('chosen')}` (refit on all rows for the test set) "
+             f"over {stack.get('input_names')}."]
+    cv, best = stack.get("cv") or {}, stack.get("best_of_methods") or {}
+    if cv.get("kind") == "nested":
+        picks = ", ".join(f"fold {k}: {m}" for k, m in cv["picks"].items())
+        lines.append(f"Its CV row is nested: each fold is scored by the method chosen on the "
+                     f"other folds ({picks}), on one score scale. The chosen method's own CV, "
+                     f"picked on the same OOF scores (optimistic): OOF pAUC "
+                     f"{best.get('oof_pauc', float('nan')):.4f}.")
+    return lines
 
 
 def run(cfg: ReportConfig) -> dict[str, Any]:
@@ -220,7 +270,11 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     stack_metrics = run_dir(cfg.artifacts, "stack") / "metrics.json"
     if stack_metrics.is_file():
         m = json.loads(stack_metrics.read_text(encoding="utf-8"))
-        info["stack"] = {k: m.get(k) for k in ("chosen", "input_names", "oracle")}
+        info["stack"] = {k: m.get(k) for k in ("chosen", "input_names", "oracle", "cv",
+                                               "best_of_methods")}
+    info["tuned"] = tuned_runs(cfg.artifacts, list(preds), fold_hash(folds))
+    info["clinical"] = clinical.section(cfg.clinical, cfg.artifacts, data_dir, folds, out,
+                                        cfg.dpi)
     images = {}
     if preds:
         images = {"cv": plot_cv(info["models"], out / "cv.png", cfg.dpi),
@@ -231,5 +285,6 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                                               out, cfg.dpi)
     write_json(info, out / "report.json")
     write_text(markdown(info, images, cfg.drift.top), out / "report.md")
+    log_run("report", out, cfg.artifacts, cfg)
     log.info("report: wrote %s (%d model(s))", out / "report.md", len(preds))
     return info

@@ -21,9 +21,10 @@ from typing import Any
 import optuna
 import yaml
 
-from isicstack.config import find_config, load_config, tuned_dir
+from isicstack.config import TUNED_BY, find_config, load_config, tuned_dir
 from isicstack.data.io import write_text
 from isicstack.extras import require
+from isicstack.pipelines.tune_log import trial_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +33,23 @@ log = logging.getLogger(__name__)
 class TuneConfig:
     """Config of ``isic tune`` (``configs/tune.yaml``); the search space is ``configs/tune/``."""
 
-    stage: str = "tabular"
-    model: str = "lgbm"
-    data_dir: str = "auto"
-    artifacts: str = "artifacts"
-    profile: str = "default"
-    trials: int = 30
-    timeout: int = 0
-    storage: str = ""
-    study_name: str = ""
-    seed: int = 0
-    pruning: bool = True
-    heartbeat_interval: int = 30
-    grace_period: int = 90
-    export: bool = True
-    space_file: str = ""
-    tuned_dir: str = ""
-    stage_overrides: list[str] = field(default_factory=list)
+    stage: str = "tabular"  # tabular | image | stack
+    model: str = "lgbm"  # tabular only: the models.<model> swept
+    data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
+    artifacts: str = "artifacts"  # the tuned stage's artifacts folder
+    profile: str = "default"  # profile of the tuned stage (set by --profile)
+    trials: int = 30  # trials to run; 0 = until timeout
+    timeout: int = 0  # seconds; 0 = no limit
+    storage: str = ""  # SQLAlchemy URL; empty = $OPTUNA_STORAGE, else sqlite in artifacts
+    study_name: str = ""  # empty = <stage>-<model>-<profile>
+    seed: int = 0  # TPE sampler seed (< 0: random)
+    pruning: bool = True  # median-prune a trial on its per-fold scores
+    heartbeat_interval: int = 30  # seconds between heartbeats; 0 = off
+    grace_period: int = 90  # seconds without a heartbeat before a trial is retried
+    export: bool = True  # write the best trial to configs/tuned/<stage>.yaml
+    space_file: str = ""  # search space; empty = configs/tune/<stage>.yaml
+    tuned_dir: str = ""  # where export writes; empty = ./configs/tuned
+    stage_overrides: list[str] = field(default_factory=list)  # key=value overrides of that stage
     keep_trials: bool = False  # image stage: keep each trial's artifacts folder
     enqueue_defaults: bool = True  # a new study's first trial = the current config's values
 
@@ -225,8 +226,25 @@ def export_best(cfg: TuneConfig, study: optuna.Study, export: Callable[[dict], d
     header = (f"# tuned by `isic tune` on study {study.study_name!r}: trial {best.number}, "
               f"OOF pAUC {best.value:.5f}, profile {cfg.profile!r}, data {cfg.data_dir!r}\n")
     path = Path(cfg.tuned_dir or tuned_dir()) / f"{TUNED_STEM[cfg.stage]}.yaml"
+    finished = sum(t.state.is_finished() for t in study.trials)
+    # what a stage run records when it merges this file (config.tuned_record): the report
+    # flags a CV measured on the folds the sweep chose its trial on as optimistic
+    body[TUNED_BY] = {"study": study.study_name, "trial": best.number, "value": best.value,
+                      "finished_trials": finished, "profile": cfg.profile,
+                      "fold_hash": tuned_fold_hash(cfg.artifacts)}
     write_text(header + yaml.safe_dump(body, sort_keys=False), path)
     return path
+
+
+def tuned_fold_hash(artifacts: str) -> str | None:
+    """The fold hash of the folds a sweep scored its trials on (None without a folds file)."""
+    from isicstack.data.folds import read_folds
+    from isicstack.data.provenance import fold_hash
+
+    try:
+        return fold_hash(read_folds(artifacts))
+    except (FileNotFoundError, OSError):
+        return None
 
 
 def run(cfg: TuneConfig) -> optuna.Study:
@@ -242,7 +260,7 @@ def run(cfg: TuneConfig) -> optuna.Study:
         study.enqueue_trial(extra["defaults"], skip_if_exists=True)
         log.info("trial 0 = the current configuration %s", extra["defaults"])
     study.optimize(objective, n_trials=cfg.trials or None, timeout=cfg.timeout or None,
-                   catch=(), gc_after_trial=True)
+                   catch=(), gc_after_trial=True, callbacks=trial_callbacks(cfg))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         log.info("best trial %d: OOF pAUC %.5f %s", study.best_trial.number, study.best_value,

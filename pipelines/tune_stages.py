@@ -56,6 +56,7 @@ def _check_keys(space: dict[str, Any], cls: type) -> None:
 def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
     """Each trial trains every fold of the image stage with the drawn settings (no test pass)."""
     from isicstack.pipelines.tune import load_space, pruning_reporter, stage_config, suggest
+    from isicstack.tracking import suspended
     from isicstack.vision.train import ImageConfig, run
 
     base = stage_config(cfg, ImageConfig, "image")
@@ -71,7 +72,8 @@ def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
                                         resume=False, predict_test=False)
         pruner = FoldPruning(pruning_reporter(trial, cfg.pruning))
         try:
-            metrics = run(trial_cfg, callbacks=[pruner])
+            with suspended():  # the trial is logged by tune's callback, not its private run
+                metrics = run(trial_cfg, callbacks=[pruner])
         finally:
             if not cfg.keep_trials:
                 shutil.rmtree(art, ignore_errors=True)

@@ -1,9 +1,12 @@
 """The stacking stage: level-2 model over level-1 OOF scores, its honest CV, and submission.csv.
 
 Every method is scored out-of-fold over the shared folds (fit on K-1 folds, score the held-out
-one), so the stack's CV pAUC is comparable with each input's OOF pAUC. ``auto`` picks the best of
-those cross-validated scores; the chosen method is then refit on all OOF rows and saved as JSON
-(``Stacker.to_dict``), the contract of offline inference.
+one). With ``method: auto`` the choice among them is part of the model, so the stack's CV is
+nested (``stacking/nested.py``): each outer fold is scored by the method chosen on the other
+folds only, on one score scale, and that nested OOF is ``oof/stack.parquet`` and the stack's
+reported CV. The best method's own CV is kept beside it as ``best_of_methods``, labelled
+optimistic (chosen on the same OOF it is scored on). The method chosen on all folds is refit on
+all OOF rows and saved as JSON (``Stacker.to_dict``), the contract of offline inference.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.config import save_config
+from isicstack.conditions import run_conditions
+from isicstack.config import save_config, tuned_record
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import (
@@ -33,7 +37,9 @@ from isicstack.data.metric import fmt_score, fold_summary, pauc
 from isicstack.data.provenance import describe_inputs, fold_hash, write_provenance
 from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof, load_test
 from isicstack.stacking.methods import METHODS, cross_validate, fit_stacker
+from isicstack.stacking.nested import nested_cross_validate
 from isicstack.stacking.submission import write_submission
+from isicstack.tracking import log_run
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +50,15 @@ NAME = "stack"
 class StackConfig:
     """Config of ``isic stack`` (``configs/stacking.yaml``)."""
 
-    data_dir: str = "auto"
-    artifacts: str = "artifacts"
-    profile: str = "default"
+    data_dir: str = "auto"  # its test-metadata.csv, when present, is scored into submission.csv
+    artifacts: str = "artifacts"  # reads oof/ and test/; writes runs/stack/, submission.csv
+    profile: str = "default"  # config profile in use (set by --profile)
     inputs: list[str] = field(default_factory=list)  # empty: every artifacts/oof/*.parquet
     method: str = "auto"  # auto | rank_mean | rank_weighted | rank_greedy | logistic
-    candidates: list[str] = field(default_factory=lambda: list(METHODS))
-    n_quantiles: int = 1001
+    candidates: list[str] = field(default_factory=lambda: list(METHODS))  # auto chooses among these
+    n_quantiles: int = 1001  # CDF knots stored per input (rank methods)
     logistic_c: float = 1.0  # inverse L2 strength of the logistic stacker
-    submission: bool = True
+    submission: bool = True  # write submission.csv when the data dir has test-metadata.csv
 
 
 def choose_inputs(cfg: StackConfig) -> list[str]:
@@ -148,19 +154,40 @@ def print_summary(metrics: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="stacking CV (out-of-fold)")
+    table = Table(title="stacking CV (out-of-fold; OOF = pooled over folds, fold = per-fold mean)")
     for col in ("model", "kind", "OOF pAUC", "OOF AUC", "fold pAUC mean ± std"):
         table.add_column(col, justify="right")
-    for kind in ("inputs", "methods"):
-        for name, m in metrics[kind].items():
-            mark = " *" if kind == "methods" and name == metrics["chosen"] else ""
-            table.add_row(name + mark, kind[:-1], f"{m['oof_pauc']:.4f}", f"{m['oof_auc']:.4f}",
-                          f"{fmt_score(m['fold_pauc_mean'])} ± {fmt_score(m['fold_pauc_std'])}")
+    rows = [(n, "input", m) for n, m in metrics["inputs"].items()]
+    rows += [(n + (" *" if n == metrics["chosen"] else ""),
+              "method (optimistic)" if metrics["cv"]["kind"] == "nested" else "method", m)
+             for n, m in metrics["methods"].items()]
+    rows.append(("stack", metrics["cv"]["kind"], metrics["stack"]))
+    for name, kind, m in rows:
+        table.add_row(name, kind, f"{m['oof_pauc']:.4f}", f"{m['oof_auc']:.4f}",
+                      f"{fmt_score(m['fold_pauc_mean'])} ± {fmt_score(m['fold_pauc_std'])}")
     Console().print(table)
     if metrics.get("oracle"):
         o = metrics["oracle"]
         Console().print(f"oracle pAUC {o['oracle_pauc']:.4f}; stack = "
                         f"{100 * o['stack_fraction']:.1f}% of it")
+
+
+def stack_cv(cfg: StackConfig, methods: list[str], X: np.ndarray, y: np.ndarray,
+             fold: np.ndarray, inputs: list[str], oofs: dict[str, np.ndarray], chosen: str
+             ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The stack's OOF scores and how they were made: nested when ``auto`` chooses among
+    several methods, else the configured method's own CV (no choice was made on OOF scores)."""
+    if cfg.method != "auto" or len(methods) == 1:
+        return oofs[chosen], {"kind": "single method", "method": chosen}
+    nested = nested_cross_validate(methods, X, y, fold, inputs, cfg.n_quantiles,
+                                   cfg.logistic_c)
+    log.info("stack: nested CV (method chosen inside each fold: %s) OOF pAUC %.4f; best "
+             "method's own CV %.4f (optimistic)", nested.picks, pauc(y, nested.oof),
+             pauc(y, oofs[chosen]))
+    return nested.oof, {"kind": "nested", "picks": nested.picks,
+                        "inner_pauc": nested.inner_pauc,
+                        "scale": "per outer fold, the CDF of the stacker's scores on its "
+                                 "training rows"}
 
 
 def run(cfg: StackConfig) -> dict[str, Any]:
@@ -184,13 +211,18 @@ def run(cfg: StackConfig) -> dict[str, Any]:
                  fmt_score(metrics["methods"][m]["fold_pauc_std"]))
     chosen = cfg.method if cfg.method != "auto" else max(
         methods, key=lambda m: metrics["methods"][m]["oof_pauc"])  # ties: first listed
+    stack_oof, metrics["cv"] = stack_cv(cfg, methods, X, y, fold, inputs, oofs, chosen)
+    metrics["best_of_methods"] = {"method": chosen, **metrics["methods"][chosen],
+                                  "note": "optimistic: the method was chosen on these OOF "
+                                          "scores" if metrics["cv"]["kind"] == "nested"
+                                  else "the configured method (no choice on OOF scores)"}
     stacker = fit_stacker(chosen, X, y, inputs, cfg.n_quantiles, cfg.logistic_c)
     log.info("stack: chose %s (%s); weights %s", chosen, cfg.method,
              dict(zip(inputs, np.round(stacker.weights, 4).tolist(), strict=True)))
 
     out = run_dir(cfg.artifacts, NAME)
     write_parquet(pl.DataFrame({"isic_id": folds.get_column("isic_id"),
-                                "fold": pl.Series(fold, dtype=pl.Int16), "pred": oofs[chosen]}),
+                                "fold": pl.Series(fold, dtype=pl.Int16), "pred": stack_oof}),
                   oof_path(cfg.artifacts, NAME))
     test_frame = None
     if test is not None:
@@ -198,15 +230,17 @@ def run(cfg: StackConfig) -> dict[str, Any]:
         write_parquet(test_frame, test_pred_path(cfg.artifacts, NAME))
     metrics.update(chosen=chosen, method=cfg.method, input_names=inputs, rows=len(y),
                    positives=int(y.sum()), n_folds=int(np.unique(fold).size),
-                   weights=stacker.weights, stack=metrics["methods"][chosen],
-                   oracle=oracle_scores(data_dir, folds, oofs[chosen], test_frame))
+                   weights=stacker.weights, stack=fold_summary(y, stack_oof, fold),
+                   oracle=oracle_scores(data_dir, folds, stack_oof, test_frame))
     write_json(stacker.to_dict(), out / "stacker.json")
     write_json(metrics, out / "metrics.json")
     save_config(cfg, out / "config.yaml")
     read = {"folds": folds_path(cfg.artifacts),
             **{f"oof:{n}": oof_path(cfg.artifacts, n) for n in inputs},
             **{f"test:{n}": test_pred_path(cfg.artifacts, n) for n in inputs}}
-    write_provenance(out, describe_inputs(read), fold_hash=fold_hash(folds))
+    write_provenance(out, describe_inputs(read), fold_hash=fold_hash(folds),
+                     conditions=run_conditions(1), tuned=tuned_record(cfg))
+    log_run("stack", out, cfg.artifacts)
     if cfg.submission and test_frame is not None and (data_dir / TEST_META).is_file():
         sample = data_dir / SAMPLE_SUBMISSION
         write_submission(test_frame, data_dir / TEST_META, sample if sample.is_file() else None,

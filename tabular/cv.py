@@ -9,6 +9,7 @@ objective reuses it instead of copying the loop.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.config import save_config
+from isicstack.conditions import run_conditions
+from isicstack.config import save_config, tuned_record
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, load_metadata, write_csv, write_json, write_parquet
 from isicstack.data.layout import (
@@ -33,6 +35,7 @@ from isicstack.data.metric import fmt_score, fold_scores, mean_std, pauc, roc_au
 from isicstack.data.provenance import describe_inputs, fold_hash, write_provenance
 from isicstack.features import FeatureConfig, FeatureSet, build_features
 from isicstack.tabular.models import make_model
+from isicstack.tracking import log_run
 
 log = logging.getLogger(__name__)
 
@@ -41,28 +44,28 @@ log = logging.getLogger(__name__)
 class ModelSpec:
     """One GBDT of the stage: library kind, rounds and library parameters."""
 
-    kind: str = "lgbm"
-    enabled: bool = True
-    num_rounds: int = 200
-    params: dict[str, Any] = field(default_factory=dict)
+    kind: str = "lgbm"  # lgbm | xgb | cat
+    enabled: bool = True  # false: not trained
+    num_rounds: int = 200  # boosting rounds
+    params: dict[str, Any] = field(default_factory=dict)  # the library's parameters, passed as is
 
 
 @dataclass
 class TabularConfig:
     """Config of ``isic train-tabular`` (``configs/tabular.yaml``)."""
 
-    data_dir: str = "auto"
-    artifacts: str = "artifacts"
-    profile: str = "default"
+    data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
+    artifacts: str = "artifacts"  # reads folds.parquet; writes runs/, oof/, test/
+    profile: str = "default"  # config profile in use (set by --profile)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     models: dict[str, ModelSpec] = field(default_factory=lambda: {
         "lgbm": ModelSpec("lgbm"), "xgb": ModelSpec("xgb"),
         "cat": ModelSpec("cat", enabled=False)})
-    neg_ratio: float = 0.0
-    bags: int = 3
-    seed: int = 42
-    threads: int = 0
-    save_models: bool = True
+    neg_ratio: float = 0.0  # negatives kept per positive in each bag (0 = all rows)
+    bags: int = 3  # models per fold (own seed and negatives), averaged
+    seed: int = 42  # seed of the bags and the libraries
+    threads: int = 0  # GBDT threads; 0 = every core
+    save_models: bool = True  # keep the fold models (isic predict reads them)
     # outputs are <model><suffix>: a second pass with image-score features (suffix _img) sits
     # beside the first instead of overwriting the scores it was built on
     suffix: str = ""
@@ -219,7 +222,10 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResul
     write_json(metrics, out / "metrics.json")
     save_config(cfg, out / "config.yaml")
     write_provenance(out, data.provenance.get("inputs", {}),
-                     fold_hash=data.provenance.get("fold_hash"))
+                     fold_hash=data.provenance.get("fold_hash"),
+                     conditions=run_conditions(cfg.threads or os.cpu_count() or 1),
+                     tuned=tuned_record(cfg))
+    log_run("tabular", out, cfg.artifacts)
     return metrics
 
 
@@ -228,7 +234,7 @@ def print_summary(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="tabular CV (OOF)")
+    table = Table(title="tabular CV (OOF = pooled over folds; fold = per-fold mean)")
     for col in ("model", "OOF pAUC", "OOF AUC", "fold pAUC mean ± std", "seconds"):
         table.add_column(col, justify="right")
     for m in rows:

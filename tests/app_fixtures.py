@@ -16,8 +16,10 @@ from isicstack.vision.train import ImageConfig
 from isicstack.vision.train import run as train_image
 
 
-def make_clinic_artifacts(mini_isic: Path, mini_artifacts: Path, art: Path) -> Path:
-    """``art`` with folds, runs/{lgbm, vision_imgonly, stack} and their OOF scores."""
+def make_clinic_artifacts(mini_isic: Path, mini_artifacts: Path, art: Path,
+                          calibrate: bool = False) -> Path:
+    """``art`` with folds, runs/{lgbm, vision_imgonly, stack} and their OOF scores (and, with
+    ``calibrate``, their calibration maps: the page then shows a calibrated risk)."""
     art.mkdir(parents=True)
     for name in ("folds.parquet", "folds.json"):
         shutil.copy2(mini_artifacts / name, art / name)
@@ -29,4 +31,9 @@ def make_clinic_artifacts(mini_isic: Path, mini_artifacts: Path, art: Path) -> P
         "fusion=false", "name=imgonly"]))
     stack(StackConfig(data_dir=str(mini_isic), artifacts=str(art), method="logistic",
                       submission=False))
+    if calibrate:
+        from isicstack.pipelines.calibrate import CalibrateConfig
+        from isicstack.pipelines.calibrate import run as calibrate_run
+
+        calibrate_run(CalibrateConfig(artifacts=str(art), data_dir=str(mini_isic), n_boot=0))
     return art

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never let timm wait on a hub here
+# stage runs here log to MLflow only where a test turns it on (tests/test_tracking.py): a new
+# store per tmp artifacts folder would add seconds to every stage test
+os.environ.setdefault("ISIC_TRACKING", "none")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ISIC_SHARED", REPO.parent / "shared"))

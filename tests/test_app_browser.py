@@ -1,5 +1,6 @@
-"""The real page in headless Chromium (Selenium): upload a crop, see the probability and the
-Grad-CAM overlay; upload a text file, see a sentence and no traceback.
+"""The real page in headless Chromium (Selenium): upload a crop, see the calibrated risk and the
+Grad-CAM overlay; add metadata, see the stack's risk and the single-lesion warning; upload a text
+file, see a sentence and no traceback.
 
 Needs the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them);
 skips, saying so, where they or the Python packages are missing. Never downloads a browser.
@@ -47,7 +48,7 @@ def page_url(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Tem
     if reason:
         pytest.skip(reason)
     art = make_clinic_artifacts(mini_isic, mini_artifacts,
-                                tmp_path_factory.mktemp("browser") / "artifacts")
+                                tmp_path_factory.mktemp("browser") / "artifacts", calibrate=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -117,13 +118,14 @@ def lesion(mini_isic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_upload_shows_probability_and_overlay(page_url: str, browser, lesion: Path,
-                                              tmp_path: Path):
+def test_upload_shows_calibrated_risk_and_overlay(page_url: str, browser, lesion: Path,
+                                                  tmp_path: Path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    text = _submit(browser, page_url, lesion, "Probability:")
+    text = _submit(browser, page_url, lesion, "Calibrated risk:")
     assert "sensitivity" in text and "specificity" in text and "Threshold" in text
+    assert "model score" in text and "Single lesion" not in text  # image-only: no patient
     img = WebDriverWait(browser, WAIT).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, "#overlay img"))[0]
     assert img.get_attribute("src") and img.size["width"] > 50
@@ -158,3 +160,34 @@ def test_metadata_switches_to_the_stack(page_url: str, browser, lesion: Path):
     age.send_keys("61")
     text = _score(browser, "Scored by the stack")
     assert "logistic over" in text and "1 field(s) given" in text
+    assert "Calibrated risk:" in text and "Single lesion:" in text
+    assert "patient-relative features" in text and "cannot be computed from one lesion" in text
+
+
+def test_patient_csv_scored_together(page_url: str, browser, mini_isic: Path, tmp_path: Path):
+    import polars as pl
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    test = pl.read_csv(mini_isic / "test-metadata.csv", infer_schema=False)
+    rows = test.filter(pl.col("patient_id") == test["patient_id"][0]).head(4)
+    rows.write_csv(tmp_path / "lesions.csv")
+    with CropStore(mini_isic / "test-image.hdf5") as store:
+        crops = []
+        for isic_id in rows["isic_id"]:
+            Image.fromarray(store.read(isic_id)).save(tmp_path / f"{isic_id}.png")
+            crops.append(str(tmp_path / f"{isic_id}.png"))
+    wait = WebDriverWait(browser, WAIT)
+    browser.get(page_url)
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#patient .label-wrap"))).click()
+    csv = wait.until(ec.presence_of_element_located(
+        (By.CSS_SELECTOR, "#patient-csv input[type=file]")))
+    csv.send_keys(str(tmp_path / "lesions.csv"))
+    browser.find_element(By.CSS_SELECTOR, "#patient-crops input[type=file]").send_keys(
+        "\n".join(crops))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "patient-crops"), Path(crops[-1]).stem))
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#score-patient"))).click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "patient-result"), "scored together"))
+    text = browser.find_element(By.ID, "patient-result").text
+    assert text.count("ISIC_") == 4 and "calibrated risk" in text and "Traceback" not in text

@@ -76,6 +76,9 @@ def test_render_templates(tmp_path: Path):
     out = render.update(page, tables, tmp_path)
     assert "| 3 min 52 s | 77.3% |" in out and "| 7 h 58 min | 0.138 |" in out
     assert "| a | 401,059 rows |" in out
+    assert render.lookup({"ci": [0.1, 0.2]}, "ci.1") == 0.2
+    with pytest.raises(KeyError, match="ci.2"):
+        render.lookup({"ci": [0.1, 0.2]}, "ci.2")
     assert "| `lgbm` | 0.1379 |" in out and "| `xgb` | 0.1362 |" in out
     assert "Not measured yet: run `bench_nope.py`" in out and "old" not in out
     assert render.update(out, tables, tmp_path) == out  # idempotent
@@ -92,6 +95,28 @@ def test_no_machine_paths_in_benchmarks():
     for path in sorted(BENCH.glob("*.py")):
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             assert not pattern.search(line), f"{path.name}:{i}: {line.strip()}"
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_results_files_hold_no_machine_paths():
+    """A results file names data and runs relative to the repository: no absolute path (of
+    this machine or any other) in any key or value."""
+    files = sorted((BENCH / "results").rglob("*.json"))
+    assert files
+    for path in files:
+        for text in _strings(json.loads(path.read_text(encoding="utf-8"))):
+            assert not re.search(r"(^|[\s'\"(=:])/[\w.+-]+/", text), f"{path.name}: {text[:120]}"
 
 
 def test_bench_features_skips_without_shared(tmp_path: Path):
@@ -135,26 +160,51 @@ def _write_results(tmp_path: Path, q: dict) -> Path:
     return results
 
 
-def test_colour_summary_pairs_runs_by_seed():
-    """bench_colour: the on-minus-off difference is paired within a fold seed; a seed run only
-    one way is listed but left out of the comparison."""
-    spec = importlib.util.spec_from_file_location("bench_colour", BENCH / "bench_colour.py")
+def test_settings_summary_pairs_runs_by_seed(tmp_path: Path, monkeypatch):
+    """bench_settings: each setting is compared with off by `isic compare` over the seeds run
+    both ways (a seed run one way only is listed, not paired); a planted gain is found."""
+    import numpy as np
+    import polars as pl
+
+    spec = importlib.util.spec_from_file_location("bench_settings", BENCH / "bench_settings.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-
-    def res(p: float) -> dict:
-        return {"oof_pauc": p, "oof_auc": 0.8, "mean_fold_pauc": p + 0.001, "seconds": 1.0,
-                "config": {"tta_flip": True, "steps": 240}}
-
-    runs = {(False, 1): res(0.10), (True, 1): res(0.11), (False, 2): res(0.12),
-            (True, 2): res(0.10), (False, 3): res(0.5)}
-    out = mod.summarise(runs)
-    assert out["seeds"] == [1, 2] and set(out["runs"]) == {
-        "cc0_seed1", "cc1_seed1", "cc0_seed2", "cc1_seed2", "cc0_seed3"}
-    assert out["difference"]["oof_pauc"]["mean"] == pytest.approx(-0.005)
-    assert out["difference"]["oof_pauc"]["sd"] == pytest.approx(0.03 / 2 ** 0.5)
-    assert out["off"]["oof_pauc"]["mean"] == pytest.approx(0.24)  # every seed run "off"
-    assert out["off"]["oof_pauc"]["seeds"] == [1, 2, 3] and out["on"]["oof_pauc"]["seeds"] == [1, 2]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(mod, "RUNS", tmp_path / "runs")
+    (tmp_path / "runs").mkdir()
+    rng = np.random.default_rng(0)
+    n = 4000
+    ids = [f"ISIC_{i:07d}" for i in range(n)]
+    y = (rng.random(n) < 0.04).astype(int)
+    patient = rng.integers(0, 500, n)
+    conditions = {"cpu_model": "x", "cpu_bf16": True, "gpu": None, "threads": 1,
+                  "loader_workers": 0, "libraries": {}}
+    for setting, seed, gain in [("off", 1, 0), ("colour", 1, 1.0), ("off", 2, 0),
+                                ("colour", 2, 1.0), ("off", 3, 0)]:
+        art = tmp_path / mod.ART / f"{setting}_seed{seed}"
+        (art / "oof").mkdir(parents=True)
+        (art / "runs" / mod.RUN_NAME).mkdir(parents=True)
+        fold = (patient + seed) % 5
+        pl.DataFrame({"isic_id": ids, "patient_id": patient.astype(str), "target": y,
+                      "fold": fold}).write_parquet(art / "folds_images.parquet")
+        pred = y * (0.8 + gain) + rng.normal(size=n)
+        pl.DataFrame({"isic_id": ids, "fold": fold, "pred": pred}).write_parquet(
+            art / "oof" / f"{mod.RUN_NAME}.parquet")
+        (art / "runs" / mod.RUN_NAME / "provenance.json").write_text(
+            json.dumps({"conditions": conditions}))
+        (tmp_path / "runs" / f"{setting}_seed{seed}.json").write_text(json.dumps(
+            {"oof_pauc": 0.1 + gain / 10, "oof_auc": 0.8, "mean_fold_pauc": 0.1,
+             "seconds": 1.0, "config": {"cpu_threads": 1}}))
+    out = mod.summarise([1, 2, 3], list(mod.SETTINGS), n_boot=200)
+    assert set(out["runs"]) == {"off_seed1", "colour_seed1", "off_seed2", "colour_seed2",
+                                "off_seed3"}
+    assert out["settings"]["off"]["seeds"] == [1, 2, 3]
+    assert out["settings"]["colour"]["oof_pauc"]["mean"] == pytest.approx(0.2)
+    assert set(out["comparisons"]) == {"colour"}  # ema was never run
+    cmp = out["comparisons"]["colour"]
+    assert cmp["seeds"] == [1, 2] and cmp["n_seeds"] == 2 and cmp["verdict"] == "b higher"
+    assert cmp["bootstrap"]["ci"][0] > 0 and cmp["conditions_differ"] == []
+    assert str(tmp_path) not in json.dumps(out)  # run names relative: no machine paths
 
 
 def test_fusion_scores_compare_the_recipes_fold_by_fold(tmp_path: Path):
@@ -192,10 +242,9 @@ def test_fusion_scores_compare_the_recipes_fold_by_fold(tmp_path: Path):
     assert out["vision_fused"]["spearman_logit_image"] > 0.4
     assert out["vision_fused_image_part"]["spearman_logit_image"] > 0.5
     assert abs(out["vision_fromimg"]["spearman_logit_image"]) < 0.1
-    assert out["gains"]["fused_minus_fromimg"] > 0.01
-    assert out["gains"]["folds_fused_above_fromimg"] == 3
+    assert out["vision_fused"]["oof_pauc"] > out["vision_fromimg"]["oof_pauc"] + 0.01
     assert set(out["lgbm"]["fold_pauc"]) == {0, 1, 2}
     (art / "oof" / "vision_fromimg.parquet").unlink()  # the other recipe not run: n/a
     out = mod.scores(chain, art, tmp_path / "oracle.parquet")
-    assert out["vision_fromimg"]["oof_pauc"] is None and out["gains"]["fused_minus_fromimg"] is None
-    assert out["gains"]["fused_minus_lgbm"] > 0.01 and out["gains"]["folds_fused_above_lgbm"] == 3
+    assert out["vision_fromimg"]["oof_pauc"] is None and out["vision_fromimg"]["fold_pauc"] is None
+    assert out["vision_fused"]["oof_pauc"] > out["lgbm"]["oof_pauc"] + 0.01

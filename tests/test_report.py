@@ -119,3 +119,30 @@ def test_report_drift_section_on_the_folds_data(art: Path, mini_isic: Path):
     md = (art / "report" / "report.md").read_text()
     assert "Drift check" in md and "**Warning**" in md and "| tbp_lv_" in md
     assert "What each model learned" in md  # the oracle of the same data
+
+
+def test_report_flags_tuned_runs_and_the_nested_stack(art: Path):
+    """A run whose config merged tuned parameters chosen on these folds is marked optimistic;
+    the stack's note says its CV row is nested and shows the best-of figure apart."""
+    from isicstack.data.provenance import fold_hash, write_provenance
+
+    folds = pl.read_parquet(art / "folds.parquet")
+    by = {"study": "s1", "trial": 7, "value": 0.15, "finished_trials": 30,
+          "profile": "smoke", "fold_hash": fold_hash(folds)}
+    write_provenance(art / "runs" / "good", {}, tuned={"file": "tabular.yaml", "sha256": "x",
+                                                       "tuned_by": by})
+    write_provenance(art / "runs" / "weak", {}, tuned={"file": "tabular.yaml", "sha256": "x",
+                                                       "tuned_by": {**by, "fold_hash": "other"}})
+    (art / "runs" / "stack").mkdir(parents=True)
+    (art / "runs" / "stack" / "metrics.json").write_text(json.dumps({
+        "chosen": "rank_mean", "input_names": ["good", "weak"],
+        "cv": {"kind": "nested", "picks": {"0": "rank_mean", "1": "logistic"}},
+        "best_of_methods": {"method": "rank_mean", "oof_pauc": 0.1234}}))
+    info = run(ReportConfig(artifacts=str(art), **QUICK))
+    md = (art / "report" / "report.md").read_text()
+    assert "| good † |" in md and "| weak † |" in md
+    assert info["tuned"]["good"]["same_folds"] is True
+    assert info["tuned"]["weak"]["same_folds"] is False
+    assert "study `s1`, trial 7 of 30, chosen on these same folds, so its CV is optimistic" in md
+    assert "`weak`: tuned parameters from study `s1`, trial 7 of 30, chosen on other folds" in md
+    assert "Its CV row is nested" in md and "fold 1: logistic" in md and "0.1234" in md

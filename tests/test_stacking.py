@@ -15,6 +15,7 @@ from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
 from isicstack.stacking.inputs import discover
 from isicstack.stacking.methods import METHODS, Stacker, cross_validate, fit_stacker
+from isicstack.stacking.nested import nested_cross_validate, to_common_scale
 from isicstack.stacking.stack import StackConfig, run
 
 
@@ -142,6 +143,53 @@ def test_stacker_rejects_bad_input():
         fit_stacker("median", X, y, NAMES)
 
 
+# --- nested choice of the method ------------------------------------------------------------
+
+def test_nested_choice_never_sees_the_scored_fold():
+    """Fold k's picks and scores depend only on the other folds: relabel fold k, nothing moves."""
+    X, y, fold = _data(n=2400, seed=3)
+    fold = fold % 3
+    base = nested_cross_validate(list(METHODS), X, y, fold, NAMES)
+    y2 = y.copy()
+    in0 = fold == 0
+    y2[in0] = np.random.default_rng(9).permutation(y2[in0])
+    y2[np.flatnonzero(in0)[:5]] = 1
+    moved = nested_cross_validate(list(METHODS), X, y2, fold, NAMES)
+    assert moved.picks[0] == base.picks[0]
+    np.testing.assert_array_equal(moved.oof[in0], base.oof[in0])
+    assert not np.array_equal(moved.oof[~in0], base.oof[~in0])  # other folds trained on it
+
+
+def test_nested_with_one_method_is_its_cv_on_one_scale():
+    """One candidate: no choice, so per-fold pAUC equals the method's own CV; scores in [0, 1]
+    (the training rows' CDF) so that folds pool: a method whose raw scale differs between
+    folds (logistic's intercept moves with each fold's prevalence) pools no worse."""
+    X, y, fold = _data(n=3000, seed=4)
+    cv = cross_validate("logistic", X, y, fold, NAMES)
+    nested = nested_cross_validate(["logistic"], X, y, fold, NAMES)
+    assert set(nested.picks.values()) == {"logistic"}
+    for k in np.unique(fold):
+        va = fold == k
+        assert pauc(y[va], nested.oof[va]) == pytest.approx(pauc(y[va], cv.oof[va]), abs=1e-12)
+    assert nested.oof.min() >= 0 and nested.oof.max() <= 1
+    assert to_common_scale(np.arange(100.0), np.array([-1.0, 49.5, 1e3])).tolist() == \
+        pytest.approx([0.0, 0.5, 1.0], abs=1e-5)
+
+
+def test_pooling_mixed_methods_needs_one_scale():
+    """Fold 0 scored by a [0, 1] rank method, fold 1 by raw logits: pooled naively the folds sort
+    by method; on the common scale the pooled pAUC is close to the per-fold figures."""
+    rng = np.random.default_rng(5)
+    y = (rng.random(4000) < 0.05).astype(int)
+    fold = np.repeat([0, 1], 2000)
+    z = 2 * y + rng.normal(size=4000)
+    raw = np.where(fold == 0, 1 / (1 + np.exp(-z)), 10 + z)  # two scales
+    scaled = np.concatenate([to_common_scale(raw[fold == k], raw[fold == k]) for k in (0, 1)])
+    per_fold = np.mean([pauc(y[fold == k], raw[fold == k]) for k in (0, 1)])
+    assert pauc(y, raw) < per_fold - 0.02
+    assert pauc(y, scaled) == pytest.approx(per_fold, abs=0.01)
+
+
 # --- the stage end to end on mini_isic -------------------------------------------------------
 
 def _write_input(art: Path, name: str, folds: pl.DataFrame, test_ids: pl.Series,
@@ -193,6 +241,11 @@ def test_stack_end_to_end(stack_run, stack_art: Path, mini_isic: Path):
     y = folds["target"].to_numpy()
     assert pauc(y, oof["pred"].to_numpy()) == pytest.approx(m["stack"]["oof_pauc"])
     assert 0 < m["oracle"]["stack_fraction"] <= 1.05
+    # method auto: the stack's CV is the nested one, the best method's own CV is kept beside it
+    assert m["cv"]["kind"] == "nested" and set(m["cv"]["picks"]) == set(np.unique(folds["fold"]))
+    assert m["best_of_methods"]["method"] == m["chosen"]
+    assert m["best_of_methods"]["oof_pauc"] == m["methods"][m["chosen"]]["oof_pauc"]
+    assert oof["pred"].min() >= 0 and oof["pred"].max() <= 1  # one scale: training-row CDF
     run_dir = stack_art / "runs" / "stack"
     assert {"stacker.json", "metrics.json", "config.yaml"} <= {p.name for p in run_dir.iterdir()}
 

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import optuna
+import polars as pl
 import pytest
 import yaml
 
-from isicstack.config import load_config
-from isicstack.pipelines.compare import EvaluateConfig, compare, paired_difference
-from isicstack.pipelines.compare import run as evaluate
+from isicstack.config import load_config, tuned_record
+from isicstack.data.provenance import fold_hash
 from isicstack.pipelines.tune import TuneConfig, pruning_reporter, run, split_params, suggest
 from isicstack.tabular.cv import TabularConfig
 
@@ -93,6 +93,10 @@ def test_sweep_resumes_and_exports(mini_isic, mini_artifacts, space_file, tmp_pa
     cfg = load_config(TabularConfig, "tabular", config_dir=cdir)
     assert cfg.models["lgbm"].num_rounds == study.best_params["stage.num_rounds"]
     assert cfg.models["lgbm"].params["num_leaves"] == study.best_params["num_leaves"]
+    rec = tuned_record(cfg)  # recorded in the stage's provenance; the report flags the run
+    assert rec["file"] == "tabular.yaml" and rec["tuned_by"]["study"] == "t"
+    assert rec["tuned_by"]["trial"] == study.best_trial.number
+    assert tuned_record(load_config(TabularConfig, "tabular", use_tuned=False)) is None
 
 
 def _worker(cfg_overrides: list[str], env: dict) -> subprocess.Popen:
@@ -161,30 +165,6 @@ def test_two_workers_and_a_killed_one(url, mini_isic, mini_artifacts, space_file
     assert optuna.trial.TrialState.RUNNING not in states
 
 
-def test_paired_difference():
-    a = {"0": 0.150, "1": 0.152, "2": 0.149, "3": 0.151}
-    b = {"0": 0.155, "1": 0.156, "2": 0.153, "3": 0.157, "9": 0.2}
-    r = paired_difference(a, b)
-    assert r["n_seeds"] == 4 and r["mean_diff"] == pytest.approx(0.00475)
-    assert r["p_value"] < 0.01
-    assert paired_difference(a, a)["p_value"] == 1.0
-    with pytest.raises(ValueError, match="2 shared"):
-        paired_difference({"0": 0.1}, {"0": 0.2})
-
-
-def test_evaluate_and_compare(mini_isic, mini_artifacts, capsys):
-    common = dict(data_dir=str(mini_isic), artifacts=str(mini_artifacts), profile="smoke",
-                  fold_seeds=[0, 1], n_folds=3, models=["lgbm"])
-    evaluate(EvaluateConfig(name="a", stage_overrides=SMALL, **common))
-    evaluate(EvaluateConfig(name="b", stage_overrides=[*SMALL, "models.lgbm.num_rounds=5"],
-                            **common))
-    out = compare(mini_artifacts / "evals" / "a.json", mini_artifacts / "evals" / "b.json")
-    assert out["lgbm"]["n_seeds"] == 2
-    spread = json.loads((mini_artifacts / "evals" / "a.json").read_text())["summary"]["lgbm"]
-    assert spread["n"] == 2 and spread["sd"] is not None and spread["sd"] >= 0  # seed_spread
-    assert "paired t-test over 2 seeds" in capsys.readouterr().out
-
-
 def test_image_sweep_reports_folds_and_exports(mini_isic, mini_artifacts, tmp_path):
     """The image objective runs the real stage per trial, reports each fold, exports flat keys."""
     art = tmp_path / "art"
@@ -205,5 +185,9 @@ def test_image_sweep_reports_folds_and_exports(mini_isic, mini_artifacts, tmp_pa
     assert sorted(study.trials[0].intermediate_values) == [0, 1, 2]  # one report per fold
     assert all(0.0 <= t.value <= 0.2 for t in study.trials)
     tuned = yaml.safe_load((tmp_path / "tuned" / "image.yaml").read_text())
-    assert set(tuned) == {"lr", "neg_ratio"}
+    assert set(tuned) == {"lr", "neg_ratio", "tuned_by"}
+    by = tuned["tuned_by"]  # what a run merging this file records (the report's † note)
+    assert by["study"] == "img" and by["trial"] == study.best_trial.number
+    assert by["finished_trials"] == 2 and by["fold_hash"] == fold_hash(pl.read_parquet(
+        art / "folds.parquet"))
     assert not (art / "oof").exists() and not (art / "tune" / "image" / "trial0").exists()

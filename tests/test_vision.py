@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import pytorch_lightning as lightning
 import torch
 from vision_fixtures import copy_artifacts, crop, image_cfg, make_vision_data
 
@@ -218,9 +220,55 @@ def test_profiles_resolve(profile: str):
     assert (cfg.images_path != "") == (profile in ("real_dev", "gpu"))
 
 
+class _MemoryFormat(lightning.Callback):
+    """Records whether the backbone's conv weights (at the start of training) and every input
+    it saw were in channels_last memory format (only tensors where the formats differ)."""
+
+    def __init__(self) -> None:
+        self.weights: list[bool] = []
+        self.inputs: list[bool] = []
+
+    def on_train_start(self, trainer: lightning.Trainer, pl_module: object) -> None:
+        backbone = pl_module.backbone  # type: ignore[attr-defined]
+        self.weights = [p.is_contiguous(memory_format=torch.channels_last)
+                        for p in backbone.parameters()
+                        if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1]
+        backbone.register_forward_pre_hook(lambda _m, args: self.inputs.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
+
+
+def test_channels_last_resolution_and_memory_format(vision_data: dict[str, Path],
+                                                    tmp_path: Path):
+    """CPU: `auto` means channels_last only with bf16; forced on, the weights and every input
+    of the trained backbone are channels_last; off, none are."""
+    from isicstack.vision.train import resolve_runtime
+
+    cpu = image_cfg(vision_data, accelerator="cpu", precision="32-true")
+    assert resolve_runtime(cpu)["channels_last"] is False
+    assert resolve_runtime(replace(cpu, precision="bf16-mixed"))["channels_last"] is True
+    assert resolve_runtime(replace(cpu, channels_last=True))["channels_last"] is True
+    art = copy_artifacts(vision_data, tmp_path)
+    for on in (True, False):
+        probe = _MemoryFormat()
+        run(replace(cpu, artifacts=str(art), fusion=False, folds=[0], steps=2,
+                    name=f"cl_{on}", channels_last=on), callbacks=[probe])
+        assert probe.weights and probe.inputs
+        assert set(probe.weights) == {on} and set(probe.inputs) == {on}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_bf16_channels_last(vision_data: dict[str, Path], tmp_path: Path):
+    """On a GPU, `auto` resolves to mixed precision and channels_last, and the model really
+    trains in that memory format (weights and inputs of the backbone)."""
+    from isicstack.vision.train import resolve_runtime
+
     art = copy_artifacts(vision_data, tmp_path)
-    out = run(image_cfg(vision_data, art, accelerator="auto", folds=[0]))
-    assert out["precision"] in ("bf16-mixed", "16-mixed")
+    cfg = image_cfg(vision_data, art, accelerator="auto", folds=[0])
+    rt = resolve_runtime(cfg)
+    assert rt["on_gpu"] and rt["channels_last"] and rt["precision"] in ("bf16-mixed", "16-mixed")
+    probe = _MemoryFormat()
+    out = run(cfg, callbacks=[probe])
+    assert out["precision"] == rt["precision"]
+    assert probe.weights and all(probe.weights)
+    assert probe.inputs and all(probe.inputs)

@@ -191,7 +191,21 @@ def test_predict_images_hdf5_and_jpeg_folder(vision_data: dict[str, Path], tmp_p
                                            name="vision_fusedrun", accelerator="cpu"))
 
 
-def test_corrupt_training_crop_named_or_skipped(vision_data: dict[str, Path], tmp_path: Path):
+class _TrainIds(lightning.Callback):
+    """Records, per fold trained, the ids of its training rows (what its sampler can draw)."""
+
+    def __init__(self) -> None:
+        self.ids: list[list[str]] = []
+
+    def on_train_start(self, trainer: lightning.Trainer, pl_module: object) -> None:
+        self.ids.append(list(trainer.train_dataloader.dataset.ids))
+
+
+@pytest.mark.parametrize("mode,workers", [("memory", 0), ("stream", 0), ("stream", 1)])
+def test_corrupt_training_crop_named_or_skipped(vision_data: dict[str, Path], tmp_path: Path,
+                                                mode: str, workers: int):
+    """Both data modes: `error` stops naming the crop and file (also after a `skip` run left
+    its verdict in the cache); `skip` finishes, lists it, trains without it, scores it."""
     data = tmp_path / "data"
     data.mkdir()
     with __import__("h5py").File(vision_data["data"] / "train-image.hdf5") as f:
@@ -200,12 +214,23 @@ def test_corrupt_training_crop_named_or_skipped(vision_data: dict[str, Path], tm
     items[5] = (victim, b"\xff\xd8 not a jpeg")
     write_crops(data / "train-image.hdf5", items)
     art = copy_artifacts(vision_data, tmp_path / "art")
-    cfg = image_cfg(vision_data, art, data_dir=str(data), fusion=False, folds=[0],
-                    predict_test=False)
+    folds = pl.read_parquet(folds_path(art))
+    fold = int(folds.filter(pl.col("isic_id") == victim)["fold"][0])
+    train_on = (fold + 1) % 3  # a fold whose training rows include the victim
+    others = set(folds.filter(pl.col("fold") != train_on)["isic_id"].to_list())
+    cfg = image_cfg(vision_data, art, data_dir=str(data), fusion=False, folds=[train_on, fold],
+                    predict_test=False, data_mode=mode, num_workers=workers)
     with pytest.raises(BadImageError, match=f"train-image.hdf5.*{victim}"):
         run(cfg)
-    out = run(replace(cfg, on_bad_image="skip"))
-    assert out["bad_images"] == [victim]
+    assert not list((art / "runs" / "vision_test_resnet").glob("fold*/fold.json"))
+    seen = _TrainIds()
+    out = run(replace(cfg, on_bad_image="skip"), callbacks=[seen])
+    assert out["bad_images"] == [victim] and out["data_mode"] == mode
+    assert len(seen.ids) == 2 and set(seen.ids[0]) == others - {victim}  # left out
+    oof = pl.read_parquet(oof_path(art, "vision_test_resnet"))
+    assert oof.filter(pl.col("isic_id") == victim)["pred"].is_between(0, 1).all()  # scored
+    with pytest.raises(BadImageError, match=f"train-image.hdf5.*{victim}"):
+        run(replace(cfg, resume=False))  # the cached verdict does not turn `error` into skip
 
 
 def test_cli_train_image_smoke(vision_data: dict[str, Path], tmp_path: Path):

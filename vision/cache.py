@@ -7,6 +7,10 @@ memory-mapped afterwards, so folds, runs and DataLoader workers share one copy. 
 is a hash of what it was made from (crop file content, ids, size, colour constancy), so a
 changed input never reuses a stale cache. A crop that cannot be decoded stops the build with its
 ``isic_id`` and file, or with ``on_bad_image: skip`` is listed and left out.
+
+Streamed crops (``data_mode: stream``) are not cached, but :func:`check_crops` decodes each once
+(in the loader workers) so that a bad crop is found before training, not mid-fold: named, or
+listed and left out of the training rows. Its verdict is kept under the same content key.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from typing import Literal
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as tvf
 
 from isicstack.data.crops import BadImageError
 from isicstack.data.io import atomic_path, write_json
 from isicstack.data.provenance import file_sha256
-from isicstack.vision.data import ImageSource
+from isicstack.vision.data import ImageSource, open_source
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +114,8 @@ def build_cache(source: ImageSource, images: Path, ids: list[str], size: int,
     meta = path.with_suffix(".json")
     if path.is_file() and meta.is_file():
         bad = json.loads(meta.read_text())["bad_ids"]
+        if bad and on_bad == "error":  # made by a `skip` run: this run must still stop
+            _raise_first(source, images, bad)
         log.info("crop cache: reusing %s (%d crops)", path, len(ids))
         return CachedSource(path, ids), bad
     array, bad = read_resized(source, ids, size, on_bad)
@@ -119,3 +126,59 @@ def build_cache(source: ImageSource, images: Path, ids: list[str], size: int,
     log.info("crop cache: wrote %s (%d crops at %dpx, %.0f MB)", path, len(ids), size,
              array.nbytes / 2**20)
     return CachedSource(path, ids), bad
+
+
+def _raise_first(source: ImageSource, images: Path, bad: list[str]) -> None:
+    """Raise the decoder's own error for the first known-bad crop (it names id and file)."""
+    source.image(bad[0])  # raises BadImageError
+    raise BadImageError(f"{images}: crop {bad[0]!r} is not a decodable JPEG", bad[0], images)
+
+
+class _Probe(Dataset):
+    """Item ``i`` decodes crop ``ids[i]`` and returns its error message ("" when it decodes)."""
+
+    def __init__(self, source: ImageSource, ids: list[str]) -> None:
+        self.source, self.ids = source, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> str:
+        try:
+            self.source.image(self.ids[i])
+        except BadImageError as err:
+            return str(err)
+        return ""
+
+
+def check_crops(images: Path, ids: list[str], folder: Path, on_bad: OnBad = "error",
+                workers: int = 0, batch: int = 256) -> list[str]:
+    """The ids whose crop does not decode, found before training (stream mode).
+
+    Each crop is decoded once, spread over ``workers`` processes: one decode per crop against
+    the many of training, and it keeps a bad crop from stopping a fold hours in or from being
+    drawn into training. ``error``: the first bad crop raises, naming its id and file. The
+    verdict is saved under ``folder`` by content key, so later runs on the same crops skip it.
+    """
+    path = folder / f"checked-{cache_key(images, ids, 0, False)}.json"
+    source = open_source(images)
+    if path.is_file():
+        bad = json.loads(path.read_text())["bad_ids"]
+        if bad and on_bad == "error":
+            _raise_first(source, images, bad)
+        return bad
+    loader = DataLoader(_Probe(source, ids), batch_size=batch, num_workers=workers,
+                        collate_fn=list)
+    bad = []
+    for start, messages in zip(range(0, len(ids), batch), loader, strict=True):
+        for j, message in enumerate(messages):
+            if not message:
+                continue
+            if on_bad == "error":
+                raise BadImageError(message, ids[start + j], images)
+            log.warning("skipping crop: %s", message)
+            bad.append(ids[start + j])
+    write_json({"images": str(images), "n": len(ids), "bad_ids": bad}, path)
+    log.info("crop check: %d crops of %s decode, %d do not", len(ids) - len(bad), images,
+             len(bad))
+    return bad

@@ -2,7 +2,9 @@
 score the whole held-out fold and the test rows once with the final weights.
 
 A finished fold leaves ``fold.json`` + its prediction files, so a rerun of an interrupted
-multi-fold run skips it; an unfinished one continues from its last saved step.
+multi-fold run skips it; an unfinished one continues from its last saved step. Under DDP every
+rank trains and predicts its share, the predictions are gathered onto every rank and global
+rank 0 alone writes the fold's files (:mod:`isicstack.vision.distributed`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from isicstack.data.io import write_json, write_parquet
 from isicstack.data.layout import run_dir
 from isicstack.data.metric import fmt_score, fold_scores
 from isicstack.vision.data import CropDataset, FoldDataModule, eval_transform, make_loader
+from isicstack.vision.distributed import barrier, eval_sampler, gather_rows, global_rank
 from isicstack.vision.inputs import TrainInputs
+from isicstack.vision.mlflow_log import fold_loggers
 from isicstack.vision.model import ImageClassifier
 
 if TYPE_CHECKING:
@@ -45,6 +49,8 @@ class _FoldLog(Callback):
         self.start_step = trainer.global_step
 
     def on_train_epoch_end(self, trainer: lightning.Trainer, pl_module: Any) -> None:
+        if trainer.global_rank:
+            return
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
         log.info("fold %d step %d/%d: %s (%.1fs)", self.fold, trainer.global_step, self.steps,
                  ", ".join(f"{k}={v:.4f}" for k, v in sorted(m.items())),
@@ -54,16 +60,8 @@ class _FoldLog(Callback):
 def predict_rows(trainer: lightning.Trainer, model: ImageClassifier, loader: Any,
                  n: int) -> dict[str, np.ndarray]:
     """Every output of ``predict_step`` (``pred``, a fused model's ``image_part``) for rows
-    0..n-1 of ``loader``'s dataset, in index order."""
-    out = trainer.predict(model, dataloaders=loader)
-    idx = torch.cat([o["index"] for o in out]).numpy()
-    res: dict[str, np.ndarray] = {}
-    for key in (k for k in out[0] if k != "index"):
-        res[key] = np.full(n, np.nan)
-        res[key][idx] = torch.cat([o[key] for o in out]).numpy().astype(np.float64)
-        if np.isnan(res[key]).any():
-            raise RuntimeError(f"prediction covered {len(np.unique(idx))} of {n} rows")
-    return res
+    0..n-1 of ``loader``'s dataset, in index order, every rank's share gathered."""
+    return gather_rows(trainer.predict(model, dataloaders=loader), n)
 
 
 def _model(cfg: ImageConfig, n_tab: int, rt: dict[str, Any], fold: int) -> ImageClassifier:
@@ -99,6 +97,9 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
                         inputs.tab(), cfg.val_neg_ratio,
                         trainable=~table["isic_id"].is_in(sources.bad_ids).to_numpy())
     model = _model(cfg, len(inputs.tab_cols), rt, fold)
+    rank = global_rank()
+    if rank:  # other augmentation draws than rank 0's (loader workers are seeded by rank)
+        torch.manual_seed(cfg.seed + fold + 7919 * rank)
     ckpt = ModelCheckpoint(dirpath=fdir, save_last=True, save_top_k=0,
                            every_n_train_steps=max(1, min(cfg.steps // 4, 500)),
                            enable_version_counter=False)
@@ -110,9 +111,12 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
     trainer = lightning.Trainer(
         max_steps=cfg.steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices,
         strategy=cfg.strategy, precision=rt["precision"],
-        callbacks=[ckpt, flog, *averaging, *(callbacks or [])], logger=CSVLogger(fdir, name="logs"),
+        callbacks=[ckpt, flog, *averaging, *(callbacks or [])],
+        logger=[CSVLogger(fdir, name="logs"),
+                *(fold_loggers(cfg.artifacts, rdir, fold) if rank == 0 else [])],
         default_root_dir=fdir, num_sanity_val_steps=0, enable_model_summary=False,
-        log_every_n_steps=10, enable_progress_bar=False, benchmark=rt["on_gpu"], **val)
+        log_every_n_steps=10, enable_progress_bar=False, benchmark=rt["on_gpu"],
+        use_distributed_sampler=False, **val)  # the DataModule shares rows out itself
     last = fdir / "last.ckpt"
     resumed = last.is_file()
     with warnings.catch_warnings():
@@ -128,7 +132,8 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
         if inputs.test is not None and sources.test is not None and inputs.test.height:
             ds = CropDataset(sources.test, inputs.test["isic_id"].to_list(),
                              eval_transform(cfg.image_size), tab=inputs.tab(inputs.test))
-            loader = make_loader(ds, 2 * cfg.batch_size, cfg.num_workers)
+            loader = make_loader(ds, 2 * cfg.batch_size, cfg.num_workers,
+                                 eval_sampler(ds, trainer))
             test_df = pl.DataFrame({"isic_id": ds.ids,
                                     **predict_rows(trainer, model, loader, len(ds))})
     valid = table[dm.valid_rows]
@@ -140,15 +145,20 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
         "resumed_from_step": (flog.start_step if flog.start_step is not None else cfg.steps)
         if resumed else None,
         "steps": int(trainer.global_step), "seconds": round(time.perf_counter() - t0, 1),
+        "world_size": int(trainer.world_size),
         "has_test": test_df is not None,
     }
-    write_parquet(oof, fdir / "oof.parquet")
-    if test_df is not None:
-        write_parquet(test_df, fdir / "test.parquet")
-    write_json(metrics, done)
+    if rank == 0:
+        write_parquet(oof, fdir / "oof.parquet")
+        if test_df is not None:
+            write_parquet(test_df, fdir / "test.parquet")
+        write_json(metrics, done)
+    barrier()  # rank 0's files are written before any rank goes on
     for cb in callbacks or []:  # e.g. tuning's pruning reporter: the fold's held-out score
         if hasattr(cb, "on_fold_end"):
             cb.on_fold_end(fold, metrics)
-    log.info("fold %d: OOF pAUC %s AUC %s (%d steps, %.0fs)", fold, fmt_score(metrics["pauc"]),
-             fmt_score(metrics["auc"]), metrics["steps"], metrics["seconds"])
+    if rank == 0:
+        log.info("fold %d: OOF pAUC %s AUC %s (%d steps, %.0fs)", fold,
+                 fmt_score(metrics["pauc"]), fmt_score(metrics["auc"]), metrics["steps"],
+                 metrics["seconds"])
     return {"metrics": metrics, "oof": oof, "test": test_df}

@@ -24,6 +24,7 @@ from isicstack.data.crops import CropStore
 from isicstack.data.folds import make_folds
 from isicstack.data.io import DataError, load_metadata, write_json, write_parquet
 from isicstack.data.layout import oof_path, test_pred_path
+from isicstack.vision.distributed import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ def image_only_folds(labels_path: Path, images_path: Path, artifacts: Path, n_fo
     if path.is_file() and info_path.is_file() and json.loads(info_path.read_text()) == info:
         return pl.read_parquet(path)
     folds = make_folds(labels, n_folds, seed)
+    if not is_rank_zero():  # DDP: rank 0 wrote them before the other ranks started
+        return folds
     write_parquet(folds, path)
     write_json(info, info_path)
     log.info("image-only folds: wrote %s (%d rows, %d folds)", path, folds.height, n_folds)

@@ -190,7 +190,7 @@ class ImageClassifier(lightning.LightningModule):
         self.tta_flip = tta_flip
         if channels_last:
             self.to(memory_format=torch.channels_last)
-        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val: list[tuple[torch.Tensor, ...]] = []
 
     def image_logit(self, image: torch.Tensor) -> torch.Tensor:
         """The image term of the logit (the whole logit of an image-only model)."""
@@ -225,7 +225,7 @@ class ImageClassifier(lightning.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self._loss(self(batch["image"], batch["tab"]), batch["target"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=batch["target"].shape[0])
+                 batch_size=batch["target"].shape[0], sync_dist=self.trainer.world_size > 1)
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -233,7 +233,7 @@ class ImageClassifier(lightning.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self(batch["image"], batch["tab"]).float()
-        self._val.append((logits.detach(), batch["target"].detach()))
+        self._val.append((logits.detach(), batch["target"].detach(), batch["index"]))
 
     def on_validation_epoch_end(self) -> None:
         """Scores of the validation subset, gathered whole (pAUC is meaningless per batch)."""
@@ -241,16 +241,21 @@ class ImageClassifier(lightning.LightningModule):
             return
         logits = torch.cat([v[0] for v in self._val])
         target = torch.cat([v[1] for v in self._val])
+        index = torch.cat([torch.as_tensor(v[2]).to(logits.device) for v in self._val])
         self._val = []
-        if self.trainer.world_size > 1:
-            logits, target = (self.all_gather(t).reshape(-1) for t in (logits, target))
+        if self.trainer.world_size > 1:  # every rank's share; padding repeats counted once
+            logits, target, index = (self.all_gather(t).reshape(-1)
+                                     for t in (logits, target, index))
+            keep = torch.from_numpy(np.unique(index.cpu().numpy(), return_index=True)[1])
+            logits, target = logits.cpu()[keep], target.cpu()[keep]
         z, y = logits.cpu().numpy(), target.cpu().numpy()
         loss = float(nn.functional.binary_cross_entropy_with_logits(
             torch.from_numpy(z), torch.from_numpy(y)))
         p = 1.0 / (1.0 + np.exp(-z))
         scored = fold_scores(y, p)  # None without both classes: not logged, never made up
         self.log_dict({"val/loss": loss, **{f"val/{k}": v for k, v in scored.items()
-                                            if v is not None}}, prog_bar=True)
+                                            if v is not None}}, prog_bar=True,
+                      sync_dist=self.trainer.world_size > 1)  # the same on every rank
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """``pred``; a fused model also gives ``image_part``, the sigmoid of its image term

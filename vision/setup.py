@@ -4,7 +4,7 @@
 provenance record (hashes of the folds, crops, tabular scores and the ``init_from`` run);
 ``prepare_run_dir`` keeps an interrupted run's folds only when the config and every input are
 unchanged, and logs which changed; ``open_sources`` decodes the crops once into a cache when
-they fit in memory, else streams them from the HDF5.
+they fit in memory, else streams them from the HDF5 after one decode check of every crop.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 import yaml
 
-from isicstack.config import save_config, to_dict
+from isicstack.config import save_config, to_dict, tuned_record
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json
 from isicstack.data.layout import (
@@ -39,8 +39,9 @@ from isicstack.data.provenance import (
     read_provenance,
     write_provenance,
 )
-from isicstack.vision.cache import CachedSource, build_cache
-from isicstack.vision.data import ImageSource, open_source
+from isicstack.vision.cache import build_cache, check_crops
+from isicstack.vision.data import BlankForBad, ImageSource, open_source
+from isicstack.vision.distributed import is_rank_zero
 from isicstack.vision.inputs import (
     FUSION_FILE,
     TAB_COLS,
@@ -99,6 +100,8 @@ def _fuse(cfg: ImageConfig, inputs: TrainInputs, rdir: Path) -> None:
     inputs.table, inputs.test, stats = add_fusion(inputs.table, inputs.test, cfg.artifacts,
                                                   cfg.tabular_name)
     inputs.tab_cols = TAB_COLS
+    if not is_rank_zero():  # DDP: rank 0 writes the run's files
+        return
     write_json({"tabular_name": cfg.tabular_name, "columns": list(TAB_COLS), **stats},
                rdir / FUSION_FILE)
     log.info("fusion: %s from %s (mean %s, std %s)", TAB_COLS, cfg.tabular_name,
@@ -120,7 +123,8 @@ def _init_inputs(cfg: ImageConfig, table: pl.DataFrame) -> dict[str, Path]:
             for k in sorted(int(f) for f in table["fold"].unique())}
 
 
-def prepare_run_dir(cfg: ImageConfig, rdir: Path, provenance: dict[str, Any]) -> None:
+def prepare_run_dir(cfg: ImageConfig, rdir: Path, provenance: dict[str, Any],
+                    conditions: dict[str, Any] | None = None) -> None:
     """Start fresh unless resuming the same config on the same inputs; record both."""
     old_path = rdir / "config.yaml"
     fresh = not cfg.resume
@@ -139,7 +143,8 @@ def prepare_run_dir(cfg: ImageConfig, rdir: Path, provenance: dict[str, Any]) ->
         for d in rdir.glob("fold*"):
             shutil.rmtree(d, ignore_errors=True)
     save_config(cfg, old_path)
-    write_provenance(rdir, provenance["inputs"], fold_hash=provenance["fold_hash"])
+    write_provenance(rdir, provenance["inputs"], fold_hash=provenance["fold_hash"],
+                     conditions=conditions, tuned=tuned_record(cfg))
 
 
 @dataclass
@@ -154,27 +159,32 @@ class Sources:
 
 def open_sources(cfg: ImageConfig, inputs: TrainInputs, rt: dict[str, Any]) -> Sources:
     """Decode-once caches when they fit in ``cache_max_gb`` (or ``data_mode: memory``), else
-    the HDF5 streamed per sample (DataLoader workers decode)."""
+    the HDF5 streamed per sample (DataLoader workers decode). Either way a crop that cannot be
+    decoded is found here, before training: an error naming it, or (``on_bad_image: skip``)
+    listed, left out of training and scored from a blank crop."""
     train_ids = inputs.table["isic_id"].to_list()
     test_ids = [] if inputs.test is None else inputs.test["isic_id"].to_list()
     need = (len(train_ids) + len(test_ids)) * 3 * cfg.image_size ** 2 / 2**30
     mode = cfg.data_mode
     if mode == "auto":
         mode = "memory" if need <= cfg.cache_max_gb else "stream"
-    stream = open_source(inputs.images_path, cfg.color_constancy)
-    test_stream = (open_source(inputs.test_images, cfg.color_constancy)
-                   if inputs.test_images is not None and test_ids else None)
-    if mode == "stream":
-        return Sources(stream, test_stream, mode, [])
     folder = Path(cfg.artifacts) / "cache"
-    train, bad = build_cache(stream, inputs.images_path, train_ids, cfg.image_size,
-                             cfg.color_constancy, folder, cfg.on_bad_image)
-    test: CachedSource | None = None
-    if test_stream is not None and inputs.test_images is not None:
-        test, bad_test = build_cache(test_stream, inputs.test_images, test_ids, cfg.image_size,
-                                     cfg.color_constancy, folder, cfg.on_bad_image)
-        bad += bad_test
+    parts = [(inputs.images_path, train_ids)]
+    if inputs.test_images is not None and test_ids:
+        parts.append((inputs.test_images, test_ids))
+    sources: list[ImageSource] = []
+    bad: list[str] = []
+    for images, ids in parts:
+        stream = open_source(images, cfg.color_constancy)
+        if mode == "stream":
+            found = check_crops(images, ids, folder, cfg.on_bad_image, cfg.num_workers)
+            sources.append(BlankForBad(stream, found, cfg.image_size) if found else stream)
+        else:
+            cached, found = build_cache(stream, images, ids, cfg.image_size,
+                                        cfg.color_constancy, folder, cfg.on_bad_image)
+            sources.append(cached)
+        bad += found
     if bad:
         log.warning("%d crop(s) could not be read and are left out of training (scored from "
                     "a blank crop): %s", len(bad), ", ".join(bad[:10]))
-    return Sources(train, test, mode, bad)
+    return Sources(sources[0], sources[1] if len(sources) > 1 else None, mode, bad)

@@ -11,13 +11,17 @@ score; ``init_from`` starts each fold from an image-only run's model of the same
 
 Every run records the content hashes of what it read (``provenance.json``); ``resume`` continues
 an interrupted run only when the config and every input are unchanged, and says which changed.
+
+``devices=N strategy=ddp``: Lightning starts N-1 more processes by running the same command
+again; every rank runs this stage, trains on its share of each step and predicts its share of
+the held-out rows; global rank 0 alone writes (run dir, predictions, metrics, tracking).
+``batch_size`` is per device (Lightning's convention): a step trains on N x batch_size crops.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import platform
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,11 +33,14 @@ import polars as pl
 import timm
 import torch
 
+from isicstack.conditions import cpu_has_bf16, run_conditions
 from isicstack.config import save_config
 from isicstack.data.io import write_json, write_parquet
 from isicstack.data.layout import image_part_name, oof_path, run_dir, test_pred_path
 from isicstack.data.metric import fmt_score, fold_scores
 from isicstack.data.provenance import fold_hash
+from isicstack.tracking import log_run
+from isicstack.vision.distributed import is_rank_zero
 from isicstack.vision.fold import train_fold
 from isicstack.vision.model import IMAGE_PART, pretrained_overlay
 from isicstack.vision.setup import build_inputs, open_sources, prepare_run_dir
@@ -45,78 +52,56 @@ log = logging.getLogger(__name__)
 class ImageConfig:
     """Image stage settings (``configs/image.yaml``); see the module docstring for the why."""
 
-    data_dir: str = "auto"
-    artifacts: str = "artifacts"
-    profile: str = "default"
-    model_name: str = "resnet50"
-    pretrained: bool = False
-    pretrained_path: str = ""
-    image_size: int = 128
-    batch_size: int = 64
+    data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
+    artifacts: str = "artifacts"   # reads folds and tabular scores; writes runs/, oof/, test/
+    profile: str = "default"       # config profile in use (set by --profile)
+    model_name: str = "resnet50"   # timm model (test_resnet: timm's tiny test net)
+    pretrained: bool = False       # timm's default weights (hub or local cache)
+    pretrained_path: str = ""      # offline weights file or folder for timm
+    image_size: int = 128          # model input side in px
+    batch_size: int = 64           # crops per optimizer step
     steps: int = 240               # optimizer steps per fold
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    backbone_lr_mult: float = 1.0
-    schedule: Literal["onecycle", "cosine"] = "onecycle"
-    warmup_frac: float = 0.25
+    lr: float = 1e-3               # peak AdamW learning rate
+    weight_decay: float = 1e-2     # AdamW weight decay
+    backbone_lr_mult: float = 1.0  # backbone lr = lr x this (pretrained: ~0.1)
+    schedule: Literal["onecycle", "cosine"] = "onecycle"  # cosine suits pretrained weights
+    warmup_frac: float = 0.25      # share of the steps warming up
     neg_ratio: float = 10.0        # negatives per positive, drawn anew each pass
-    pos_weight: float = 1.0
-    augment: Literal["none", "flips", "strong"] = "flips"
-    drop_rate: float = 0.0
+    pos_weight: float = 1.0        # loss weight of positive rows
+    augment: Literal["none", "flips", "strong"] = "flips"  # strong: resized crop, flips, jitter
+    drop_rate: float = 0.0         # dropout before the classifier
     val_every: int = 0             # steps between subset validations (0: none)
     val_neg_ratio: float = 10.0    # negatives per positive in that subset
-    fusion: bool = True
-    tabular_name: str = "lgbm"
+    fusion: bool = True            # add the tabular score to the model
+    tabular_name: str = "lgbm"     # tabular run whose OOF/test scores are fused
     init_from: str = ""            # image-only run (vision_<name>) to start each fold from
-    data_mode: Literal["auto", "memory", "stream"] = "auto"
+    data_mode: Literal["auto", "memory", "stream"] = "auto"  # stream: decode per sample from HDF5
     cache_max_gb: float = 4.0      # auto: decode-once cache when it fits in this much memory
-    on_bad_image: Literal["error", "skip"] = "error"
-    num_workers: int = 0
-    cpu_threads: int = 0
-    precision: str = "auto"
-    channels_last: bool | str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
-    accelerator: str = "auto"
-    folds: list[int] = field(default_factory=list)
-    n_folds: int = 5
-    tta_flip: bool = False
+    on_bad_image: Literal["error", "skip"] = "error"  # skip: leave a bad crop out, list it
+    num_workers: int = 0           # DataLoader decode workers
+    cpu_threads: int = 0           # 0 = cores minus loader workers
+    precision: str = "auto"        # auto: bf16-mixed on GPUs and bf16 CPUs, else 32-true
+    channels_last: bool | str = "auto"  # NHWC memory format; auto: on GPU or with bf16
+    devices: int | str = 1         # Lightning devices (processes); batch_size is per device
+    strategy: str = "auto"         # Lightning strategy (ddp: one process per device)
+    accelerator: str = "auto"      # auto | cpu | gpu
+    folds: list[int] = field(default_factory=list)  # folds to train; empty = every fold
+    n_folds: int = 5               # image-only mode: folds made from labels_path
+    tta_flip: bool = False         # also score a horizontally flipped pass, averaged
     ema_decay: float = 0.0         # > 0: score with an EMA of the weights (Lightning callback)
     ema_start: float = 0.5         # share of the steps after which the EMA starts
-    color_constancy: bool = False
-    seed: int = 42
-    name: str = ""
-    images_path: str = ""
-    labels_path: str = ""
-    resume: bool = True
+    color_constancy: bool = False  # Shades of Gray on every crop
+    seed: int = 42                 # seed of init and sampling (+ fold)
+    name: str = ""                 # outputs vision_<name>; empty = model_name
+    images_path: str = ""          # image-only mode: an HDF5 of crops
+    labels_path: str = ""          # image-only mode: CSV of isic_id, target[, patient_id]
+    resume: bool = True            # continue unfinished folds when config and inputs are unchanged
     predict_test: bool = True  # false: OOF only (tuning trials)
 
 
 def output_name(cfg: ImageConfig) -> str:
     """``vision_<name>`` (``name`` defaults to the model name), safe as a file name."""
     return "vision_" + re.sub(r"[^A-Za-z0-9_-]+", "_", cfg.name or cfg.model_name)
-
-
-def _cpuinfo() -> str:
-    """``/proc/cpuinfo`` (empty where there is none: macOS, Windows)."""
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there, bf16 autocast
-    trains a resnet18 at 64 px ~1.8x faster than float32 (measured on the 2-core box)."""
-    flags = _cpuinfo()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_model() -> str:
-    """The CPU's name, recorded with every timed benchmark (bf16 CPUs train ~3x faster here)."""
-    names = [ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines()
-             if ln.startswith("model name")]
-    return names[0] if names else platform.processor()
 
 
 def resolve_runtime(cfg: ImageConfig) -> dict[str, Any]:
@@ -136,10 +121,19 @@ def resolve_runtime(cfg: ImageConfig) -> dict[str, Any]:
             raise ValueError(f"channels_last must be true, false or auto, got {cl!r}")
         cl = on_gpu or precision == "bf16-mixed"
     # CPU: leave a core per loader worker; on a busy 2-core box 2 OpenMP threads ran resnet18
-    # 8x slower than 1 (threads wait on each other whenever one core is taken)
-    threads = cfg.cpu_threads or max(1, (os.cpu_count() or 1) - cfg.num_workers)
+    # 8x slower than 1 (threads wait on each other whenever one core is taken); CPU DDP shares
+    # the cores among its processes
+    procs = cfg.devices if isinstance(cfg.devices, int) and not on_gpu else 1
+    threads = cfg.cpu_threads or max(
+        1, ((os.cpu_count() or 1) - cfg.num_workers * procs) // max(procs, 1))
     return {"on_gpu": on_gpu, "precision": precision, "channels_last": bool(cl),
             "accelerator": cfg.accelerator, "cpu_threads": threads}
+
+
+def conditions(rt: dict[str, Any], loader_workers: int) -> dict[str, Any]:
+    """The run's recorded conditions (threads: the torch threads on CPU, 0 on a GPU)."""
+    return run_conditions(0 if rt["on_gpu"] else rt["cpu_threads"], loader_workers,
+                          rt["precision"])
 
 
 def _check(cfg: ImageConfig) -> None:
@@ -184,6 +178,8 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
         torch.set_float32_matmul_precision("high")
     else:
         torch.set_num_threads(rt["cpu_threads"])
+        if cfg.devices not in (1, "1"):  # else Lightning's launcher resets it to cores / procs
+            os.environ.setdefault("OMP_NUM_THREADS", str(rt["cpu_threads"]))
     name = output_name(cfg)
     rdir = run_dir(cfg.artifacts, name)
     inputs = build_inputs(cfg, rdir)
@@ -192,14 +188,18 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
     unknown = sorted(set(folds) - set(available))
     if unknown:
         raise ValueError(f"folds {unknown} do not exist; available: {available}")
-    prepare_run_dir(cfg, rdir, inputs.provenance)
+    if is_rank_zero():  # the other DDP ranks start later, from the same command
+        prepare_run_dir(cfg, rdir, inputs.provenance, conditions(rt, cfg.num_workers))
     sources = open_sources(cfg, inputs, rt)
-    log.info("%s: %s %dpx, %d rows, folds %s, %d steps/fold, fusion=%s, init_from=%s, "
-             "data=%s, precision=%s%s", name, cfg.model_name, cfg.image_size,
-             inputs.table.height, folds, cfg.steps, bool(inputs.tab_cols),
-             cfg.init_from or "-", sources.mode, rt["precision"],
-             "" if rt["on_gpu"] else f", {rt['cpu_threads']} CPU thread(s)")
+    if is_rank_zero():
+        log.info("%s: %s %dpx, %d rows, folds %s, %d steps/fold, fusion=%s, init_from=%s, "
+                 "data=%s, precision=%s%s", name, cfg.model_name, cfg.image_size,
+                 inputs.table.height, folds, cfg.steps, bool(inputs.tab_cols),
+                 cfg.init_from or "-", sources.mode, rt["precision"],
+                 "" if rt["on_gpu"] else f", {rt['cpu_threads']} CPU thread(s)")
     results = [train_fold(cfg, inputs, sources, k, rdir, rt, callbacks) for k in folds]
+    if not is_rank_zero():  # rank 0 has the same gathered predictions and writes them
+        return {"name": name, "rank_zero": False}
     oof, oof_file, test_file = write_predictions(cfg.artifacts, name, results)
     scored = oof.join(inputs.table.select("isic_id", "target"), on="isic_id", how="left",
                       maintain_order="left")
@@ -208,6 +208,7 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
         "name": name, "model_name": cfg.model_name, "image_size": cfg.image_size,
         "steps": cfg.steps, "fusion": bool(inputs.tab_cols), "init_from": cfg.init_from,
         "precision": rt["precision"], "data_mode": sources.mode,
+        "world_size": max(r["metrics"].get("world_size", 1) for r in results),
         "folds": {str(r["metrics"]["fold"]): r["metrics"] for r in results},
         "oof": {**fold_scores(y, scored["pred"].to_numpy()), "n": oof.height,
                 "n_pos": int(y.sum())},
@@ -234,6 +235,7 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
                         "resume=false)", name, IMAGE_PART, part)
     write_json(metrics, rdir / "metrics.json")
     save_config(cfg, Path(rdir) / "config.yaml")
+    log_run("image", rdir, cfg.artifacts)
     log.info("%s: OOF pAUC %s AUC %s over %d rows (%.0fs)", name, fmt_score(metrics["oof"]["pauc"]),
              fmt_score(metrics["oof"]["auc"]), oof.height, metrics["seconds"])
     return metrics

@@ -1,0 +1,179 @@
+"""Calibrated risk from a ranking score: a prior correction, then a monotone map fitted out of fold.
+
+Why two steps. The models train on rebalanced classes (GBDTs: negatives subsampled by
+``neg_ratio`` and positives up-weighted by ``scale_pos_weight``; the CNN: ``neg_ratio`` negatives
+per positive, ``pos_weight``), so a score estimates the odds of the *training* mix, inflated by a
+known factor. Subtracting the log of that factor from the logit (the prior shift of Elkan 2001,
+Saerens et al. 2002) is exact for a model calibrated on its training mix; the map fitted on
+out-of-fold scores (Platt: a logistic curve of the shifted logit; isotonic: a step function)
+fixes the rest (bagging, fold averaging, over-confident trees).
+
+Both steps are increasing and every map ends with a tiny strictly increasing term (the same
+``TIE_BREAK`` squash as ``stacking.methods.apply_cdf``), so within one map the ranking, hence
+pAUC, is unchanged: isotonic's flat steps do not create ties. A map is a plain dict
+(``CalMap.to_dict``): inference needs no pickle and no training rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from isicstack.stacking.methods import TIE_BREAK
+
+METHODS: tuple[str, ...] = ("platt", "isotonic", "prior")
+P_MIN = 1e-300  # logit clip: only exact 0 and 1 are clipped, so no new ties are made
+P_MAX = 1.0 - 2.0 ** -53
+ISO_FLOOR = 1e-5  # isotonic's empty end bins would claim risk 0 (infinite log loss)
+
+
+def safe_logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds that keep every distinct probability distinct (clip only at 0 and 1)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), P_MIN, P_MAX)
+    return np.log(p) - np.log1p(-p)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow warnings."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+def is_probability(pred: np.ndarray) -> bool:
+    """Scores in [0, 1] are read as probabilities (through their logit); others as they are."""
+    pred = np.asarray(pred)
+    return bool(pred.size and np.all((pred >= 0) & (pred <= 1)))
+
+
+def prior_shift(positives: int, negatives: int, neg_ratio: float = 0.0,
+                pos_weight: float = 1.0) -> float:
+    """Log of the factor by which training inflated the odds of a positive.
+
+    Training kept ``min(negatives, neg_ratio * positives)`` negatives (``neg_ratio <= 0``: all)
+    and weighted each positive ``pos_weight``: its odds are ``pos_weight * negatives / kept``
+    times the data's. Subtract this from a score's logit to undo it.
+    """
+    if positives < 1 or negatives < 1 or pos_weight <= 0:
+        raise ValueError(f"prior_shift: need positives, negatives and pos_weight > 0, got "
+                         f"{positives}, {negatives}, {pos_weight}")
+    kept = negatives if neg_ratio <= 0 else min(negatives, round(neg_ratio * positives))
+    return math.log(pos_weight) + math.log(negatives / max(kept, 1))
+
+
+@dataclass
+class CalMap:
+    """A fitted score -> probability map; ``apply`` is all inference needs."""
+
+    method: str
+    shift: float = 0.0          # subtracted from the logit (prior correction)
+    scale: str = "logit"        # "logit": scores are probabilities; "raw": used as they are
+    a: float = 1.0              # platt slope (> 0) ...
+    b: float = 0.0              # ... and intercept on the shifted logit
+    knots_x: list[float] = field(default_factory=list)  # isotonic: shifted logit ...
+    knots_y: list[float] = field(default_factory=list)  # ... -> probability (non-decreasing)
+    rows: int = 0
+    positives: int = 0
+
+    def z(self, pred: np.ndarray) -> np.ndarray:
+        """The map's input: the prior-shifted logit (or the raw score, shifted)."""
+        pred = np.asarray(pred, dtype=np.float64)
+        return (safe_logit(pred) if self.scale == "logit" else pred) - self.shift
+
+    def apply(self, pred: np.ndarray) -> np.ndarray:
+        """Calibrated probability of each score; strictly increasing in the score."""
+        z = self.z(pred)
+        if self.method == "isotonic":
+            m = np.interp(z, np.asarray(self.knots_x), np.asarray(self.knots_y))
+        elif self.method == "platt":
+            m = sigmoid(self.a * z + self.b)
+        else:
+            m = sigmoid(z)
+        return (1.0 - TIE_BREAK) * m + TIE_BREAK * (0.5 + np.arctan(z) / np.pi)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CalMap:
+        """Rebuild from ``to_dict``; a hand-edited or truncated file fails here, named."""
+        if d.get("method") not in METHODS:
+            raise ValueError(f"calibration map: method {d.get('method')!r} not in {METHODS}")
+        cal = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        if cal.scale not in ("logit", "raw"):
+            raise ValueError(f"calibration map: scale {cal.scale!r} not logit/raw")
+        if cal.method == "isotonic" and (len(cal.knots_x) != len(cal.knots_y)
+                                         or not cal.knots_x):
+            raise ValueError("calibration map: isotonic knots missing or of different lengths")
+        if cal.method == "platt" and not cal.a > 0:
+            raise ValueError(f"calibration map: platt slope {cal.a} is not > 0")
+        return cal
+
+
+def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Unpenalised logistic fit of ``y`` on ``z`` (standardised for conditioning)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = float(z.mean()), float(z.std()) or 1.0
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(((z - mu) / sd)[:, None], y)
+    a = float(lr.coef_[0, 0]) / sd
+    return a, float(lr.intercept_[0]) - a * mu
+
+
+def _fit_isotonic(z: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
+    """Pool-adjacent-violators knots, end bins floored away from 0 and 1."""
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(out_of_bounds="clip", increasing=True).fit(z, y)
+    ys = np.clip(iso.y_thresholds_, ISO_FLOOR, 1.0 - ISO_FLOOR)
+    return iso.X_thresholds_.tolist(), ys.tolist()
+
+
+def fit_map(pred: np.ndarray, y: np.ndarray, method: str = "platt", shift: float = 0.0,
+            scale: str | None = None) -> CalMap:
+    """Fit ``method`` on scores ``pred`` and 0/1 labels ``y`` (after the prior ``shift``)."""
+    if method not in METHODS:
+        raise ValueError(f"calibration method {method!r} unknown; known: {', '.join(METHODS)}")
+    y = np.asarray(y).astype(np.int64)
+    if not 0 < int(y.sum()) < y.size:
+        raise ValueError("calibration: the fitting rows need positives and negatives")
+    scale = scale or ("logit" if is_probability(pred) else "raw")
+    cal = CalMap(method, float(shift), scale, rows=int(y.size), positives=int(y.sum()))
+    z = cal.z(pred)
+    if method == "platt":
+        a, b = _fit_platt(z, y)
+        if a > 0:
+            cal.a, cal.b = a, b
+        else:  # a score unrelated (or anti-related) to the label: keep the prior map's order
+            cal.method = "prior"
+    elif method == "isotonic":
+        cal.knots_x, cal.knots_y = _fit_isotonic(z, y)
+    return cal
+
+
+def nested_calibrate(pred: np.ndarray, y: np.ndarray, fold: np.ndarray, method: str = "platt",
+                     shift: float = 0.0) -> tuple[np.ndarray, dict[int, CalMap]]:
+    """Out-of-fold calibrated scores: fold k is mapped by a map fitted on the other folds only.
+
+    The OOF scores of fold k came from models that never saw fold k; the map applied to them
+    never saw fold k either, so the calibrated OOF is as honest as the scores it maps.
+    """
+    pred, y, fold = np.asarray(pred, dtype=np.float64), np.asarray(y), np.asarray(fold)
+    scale = "logit" if is_probability(pred) else "raw"  # one scale for every fold's map
+    out = np.full(pred.shape, np.nan)
+    maps: dict[int, CalMap] = {}
+    for k in sorted(int(v) for v in np.unique(fold)):
+        held = fold == k
+        try:
+            maps[k] = fit_map(pred[~held], y[~held], method, shift, scale)
+        except ValueError as err:
+            raise ValueError(f"calibration: folds other than {k}: {err}") from err
+        out[held] = maps[k].apply(pred[held])
+    return out, maps

@@ -1,0 +1,72 @@
+"""The report's clinical sections in one place: calibration, subgroups, per-centre CV.
+
+``pipelines/report.py`` calls :func:`section` once and :func:`markdown` once, so these
+sections grow here without growing the report module. Each part reads artifacts only: the
+calibrated scores of ``isic calibrate``, the OOF files, the LOCO results of ``isic loco``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from isicstack.data.provenance import fold_hash
+from isicstack.evaluation import calibration_report, subgroups
+from isicstack.evaluation.subgroups import SubgroupConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClinicalReportConfig:
+    """``report.yaml: clinical``: which sections, and their bootstrap sizes."""
+
+    calibration: bool = True  # Brier / log loss / reliability of `isic calibrate`'s output
+    reliability_bins: int = 10  # equal-count bins of the reliability diagram
+    calibration_n_boot: int = 200  # patient-bootstrap replicates of the calibration figures
+    subgroups: SubgroupConfig = field(default_factory=SubgroupConfig)  # cells by site, sex ...
+    loco: bool = True  # show <artifacts>/loco/*.json when `isic loco` wrote them
+
+
+def section(cfg: ClinicalReportConfig, artifacts: str | Path, data_dir: Path,
+            folds: pl.DataFrame, out: Path, dpi: int) -> dict[str, Any]:
+    """Every enabled part; a part that fails on bad input is named, never fatal to the report."""
+    from isicstack.pipelines.loco import read_sections
+    from isicstack.pipelines.subgroups import section as subgroup_section
+
+    parts: dict[str, Any] = {}
+    jobs = {"calibration": (cfg.calibration, lambda: calibration_report.section(
+                artifacts, folds, data_dir, out, dpi, cfg.reliability_bins,
+                cfg.calibration_n_boot)),
+            "subgroups": (cfg.subgroups.enabled, lambda: subgroup_section(
+                cfg.subgroups, artifacts, data_dir, folds)),
+            "loco": (cfg.loco, lambda: read_sections(artifacts, fold_hash(folds)))}
+    for name, (enabled, job) in jobs.items():
+        if not enabled:
+            continue
+        try:
+            parts[name] = job()
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            log.warning("report: %s section skipped: %s", name, err)
+            parts[name] = {"note": f"skipped: {type(err).__name__}: {err}"}
+    return parts
+
+
+def markdown(parts: dict[str, Any] | None) -> list[str]:
+    """The sections' report lines, in order."""
+    from isicstack.pipelines.loco import markdown as loco_markdown
+
+    if not parts:
+        return []
+    lines = calibration_report.markdown(parts.get("calibration"))
+    lines += subgroups.markdown(parts.get("subgroups"))
+    loco = parts.get("loco")
+    if isinstance(loco, dict):  # a skipped part
+        lines += [f"\nPer-centre CV {loco['note']}"]
+    elif loco:
+        lines += loco_markdown(loco)
+    return lines

@@ -1,0 +1,229 @@
+"""``isic calibrate``: a calibrated risk for every model, fitted out of fold, saved as JSON.
+
+Per model: the prior shift its training sampling implies (read from the run's saved
+``config.yaml``: ``neg_ratio`` and ``scale_pos_weight`` of a GBDT, ``neg_ratio`` and
+``pos_weight`` of a CNN; 0 for the stack, whose level-2 model sees the data's own class mix),
+then a monotone map (``method``). The calibrated OOF is nested: fold k is mapped by a map fitted
+on the other folds (``evaluation.calibration.nested_calibrate``), so its Brier score is honest.
+The map fitted on every OOF row is what ``isic predict``, the Kaggle package and the app apply.
+
+The stack is calibrated on the scale ``stacker.json`` outputs at inference: the chosen method's
+own CV scores, recomputed here. Its nested OOF (``oof/stack.parquet``) maps each fold through
+that fold's own CDF, a scale that exists only in the CV.
+
+Outputs (never under ``oof/``, which the stack reads as its inputs): ``<out>/<model>.json``
+(map, per-fold maps, prior, the run file it belongs to by SHA-256), ``<out>/oof/<model>.parquet``
+(``isic_id, fold, pred`` calibrated, ``raw``, ``prior``) and ``<out>/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import yaml
+
+from isicstack.config import save_config
+from isicstack.data.folds import read_folds
+from isicstack.data.io import DataError, write_json, write_parquet
+from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
+from isicstack.data.provenance import file_sha256, fold_hash
+from isicstack.evaluation.calibration import CalMap, fit_map, nested_calibrate, prior_shift
+from isicstack.evaluation.calibration_report import oracle_prob, summarise
+from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof
+
+log = logging.getLogger(__name__)
+
+FOLDER = "calibration"
+STACK = "stack"
+
+
+@dataclass
+class CalibrateConfig:
+    """Config of ``isic calibrate`` (``configs/calibrate.yaml``)."""
+
+    data_dir: str = "auto"      # read only for oracle.parquet (synthetic: the true risk)
+    artifacts: str = "artifacts"  # folds, oof/ and runs/ are read here
+    profile: str = "default"    # config profile in use (set by --profile)
+    models: list[str] = field(default_factory=list)  # empty: every OOF file, the stack included
+    method: Literal["platt", "isotonic", "prior"] = "platt"  # the monotone map after the prior
+    prior: bool = True          # undo the training-time class ratio before the map
+    out: str = ""               # "" = <artifacts>/calibration
+    n_boot: int = 1000          # patient-bootstrap replicates of the Brier / log-loss intervals
+    seed: int = 0               # of the bootstrap
+
+
+def calibration_dir(artifacts: str | Path, out: str = "") -> Path:
+    """Where the maps and calibrated OOF scores live."""
+    return Path(out) if out else Path(artifacts) / FOLDER
+
+
+def map_path(folder: Path, name: str) -> Path:
+    return folder / f"{name}.json"
+
+
+def source_file(artifacts: str | Path, name: str) -> Path:
+    """The run file a map belongs to: retraining rewrites it, which makes the map stale."""
+    rdir = run_dir(artifacts, name)
+    return rdir / ("stacker.json" if name == STACK else "metrics.json")
+
+
+def _weight(params: dict[str, Any], pos: int, neg: int) -> float:
+    if params.get("is_unbalance"):  # LightGBM's own reweighting to balanced classes
+        return neg / pos
+    return float(params.get("scale_pos_weight", 1.0))
+
+
+def training_prior(artifacts: str | Path, name: str, y: np.ndarray) -> dict[str, Any]:
+    """The log-odds factor training added to ``name``'s scores, and where it was read."""
+    pos, neg = int(y.sum()), int(y.size - y.sum())
+    cfg_path = run_dir(artifacts, name) / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else None
+    if not isinstance(cfg, dict) or "neg_ratio" not in cfg:
+        why = ("level-2 model fitted on the data's own class mix" if name.startswith(STACK)
+               else f"no training sampling recorded ({cfg_path} has no neg_ratio)")
+        return {"shift": 0.0, "neg_ratio": 0.0, "pos_weight": 1.0, "why": why}
+    if "models" in cfg:  # a tabular run: <model><suffix>
+        suffix = cfg.get("suffix") or ""
+        key = name[: -len(suffix)] if suffix and name.endswith(suffix) else name
+        spec = (cfg["models"] or {}).get(key)
+        if spec is None:
+            raise DataError(f"{cfg_path}: no model {key!r} under 'models'")
+        weight, kind = _weight(spec.get("params") or {}, pos, neg), "GBDT"
+    else:
+        weight, kind = float(cfg.get("pos_weight", 1.0)), "CNN"
+    ratio = float(cfg["neg_ratio"])
+    return {"shift": prior_shift(pos, neg, ratio, weight), "neg_ratio": ratio,
+            "pos_weight": weight,
+            "why": f"{kind}: {ratio:g} negatives per positive kept (0 = all), positives "
+                   f"weighted {weight:g}"}
+
+
+def stack_scores(artifacts: str | Path, folds: pl.DataFrame) -> np.ndarray:
+    """The stack's OOF on its inference scale: the saved method's own CV over its inputs."""
+    import json
+
+    from isicstack.stacking.methods import Stacker, cross_validate
+
+    rdir = run_dir(artifacts, STACK)
+    st = Stacker.from_dict(json.loads((rdir / "stacker.json").read_text(encoding="utf-8")))
+    cfg_path = rdir / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    X = np.column_stack([load_oof(artifacts, n, folds) for n in st.inputs])
+    y = folds.get_column("target").to_numpy().astype(np.int64)
+    return cross_validate(st.method, X, y, folds.get_column("fold").to_numpy(), st.inputs,
+                          int(cfg.get("n_quantiles", 1001)),
+                          float(cfg.get("logistic_c", 1.0))).oof
+
+
+def model_scores(artifacts: str | Path, name: str, folds: pl.DataFrame) -> np.ndarray:
+    """The scores a map is fitted on: the OOF file, or for the stack its inference scale."""
+    if name == STACK and (run_dir(artifacts, STACK) / "stacker.json").is_file():
+        return stack_scores(artifacts, folds)
+    return load_oof(artifacts, name, folds)
+
+
+def calibrate_model(cfg: CalibrateConfig, name: str, folds: pl.DataFrame,
+                    folder: Path) -> dict[str, np.ndarray]:
+    """Fit, apply out of fold and save the map of one model; its raw/prior/calibrated OOF."""
+    y = folds.get_column("target").to_numpy().astype(np.int64)
+    fold = folds.get_column("fold").to_numpy()
+    raw = model_scores(cfg.artifacts, name, folds)
+    prior = training_prior(cfg.artifacts, name, y) if cfg.prior else {
+        "shift": 0.0, "why": "prior correction off (prior: false)"}
+    calibrated, fold_maps = nested_calibrate(raw, y, fold, cfg.method, prior["shift"])
+    all_rows = fit_map(raw, y, cfg.method, prior["shift"])
+    prior_only = CalMap("prior", prior["shift"], all_rows.scale).apply(raw)
+    src = source_file(cfg.artifacts, name)
+    write_json({"model": name, "map": all_rows.to_dict(), "prior": prior,
+                "fold_maps": {str(k): m.to_dict() for k, m in fold_maps.items()},
+                "scores": "the chosen method's own CV (stacker.json's scale)"
+                          if name == STACK else f"oof/{name}.parquet",
+                "source": {"file": str(src.relative_to(cfg.artifacts)) if src.is_file()
+                           else None, "sha256": file_sha256(src) if src.is_file() else None},
+                "oof_sha256": file_sha256(oof_path(cfg.artifacts, name)),
+                "fold_hash": fold_hash(folds)}, map_path(folder, name))
+    write_parquet(pl.DataFrame({"isic_id": folds.get_column("isic_id"),
+                                "fold": pl.Series(fold, dtype=pl.Int16), "pred": calibrated,
+                                "raw": raw, "prior": prior_only}),
+                  folder / "oof" / f"{name}.parquet")
+    log.info("calibrate %s: prior shift %.3f (%s); %s map on %d rows", name, prior["shift"],
+             prior["why"], all_rows.method, len(y))
+    return {"raw": raw, "prior": prior_only, "calibrated": calibrated}
+
+
+def choose_models(cfg: CalibrateConfig) -> list[str]:
+    """Configured names, else every OOF file (stack included, image-only parts left out)."""
+    names = cfg.models or discover(cfg.artifacts, include_stack=True)
+    names = [n for n in names if n == STACK or not n.startswith(STACK_PREFIX)]
+    if not names:
+        raise FileNotFoundError(f"{oof_path(cfg.artifacts, '*')}: no OOF predictions to "
+                                "calibrate; run train-tabular / stack first")
+    return names
+
+
+def run(cfg: CalibrateConfig) -> dict[str, Any]:
+    """``isic calibrate``: maps, calibrated OOF and a Brier / log-loss summary per model."""
+    folds = read_folds(cfg.artifacts)
+    folder = calibration_dir(cfg.artifacts, cfg.out)
+    y = folds.get_column("target").to_numpy().astype(np.int64)
+    patients = folds.get_column("patient_id").to_numpy()
+    oracle = oracle_prob(resolve_data_dir(cfg.data_dir, cfg.profile), folds)
+    models: dict[str, Any] = {}
+    for name in choose_models(cfg):
+        cols = calibrate_model(cfg, name, folds, folder)
+        models[name] = summarise(y, cols, patients, folds.get_column("fold").to_numpy(),
+                                 oracle, cfg.n_boot, cfg.seed)
+        s = models[name]["losses"]
+        log.info("calibrate %s: Brier %.5f -> %.5f%s", name, s["raw"]["brier"],
+                 s["calibrated"]["brier"],
+                 f" (oracle {s['oracle']['brier']:.5f})" if "oracle" in s else "")
+    metrics = {"method": cfg.method, "prior": cfg.prior, "rows": int(y.size),
+               "positives": int(y.sum()), "fold_hash": fold_hash(folds), "models": models}
+    write_json(metrics, folder / "metrics.json")
+    save_config(cfg, folder / "config.yaml")
+    return metrics
+
+
+def read_map(artifacts: str | Path, name: str) -> tuple[CalMap | None, str]:
+    """The saved map of ``name`` if it belongs to the run now on disk, else None and why."""
+    import json
+
+    path = map_path(calibration_dir(artifacts), name)
+    if not path.is_file():
+        return None, f"no calibration map for `{name}` ({path}): run `isic calibrate`"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    rel = (doc.get("source") or {}).get("file")
+    src = Path(artifacts) / rel if rel else None
+    if src is None or not src.is_file() or file_sha256(src) != doc["source"]["sha256"]:
+        return None, (f"the calibration map of `{name}` ({path}) was fitted for another "
+                      f"training run of it: rerun `isic calibrate`")
+    return CalMap.from_dict(doc["map"]), ""
+
+
+def apply_maps(artifacts: str | Path, scores: dict[str, np.ndarray], mode: str = "auto",
+               required: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Calibrated risks of every score with a current map, and why the others have none.
+
+    ``mode``: ``auto`` (apply where a map is current), ``required`` (the ``required`` names
+    must have one: an error otherwise) or ``off``.
+    """
+    if mode not in ("auto", "required", "off"):
+        raise ValueError(f"calibration: {mode!r} is not one of auto, required, off")
+    risks: dict[str, np.ndarray] = {}
+    missing: dict[str, str] = {}
+    if mode == "off":
+        return risks, dict.fromkeys(scores, "calibration: off")
+    for name, pred in scores.items():
+        cal, why = read_map(artifacts, name)
+        if cal is None:
+            if mode == "required" and name in required:
+                raise FileNotFoundError(f"calibration: required, but {why}")
+            missing[name] = why
+        else:
+            risks[name] = cal.apply(pred)
+    return risks, missing
