@@ -10,48 +10,28 @@ skips, saying so, where they or the Python packages are missing. Never downloads
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import tempfile
 from pathlib import Path
 
 import pytest
 from app_fixtures import make_clinic_artifacts
+from browser_fixtures import chrome, free_port, missing
 from PIL import Image
 
 from isicstack.app.page import AppConfig, build, launch, load_clinic
 from isicstack.data.crops import CropStore
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,1000")
 WAIT = 90  # seconds: the first request loads torch models on a busy CI box
-
-
-def _requirements() -> str:
-    if not CHROMIUM or not DRIVER:
-        return "no headless browser: apt-get install chromium chromium-driver"
-    for module in ("selenium", "gradio"):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"{module} is not installed (pip install -e '.[dev]')"
-    return ""
 
 
 @pytest.fixture(scope="module")
 def page_url(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory):
-    reason = _requirements()
+    reason = missing("gradio")
     if reason:
         pytest.skip(reason)
     art = make_clinic_artifacts(mini_isic, mini_artifacts,
                                 tmp_path_factory.mktemp("browser") / "artifacts", calibrate=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cfg = AppConfig(artifacts=str(art), port=port, cpu_threads=1, n_boot=20)
     page = launch(build(load_clinic(cfg), cfg), cfg, block=False)
     yield f"http://127.0.0.1:{port}/"
@@ -60,18 +40,7 @@ def page_url(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Tem
 
 @pytest.fixture()
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")  # an empty profile per test
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(options=opts, service=Service(executable_path=DRIVER))
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    yield from chrome("1280,1000")
 
 
 def _upload(driver, url: str, path: Path) -> None:

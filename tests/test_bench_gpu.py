@@ -3,22 +3,20 @@ orchestration with the GPU measurements faked (the real run needs a lent CUDA de
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from bench_scripts import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture()
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH / "bench_gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("bench_gpu")
     return module
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -10,16 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 
 
 def _render():
-    spec = importlib.util.spec_from_file_location("bench_render", BENCH / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_render"] = module  # dataclasses resolve annotations through it
-    spec.loader.exec_module(module)
+    module = load_script("render")
     return module
 
 
@@ -31,9 +28,7 @@ def test_page_matches_results():
 
 
 def _plan():
-    spec = importlib.util.spec_from_file_location("bench_plan", BENCH / "plan.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("plan")
     return module
 
 
@@ -135,9 +130,7 @@ def test_bench_quality_on_a_small_run(mini_isic: Path, mini_artifacts: Path, tmp
     """bench_quality.py's figures from folds + OOF files + the oracle (no training here)."""
     import polars as pl
 
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH / "bench_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("bench_quality")
     art = tmp_path / "art"
     (art / "oof").mkdir(parents=True)
     folds = pl.read_parquet(mini_artifacts / "folds.parquet")
@@ -166,9 +159,7 @@ def test_settings_summary_pairs_runs_by_seed(tmp_path: Path, monkeypatch):
     import numpy as np
     import polars as pl
 
-    spec = importlib.util.spec_from_file_location("bench_settings", BENCH / "bench_settings.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("bench_settings")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(mod, "RUNS", tmp_path / "runs")
     (tmp_path / "runs").mkdir()
@@ -214,9 +205,7 @@ def test_fusion_scores_compare_the_recipes_fold_by_fold(tmp_path: Path):
     import numpy as np
     import polars as pl
 
-    spec = importlib.util.spec_from_file_location("bench_fusion", BENCH / "bench_fusion.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("bench_fusion")
     rng = np.random.default_rng(0)
     n = 3000
     ids = [f"ISIC_{i:07d}" for i in range(n)]

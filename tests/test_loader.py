@@ -4,7 +4,6 @@ torchvision's ColorJitter."""
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing as mp
 import os
 import pickle
@@ -14,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from bench_scripts import load_script
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvf
@@ -144,9 +144,7 @@ def test_strong_transform_is_seeded_and_normalised():
 
 
 def _bench_loader():
-    spec = importlib.util.spec_from_file_location("bench_loader", BENCH / "bench_loader.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("bench_loader")
     return module
 
 

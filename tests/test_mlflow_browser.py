@@ -11,45 +11,28 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_fixtures import chrome, free_port, missing
 
 from isicstack import tracking
 from isicstack.tabular.cv import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1000")
 WAIT = 120  # seconds: the server's first start migrates nothing but imports a lot on a busy box
-
-
-def _requirements() -> str:
-    if not CHROMIUM or not DRIVER:
-        return "no headless browser: apt-get install chromium chromium-driver"
-    for module in ("selenium", "mlflow"):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"{module} is not installed (pip install -e '.[dev]')"
-    return ""
 
 
 @pytest.fixture(scope="module")
 def ledger(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory):
     """A tracked smoke LightGBM run, the MLflow UI over its store: url, experiment id, run,
     artifacts folder."""
-    reason = _requirements()
+    reason = missing("mlflow")
     if reason:
         pytest.skip(reason)
     art = tmp_path_factory.mktemp("ledger") / "artifacts"
@@ -68,9 +51,7 @@ def ledger(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempP
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     run = client.search_runs([exp.experiment_id])[0]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(art / "ui.log", "wb")  # noqa: SIM115 (closed at teardown)
@@ -108,18 +89,7 @@ def _wait_for(url: str, server: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture()
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(options=opts, service=Service(executable_path=DRIVER))
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    yield from chrome("1400,1000")
 
 
 def _metric_shown(text: str, key: str) -> float | None:

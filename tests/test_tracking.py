@@ -11,43 +11,22 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from app_fixtures import make_clinic_artifacts
+from browser_fixtures import free_port
 
 from isicstack import tracking
-from isicstack.config import load_config
 from isicstack.pipelines.runs import RunsConfig
 from isicstack.pipelines.runs import run as runs
 from isicstack.stacking.stack import StackConfig
 from isicstack.stacking.stack import run as stack
-from isicstack.tabular.cv import ModelSpec, TabularConfig
-from isicstack.tabular.cv import run as train_tabular
 from isicstack.vision.mlflow_log import OncePerProcess
-from isicstack.vision.train import ImageConfig
-from isicstack.vision.train import run as train_image
 
 mlflow = pytest.importorskip("mlflow")
-
-
-def _art(mini_artifacts: Path, art: Path) -> Path:
-    art.mkdir(parents=True)
-    for name in ("folds.parquet", "folds.json"):
-        shutil.copy2(mini_artifacts / name, art / name)
-    return art
-
-
-def _chain(mini_isic: Path, art: Path) -> None:
-    lgbm = ModelSpec("lgbm", num_rounds=20, params={"min_data_in_leaf": 5})
-    train_tabular(TabularConfig(data_dir=str(mini_isic), artifacts=str(art),
-                                models={"lgbm": lgbm}, bags=1, neg_ratio=10.0, threads=1))
-    train_image(load_config(ImageConfig, "image", "smoke", [
-        f"data_dir={mini_isic}", f"artifacts={art}", "accelerator=cpu", "cpu_threads=1",
-        "fusion=false", "name=imgonly"]))
-    _stack(mini_isic, art)
 
 
 def _stack(mini_isic: Path, art: Path) -> dict:
@@ -59,12 +38,11 @@ def _stack(mini_isic: Path, art: Path) -> dict:
 def tracked(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Path:
     """Artifacts of a smoke chain logged to the default store (``ISIC_TRACKING=auto``)."""
-    art = _art(mini_artifacts, tmp_path_factory.mktemp("tracked") / "artifacts")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(tracking.ENV, "auto")
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        _chain(mini_isic, art)
-    return art
+        return make_clinic_artifacts(mini_isic, mini_artifacts,
+                                     tmp_path_factory.mktemp("tracked") / "artifacts")
 
 
 def _runs(art: Path) -> dict[str, object]:
@@ -127,19 +105,13 @@ def test_tracking_none_logs_nothing(tracked: Path, mini_isic: Path, tmp_path: Pa
     assert not (art / "mlflow.db").exists() and tracking.log_run("stack", art, art) is None
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("store", ["server", "logging"])
 def test_failing_store_warns_and_the_run_goes_on(store: str, tracked: Path, mini_isic: Path,
                                                  tmp_path: Path, monkeypatch, caplog):
     art = tmp_path / "artifacts"
     shutil.copytree(tracked, art, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
     if store == "server":  # nothing listens there: one TCP probe, no minutes of retries
-        monkeypatch.setenv(tracking.ENV, f"http://127.0.0.1:{_closed_port()}")
+        monkeypatch.setenv(tracking.ENV, f"http://127.0.0.1:{free_port()}")
     else:  # the store answers, then a write fails
         monkeypatch.setenv(tracking.ENV, f"sqlite:///{tmp_path / 'other.db'}")
 
