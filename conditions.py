@@ -4,7 +4,8 @@ Why: on this project's CPUs the same image run scores differently when only the 
 the box changes (bf16 autocast on CPUs with AVX512-BF16, float32 elsewhere; float sums in
 another order), so a comparison of two runs is only a comparison of settings when these match.
 Every stage writes this record into its ``provenance.json``; ``isic compare`` refuses (or
-marks) pairs whose :data:`COMPARED` keys differ. One writer, read by the benchmarks too.
+marks) pairs whose machine, libraries or (within one stage) threads differ. One writer, read
+by the benchmarks too.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any
 # distributions whose versions can change a score (numerics, defaults, algorithms)
 LIBRARIES: tuple[str, ...] = ("torch", "torchvision", "timm", "pytorch-lightning", "lightgbm",
                               "xgboost", "catboost", "numpy", "polars", "scikit-learn", "scipy")
-# the keys two runs must share to be compared as settings: the machine and environment
-# (cpu_count and python do not change a score by themselves; the thread count they imply is
-# ``threads``). ``precision`` is recorded but follows from the CPU and the stage's recipe (a
-# GBDT vs a CNN differ in it by design), so it is not a condition of the comparison.
-COMPARED: tuple[str, ...] = ("cpu_model", "cpu_bf16", "gpu", "threads", "loader_workers",
-                             "libraries")
+# What two runs must share to be compared as settings. The machine and environment, always;
+# the thread count and loader workers only between runs of one stage (a GBDT's threads and a
+# CNN's are different knobs: comparing a stack with its tabular input is not a comparison of
+# threads). ``precision`` and ``cpu_count`` are recorded but follow from the CPU and the recipe.
+MACHINE: tuple[str, ...] = ("cpu_model", "cpu_bf16", "gpu", "libraries")
+SAME_STAGE: tuple[str, ...] = ("threads", "loader_workers")
 
 
 def _cpuinfo() -> str:
@@ -36,14 +37,14 @@ def _cpuinfo() -> str:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there, bf16 autocast
-    trains a resnet18 at 64 px ~1.8x faster than float32 (measured on the 2-core box)."""
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there the image stage
+    trains in bf16 autocast, much faster than float32 on the 2-core box."""
     flags = _cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cpu_model() -> str:
-    """The CPU's name (bf16 CPUs train ~3x faster here, and score differently)."""
+    """The CPU's name (bf16 CPUs train faster here, and score differently)."""
     names = [ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines()
              if ln.startswith("model name")]
     return names[0] if names else platform.processor()
@@ -61,27 +62,35 @@ def library_versions() -> dict[str, str]:
 
 
 def gpu_name() -> str | None:
-    """The CUDA device's name when torch is already imported and sees one (never imports it)."""
+    """The CUDA device's name: from torch when it is already imported, else from the NVIDIA
+    driver's /proc entry (a GBDT stage must not import torch to say which box it ran on)."""
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
-        return None
-    return str(torch.cuda.get_device_name(0))
+    if torch is not None:
+        return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("Model:"):
+                return line.split(":", 1)[1].strip()
+    return None
 
 
-def run_conditions(threads: int, loader_workers: int = 0, precision: str = "32-true"
-                   ) -> dict[str, Any]:
-    """The record of one run: ``threads`` = compute threads actually used (torch or GBDT)."""
-    return {"cpu_model": cpu_model(), "cpu_bf16": cpu_has_bf16(), "cpu_count": os.cpu_count(),
-            "gpu": gpu_name(), "threads": int(threads), "loader_workers": int(loader_workers),
-            "precision": precision, "python": platform.python_version(),
-            "libraries": library_versions()}
+def run_conditions(threads: int, loader_workers: int = 0, precision: str = "32-true",
+                   stage: str | None = None) -> dict[str, Any]:
+    """The record of one run: ``threads`` = compute threads actually used (torch or GBDT),
+    ``stage`` = which stage made it (tabular, image, stack)."""
+    return {"stage": stage, "cpu_model": cpu_model(), "cpu_bf16": cpu_has_bf16(),
+            "cpu_count": os.cpu_count(), "gpu": gpu_name(), "threads": int(threads),
+            "loader_workers": int(loader_workers), "precision": precision,
+            "python": platform.python_version(), "libraries": library_versions()}
 
 
 def differing(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]:
-    """The :data:`COMPARED` keys whose values differ (every key when a record is missing)."""
+    """The keys whose values differ: :data:`MACHINE` always, :data:`SAME_STAGE` when both runs
+    come from one stage (or a record does not say which); every key when a record is missing."""
     if not a or not b:
         return ["conditions not recorded"]
-    return [k for k in COMPARED if a.get(k) != b.get(k)]
+    keys = MACHINE + (SAME_STAGE if a.get("stage") == b.get("stage") else ())
+    return [k for k in keys if a.get(k) != b.get(k)]
 
 
 def describe(c: dict[str, Any] | None) -> str:

@@ -251,7 +251,7 @@ def stage_values(stage: str, profile: str = "default",
     if use_tuned and tuned.is_file():
         doc_tuned = _read_yaml(tuned)
         record = {"file": tuned.name, "sha256": hashlib.sha256(tuned.read_bytes()).hexdigest(),
-                  "tuned_by": doc_tuned.pop(TUNED_BY, None)}
+                  "tuned_by": doc_tuned.pop(TUNED_BY, None), "keys": dotted_keys(doc_tuned)}
         values = _merge(values, doc_tuned)
         log.info("%s: using tuned parameters from %s", stage, tuned)
     return values, record
@@ -276,11 +276,26 @@ def load_config(
     return cfg
 
 
-def tuned_record(cfg: Any) -> dict[str, Any] | None:
+def dotted_keys(doc: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every leaf of a nested mapping as a dotted key (``models.lgbm.params.num_leaves``)."""
+    out: list[str] = []
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        out += dotted_keys(value, f"{name}.") if isinstance(value, dict) and value else [name]
+    return sorted(out)
+
+
+def tuned_record(cfg: Any, model: str | None = None) -> dict[str, Any] | None:
     """Which tuned file (and study / trial, under its ``tuned_by`` key) shaped ``cfg``; None
     when no tuned parameters were merged. Stages record it in ``provenance.json`` so the report
-    can flag a CV measured after tuning on the same folds (optimistic)."""
-    return getattr(cfg, "_tuned", None)
+    can flag a CV measured after tuning on the same folds (optimistic). ``model`` (a tabular
+    model key): None also when the file tuned only other models' keys (``models.<other>.*``)."""
+    rec = getattr(cfg, "_tuned", None)
+    if rec is None or model is None:
+        return rec
+    mine = [k for k in rec.get("keys", [])
+            if k.startswith(f"models.{model}.") or not k.startswith("models.")]
+    return rec if mine or "keys" not in rec else None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -37,9 +37,11 @@ def uses_patient_context(predictors: list[Any]) -> bool:
 
 
 def measured_shift(path: Path = MEASURED) -> str:
-    """The held-out shift of a lesion scored alone, as a sentence ('' when not measured here)."""
+    """The held-out shift of a lesion scored alone, as a sentence (read from the benchmark's
+    results in a checkout; an installed wheel has none of them, so it points to them)."""
     if not path.is_file():
-        return ""
+        return (" How far this moves a score was measured on held-out lesions: the project's "
+                "BENCHMARKS.md, `benchmarks/bench_single_lesion.py`.")
     try:
         s = json.loads(path.read_text(encoding="utf-8"))["summary"]
         return (f" Measured on {s['lesions']:,} held-out {s['data']} lesions "

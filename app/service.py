@@ -138,7 +138,7 @@ class Clinic:
         self.stack = {"stacker": st, "final": final, "predictors": predictors, "name": name,
                       "sources": attach_upload(predictors),
                       "op": operating_point(self.artifacts, name, replace(op_cfg)),
-                      "cal": read_map(self.artifacts, "stack" if st else final[0]),
+                      "cal": read_map(self.artifacts, name),
                       "patient_context": uses_patient_context(predictors)}
 
     def score(self, image: np.ndarray, meta: dict[str, Any] | None) -> Result:

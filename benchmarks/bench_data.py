@@ -30,8 +30,12 @@ REAL_IMAGES = ROOT.parent / "shared" / "real-dev" / "images" / "train-image.hdf5
 
 
 def _rel(path: Path) -> str:
-    """``path`` relative to the repository (results files carry no machine paths)."""
-    return Path(os.path.relpath(Path(path).resolve(), ROOT)).as_posix()
+    """``path`` relative to the repository (results files carry no machine paths); a file in
+    a temporary folder is named as such."""
+    path = Path(path).resolve()
+    if path.is_relative_to(Path(tempfile.gettempdir()).resolve()):
+        return f"<temporary folder>/{path.name}"
+    return Path(os.path.relpath(path, ROOT)).as_posix()
 
 _LOAD_SNIPPET = """
 import resource, sys, time

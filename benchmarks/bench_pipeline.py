@@ -97,13 +97,15 @@ CLAIMS = [("stack_vs_best_input", "best_input", "stack"),
           ("fused_vs_lgbm", "lgbm", "vision_fused")]
 
 
-def comparisons(per_seed: dict[str, dict[str, Any]], n_boot: int = 1000) -> dict[str, Any]:
+def comparisons(per_seed: dict[str, dict[str, Any]], n_boot: int = 1000,
+                chains_dir: str = CHAINS) -> dict[str, Any]:
     """Every claim of the chain as ``isic compare`` over the seeds' chains (same folds paired)."""
     seeds = sorted(per_seed, key=int)
     inputs = per_seed[seeds[0]]["stack_inputs"]
     best = max(inputs, key=lambda n: sum(per_seed[s]["pauc"][n] for s in seeds))
     # one glob naming exactly these seeds' chain folders, relative to the repository root
-    chains = f"{CHAINS}/seed{{{','.join(seeds)}}}" if len(seeds) > 1 else f"{CHAINS}/seed{seeds[0]}"
+    chains = (f"{chains_dir}/seed{{{','.join(seeds)}}}" if len(seeds) > 1
+              else f"{chains_dir}/seed{seeds[0]}")
     out: dict[str, Any] = {"best_input": best}
     for key, a, b in CLAIMS:
         a = best if a == "best_input" else a
@@ -148,6 +150,8 @@ def main() -> None:
     ap.add_argument("--make", nargs="*", default=[],
                     help="extra make variables, e.g. ARGS_train-image-only=cpu_threads=1")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline.json"))
+    ap.add_argument("--chains", default=CHAINS,
+                    help="folder of the seed<N> chains, relative to the repository root")
     ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES,
                     help="run only these targets (the other times are kept from --out)")
     ap.add_argument("--resummarize", action="store_true",
@@ -159,9 +163,9 @@ def main() -> None:
         result = json.loads(Path(args.out).read_text())
         for seed, r in result["seeds"].items():
             result["seeds"][seed] = {"seconds": r["seconds"],
-                                     **scores(ROOT / CHAINS / f"seed{seed}", args.profile)}
+                                     **scores(ROOT / args.chains / f"seed{seed}", args.profile)}
         result.update(summary=summary(result["seeds"]), machine=runs_machine(result),
-                      comparisons=comparisons(result["seeds"]))
+                      comparisons=comparisons(result["seeds"], chains_dir=args.chains))
         write_json(result, args.out)
         return
     out = Path(args.out)
@@ -169,7 +173,7 @@ def main() -> None:
     result.setdefault("runs", [])
     load0 = os.getloadavg()
     for seed in args.seeds:
-        art = ROOT / CHAINS / f"seed{seed}"
+        art = ROOT / args.chains / f"seed{seed}"
         seconds = run_chain(art, seed, args.profile, args.make, args.stages)
         old = result["seeds"].get(str(seed), {}).get("seconds", {})
         # a stage never run by this script for this seed has no time (None), not a made-up one
@@ -184,7 +188,7 @@ def main() -> None:
         print(json.dumps({"seed": seed, "pauc": result["seeds"][str(seed)]["pauc"],
                           "goals": result["seeds"][str(seed)]["goals"]}, indent=1), flush=True)
     if len(result["seeds"]) > 1:
-        result["comparisons"] = comparisons(result["seeds"])
+        result["comparisons"] = comparisons(result["seeds"], chains_dir=args.chains)
         write_json(result, out)
     print(json.dumps(result["summary"], indent=1))
 

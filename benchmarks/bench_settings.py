@@ -30,6 +30,8 @@ from typing import Any
 
 from isicstack.data.io import write_json
 from isicstack.data.metric import seed_spread
+from isicstack.evaluation.paired import pauc_interval
+from isicstack.evaluation.runs import load_stage_run
 from isicstack.pipelines.compare import compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +80,18 @@ def summarise(seeds: list[int], settings: list[str], n_boot: int) -> dict[str, A
                     "setting": setting, "seed": seed, "oof_pauc": r["oof_pauc"],
                     "oof_auc": r["oof_auc"], "mean_fold_pauc": r["mean_fold_pauc"],
                     "seconds": r["seconds"], "threads": r["config"]["cpu_threads"]}
+    scored = {key: load_stage_run(Path(ART) / key, RUN_NAME) for key in runs}
+    for key, r in runs.items():  # each run's pooled OOF pAUC with its patient-bootstrap CI
+        r["oof_pauc_ci"] = pauc_interval([scored[key]], n_boot)["ci"]
     out: dict[str, Any] = {"seeds": seeds, "runs": runs, "settings": {}, "comparisons": {}}
     for setting in settings:
         mine = [r for r in runs.values() if r["setting"] == setting]
+        keys = [run_key(setting, r["seed"]) for r in mine]
         out["settings"][setting] = {
             "meaning": MEANING[setting], "seeds": [r["seed"] for r in mine],
-            **{k: seed_spread([r[k] for r in mine]) for k in ("oof_pauc", "mean_fold_pauc")}}
+            **{k: seed_spread([r[k] for r in mine]) for k in ("oof_pauc", "mean_fold_pauc")},
+            # mean over the seeds of the pooled OOF pAUC, one patient draw for every seed
+            "pooled": pauc_interval([scored[k] for k in keys], n_boot) if keys else None}
     base = [s for s in seeds if run_key(BASELINE, s) in runs]
     for setting in settings:
         paired = [s for s in base if run_key(setting, s) in runs]

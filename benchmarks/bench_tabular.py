@@ -43,7 +43,9 @@ def isic(*args: str) -> float:
 
 
 def real_dev(tmp: Path) -> dict:
-    from isicstack.pipelines.compare import EvaluateConfig, compare
+    from isicstack.evaluation.paired import pauc_interval
+    from isicstack.evaluation.runs import load_eval
+    from isicstack.pipelines.compare import EvaluateConfig, compare, eval_path
     from isicstack.pipelines.compare import run as evaluate
 
     art = tmp / "real_dev"
@@ -57,6 +59,9 @@ def real_dev(tmp: Path) -> dict:
                                       profile="real_dev", fold_seeds=[0, 1, 2], n_folds=5,
                                       models=models, stage_overrides=overrides))
         out[label] = res["summary"]
+        for model in models:  # mean over seeds of the pooled OOF pAUC, patient-bootstrap CI
+            runs = load_eval(eval_path(art, label), model)
+            out[label][model]["pooled"] = pauc_interval(runs, 1000)
     # do the patient-context features (in the full set) change LightGBM here? paired over seeds
     cmp = compare("raw_categorical_lgbm", "full_config", model="lgbm", artifacts=art)["lgbm"]
     out["comparisons"] = {"full_vs_raw_categorical_lgbm": cmp}

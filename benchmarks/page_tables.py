@@ -1,4 +1,5 @@
-"""The tables of BENCHMARKS.md: what each shows and which results file it reads.
+"""The tables of BENCHMARKS.md about quality and claims: what each shows and which results
+file it reads (run time, memory and size: ``page_tables_scale.py``).
 
 ``render.py`` turns each :class:`Table` into markdown (see its docstring for the template
 syntax and how to add a table); ``plan.py`` lists the command that writes each results file.
@@ -6,37 +7,7 @@ syntax and how to add a table); ``plan.py`` lists the command that writes each r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Table:
-    """A markdown table whose cells are templates over one results file."""
-
-    source: str
-    script: str
-    header: list[str]
-    rows: list[list[str]]
-    each: str | None = None
-
-
-CLAIM_HEADER = ["claim: B vs A", "paired fold seeds", "mean OOF pAUC A / B",
-                "B − A, pooled OOF [95% patient-bootstrap CI]",
-                "B − A, per fold [95% corrected-t CI]", "p (bootstrap / corrected t)", "verdict",
-                "recorded conditions (equal for A and B; precision: A's)"]
-
-
-def claim_row(label: str, path: str) -> list[str]:
-    """One ``isic compare`` result (``evaluation/paired.py``) at ``path`` as a claims-table row."""
-    cells = ["{P.n_seeds}", "{P.mean_oof_pauc_a:.4f} / {P.mean_oof_pauc_b:.4f}",
-             "**{P.bootstrap.pooled_oof_diff:+.4f}** [{P.bootstrap.ci.0:+.4f}, "
-             "{P.bootstrap.ci.1:+.4f}]",
-             "{P.corrected_t.mean_fold_diff:+.4f} [{P.corrected_t.ci.0:+.4f}, "
-             "{P.corrected_t.ci.1:+.4f}]",
-             "{P.bootstrap.p_value:.2g} / {P.corrected_t.p_value:.2g}", "**{P.verdict}**",
-             "{P.conditions_text}"]
-    return [label, *(c.replace("{P.", "{" + path + ".") for c in cells)]
-
+from table_spec import CLAIM_HEADER, Table, claim_row
 
 DATA = "python benchmarks/bench_data.py"
 SYNTH = "python benchmarks/bench_synth.py"
@@ -60,14 +31,21 @@ TABLES: dict[str, Table] = {
           "**{oracle_pauc:.4f}**"]]),
     "tabular-real-dev": Table(
         "tabular.json", TAB,
-        ["configuration", "model", "OOF pAUC, mean ± sd over fold seeds 0, 1, 2"],
+        ["configuration", "model", "OOF pAUC, mean over fold seeds 0, 1, 2 [95% "
+         "patient-bootstrap CI]", "sd over seeds"],
         [["`raw` + `categorical` groups", "LightGBM",
-          "{real_dev.raw_categorical_lgbm.lgbm.mean:.4f} ± "
+          "{real_dev.raw_categorical_lgbm.lgbm.pooled.oof_pauc:.4f} "
+          "[{real_dev.raw_categorical_lgbm.lgbm.pooled.ci.0:.4f}, "
+          "{real_dev.raw_categorical_lgbm.lgbm.pooled.ci.1:.4f}]",
           "{real_dev.raw_categorical_lgbm.lgbm.sd:.4f}"],
          ["full feature set (raw, lesion, patient, ugly duckling, categorical)", "LightGBM",
-          "{real_dev.full_config.lgbm.mean:.4f} ± {real_dev.full_config.lgbm.sd:.4f}"],
+          "{real_dev.full_config.lgbm.pooled.oof_pauc:.4f} "
+          "[{real_dev.full_config.lgbm.pooled.ci.0:.4f}, "
+          "{real_dev.full_config.lgbm.pooled.ci.1:.4f}]", "{real_dev.full_config.lgbm.sd:.4f}"],
          ["full feature set", "XGBoost",
-          "{real_dev.full_config.xgb.mean:.4f} ± {real_dev.full_config.xgb.sd:.4f}"]]),
+          "{real_dev.full_config.xgb.pooled.oof_pauc:.4f} "
+          "[{real_dev.full_config.xgb.pooled.ci.0:.4f}, "
+          "{real_dev.full_config.xgb.pooled.ci.1:.4f}]", "{real_dev.full_config.xgb.sd:.4f}"]]),
     "tabular-real-dev-claims": Table(
         "tabular.json", TAB, CLAIM_HEADER,
         [claim_row("LightGBM: full feature set (B) vs `raw` + `categorical` (A)",
@@ -229,7 +207,7 @@ TABLES: dict[str, Table] = {
           "{@.vision_imgonly.spearman_veil:.3f}"]], each="ceiling"),
     "image-recipes": Table(
         "ceiling.json", CEIL,
-        ["fused recipe (fold 0 of fold seed 0's earlier chain; one run each, 1 thread; "
+        ["fused recipe (fold 0 of fold seed 0's earlier chain; one run each; "
          "{machines.recipes})", "overrides", "fused pAUC", "image term alone",
          "Spearman of the image term with veil share / `logit_image`"],
         [["`{@key}`", "{@.overrides}", "{@.fold0_pauc:.4f}", "{@.image_part_pauc:.4f}",
@@ -244,16 +222,19 @@ TABLES: dict[str, Table] = {
          ["the veil share itself (dense, oracle)", "**{dense.veil_share.spearman_veil:.3f}**"]]),
     "settings-runs": Table(
         "real_dev_settings.json", SETTINGS,
-        ["run", "setting", "fold seed", "OOF pAUC", "OOF AUC", "fold pAUC mean",
-         "torch threads", "wall time"],
-        [["`{@key}`", "{@.setting}", "{@.seed}", "{@.oof_pauc:.4f}", "{@.oof_auc:.3f}",
+        ["run", "setting", "fold seed", "OOF pAUC [95% patient-bootstrap CI]", "OOF AUC",
+         "fold pAUC mean", "torch threads", "wall time"],
+        [["`{@key}`", "{@.setting}", "{@.seed}",
+          "{@.oof_pauc:.4f} [{@.oof_pauc_ci.0:.4f}, {@.oof_pauc_ci.1:.4f}]", "{@.oof_auc:.3f}",
           "{@.mean_fold_pauc:.4f}", "{@.threads}", "{@.seconds:dur}"]], each="runs"),
     "settings": Table(
         "real_dev_settings.json", SETTINGS,
-        ["setting", "what", "fold seeds", "OOF pAUC, mean ± sd", "fold pAUC mean, mean ± sd"],
+        ["setting", "what", "fold seeds", "OOF pAUC, mean over seeds [95% patient-bootstrap "
+         "CI]", "sd over seeds", "fold pAUC mean, mean ± sd"],
         [["`{@key}`", "{@.meaning}", "{@.seeds}",
-          "**{@.oof_pauc.mean:.4f}** ± {@.oof_pauc.sd:.4f}",
-          "{@.mean_fold_pauc.mean:.4f} ± {@.mean_fold_pauc.sd:.4f}"]], each="settings"),
+          "**{@.pooled.oof_pauc:.4f}** [{@.pooled.ci.0:.4f}, {@.pooled.ci.1:.4f}]",
+          "{@.oof_pauc.sd:.4f}", "{@.mean_fold_pauc.mean:.4f} ± {@.mean_fold_pauc.sd:.4f}"]],
+        each="settings"),
     "settings-claims": Table(
         "real_dev_settings.json", SETTINGS, CLAIM_HEADER,
         [claim_row("Shades of Gray colour constancy (B) vs off (A)", "comparisons.colour"),
@@ -264,7 +245,9 @@ TABLES: dict[str, Table] = {
         [["inside tracking calls, all stage runs (mlflow import, store, params, metrics, "
           "tags, artifacts, the image folds' Lightning logger)", "**{total_tracking_seconds}**"],
          ["of which the first run, which creates the store", "{store_creation_run_seconds}"],
-         ["the stage processes' whole wall time, for scale", "{total_stage_process_seconds}"]]),
+         ["the stage processes' whole wall time, for scale", "{total_stage_process_seconds}"],
+         ["share of a `make all` of the synthetic default ({make_all_seconds:dur}, "
+          "bench_pipeline.py; goal < 3 %)", "**{share_of_make_all:pct}**"]]),
     "calibration": Table(
         "calibration.json", CALIB,
         ["model (Platt map after the prior correction)", "Brier raw", "Brier calibrated "
@@ -311,27 +294,4 @@ TABLES: dict[str, Table] = {
           "[{summary.test_pauc_diff_ci.0:+.4f}, {summary.test_pauc_diff_ci.1:+.4f}]"],
          ["only the app's form fields filled in: risk shift median / flag changes",
           "{summary.form_only_risk_abs_median:pct} / {summary.form_only_flag_changed:pct}"]]),
-    "loader": Table(
-        "loader.json", "python benchmarks/bench_loader.py",
-        ["{n_images:int} real-dev crops (median {crop_px_median:.0f} px) -> {image_size} px, "
-         "`{augment}` augmentation, batch {batch}, no decode cache", "img/s",
-         "per worker / bare decode"],
-        [["bare decode from memory, one process", "{bare_decode_img_s:int}", "1"],
-         ["whole path (HDF5 read, decode, augmentation, collate), 1 worker",
-          "**{loaders.1_workers.img_s:int}**", "{loaders.1_workers.per_worker_over_bare_decode}"],
-         ["the same, before this change, 1 worker", "{loaders.1_worker_code_before.img_s:int}",
-          "{loaders.1_worker_code_before.per_worker_over_bare_decode}"],
-         ["whole path, 2 workers (2 cores, loaded)", "{loaders.2_workers.img_s:int}",
-          "{loaders.2_workers.per_worker_over_bare_decode}"],
-         ["HDF5 read + decode alone, a key's first read / a repeat read", "",
-          "{read_decode_over_bare_decode.first_read} / "
-          "{read_decode_over_bare_decode.repeat_read}"]]),
-    "loader-stages": Table(
-        "loader.json", "python benchmarks/bench_loader.py",
-        ["per crop (µs)", "read (first / again; h5py `f[key][()]`)", "decode", "to tensor",
-         "random resized crop + flips", "whole `strong` transform (before)", "collate"],
-        [["", "{stage_us.read_store_first} / {stage_us.read_store_again} "
-          "({stage_us.read_h5py_f_key})", "{stage_us.decode}", "{stage_us.to_tensor}",
-          "{stage_us.geometry_rrc_flips}", "{stage_us.strong_transform} "
-          "({stage_us.strong_transform_before})", "{stage_us.collate}"]]),
 }

@@ -42,6 +42,8 @@ PLAN: list[tuple[str, str]] = [
     ("fusion.json", "benchmarks/bench_fusion.py"),
     ("ceiling.json", "benchmarks/bench_ceiling.py"),
     ("tracking.json", "benchmarks/bench_tracking.py"),
+    ("fullsize.json", "benchmarks/bench_fullsize.py"),
+    ("makeall.json", "benchmarks/bench_makeall.py"),
     ("calibration.json", "benchmarks/bench_calibration.py --seeds 0 1 2"),
     ("single_lesion.json", "benchmarks/bench_single_lesion.py"),
 ]

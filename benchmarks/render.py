@@ -19,9 +19,10 @@ How to add a table:
 
 1. make a benchmark script write its figures to ``benchmarks/results/<file>.json``
    (``isicstack.data.io.write_json``);
-2. add a :class:`Table` to ``TABLES`` in ``page_tables.py``: its results ``source`` file, the
-   ``script`` that writes it (the command of ``plan.py``; shown when the file is missing), the
-   ``header`` cells, and ``rows``, each a list of cells. A cell is a template: plain text,
+2. add a :class:`Table` to ``TABLES`` in ``page_tables.py`` (run time and size:
+   ``page_tables_scale.py``): its results ``source`` file, the ``script`` that writes it
+   (the command of ``plan.py``; shown when the file is missing), the ``header`` cells, and
+   ``rows``, each a list of cells. A cell is a template: plain text,
    with ``{dotted.path}`` or ``{dotted.path:spec}`` fields looked up in the JSON (``a.ci.0``
    is a list's first item; ``spec`` is a Python format spec, or ``dur`` for "3 min 52 s",
    ``pct`` for a fraction as "77.3%", ``int`` for "1,234"). With ``each="a.b"`` the table has
@@ -47,7 +48,11 @@ BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tabl
                    re.S)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
-from page_tables import TABLES, Table  # noqa: E402
+import page_tables  # noqa: E402
+import page_tables_scale  # noqa: E402
+from table_spec import Table  # noqa: E402
+
+TABLES: dict[str, Table] = {**page_tables.TABLES, **page_tables_scale.TABLES}
 
 
 def lookup(data: Any, path: str) -> Any:

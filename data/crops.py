@@ -4,11 +4,13 @@ The file is opened lazily, once per process: a handle opened in the parent (e.g.
 ``Dataset.__init__``) cannot be used by forked or spawned DataLoader workers, which is the bug
 the winning repositories shipped. The store pickles without its handle.
 
-Reading: h5py's ``f[key][()]`` costs ~4x a decode of the crop it returns (a Python Dataset
-object, a dataspace and a type conversion per key). A crop stored the Kaggle way (a contiguous
-scalar of fixed-length bytes) sits as plain bytes in the file, so the store asks HDF5 once per key
-where (``H5Dget_offset``) and reads those bytes with ``os.pread``: the same bytes (checked
-against h5py on each process's first read), 30-100x faster. Any other layout goes through h5py.
+Reading: h5py's ``f[key][()]`` costs about twice a decode of the crop it returns (a Python
+Dataset object, a dataspace and a type conversion per key; ``benchmarks/results/loader.json``).
+A crop stored the Kaggle way (a contiguous scalar of fixed-length bytes) sits as plain bytes in
+the file, so the store asks HDF5 once per key where (``H5Dget_offset``) and reads those bytes
+with ``os.pread``: the same bytes (checked against h5py on each process's first read), several
+times faster, and far faster on a repeated read (loader.json, ``stage_us``). Any other layout
+goes through h5py.
 """
 
 from __future__ import annotations

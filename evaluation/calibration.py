@@ -9,7 +9,7 @@ out-of-fold scores (Platt: a logistic curve of the shifted logit; isotonic: a st
 fixes the rest (bagging, fold averaging, over-confident trees).
 
 Both steps are increasing and every map ends with a tiny strictly increasing term (the same
-``TIE_BREAK`` squash as ``stacking.methods.apply_cdf``), so within one map the ranking, hence
+``data.metric.tie_break`` as the stack's rank methods), so within one map the ranking, hence
 pAUC, is unchanged: isotonic's flat steps do not create ties. A map is a plain dict
 (``CalMap.to_dict``): inference needs no pickle and no training rows.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from isicstack.stacking.methods import TIE_BREAK
+from isicstack.data.metric import tie_break
 
 METHODS: tuple[str, ...] = ("platt", "isotonic", "prior")
 P_MIN = 1e-300  # logit clip: only exact 0 and 1 are clipped, so no new ties are made
@@ -96,7 +96,7 @@ class CalMap:
             m = sigmoid(self.a * z + self.b)
         else:
             m = sigmoid(z)
-        return (1.0 - TIE_BREAK) * m + TIE_BREAK * (0.5 + np.arctan(z) / np.pi)
+        return tie_break(m, z)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

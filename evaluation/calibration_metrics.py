@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from isicstack.evaluation.calibration import safe_logit
-from isicstack.evaluation.paired import patient_draws
+from isicstack.evaluation.paired import patient_draws, percentile_interval
 
 LOG_CLIP = 1e-15  # log loss of a probability of exactly 0 or 1 would be infinite
 
@@ -28,11 +28,7 @@ def row_losses(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _interval(dist: np.ndarray, ci: float) -> list[float]:
-    dist = dist[np.isfinite(dist)]
-    if not dist.size:
-        return [float("nan"), float("nan")]
-    lo, hi = np.quantile(dist, [0.5 - ci / 2, 0.5 + ci / 2])
-    return [float(lo), float(hi)]
+    return percentile_interval(dist, ci) or [float("nan"), float("nan")]
 
 
 def losses(y: np.ndarray, preds: dict[str, np.ndarray], patients: np.ndarray,

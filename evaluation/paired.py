@@ -23,9 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from isicstack.data.metric import fold_scores, pauc
-
-MIN_TPR = 0.8
+from isicstack.data.metric import fold_scores, pauc, weighted_pauc
 
 
 @dataclass
@@ -76,30 +74,15 @@ def corrected_t(a: list[Scored], b: list[Scored], ci: float = 0.95) -> dict[str,
             "ci_level": ci}
 
 
-def weighted_pauc(y: np.ndarray, pred: np.ndarray, weights: np.ndarray,
-                  min_tpr: float = MIN_TPR) -> np.ndarray:
-    """pAUC above ``min_tpr`` for each row of ``weights`` (replicates x rows), vectorised.
-
-    The ROC of the weighted rows (ties grouped: a tie crosses diagonally, as in sklearn's
-    curve), integrated as ``int_{min_tpr}^1 (1 - FPR) dTPR`` with linear interpolation: the
-    competition's score. Equal to :func:`pauc` for unit weights (tested).
-    """
-    order = np.argsort(-pred, kind="stable")
-    s = pred[order]
-    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # last row of each tie group
-    pos = (y[order] == 1).astype(np.float64)
-    w = np.atleast_2d(weights)[:, order].astype(np.float64)
-    tp = np.cumsum(w * pos, axis=1)[:, ends]
-    fp = np.cumsum(w * (1 - pos), axis=1)[:, ends]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tpr = np.c_[np.zeros(len(w)), tp / tp[:, -1:]]
-        fpr = np.c_[np.zeros(len(w)), fp / fp[:, -1:]]
-    t0, t1, f0, f1 = tpr[:, :-1], tpr[:, 1:], fpr[:, :-1], fpr[:, 1:]
-    lo = np.maximum(t0, min_tpr)
-    span = np.where(t1 > t0, t1 - t0, 1.0)
-    f_lo = f0 + (f1 - f0) * (lo - t0) / span
-    area = np.where(t1 > lo, (t1 - lo) * (1 - (f_lo + f1) / 2), 0.0)
-    return area.sum(axis=1)
+def percentile_interval(dist: np.ndarray, ci: float = 0.95) -> list[float] | None:
+    """The central ``ci`` interval of a bootstrap distribution (None when no replicate is
+    finite, e.g. none held a positive)."""
+    dist = np.asarray(dist, dtype=np.float64)
+    dist = dist[np.isfinite(dist)]
+    if not dist.size:
+        return None
+    lo, hi = np.quantile(dist, [0.5 - ci / 2, 0.5 + ci / 2])
+    return [float(lo), float(hi)]
 
 
 def patient_draws(patient: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,12 +114,26 @@ def bootstrap(a: list[Scored], b: list[Scored], n_boot: int = 1000, seed: int = 
         boot.append(np.mean(d, axis=0))
     dist = np.concatenate(boot)
     dist = dist[np.isfinite(dist)]  # a replicate without positives has no pAUC
-    lo, hi = np.quantile(dist, [0.5 - ci / 2, 0.5 + ci / 2])
+    interval = percentile_interval(dist, ci)
     n = dist.size  # (k + 1) / (n + 1): never a p of 0 from a finite number of replicates
     p = float(min(1.0, 2 * min(((dist <= 0).sum() + 1) / (n + 1),
                                ((dist >= 0).sum() + 1) / (n + 1))))
-    return {"pooled_oof_diff": point, "ci": [float(lo), float(hi)], "ci_level": ci,
+    return {"pooled_oof_diff": point, "ci": interval, "ci_level": ci,
             "p_value": p, "n_boot": int(dist.size), "patients": int(np.unique(ref.patient).size)}
+
+
+def pauc_interval(runs: list[Scored], n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
+                  chunk: int = 100) -> dict[str, Any]:
+    """Mean over ``runs`` (fold seeds on the same rows) of the pooled OOF pAUC, with a patient
+    bootstrap interval (one draw of patients shared by every run)."""
+    ref = runs[0]
+    counts, codes = patient_draws(ref.patient, n_boot, seed)
+    boot = [np.mean([weighted_pauc(r.y, r.pred, counts[s:s + chunk][:, codes]) for r in runs],
+                    axis=0) for s in range(0, n_boot, chunk)]
+    dist = np.concatenate(boot)
+    return {"oof_pauc": float(np.mean([pauc(r.y, r.pred) for r in runs])),
+            "ci": percentile_interval(dist, ci), "ci_level": ci, "n_runs": len(runs),
+            "n_boot": int(np.isfinite(dist).sum())}
 
 
 def paired(a: list[Scored], b: list[Scored], n_boot: int = 1000, seed: int = 0
@@ -148,14 +145,20 @@ def paired(a: list[Scored], b: list[Scored], n_boot: int = 1000, seed: int = 0
         raise ValueError("no run of A shares its folds with a run of B: nothing to pair "
                          f"(A: {[r.label for r in a]}, B: {[r.label for r in b]})")
     pa, pb = [by_a[h] for h in shared], [by_b[h] for h in shared]
+    # runs without a partner on the same folds are named, never dropped silently
+    unpaired = [r.label for r in a if r.fold_hash not in by_b] + \
+        [r.label for r in b if r.fold_hash not in by_a]
     t = corrected_t(pa, pb)
     boot = bootstrap(pa, pb, n_boot, seed) if n_boot else None
     significant = t["p_value"] < 0.05 and (boot is None or boot["p_value"] < 0.05)
+    verdict = ("b higher" if t["mean_fold_diff"] > 0 else "a higher") if significant \
+        else "no significant difference"
     return {"n_seeds": len(shared), "a": [r.label for r in pa], "b": [r.label for r in pb],
+            "unpaired": unpaired,
+            "tests": "corrected t and patient bootstrap" if boot else "corrected t only",
             "oof_pauc_a": [pauc(r.y, r.pred) for r in pa],
             "oof_pauc_b": [pauc(r.y, r.pred) for r in pb],
             "mean_oof_pauc_a": float(np.mean([pauc(r.y, r.pred) for r in pa])),
             "mean_oof_pauc_b": float(np.mean([pauc(r.y, r.pred) for r in pb])),
             "corrected_t": t, "bootstrap": boot,
-            "verdict": ("b higher" if t["mean_fold_diff"] > 0 else "a higher")
-            if significant else "no significant difference"}
+            "verdict": verdict if boot else f"{verdict} (corrected t only: n_boot=0)"}

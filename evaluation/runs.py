@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from isicstack.data.io import DataError
-from isicstack.data.layout import folds_path, oof_path, run_dir
+from isicstack.data.layout import IMAGE_PART_SUFFIX, folds_path, oof_path, run_dir
 from isicstack.data.predictions import load_oof
 from isicstack.data.provenance import fold_hash, read_provenance
 from isicstack.evaluation.paired import Scored
@@ -48,7 +48,9 @@ def load_stage_run(artifacts: Path, name: str) -> Scored:
         except DataError as err:
             errors.append(str(err))
             continue
-        conditions = read_provenance(run_dir(artifacts, name)).get("conditions")
+        # a fused run's image term alone is written by that run: its conditions are the run's
+        owner = name.removesuffix(IMAGE_PART_SUFFIX)
+        conditions = read_provenance(run_dir(artifacts, owner)).get("conditions")
         return scored(f"{artifacts}:{name}", folds, pred, conditions)
     raise DataError(f"{path}: no fold file in {artifacts} matches it"
                     + (f" ({'; '.join(errors)})" if errors else ""))

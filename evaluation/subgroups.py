@@ -23,7 +23,7 @@ import polars as pl
 
 from isicstack.data.layout import TRAIN_META
 from isicstack.evaluation.operating_point import threshold_at_tpr
-from isicstack.evaluation.paired import patient_draws, weighted_pauc
+from isicstack.evaluation.paired import patient_draws, percentile_interval, weighted_pauc
 
 AGE = "age_band"
 MISSING = "(missing)"
@@ -86,20 +86,12 @@ def group_frame(data_dir: Path, ids: pl.Series, cfg: SubgroupConfig
     return labels, skipped
 
 
-def _interval(dist: np.ndarray, ci: float) -> list[float] | None:
-    dist = dist[np.isfinite(dist)]
-    if not dist.size:
-        return None
-    lo, hi = np.quantile(dist, [0.5 - ci / 2, 0.5 + ci / 2])
-    return [float(lo), float(hi)]
-
-
 def _rate(num: np.ndarray, den: np.ndarray, counts: np.ndarray, ci: float
           ) -> tuple[float, list[float] | None]:
     """A ratio of per-patient sums and its bootstrap interval."""
     with np.errstate(divide="ignore", invalid="ignore"):
         boot = (counts @ num) / (counts @ den)
-    return float(num.sum() / den.sum()), _interval(boot, ci)
+    return float(num.sum() / den.sum()), percentile_interval(boot, ci)
 
 
 def cell(y: np.ndarray, pred: np.ndarray, patients: np.ndarray, hit: np.ndarray,
@@ -136,7 +128,7 @@ def cell(y: np.ndarray, pred: np.ndarray, patients: np.ndarray, hit: np.ndarray,
             out[key] = float(weighted_pauc(y, pred, np.ones((1, y.size)), floor)[0])
             boot = np.concatenate([weighted_pauc(y, pred, counts[s:s + chunk][:, codes], floor)
                                    for s in range(0, counts.shape[0], chunk)])
-            out[f"{key}_ci"] = _interval(boot, cfg.ci)
+            out[f"{key}_ci"] = percentile_interval(boot, cfg.ci)
     return out
 
 

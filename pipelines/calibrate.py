@@ -72,9 +72,15 @@ def source_file(artifacts: str | Path, name: str) -> Path:
     return rdir / ("stacker.json" if name == STACK else "metrics.json")
 
 
-def _weight(params: dict[str, Any], pos: int, neg: int) -> float:
-    if params.get("is_unbalance"):  # LightGBM's own reweighting to balanced classes
-        return neg / pos
+def _weight(params: dict[str, Any], pos: int, neg: int, neg_ratio: float) -> float:
+    """The weight training gave each positive, relative to each negative it kept."""
+    if params.get("auto_class_weights"):
+        raise DataError("calibrate: CatBoost's auto_class_weights is not a fixed positive "
+                        "weight; set calibrate prior=false for this model or use "
+                        "scale_pos_weight")
+    if params.get("is_unbalance"):  # LightGBM balances the rows it trains on: the kept ones
+        kept = neg if neg_ratio <= 0 else min(neg, round(neg_ratio * pos))
+        return kept / pos
     return float(params.get("scale_pos_weight", 1.0))
 
 
@@ -93,7 +99,8 @@ def training_prior(artifacts: str | Path, name: str, y: np.ndarray) -> dict[str,
         spec = (cfg["models"] or {}).get(key)
         if spec is None:
             raise DataError(f"{cfg_path}: no model {key!r} under 'models'")
-        weight, kind = _weight(spec.get("params") or {}, pos, neg), "GBDT"
+        weight, kind = _weight(spec.get("params") or {}, pos, neg,
+                               float(cfg["neg_ratio"])), "GBDT"
     else:
         weight, kind = float(cfg.get("pos_weight", 1.0)), "CNN"
     ratio = float(cfg["neg_ratio"])

@@ -90,7 +90,7 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     out = {"name": cfg.name, "profile": cfg.profile, "overrides": cfg.stage_overrides,
            "n_folds": cfg.n_folds, "scores": scores, "fold_pauc": fold_pauc,
            "summary": summary, "oof_files": files,
-           "conditions": run_conditions(tab.threads or os.cpu_count() or 1)}
+           "conditions": run_conditions(tab.threads or os.cpu_count() or 1, stage="tabular")}
     write_json(out, out_path)
     for n, s in summary.items():
         sd = "(one seed: no sd)" if s["sd"] is None else f"± {s['sd']:.5f}"
@@ -175,6 +175,9 @@ def format_result(spec_a: str, spec_b: str, model: str, r: dict[str, Any]) -> st
                  f", {t['ci'][1]:+.4f}], corrected repeated-CV t-test p = {t['p_value']:.3g} "
                  f"({t['n_fold_diffs']} folds)")
     lines.append(f"  verdict: {r['verdict']}")
+    if r.get("unpaired"):
+        lines.append(f"  not paired (no run of the other side on the same folds), left out: "
+                     f"{', '.join(r['unpaired'])}")
     if r["conditions_differ"]:
         lines.append(f"  WARNING: CONDITIONS DIFFER ({', '.join(r['conditions_differ'])}): not "
                      "a controlled comparison")

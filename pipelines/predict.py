@@ -168,9 +168,12 @@ def run(cfg: PredictConfig) -> dict[str, Any]:
     log.info("predict: %d test rows, models %s, %s", test.height, [p.name for p in predictors],
              f"stacker {stacker.method} over {final}" if stacker else f"single model {final[0]}")
     scores, seconds, n_batches = score_all(test, predictors, cfg.batch_rows)
+    # the stacker's scores go under its run name: a calibration map is looked up by that name
+    # (and checked against that run's stacker.json), never another stacker's
+    submitted_name = cfg.stacker if stacker else final[0]
     if stacker:
-        scores["stack"] = stacker.predict(np.column_stack([scores[n] for n in stacker.inputs]))
-    submitted_name = "stack" if stacker else final[0]
+        scores[submitted_name] = stacker.predict(
+            np.column_stack([scores[n] for n in stacker.inputs]))
     risks, no_map = apply_maps(cfg.artifacts, scores, cfg.calibration, (submitted_name,))
     if submitted_name in no_map and cfg.calibration != "off":  # a stale map is worth a warning
         stale = "another training run" in no_map[submitted_name]

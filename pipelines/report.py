@@ -18,19 +18,20 @@ import numpy as np
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, atomic_path, write_json, write_text
 from isicstack.data.layout import folds_path, resolve_data_dir, run_dir
-from isicstack.data.metric import fmt_score, fold_summary
+from isicstack.data.metric import MIN_TPR, fmt_score, fold_summary
 from isicstack.data.provenance import fold_hash, read_provenance
-from isicstack.evaluation import clinical, drift
+from isicstack.evaluation import drift
 from isicstack.evaluation import operating_point as opoint
 from isicstack.evaluation import oracle as oracle_corr
 from isicstack.evaluation.drift import DriftConfig
 from isicstack.explain import report as gradcam
+from isicstack.pipelines import clinical
+from isicstack.pipelines.calibrate import STACK, model_scores
 from isicstack.stacking.inputs import discover, load_oof
 from isicstack.tracking import log_run
 
 log = logging.getLogger(__name__)
 
-MIN_TPR = 0.8  # the competition's pAUC region
 PLOTS = {"cv": "CV pAUC per model", "roc": "ROC curves", "scores": "score distributions"}
 
 
@@ -259,8 +260,12 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         "models": {n: fold_summary(y, p, fold) for n, p in preds.items()}}
     if preds and cfg.operating_point.enabled and y.any():
         patients = folds.get_column("patient_id").to_numpy()
-        info["operating_points"] = {n: opoint.operating_point(y, p, patients, cfg.operating_point)
-                                    for n, p in preds.items()}
+        # on the scale a deployed model outputs (the stack's nested OOF has a per-fold scale
+        # that never exists at inference): the threshold is the one predict and the app apply
+        info["operating_points"] = {
+            n: opoint.operating_point(y, model_scores(cfg.artifacts, n, folds) if n == STACK
+                                      else p, patients, cfg.operating_point)
+            for n, p in preds.items()}
     data_dir = report_data_dir(cfg)
     section = oracle_corr.oracle_section(data_dir, folds.get_column("isic_id"), preds)
     if section:

@@ -103,7 +103,7 @@ def stack_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
                   "logistic_c": base.logistic_c, **suggest(trial, space)}
         res = cross_validate(values["method"], data.X, data.y, data.fold, data.inputs,
                              values["n_quantiles"], values["logistic_c"])
-        return pauc(data.y, res.oof)
+        return pauc(data.y, res.scaled)  # pooled on one scale across folds
 
     defaults = {k: getattr(base, k) for k in space}
     if defaults.get("method") == "auto":

@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from isicstack.data.metric import fold_scores, has_both_classes, pauc
+from isicstack.data.metric import fold_scores, has_both_classes, pauc, tie_break
 
 METHODS: tuple[str, ...] = ("rank_mean", "rank_weighted", "rank_greedy", "logistic")
 FITTED: frozenset[str] = frozenset({"rank_weighted", "rank_greedy", "logistic"})
-TIE_BREAK = 1e-6  # weight of a monotone squash of the raw score: keeps order beyond the CDF range
 CLIP = 1e-6
 STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 
@@ -36,7 +35,7 @@ def apply_cdf(x: np.ndarray, values: np.ndarray, probs: np.ndarray) -> np.ndarra
     """Map scores to [0, 1] through a fitted CDF; strictly monotone, also outside its range."""
     x = np.asarray(x, dtype=np.float64)
     u = np.interp(x, values, probs) if values.size > 1 else np.full(x.shape, 0.5)
-    return (1.0 - TIE_BREAK) * u + TIE_BREAK * (0.5 + np.arctan(x) / np.pi)
+    return tie_break(u, x)  # keeps order beyond the CDF range
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -192,11 +191,29 @@ def fit_stacker(method: str, X: np.ndarray, y: np.ndarray, inputs: list[str],
     return st
 
 
+def to_common_scale(train_scores: np.ndarray, scores: np.ndarray, n_quantiles: int = 1001
+                    ) -> np.ndarray:
+    """``scores`` as the empirical CDF of ``train_scores`` (monotone: order kept).
+
+    Why: a fitted stacker's raw output moves between folds (a logistic stacker's intercept
+    follows each fold's prevalence), so pooling several folds' raw outputs ranks rows partly
+    by fold. Mapped through the CDF of that fold's own training-row scores, every fold is on one
+    scale ("share of training rows scored below"); per-fold pAUC is unchanged.
+    """
+    values, probs = fit_cdf(train_scores, n_quantiles)
+    return apply_cdf(scores, values, probs)
+
+
 @dataclass
 class CVScore:
-    """Out-of-fold level-2 scores of one method and their per-fold pAUC."""
+    """Out-of-fold level-2 scores of one method and their per-fold pAUC.
+
+    ``oof`` is each fold's raw stacker output (the scale ``Stacker.predict`` gives at
+    inference); ``scaled`` is the same on one scale across folds (:func:`to_common_scale`),
+    what every pooled figure and every choice among methods uses."""
 
     oof: np.ndarray
+    scaled: np.ndarray
     fold_pauc: dict[int, float | None]  # None: the fold lacks a class (metric.fold_scores)
 
 
@@ -204,6 +221,7 @@ def cross_validate(method: str, X: np.ndarray, y: np.ndarray, fold: np.ndarray,
                    inputs: list[str], n_quantiles: int = 1001, C: float = 1.0) -> CVScore:
     """Fit on K-1 folds, score the held-out fold: the level-2 CV is as honest as level 1."""
     oof = np.full(len(y), np.nan)
+    scaled = np.full(len(y), np.nan)
     fold_pauc: dict[int, float | None] = {}
     for k in sorted(int(v) for v in np.unique(fold)):
         tr, va = fold != k, fold == k
@@ -211,5 +229,6 @@ def cross_validate(method: str, X: np.ndarray, y: np.ndarray, fold: np.ndarray,
             raise ValueError(f"stacking: folds other than {k} hold a single class")
         st = fit_stacker(method, X[tr], y[tr], inputs, n_quantiles, C)
         oof[va] = st.predict(X[va])
+        scaled[va] = to_common_scale(st.predict(X[tr]), oof[va], n_quantiles)
         fold_pauc[k] = fold_scores(y[va], oof[va])["pauc"]
-    return CVScore(oof, fold_pauc)
+    return CVScore(oof, scaled, fold_pauc)

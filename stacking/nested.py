@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from isicstack.data.metric import has_both_classes, pauc
-from isicstack.stacking.methods import apply_cdf, cross_validate, fit_cdf, fit_stacker
+from isicstack.stacking.methods import cross_validate, fit_stacker, to_common_scale
+
+__all__ = ["NestedCV", "choose", "nested_cross_validate", "to_common_scale"]
 
 
 @dataclass
@@ -35,17 +37,11 @@ class NestedCV:
     inner_pauc: dict[int, dict[str, float]]  # outer fold -> method -> inner pooled OOF pAUC
 
 
-def to_common_scale(train_scores: np.ndarray, scores: np.ndarray, n_quantiles: int = 1001
-                    ) -> np.ndarray:
-    """``scores`` as the empirical CDF of ``train_scores`` (monotone: order kept)."""
-    values, probs = fit_cdf(train_scores, n_quantiles)
-    return apply_cdf(scores, values, probs)
-
-
 def choose(methods: list[str], X: np.ndarray, y: np.ndarray, fold: np.ndarray,
            inputs: list[str], n_quantiles: int, C: float) -> tuple[str, dict[str, float]]:
-    """The method with the best pooled OOF pAUC of a CV over ``fold`` (ties: first listed)."""
-    inner = {m: pauc(y, cross_validate(m, X, y, fold, inputs, n_quantiles, C).oof)
+    """The method with the best pooled OOF pAUC of a CV over ``fold``, each fold's scores on
+    one scale (ties: first listed)."""
+    inner = {m: pauc(y, cross_validate(m, X, y, fold, inputs, n_quantiles, C).scaled)
              for m in methods}
     return max(methods, key=lambda m: inner[m]), inner
 

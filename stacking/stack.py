@@ -203,8 +203,8 @@ def run(cfg: StackConfig) -> dict[str, Any]:
     oofs = {}
     for m in methods:
         cv = cross_validate(m, X, y, fold, inputs, cfg.n_quantiles, cfg.logistic_c)
-        oofs[m] = cv.oof
-        metrics["methods"][m] = fold_summary(y, cv.oof, fold)
+        oofs[m] = cv.scaled  # one scale across folds: the pooled figures compare methods
+        metrics["methods"][m] = fold_summary(y, cv.scaled, fold)
         log.info("stack %-13s CV pAUC %.4f (folds %s ± %s)", m,
                  metrics["methods"][m]["oof_pauc"],
                  fmt_score(metrics["methods"][m]["fold_pauc_mean"]),
@@ -239,7 +239,7 @@ def run(cfg: StackConfig) -> dict[str, Any]:
             **{f"oof:{n}": oof_path(cfg.artifacts, n) for n in inputs},
             **{f"test:{n}": test_pred_path(cfg.artifacts, n) for n in inputs}}
     write_provenance(out, describe_inputs(read), fold_hash=fold_hash(folds),
-                     conditions=run_conditions(1), tuned=tuned_record(cfg))
+                     conditions=run_conditions(1, stage="stack"), tuned=tuned_record(cfg))
     log_run("stack", out, cfg.artifacts)
     if cfg.submission and test_frame is not None and (data_dir / TEST_META).is_file():
         sample = data_dir / SAMPLE_SUBMISSION

@@ -59,10 +59,18 @@ class TabularConfig:
     profile: str = "default"  # config profile in use (set by --profile)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     models: dict[str, ModelSpec] = field(default_factory=lambda: {
-        "lgbm": ModelSpec("lgbm"), "xgb": ModelSpec("xgb"),
-        "cat": ModelSpec("cat", enabled=False)})
+        "lgbm": ModelSpec("lgbm", num_rounds=250, params={
+            "learning_rate": 0.04, "num_leaves": 31, "max_depth": 6, "min_data_in_leaf": 20,
+            "lambda_l1": 0.1, "lambda_l2": 1.0, "feature_fraction": 0.5,
+            "bagging_fraction": 0.8, "bagging_freq": 1, "scale_pos_weight": 2.0}),
+        "xgb": ModelSpec("xgb", num_rounds=250, params={
+            "eta": 0.04, "max_depth": 5, "lambda": 2.0, "alpha": 0.1, "subsample": 0.8,
+            "colsample_bytree": 0.6, "colsample_bynode": 0.8, "min_child_weight": 1.0,
+            "scale_pos_weight": 2.0}),
+        "cat": ModelSpec("cat", enabled=False, num_rounds=250, params={
+            "depth": 6, "learning_rate": 0.06, "l2_leaf_reg": 5.0, "scale_pos_weight": 2.0})})
     neg_ratio: float = 0.0  # negatives kept per positive in each bag (0 = all rows)
-    bags: int = 3  # models per fold (own seed and negatives), averaged
+    bags: int = 2  # models per fold (own seed and negatives), averaged
     seed: int = 42  # seed of the bags and the libraries
     threads: int = 0  # GBDT threads; 0 = every core
     save_models: bool = True  # keep the fold models (isic predict reads them)
@@ -87,13 +95,14 @@ class CVResult:
     fold_auc: dict[int, float | None]
     seconds: float
     models: list[Any] = field(default_factory=list)
+    fit_seconds: float = 0.0  # of ``seconds``: in the GBDT library's fit (the rest: predict)
 
     def summary(self, y: np.ndarray) -> dict[str, Any]:
         mean, std = mean_std(list(self.fold_pauc.values()))
         return {"oof_pauc": pauc(y, self.oof), "oof_auc": roc_auc(y, self.oof),
                 "fold_pauc": self.fold_pauc, "fold_auc": self.fold_auc,
                 "fold_pauc_mean": mean, "fold_pauc_std": std,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), "fit_seconds": round(self.fit_seconds, 2)}
 
 
 def downsample(y: np.ndarray, neg_ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -122,6 +131,7 @@ def cross_validate(
     A fold without both classes scores ``None`` (see :func:`~isicstack.data.metric.fold_scores`).
     """
     start = time.perf_counter()
+    fit_s = 0.0
     oof = np.full(len(y), np.nan)
     test = np.zeros(len(X_test)) if X_test is not None else None
     fold_ids = sorted(int(k) for k in np.unique(fold))
@@ -131,11 +141,17 @@ def cross_validate(
     for k in fold_ids:
         tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
         pred = np.zeros(len(va))
+        shared: tuple[np.ndarray, Any] | None = None  # (rows, the library's training set)
         for b in range(bags):
             bag_seed = seed + 1000 * k + b
             idx = tr[downsample(y[tr], neg_ratio, np.random.default_rng(bag_seed))]
             model = make_model(spec.kind, spec.params, spec.num_rounds, threads)
-            model.fit(X[idx], y[idx], names, categorical, bag_seed)
+            t_fit = time.perf_counter()
+            if bags > 1 and (shared is None or not np.array_equal(shared[0], idx)):
+                shared = (idx, model.prepare(X[idx], y[idx], names, categorical))
+            model.fit(X[idx], y[idx], names, categorical, bag_seed,
+                      prepared=shared[1] if shared is not None else None)
+            fit_s += time.perf_counter() - t_fit
             pred += model.predict(X[va]) / bags
             if test is not None:
                 test += model.predict(X_test) / (bags * len(fold_ids))
@@ -150,7 +166,7 @@ def cross_validate(
                  len(fold_ids), fmt_score(fs["pauc"]), fmt_score(fs["auc"]), len(idx))
         if on_fold is not None:
             on_fold(k, fold_pauc[k])
-    return CVResult(oof, test, fold_pauc, fold_auc, time.perf_counter() - start, models)
+    return CVResult(oof, test, fold_pauc, fold_auc, time.perf_counter() - start, models, fit_s)
 
 
 @dataclass
@@ -165,6 +181,7 @@ class TabularData:
     X: np.ndarray
     X_test: np.ndarray | None
     provenance: dict[str, Any] = field(default_factory=dict)  # what was read, by content
+    features_seconds: float = 0.0
 
 
 def prepare(cfg: TabularConfig) -> TabularData:
@@ -182,8 +199,9 @@ def prepare(cfg: TabularConfig) -> TabularData:
                         f"{cfg.artifacts}/folds.parquet; the folds were made for other data")
     t0 = time.perf_counter()
     fs = build_features(train, test, cfg.features, cfg.artifacts)
+    features_s = time.perf_counter() - t0
     log.info("features: %d numeric + %d categorical on %d train rows in %.1fs",
-             len(fs.numeric), len(fs.categorical), train.height, time.perf_counter() - t0)
+             len(fs.numeric), len(fs.categorical), train.height, features_s)
     X_test = to_matrix(fs.test, fs.names) if fs.test is not None else None
     paths: dict[str, Any] = {"folds": folds_path(cfg.artifacts),
                              "train_meta": data_dir / TRAIN_META, "test_meta": test_file}
@@ -194,7 +212,7 @@ def prepare(cfg: TabularConfig) -> TabularData:
     return TabularData(fs, train.get_column("isic_id"), train.get_column("patient_id").to_numpy(),
                        joined.get_column("target").to_numpy(),
                        joined.get_column("fold").to_numpy(), to_matrix(fs.train, fs.names),
-                       X_test, provenance)
+                       X_test, provenance, round(features_s, 2))
 
 
 def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResult) -> dict:
@@ -218,13 +236,16 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResul
     write_json({"numeric": data.features.numeric, "categorical": data.features.categorical,
                 "categories": data.features.categories}, out / "features.json")
     metrics = {"model": name, "rows": len(data.y), "positives": int(data.y.sum()),
-               "n_features": len(names), **res.summary(data.y)}
+               "n_features": len(names), "features_seconds": data.features_seconds,
+               **res.summary(data.y)}
     write_json(metrics, out / "metrics.json")
     save_config(cfg, out / "config.yaml")
     write_provenance(out, data.provenance.get("inputs", {}),
                      fold_hash=data.provenance.get("fold_hash"),
-                     conditions=run_conditions(cfg.threads or os.cpu_count() or 1),
-                     tuned=tuned_record(cfg))
+                     conditions=run_conditions(cfg.threads or os.cpu_count() or 1,
+                                               stage="tabular"),
+                     tuned=tuned_record(cfg, name.removesuffix(cfg.suffix) if cfg.suffix
+                                        else name))
     log_run("tabular", out, cfg.artifacts)
     return metrics
 

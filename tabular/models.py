@@ -32,8 +32,15 @@ class GBDT(ABC):
 
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray, names: list[str], categorical: list[str],
-            seed: int) -> GBDT:
-        """Train on ``X`` (rows x names); ``categorical`` names hold integer codes or NaN."""
+            seed: int, prepared: Any = None) -> GBDT:
+        """Train on ``X`` (rows x names); ``categorical`` names hold integer codes or NaN.
+        ``prepared``: this model kind's :meth:`prepare` of the same rows, reused."""
+
+    def prepare(self, X: np.ndarray, y: np.ndarray, names: list[str],
+                categorical: list[str]) -> Any:
+        """The library's own training set of ``X``: the bags of a fold that train on the same
+        rows build it (binning, quantile sketch) once; the fitted models are identical."""
+        return None
 
     @abstractmethod
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -63,14 +70,23 @@ class LGBMModel(GBDT):
     kind = "lgbm"
     suffix = ".txt"
 
-    def fit(self, X, y, names, categorical, seed):
+    def prepare(self, X, y, names, categorical):
+        import lightgbm as lgb
+
+        if len(X) > self.params.get("bin_construct_sample_cnt", 200_000):
+            return None  # bins from a seeded sample of rows: each bag draws its own
+        # kept after the first fit's binning, so the next bag trains on the same bins
+        return lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical,
+                           free_raw_data=False)
+
+    def fit(self, X, y, names, categorical, seed, prepared=None):
         import lightgbm as lgb
 
         params = {"objective": "binary", "verbosity": -1, "deterministic": True,
                   "force_row_wise": True, "num_threads": self.threads, "seed": seed,
                   **self.params}
-        data = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical,
-                           free_raw_data=True)
+        data = prepared if prepared is not None else lgb.Dataset(
+            X, y, feature_name=names, categorical_feature=categorical, free_raw_data=True)
         self.model = lgb.train(params, data, num_boost_round=self.num_rounds)
         return self
 
@@ -104,16 +120,24 @@ class XGBModel(GBDT):
                            feature_types=self.model_types, enable_categorical=True,
                            nthread=self.threads or -1)
 
-    def fit(self, X, y, names, categorical, seed):
+    def _describe(self, names, categorical):
+        cats = set(categorical)
+        self.model_names = list(names)
+        self.model_types = ["c" if n in cats else "q" for n in names]
+
+    def prepare(self, X, y, names, categorical):
+        self._describe(names, categorical)
+        return self._matrix(X, y)  # its histogram cuts are cached by the first fit
+
+    def fit(self, X, y, names, categorical, seed, prepared=None):
         import xgboost as xgb
 
         params = {"objective": "binary:logistic", "tree_method": "hist", "verbosity": 0,
                   "seed": seed, "nthread": self.threads or -1, "max_cat_to_onehot": 1,
                   **self.params}
-        cats = set(categorical)
-        self.model_names = list(names)
-        self.model_types = ["c" if n in cats else "q" for n in names]
-        self.model = xgb.train(params, self._matrix(X, y), num_boost_round=self.num_rounds)
+        self._describe(names, categorical)
+        data = prepared if prepared is not None else self._matrix(X, y)
+        self.model = xgb.train(params, data, num_boost_round=self.num_rounds)
         return self
 
     def predict(self, X):
@@ -149,7 +173,7 @@ class CatModel(GBDT):
             df[c] = np.nan_to_num(df[c].to_numpy(), nan=-1).astype(np.int64)
         return df
 
-    def fit(self, X, y, names, categorical, seed):
+    def fit(self, X, y, names, categorical, seed, prepared=None):
         CatBoostClassifier = require("catboost").CatBoostClassifier
         params = {"loss_function": "Logloss", "verbose": False, "allow_writing_files": False,
                   "thread_count": self.threads or -1, "random_seed": seed,

@@ -101,3 +101,4 @@ def test_warning_cites_the_measured_shift(tmp_path: Path):
     assert "median of 0.12 percentage points (90th percentile 2.00)" in text
     path.write_text("{}")
     assert measured_shift(path) == ""
+    assert "bench_single_lesion.py" in measured_shift(tmp_path / "absent.json")  # a wheel

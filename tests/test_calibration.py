@@ -240,3 +240,17 @@ def test_calibrate_config_resolves():
     assert cfg.method == "isotonic" and cfg.n_boot == 50
     with pytest.raises(ConfigError, match="method"):
         load_config(CalibrateConfig, "calibrate", "default", ["method=magic"])
+
+
+def test_prior_weight_of_lightgbm_is_unbalance_counts_the_kept_negatives():
+    """is_unbalance balances the rows a GBDT trains on: with 10 negatives kept per positive
+    the positive weight is 10, not the data's negatives/positives (which would double-count
+    the subsampling); CatBoost's auto weights are refused, not guessed."""
+    from isicstack.data.io import DataError
+    from isicstack.pipelines.calibrate import _weight
+
+    assert _weight({"is_unbalance": True}, 10, 5000, 10.0) == 10.0
+    assert _weight({"is_unbalance": True}, 10, 5000, 0.0) == 500.0
+    assert _weight({"scale_pos_weight": 2.5}, 10, 5000, 10.0) == 2.5
+    with pytest.raises(DataError, match="auto_class_weights"):
+        _weight({"auto_class_weights": "Balanced"}, 10, 5000, 0.0)

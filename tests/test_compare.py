@@ -83,6 +83,14 @@ def test_planted_gain_is_found_and_noise_is_not():
         paired(base[:1], base[1:2], n_boot=0)
 
 
+def test_unpaired_runs_are_named_and_t_only_is_said():
+    base, other = _runs(0.0, 1), _runs(0.8, 2)
+    r = paired(base, other[:2], n_boot=0)
+    assert r["n_seeds"] == 2 and r["unpaired"] == [base[2].label]
+    assert r["bootstrap"] is None and r["verdict"].endswith("(corrected t only: n_boot=0)")
+    assert paired(base, other, n_boot=50)["unpaired"] == []
+
+
 def _stage_run(root: Path, seed: int, name: str, pred: np.ndarray, folds: pl.DataFrame,
                threads: int = 1) -> None:
     """An artifacts folder as a stage leaves it: folds, oof/<name>, runs/<name>/provenance."""
@@ -163,3 +171,20 @@ def test_compare_cli(tmp_path: Path, capsys):
                  "--out", str(out)]) == 0
     assert "CONDITIONS DIFFER" in capsys.readouterr().out
     assert json.loads(out.read_text())["results"]["oof"]["bootstrap"]["n_boot"] == 20
+
+
+def test_threads_are_compared_only_within_one_stage():
+    """A stack (1 thread) vs its tabular input (2 threads) is a comparison of models, not of
+    thread counts; two tabular runs at 1 and 2 threads are not comparable; the machine and the
+    libraries always count."""
+    from isicstack.conditions import differing, run_conditions
+
+    tab = run_conditions(2, stage="tabular")
+    assert differing(run_conditions(1, stage="stack"), tab) == []
+    assert differing(run_conditions(1, stage="tabular"), tab) == ["threads"]
+    other_box = {**tab, "stage": "stack", "cpu_bf16": not tab["cpu_bf16"],
+                 "libraries": {**tab["libraries"], "torch": "0.0"}}
+    assert differing(other_box, tab) == ["cpu_bf16", "libraries"]
+    assert differing(None, tab) == ["conditions not recorded"]
+    old = {k: v for k, v in tab.items() if k != "stage"}  # a record of before: strict
+    assert differing({**old, "threads": 1}, old) == ["threads"]

@@ -115,6 +115,29 @@ def test_every_shipped_config_resolves(monkeypatch):
                        "runs"}
 
 
+def test_dataclass_defaults_are_the_base_profile(monkeypatch, tmp_path: Path):
+    """One source of defaults: a stage run with no YAML at all (a config folder without it)
+    resolves exactly as the shipped `base` profile, so the two cannot drift apart."""
+    import dataclasses
+    import importlib
+
+    from isicstack.config import CONFIG_DIR
+    from isicstack.pipelines.cli import STAGES
+
+    monkeypatch.delenv("ISIC_CONFIG_DIR", raising=False)
+    empty = tmp_path / "no-configs"
+    empty.mkdir()
+    drift = {}
+    for stage, spec in STAGES.items():
+        cls = getattr(importlib.import_module(spec.module), spec.config_class)
+        shipped = dataclasses.asdict(load_config(cls, spec.yaml, "default", use_tuned=False,
+                                                 config_dir=CONFIG_DIR))
+        bare = dataclasses.asdict(load_config(cls, spec.yaml, "default", use_tuned=False,
+                                              config_dir=empty))
+        drift.update({f"{stage}.{k}": (bare[k], v) for k, v in shipped.items() if bare[k] != v})
+    assert not drift, f"dataclass default vs configs/*.yaml base: {drift}"
+
+
 def test_override_values_yaml_cannot_parse_stay_strings():
     """`labels_path=...` or an unclosed bracket is a string, not a YAML traceback."""
     assert parse_overrides(["a=...", "c=[1, 2", "d=3", "e=x: y"]) == {

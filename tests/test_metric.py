@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from isicstack.data.metric import pauc, pauc_reference, roc_auc
+from isicstack.data.metric import pauc, pauc_reference, pauc_sklearn, roc_auc
 
 
 def test_constant_score_is_0_02():
@@ -25,9 +25,9 @@ def test_agrees_with_published_form(seed):
     p = y * rng.normal(1, 1, n) + rng.normal(0, 1, n)
     if seed % 2:
         p = np.round(p, 1)  # ties
-    a, b = pauc(y, p), pauc_reference(y, p)
+    a, b, c = pauc(y, p), pauc_reference(y, p), pauc_sklearn(y, p)
     assert 0 <= a <= 0.2
-    assert a == pytest.approx(b, abs=1e-9)
+    assert a == pytest.approx(b, abs=1e-9) and a == pytest.approx(c, abs=1e-12)
 
 
 def test_other_min_tpr_range():

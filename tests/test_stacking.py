@@ -303,3 +303,18 @@ def test_stack_rejects_misaligned_inputs(damage, stack_art, mini_isic, tmp_path)
     with pytest.raises(DataError, match="model_b.parquet"):
         run(StackConfig(data_dir=str(mini_isic), artifacts=str(art)))
     assert not (art / "submission.csv").exists()
+
+
+def test_cv_pools_folds_on_one_scale():
+    """A logistic stacker fitted where positives are common scores every row higher: pooled raw,
+    the fold scored by it ranks by fold, not by risk; the scaled OOF (each fold through its own
+    training rows' CDF) pools as well as the folds do, with the same per-fold pAUC."""
+    rng = np.random.default_rng(7)
+    fold = np.repeat([0, 1], 3000)
+    y = (rng.random(6000) < np.where(fold == 0, 0.02, 0.25)).astype(np.int64)
+    X = 1 / (1 + np.exp(-(1.5 * y[:, None] + rng.normal(size=(6000, 2)) - 2)))
+    cv = cross_validate("logistic", X, y, fold, ["a", "b"])
+    for k in (0, 1):
+        va = fold == k
+        assert pauc(y[va], cv.scaled[va]) == pytest.approx(pauc(y[va], cv.oof[va]), abs=1e-12)
+    assert pauc(y, cv.scaled) > pauc(y, cv.oof) + 0.01

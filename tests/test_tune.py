@@ -191,3 +191,27 @@ def test_image_sweep_reports_folds_and_exports(mini_isic, mini_artifacts, tmp_pa
     assert by["finished_trials"] == 2 and by["fold_hash"] == fold_hash(pl.read_parquet(
         art / "folds.parquet"))
     assert not (art / "oof").exists() and not (art / "tune" / "image" / "trial0").exists()
+
+
+def test_a_tuned_run_records_which_study_shaped_it(mini_isic, mini_artifacts, tmp_path):
+    """A real tabular run with a tuned file that touched only LightGBM: runs/lgbm's provenance
+    names the study and trial, runs/xgb's does not (it was not tuned)."""
+    from isicstack.data.provenance import read_provenance
+    from isicstack.tabular.cv import run as train_tabular
+
+    cdir, art = tmp_path / "cfgs", tmp_path / "art"
+    (cdir / "tuned").mkdir(parents=True)
+    art.mkdir()
+    shutil.copy(REPO / "configs" / "tabular.yaml", cdir / "tabular.yaml")
+    shutil.copy(mini_artifacts / "folds.parquet", art / "folds.parquet")
+    (cdir / "tuned" / "tabular.yaml").write_text(yaml.safe_dump({
+        "models": {"lgbm": {"num_rounds": 12}},
+        "tuned_by": {"study": "s9", "trial": 3, "value": 0.1, "finished_trials": 4,
+                     "profile": "smoke", "fold_hash": "abc"}}))
+    cfg = load_config(TabularConfig, "tabular", "smoke",
+                      [f"data_dir={mini_isic}", f"artifacts={art}", *SMALL], config_dir=cdir)
+    assert cfg.models["lgbm"].num_rounds == 12
+    train_tabular(cfg)
+    rec = read_provenance(art / "runs" / "lgbm")["tuned"]
+    assert rec["tuned_by"]["study"] == "s9" and rec["keys"] == ["models.lgbm.num_rounds"]
+    assert read_provenance(art / "runs" / "xgb")["tuned"] is None

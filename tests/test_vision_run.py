@@ -122,6 +122,32 @@ def test_interrupted_run_resumes_from_last_ckpt(vision_data: dict[str, Path], tm
     assert again["folds"]["2"] == out["folds"]["2"]
 
 
+class _StopWhenScoring(lightning.Callback):
+    def on_predict_start(self, trainer: lightning.Trainer, pl_module: object) -> None:
+        raise _InterruptError("simulated kill while scoring the held-out fold")
+
+
+def test_run_killed_while_scoring_resumes_by_scoring(vision_data: dict[str, Path],
+                                                     tmp_path: Path):
+    """Training ended (last.ckpt holds the final weights only) but the fold was not scored:
+    the rerun scores it with those weights instead of failing to restore an optimizer."""
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    cfg = image_cfg(vision_data, art, fusion=False, folds=[2], steps=6, name="kill")
+    with pytest.raises(_InterruptError):
+        run(cfg, callbacks=[_StopWhenScoring()])
+    fold_dir = art / "runs" / "vision_kill" / "fold2"
+    assert not (fold_dir / "fold.json").exists()
+    weights = torch.load(fold_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    out = run(cfg)
+    assert out["folds"]["2"]["steps"] == 6 and out["folds"]["2"]["resumed_from_step"] == 6
+    after = torch.load(fold_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert all(torch.equal(after["state_dict"][k], v) for k, v in weights["state_dict"].items())
+    fresh = run(replace(cfg, name="kill_ref", resume=False))  # same seed, scored in one go
+    assert np.allclose(pl.read_parquet(art / "oof" / "vision_kill.parquet")["pred"],
+                       pl.read_parquet(art / "oof" / "vision_kill_ref.parquet")["pred"])
+    assert fresh["folds"]["2"]["steps"] == 6
+
+
 def test_changed_input_is_not_resumed(vision_data: dict[str, Path], tmp_path: Path,
                                       caplog: pytest.LogCaptureFixture):
     """A finished fold is reused only while every input is unchanged; the log names the input."""

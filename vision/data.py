@@ -140,7 +140,7 @@ def train_transform(size: int, augment: Augment = "flips") -> v2.Compose:
     """``flips``: resize + random h/v flips (random init at small size: what learns fastest).
     ``strong``: random resized crop (the resize) + flips + colour jitter (pretrained, large);
     geometry on the uint8 crop, the jitter (torchvision's ColorJitter(0.2, 0.2, 0.2, 0.02) with
-    p=0.8, computed ~4x cheaper) on the float one.
+    p=0.8, computed more cheaply: loader.json's ``strong_transform``) on the float one.
     """
     if augment == "strong":
         return v2.Compose([

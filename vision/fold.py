@@ -64,6 +64,13 @@ def predict_rows(trainer: lightning.Trainer, model: ImageClassifier, loader: Any
     return gather_rows(trainer.predict(model, dataloaders=loader), n)
 
 
+def _finished_steps(last: Path) -> int | None:
+    """The step count of a fold whose training ended (``last.ckpt`` holds the final weights
+    only: no optimizer state), else None: a fold killed while scoring resumes by scoring."""
+    ckpt = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+    return None if ckpt.get("optimizer_states") else int(ckpt["global_step"])
+
+
 def _model(cfg: ImageConfig, n_tab: int, rt: dict[str, Any], fold: int) -> ImageClassifier:
     model = ImageClassifier(
         cfg.model_name, n_tab=n_tab, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -119,13 +126,22 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
         use_distributed_sampler=False, **val)  # the DataModule shares rows out itself
     last = fdir / "last.ckpt"
     resumed = last.is_file()
+    trained = _finished_steps(last) if resumed else None
+    if trained is not None:  # killed while scoring: the final weights are there, only score
+        log.info("fold %d: training finished at step %d; scoring only", fold, trained)
+        model.load_state_dict(torch.load(last, map_location="cpu",
+                                         weights_only=True)["state_dict"])
     with warnings.catch_warnings():
         for msg in (".*does not have many workers.*", ".*smaller than the logging interval.*",
                     ".*exists and is not empty.*", ".*treespec.*", ".*fault-tolerant.*",
                     ".*resuming from a checkpoint that ended before the epoch ended.*"):
             warnings.filterwarnings("ignore", msg)
-        trainer.fit(model, datamodule=dm, ckpt_path=str(last) if resumed else None)
-        trainer.save_checkpoint(last, weights_only=True)  # the final weights, for inference
+        if trained is None:
+            trainer.fit(model, datamodule=dm, ckpt_path=str(last) if resumed else None)
+            trainer.save_checkpoint(last, weights_only=True)  # the final weights, for inference
+        else:
+            dm.trainer = trainer  # the rank's share of the rows, as after a fit
+        t_score = time.perf_counter()
         n_valid = dm.valid_rows.size
         oof_out = predict_rows(trainer, model, dm.predict_dataloader(), n_valid)
         test_df = None
@@ -136,6 +152,7 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
                                  eval_sampler(ds, trainer))
             test_df = pl.DataFrame({"isic_id": ds.ids,
                                     **predict_rows(trainer, model, loader, len(ds))})
+    t_end = time.perf_counter()
     valid = table[dm.valid_rows]
     oof = pl.DataFrame({"isic_id": valid["isic_id"], "fold": valid["fold"], **oof_out})
     y = valid["target"].to_numpy()
@@ -144,7 +161,9 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
         "n_pos": int(y.sum()),
         "resumed_from_step": (flog.start_step if flog.start_step is not None else cfg.steps)
         if resumed else None,
-        "steps": int(trainer.global_step), "seconds": round(time.perf_counter() - t0, 1),
+        "steps": int(trainer.global_step if trained is None else trained),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "train_seconds": round(t_score - t0, 1), "score_seconds": round(t_end - t_score, 1),
         "world_size": int(trainer.world_size),
         "has_test": test_df is not None,
     }

@@ -55,11 +55,11 @@ class ImageConfig:
     data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
     artifacts: str = "artifacts"   # reads folds and tabular scores; writes runs/, oof/, test/
     profile: str = "default"       # config profile in use (set by --profile)
-    model_name: str = "resnet50"   # timm model (test_resnet: timm's tiny test net)
+    model_name: str = "resnet18"   # timm model (test_resnet: timm's tiny test net)
     pretrained: bool = False       # timm's default weights (hub or local cache)
     pretrained_path: str = ""      # offline weights file or folder for timm
-    image_size: int = 128          # model input side in px
-    batch_size: int = 64           # crops per optimizer step
+    image_size: int = 64           # model input side in px
+    batch_size: int = 32           # crops per optimizer step
     steps: int = 240               # optimizer steps per fold
     lr: float = 1e-3               # peak AdamW learning rate
     weight_decay: float = 1e-2     # AdamW weight decay
@@ -133,7 +133,7 @@ def resolve_runtime(cfg: ImageConfig) -> dict[str, Any]:
 def conditions(rt: dict[str, Any], loader_workers: int) -> dict[str, Any]:
     """The run's recorded conditions (threads: the torch threads on CPU, 0 on a GPU)."""
     return run_conditions(0 if rt["on_gpu"] else rt["cpu_threads"], loader_workers,
-                          rt["precision"])
+                          rt["precision"], stage="image")
 
 
 def _check(cfg: ImageConfig) -> None:
@@ -190,7 +190,9 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
         raise ValueError(f"folds {unknown} do not exist; available: {available}")
     if is_rank_zero():  # the other DDP ranks start later, from the same command
         prepare_run_dir(cfg, rdir, inputs.provenance, conditions(rt, cfg.num_workers))
+    t_sources = time.perf_counter()
     sources = open_sources(cfg, inputs, rt)
+    t_sources = time.perf_counter() - t_sources
     if is_rank_zero():
         log.info("%s: %s %dpx, %d rows, folds %s, %d steps/fold, fusion=%s, init_from=%s, "
                  "data=%s, precision=%s%s", name, cfg.model_name, cfg.image_size,
@@ -215,6 +217,13 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
         "bad_images": sources.bad_ids,
         "fold_hash": fold_hash(inputs.table),
         "seconds": round(time.perf_counter() - t0, 1),
+        # where the time went (the profile of `make all`, bench_makeall.py): decoding the crops
+        # into memory (or checking them) once, then per fold training and scoring
+        "timings": {"crops_seconds": round(t_sources, 1),
+                    "train_seconds": round(sum(r["metrics"].get("train_seconds") or 0
+                                               for r in results), 1),
+                    "score_seconds": round(sum(r["metrics"].get("score_seconds") or 0
+                                               for r in results), 1)},
         "oof_path": str(oof_file),
     }
     fold_pauc = [r["metrics"]["pauc"] for r in results if r["metrics"]["pauc"] is not None]

@@ -17,6 +17,9 @@ import polars as pl
 from isicstack.data.provenance import fold_hash
 from isicstack.evaluation import calibration_report, subgroups
 from isicstack.evaluation.subgroups import SubgroupConfig
+from isicstack.pipelines.loco import markdown as loco_markdown
+from isicstack.pipelines.loco import read_sections
+from isicstack.pipelines.subgroups import section as subgroup_section
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,6 @@ class ClinicalReportConfig:
 def section(cfg: ClinicalReportConfig, artifacts: str | Path, data_dir: Path,
             folds: pl.DataFrame, out: Path, dpi: int) -> dict[str, Any]:
     """Every enabled part; a part that fails on bad input is named, never fatal to the report."""
-    from isicstack.pipelines.loco import read_sections
-    from isicstack.pipelines.subgroups import section as subgroup_section
 
     parts: dict[str, Any] = {}
     jobs = {"calibration": (cfg.calibration, lambda: calibration_report.section(
@@ -58,7 +59,6 @@ def section(cfg: ClinicalReportConfig, artifacts: str | Path, data_dir: Path,
 
 def markdown(parts: dict[str, Any] | None) -> list[str]:
     """The sections' report lines, in order."""
-    from isicstack.pipelines.loco import markdown as loco_markdown
 
     if not parts:
         return []

@@ -1,0 +1,64 @@
+"""The tables of BENCHMARKS.md about run time, memory and size: the loader, the full-size
+chain, `make all` on a fresh clone (quality and claims: ``page_tables.py``)."""
+
+from __future__ import annotations
+
+from table_spec import CLAIM_HEADER, Table, claim_row
+
+MAKEALL = "python benchmarks/bench_makeall.py"
+TARGETS = ["install", "data", "folds", "train-tabular", "train-image-only", "train-image",
+           "train-tabular-image", "stack", "calibrate", "report"]
+
+TABLES: dict[str, Table] = {
+    "loader": Table(
+        "loader.json", "python benchmarks/bench_loader.py",
+        ["{n_images:int} real-dev crops (median {crop_px_median:.0f} px) -> {image_size} px, "
+         "`{augment}` augmentation, batch {batch}, no decode cache; {conditions.cpu_model}, "
+         "{conditions.cpu_count} cores", "img/s",
+         "per worker / bare decode"],
+        [["bare decode from memory, one process", "{bare_decode_img_s:int}", "1"],
+         ["whole path (HDF5 read, decode, augmentation, collate), 1 worker",
+          "**{loaders.1_workers.img_s:int}**", "{loaders.1_workers.per_worker_over_bare_decode}"],
+         ["the same, before this change, 1 worker", "{loaders.1_worker_code_before.img_s:int}",
+          "{loaders.1_worker_code_before.per_worker_over_bare_decode}"],
+         ["whole path, 2 workers (as many as the cores; *loaded*)",
+          "{loaders.2_workers.img_s:int}",
+          "{loaders.2_workers.per_worker_over_bare_decode}"],
+         ["HDF5 read + decode alone, a key's first read / a repeat read", "",
+          "{read_decode_over_bare_decode.first_read} / "
+          "{read_decode_over_bare_decode.repeat_read}"]]),
+    "loader-stages": Table(
+        "loader.json", "python benchmarks/bench_loader.py",
+        ["per crop (µs)", "read (first / again; h5py `f[key][()]`)", "decode", "to tensor",
+         "random resized crop + flips", "whole `strong` transform (before)", "collate"],
+        [["", "{stage_us.read_store_first} / {stage_us.read_store_again} "
+          "({stage_us.read_h5py_f_key})", "{stage_us.decode}", "{stage_us.to_tensor}",
+          "{stage_us.geometry_rrc_flips}", "{stage_us.strong_transform} "
+          "({stage_us.strong_transform_before})", "{stage_us.collate}"]]),
+    "fullsize": Table(
+        "fullsize.json", "python benchmarks/bench_fullsize.py",
+        ["stage (`{profile}` profile: {what})", "wall time", "peak RSS (MiB)"],
+        [["`{@key}`", "{@.seconds:dur}", "{@.peak_rss_mib:int}"]], each="stages"),
+    "fullsize-total": Table(
+        "fullsize.json", "python benchmarks/bench_fullsize.py",
+        ["", "figure"],
+        [["stages finished, wall time in all", "{total_seconds:dur}"],
+         ["largest peak RSS of any stage (goal < 20 GB)", "**{max_peak_rss_mib:int} MiB**"],
+         ["`isic predict` projected to 500,000 test rows (linear in rows)",
+          "{projection.seconds_500k:dur}"],
+         ["machine", "{conditions.cpu_model}, {conditions.cpu_count} cores, bf16 "
+          "{conditions.cpu_bf16}"]]),
+    "makeall-claims": Table(
+        "makeall.json", MAKEALL, CLAIM_HEADER,
+        [claim_row("stack (nested CV): with the cuts (B) vs before (A)", "quality.stack"),
+         claim_row("second pass LightGBM `lgbm_img`", "quality.lgbm_img"),
+         claim_row("second pass XGBoost `xgb_img`", "quality.xgb_img"),
+         claim_row("fused CNN `vision_fused`: 60 steps from the image-only models (B) vs "
+                   "240 from random init (A)", "quality.vision_fused")]),
+    "makeall-reproduce": Table(
+        "makeall.json", MAKEALL,
+        ["fold seed", "OOF rows", "max abs difference, fused OOF today vs earlier session",
+         "identical"],
+        [[f"{seed}", f"{{reproduce.{seed}.rows:int}}", f"{{reproduce.{seed}.max_abs_diff:g}}",
+          f"{{reproduce.{seed}.identical}}"] for seed in (0, 1, 2)]),
+}
