@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.conditions import describe, differing, run_conditions
+from isicstack.conditions import describe, differing, run_conditions, usable_cores
 from isicstack.config import load_config
 from isicstack.data.folds import make_folds
 from isicstack.data.io import DataError, write_json, write_parquet
@@ -90,7 +89,7 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     out = {"name": cfg.name, "profile": cfg.profile, "overrides": cfg.stage_overrides,
            "n_folds": cfg.n_folds, "scores": scores, "fold_pauc": fold_pauc,
            "summary": summary, "oof_files": files,
-           "conditions": run_conditions(tab.threads or os.cpu_count() or 1, stage="tabular")}
+           "conditions": run_conditions(tab.threads or usable_cores(), stage="tabular")}
     write_json(out, out_path)
     for n, s in summary.items():
         sd = "(one seed: no sd)" if s["sd"] is None else f"± {s['sd']:.5f}"

@@ -9,7 +9,6 @@ objective reuses it instead of copying the loop.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.conditions import run_conditions
+from isicstack.conditions import run_conditions, usable_cores
 from isicstack.config import save_config, tuned_record
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, load_metadata, write_csv, write_json, write_parquet
@@ -242,7 +241,7 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResul
     save_config(cfg, out / "config.yaml")
     write_provenance(out, data.provenance.get("inputs", {}),
                      fold_hash=data.provenance.get("fold_hash"),
-                     conditions=run_conditions(cfg.threads or os.cpu_count() or 1,
+                     conditions=run_conditions(cfg.threads or usable_cores(),
                                                stage="tabular"),
                      tuned=tuned_record(cfg, name.removesuffix(cfg.suffix) if cfg.suffix
                                         else name))

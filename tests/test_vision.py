@@ -256,6 +256,25 @@ def test_channels_last_resolution_and_memory_format(vision_data: dict[str, Path]
         assert set(probe.weights) == {on} and set(probe.inputs) == {on}
 
 
+def test_cpu_threads_follow_the_cores_this_process_may_use(vision_data: dict[str, Path],
+                                                           monkeypatch):
+    """`cpu_threads=0` sizes torch's threads by the affinity mask (taskset, a cpuset), not by
+    the machine's core count: 2 threads on 1 allowed core wait on each other."""
+    import os
+
+    from isicstack.conditions import usable_cores
+    from isicstack.vision.train import resolve_runtime
+
+    cpu = image_cfg(vision_data, accelerator="cpu", precision="32-true", cpu_threads=0,
+                    num_workers=0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert usable_cores() == 1 and resolve_runtime(cpu)["cpu_threads"] == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert resolve_runtime(cpu)["cpu_threads"] == 4
+    assert resolve_runtime(replace(cpu, num_workers=1))["cpu_threads"] == 3
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_bf16_channels_last(vision_data: dict[str, Path], tmp_path: Path):

@@ -33,7 +33,7 @@ import polars as pl
 import timm
 import torch
 
-from isicstack.conditions import cpu_has_bf16, run_conditions
+from isicstack.conditions import cpu_has_bf16, run_conditions, usable_cores
 from isicstack.config import save_config
 from isicstack.data.io import write_json, write_parquet
 from isicstack.data.layout import image_part_name, oof_path, run_dir, test_pred_path
@@ -125,7 +125,7 @@ def resolve_runtime(cfg: ImageConfig) -> dict[str, Any]:
     # the cores among its processes
     procs = cfg.devices if isinstance(cfg.devices, int) and not on_gpu else 1
     threads = cfg.cpu_threads or max(
-        1, ((os.cpu_count() or 1) - cfg.num_workers * procs) // max(procs, 1))
+        1, (usable_cores() - cfg.num_workers * procs) // max(procs, 1))
     return {"on_gpu": on_gpu, "precision": precision, "channels_last": bool(cl),
             "accelerator": cfg.accelerator, "cpu_threads": threads}
 
