@@ -30,7 +30,7 @@ from isicstack.pipelines.predict_models import (
 )
 from isicstack.vision.data import CropDataset, eval_transform, make_loader, open_source
 from isicstack.vision.inputs import FUSION_FILE, TAB_COLS, score_features, standardise
-from isicstack.vision.model import IMAGE_PART, ImageClassifier
+from isicstack.vision.model import IMAGE_PART, ImageClassifier, build_model
 from isicstack.vision.train import ImageConfig, resolve_runtime
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ def checkpoint_paths(rdir: Path, folds: list[int]) -> list[Path]:
 def load_net(cfg: ImageConfig, path: Path, n_tab: int, channels_last: bool,
              device: torch.device) -> ImageClassifier:
     """The fold's module from its config (no pretrained file needed) and checkpoint weights."""
-    net = ImageClassifier(cfg.model_name, n_tab=n_tab, pretrained=False,
-                          channels_last=channels_last, tta_flip=cfg.tta_flip)
+    net = build_model(cfg, n_tab, channels_last, pretrained=False)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     try:
         net.load_state_dict(ckpt["state_dict"])

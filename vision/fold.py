@@ -30,7 +30,7 @@ from isicstack.vision.data import CropDataset, FoldDataModule, eval_transform, m
 from isicstack.vision.distributed import barrier, eval_sampler, gather_rows, global_rank
 from isicstack.vision.inputs import TrainInputs
 from isicstack.vision.mlflow_log import fold_loggers
-from isicstack.vision.model import ImageClassifier
+from isicstack.vision.model import ImageClassifier, build_model
 
 if TYPE_CHECKING:
     from isicstack.vision.setup import Sources
@@ -72,12 +72,7 @@ def _finished_steps(last: Path) -> int | None:
 
 
 def _model(cfg: ImageConfig, n_tab: int, rt: dict[str, Any], fold: int) -> ImageClassifier:
-    model = ImageClassifier(
-        cfg.model_name, n_tab=n_tab, lr=cfg.lr, weight_decay=cfg.weight_decay,
-        backbone_lr_mult=cfg.backbone_lr_mult, pos_weight=cfg.pos_weight,
-        warmup_frac=cfg.warmup_frac, schedule=cfg.schedule, pretrained=cfg.pretrained,
-        pretrained_path=cfg.pretrained_path, drop_rate=cfg.drop_rate,
-        channels_last=rt["channels_last"], tta_flip=cfg.tta_flip)
+    model = build_model(cfg, n_tab, rt["channels_last"])
     if cfg.init_from:
         src = run_dir(cfg.artifacts, cfg.init_from) / f"fold{fold}" / "last.ckpt"
         model.init_from_image_only(torch.load(src, map_location="cpu",

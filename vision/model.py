@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytorch_lightning as lightning
@@ -21,6 +21,9 @@ import torch
 from torch import nn
 
 from isicstack.data.metric import fold_scores
+
+if TYPE_CHECKING:  # the config lives with the stage's entry point, which imports this module
+    from isicstack.vision.train import ImageConfig
 
 log = logging.getLogger(__name__)
 
@@ -294,3 +297,17 @@ class ImageClassifier(lightning.LightningModule):
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: cosine_with_warmup(s, total, warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def build_model(cfg: ImageConfig, n_tab: int, channels_last: bool,
+                pretrained: bool = True) -> ImageClassifier:
+    """The image stage's network from its config, for every caller: training (with the
+    config's pretrained weights) and prediction, Grad-CAM and the app (``pretrained=False``:
+    the weights come from a fold's checkpoint), so a new option is added once."""
+    return ImageClassifier(
+        cfg.model_name, n_tab=n_tab, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        backbone_lr_mult=cfg.backbone_lr_mult, pos_weight=cfg.pos_weight,
+        warmup_frac=cfg.warmup_frac, schedule=cfg.schedule,
+        pretrained=cfg.pretrained and pretrained,
+        pretrained_path=cfg.pretrained_path if pretrained else "", drop_rate=cfg.drop_rate,
+        channels_last=channels_last, tta_flip=cfg.tta_flip)
