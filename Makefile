@@ -209,8 +209,9 @@ bench: $(STAMP) ## run the benchmarks (benchmarks/plan.py; BENCH_ONLY="tabular .
 bench-tables: $(STAMP) ## regenerate BENCHMARKS.md's tables from benchmarks/results/*.json
 	$(BIN)/python benchmarks/render.py
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff + the import contract (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean: ## remove ARTIFACTS
 	rm -rf $(ARTIFACTS)

@@ -308,3 +308,12 @@ def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
     from isicstack.data.io import write_text
 
     return write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), path)
+
+
+def read_run_config(cls: type, rdir: Path) -> Any:
+    """The resolved training config saved beside a run (``config.yaml``), as ``cls``."""
+    path = rdir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the run's config.yaml not found; the predict path "
+                                "rebuilds the model from it")
+    return build(cls, yaml.safe_load(path.read_text(encoding="utf-8")) or {})

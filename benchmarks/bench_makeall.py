@@ -56,7 +56,8 @@ TARGETS = ["data", "folds", "train-tabular", "train-image-only", "train-image",
            "train-tabular-image", "stack", "calibrate", "report"]
 # the commit each timed recipe is cloned at: before the cuts, and the newest
 RECIPES = {"today": "f826275", "fast": "HEAD"}
-PROFILE_KEYS = ("seconds", "features_seconds", "fit_seconds", "timings")
+PROFILE_KEYS = ("seconds", "features_seconds", "fit_seconds", "crops_seconds", "train_seconds",
+                "score_seconds")
 SHARED_RUNS = ["lgbm", "xgb", "vision_imgonly"]  # stages both recipes run identically
 ONE_THREAD = ["ARGS_train-tabular=threads=1", "ARGS_train-image-only=cpu_threads=1",
               "ARGS_train-image=cpu_threads=1", "ARGS_train-tabular-image=threads=1"]
@@ -106,7 +107,8 @@ def part_time(cores: int, recipe: str, make: list[str], keep: bool, rev: str
         metrics = run / "metrics.json"
         if metrics.is_file():
             m = json.loads(metrics.read_text())
-            profile[run.name] = {k: m[k] for k in PROFILE_KEYS if k in m}
+            inner = {**m, **(m.get("timings") or {})}  # the image stage's breakdown, flat
+            profile[run.name] = {k: inner.get(k) for k in PROFILE_KEYS}  # None: not that stage
     stack = json.loads((clone / "artifacts" / "runs" / "stack" / "metrics.json").read_text())
     out = {"cores": cores, "recipe": recipe, "commit": commit, "make": make, "seconds": seconds,
            "total_seconds": round(sum(seconds.values()), 1),

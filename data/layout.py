@@ -6,8 +6,10 @@ artifact contract (``isic_id`` -> prediction) is defined once.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 TRAIN_META = "train-metadata.csv"
 TEST_META = "test-metadata.csv"
@@ -56,3 +58,26 @@ def image_part_name(name: str) -> str:
 def run_dir(artifacts: str | os.PathLike[str], name: str) -> Path:
     """Models, metrics and the resolved config of model ``name``."""
     return Path(artifacts) / "runs" / name
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A run file the predict path needs, or an error naming it and what writes it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found; copy the whole run folder or rerun "
+                                "the training stage that writes it")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def trained_folds(rdir: Path, key: str) -> list[int]:
+    """Fold ids the run trained, from the per-fold entries of its ``metrics.json``."""
+    metrics = read_json(rdir / "metrics.json", "metrics.json (lists the trained folds)")
+    if not metrics.get(key):
+        raise ValueError(f"{rdir / 'metrics.json'}: no per-fold entries under {key!r}")
+    return sorted(int(k) for k in metrics[key])
+
+
+def require_files(paths: list[Path], what: str) -> None:
+    """Fail on the first missing model file, naming it (not just 'a file is missing')."""
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: {what} not found ({len(paths)} expected)")

@@ -96,7 +96,7 @@ def check_ids(source: Any, ids: Sequence[str]) -> None:
 def load_image_only(artifacts: str, name: str, images: Any, accelerator: str = "cpu",
                     cpu_threads: int = 0) -> Any:
     """The run's ``ImagePredictor`` (the shared prediction path); a fused run is refused."""
-    from isicstack.pipelines.predict_image import ImagePredictor  # torch only when used
+    from isicstack.vision.predict import ImagePredictor  # torch only when used
 
     predictor = ImagePredictor(artifacts, name, images, accelerator, 64, 0, cpu_threads)
     if predictor.fusion is not None or any(n.tab_skip is not None for n in predictor.nets):

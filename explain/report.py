@@ -46,9 +46,9 @@ def pick(y: np.ndarray, pred: np.ndarray, top: int) -> dict[str, np.ndarray]:
 def _render(cfg: GradcamReportConfig, artifacts: str, images: Path, folds: pl.DataFrame,
             pred: np.ndarray, chosen: dict[str, np.ndarray], out: Path, dpi: int
             ) -> dict[str, Any]:
+    from isicstack.data.layout import trained_folds
     from isicstack.explain.explain import check_ids, crop_maps, load_image_only
     from isicstack.explain.figures import grid, overlay
-    from isicstack.pipelines.predict_models import trained_folds
 
     predictor = load_image_only(artifacts, cfg.name, images, "cpu")
     trained = trained_folds(run_dir(artifacts, cfg.name), "folds")

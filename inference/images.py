@@ -47,7 +47,7 @@ def output_path(cfg: PredictImagesConfig) -> Path:
 
 def run(cfg: PredictImagesConfig) -> dict[str, Any]:
     """Score every crop of ``cfg.images``; write ``isic_id,pred`` in the source's key order."""
-    from isicstack.pipelines.predict_image import ImagePredictor  # torch only when used
+    from isicstack.vision.predict import ImagePredictor  # torch only when used
 
     if not cfg.images:
         raise ValueError("predict-images: set images=<HDF5 file or JPEG folder>")

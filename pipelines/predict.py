@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -37,17 +37,44 @@ from isicstack.data.layout import (
     run_dir,
 )
 from isicstack.pipelines.calibrate import apply_maps
-from isicstack.pipelines.predict_models import (
-    IMAGE_PREFIX,
-    BatchFeatures,
-    Predictor,
-    TabularPredictor,
-    load_predictors,
-)
 from isicstack.stacking.methods import Stacker
 from isicstack.stacking.submission import write_submission
+from isicstack.tabular.predict import BatchFeatures, TabularPredictor
 
 log = logging.getLogger(__name__)
+
+IMAGE_PREFIX = "vision_"  # image runs are artifacts/runs/vision_<name> (vision.train.output_name)
+
+
+class Predictor(Protocol):
+    """A loaded level-1 model: its name, the models it reads scores from, and a batch scorer."""
+
+    name: str
+    deps: list[str]
+    files: list[Path]  # every run file it read (what a Kaggle package must ship)
+
+    def predict(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray:
+        """Scores of ``rows`` (whole patients), given the already computed ``preds`` of deps."""
+        ...
+
+
+def load_predictors(names: list[str], factory: Callable[[str], Predictor]) -> list[Predictor]:
+    """``names`` and everything they depend on, loaded once each, dependencies first."""
+    loaded: dict[str, Predictor] = {}
+
+    def visit(name: str, chain: list[str]) -> None:
+        if name in loaded:
+            return
+        if name in chain:
+            raise ValueError(f"model dependency cycle: {' -> '.join([*chain, name])}")
+        pred = factory(name)
+        for dep in pred.deps:
+            visit(dep, [*chain, name])
+        loaded[name] = pred
+
+    for name in names:
+        visit(name, [])
+    return list(loaded.values())
 
 STACKER_FILE = "stacker.json"
 
@@ -118,7 +145,7 @@ def make_factory(cfg: PredictConfig, images: Path) -> Callable[[str], Predictor]
 
     def factory(name: str) -> Predictor:
         if name.startswith(IMAGE_PREFIX):
-            from isicstack.pipelines.predict_image import ImagePredictor  # torch only if needed
+            from isicstack.vision.predict import ImagePredictor  # torch only if needed
 
             return ImagePredictor(cfg.artifacts, name, images, cfg.accelerator,
                                   cfg.image_batch_size, cfg.num_workers, cfg.cpu_threads)

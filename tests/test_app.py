@@ -17,7 +17,7 @@ from isicstack.app.inputs import InputError, metadata_row, parse_metadata, read_
 from isicstack.app.page import AppConfig, handle, load_clinic, render
 from isicstack.data.crops import CropStore
 from isicstack.pipelines.cli import main
-from isicstack.pipelines.predict_image import ImagePredictor
+from isicstack.vision.predict import ImagePredictor
 
 RUN = "vision_imgonly"
 

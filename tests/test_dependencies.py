@@ -23,7 +23,7 @@ KNOWN = {"PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml",
          "pytorch_grad_cam": "grad-cam",
          "mlflow": "mlflow"}  # also provided by mlflow-skinny / mlflow-tracing: declared as mlflow
 # dev extra: run by make or by tests only, never imported by the package
-TOOLS = {"pytest", "ruff", "selenium"}
+TOOLS = {"pytest", "ruff", "selenium", "import-linter"}
 NOT_IMPORTED = {"optuna-dashboard": "a command run by `make dashboard`"}
 
 
@@ -109,3 +109,25 @@ def test_missing_extra_says_how_to_install(monkeypatch, capsys, tmp_path):
 
     with pytest.raises(MissingExtraError, match="models.cat.enabled=false"):
         make_model("cat", {}, 5).fit(None, None, [], [], 0)
+
+
+def _contract_layers() -> list[set[str]]:
+    doc = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (contract,) = doc["tool"]["importlinter"]["contracts"]
+    assert contract["type"] == "layers"
+    return [{m.strip() for m in layer.split("|")} for layer in contract["layers"]]
+
+
+def test_packages_import_one_way():
+    """The import contract of pyproject.toml (also `make lint`) holds, function-level imports
+    included: no package imports a layer above it or a sibling of its own layer. The same
+    check on the layers reversed finds violations, so it can fail."""
+    grimp = pytest.importorskip("grimp", reason="import-linter (dev extra) not installed")
+    graph = grimp.build_graph("isicstack", include_external_packages=False)
+    layers = _contract_layers()
+    illegal = graph.find_illegal_dependencies_for_layers(layers)
+    assert not illegal, [f"{d.importer} -> {d.imported}" for d in illegal]
+    assert graph.find_illegal_dependencies_for_layers(layers[::-1])
+    top = {m.split(".")[1] for m in graph.find_children("isicstack")}
+    placed = {m.split(".")[1] for layer in layers for m in layer}
+    assert top - placed <= {"__main__"}, f"packages outside the contract: {top - placed}"

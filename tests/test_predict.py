@@ -27,8 +27,7 @@ from isicstack.data.layout import SAMPLE_SUBMISSION, TEST_IMAGES, TEST_META
 from isicstack.pipelines.cli import main
 from isicstack.pipelines.package import MANIFEST, PackageConfig
 from isicstack.pipelines.package import run as package
-from isicstack.pipelines.predict import PredictConfig, patient_batches, run
-from isicstack.pipelines.predict_models import load_predictors
+from isicstack.pipelines.predict import PredictConfig, load_predictors, patient_batches, run
 from isicstack.stacking.methods import Stacker, fit_stacker
 from isicstack.tabular.cv import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular

@@ -1,11 +1,10 @@
-"""Saved level-1 models rebuilt for offline inference from their run folders alone.
+"""A saved tabular run rebuilt for offline inference from its run folder alone.
 
-A predictor reads only ``artifacts/runs/<name>/`` (``config.yaml``, ``features.json``,
+``TabularPredictor`` reads only ``artifacts/runs/<name>/`` (``config.yaml``, ``features.json``,
 ``metrics.json``, the model files) and scores one batch of whole patients at a time: the
-per-patient features and fusion inputs computed inside such a batch equal their whole-test-set
-values, because every patient statistic is a window over the patient's own rows. ``deps`` names
-the models whose scores a predictor consumes (the 'oof' feature group, image fusion), so
-:func:`load_predictors` orders them to run first.
+per-patient features computed inside such a batch equal their whole-test-set values, because
+every patient statistic is a window over the patient's own rows. ``deps`` names the models whose
+scores it consumes (the 'oof' feature group), so ``isic predict`` runs those first.
 """
 
 from __future__ import annotations
@@ -13,67 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
 
-from isicstack.config import build
-from isicstack.data.layout import run_dir
+from isicstack.config import read_run_config
+from isicstack.data.layout import read_json, require_files, run_dir, trained_folds
 from isicstack.features.build import build_test_features
 from isicstack.tabular.cv import TabularConfig, to_matrix
 from isicstack.tabular.models import GBDT, MODEL_KINDS, load_model
 
 log = logging.getLogger(__name__)
-
-IMAGE_PREFIX = "vision_"  # image runs are artifacts/runs/vision_<name> (vision.train.output_name)
-
-
-class Predictor(Protocol):
-    """A loaded level-1 model: its name, the models it reads scores from, and a batch scorer."""
-
-    name: str
-    deps: list[str]
-    files: list[Path]  # every run file it read (what a Kaggle package must ship)
-
-    def predict(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray:
-        """Scores of ``rows`` (whole patients), given the already computed ``preds`` of deps."""
-        ...
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A run file the predict path needs, or an error naming it and what writes it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found; copy the whole run folder or rerun "
-                                "the training stage that writes it")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_run_config(cls: type, rdir: Path) -> Any:
-    """The resolved training config saved beside a run (``config.yaml``), as ``cls``."""
-    path = rdir / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the run's config.yaml not found; the predict path "
-                                "rebuilds the model from it")
-    return build(cls, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-
-
-def trained_folds(rdir: Path, key: str) -> list[int]:
-    """Fold ids the run trained, from the per-fold entries of its ``metrics.json``."""
-    metrics = read_json(rdir / "metrics.json", "metrics.json (lists the trained folds)")
-    if not metrics.get(key):
-        raise ValueError(f"{rdir / 'metrics.json'}: no per-fold entries under {key!r}")
-    return sorted(int(k) for k in metrics[key])
-
-
-def require_files(paths: list[Path], what: str) -> None:
-    """Fail on the first missing model file, naming it (not just 'a file is missing')."""
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: {what} not found ({len(paths)} expected)")
 
 
 class BatchFeatures:
@@ -140,22 +91,3 @@ class TabularPredictor:
         for model in self.models:  # the training stage's fold x bag mean
             out += model.predict(X) / len(self.models)
         return out
-
-
-def load_predictors(names: list[str], factory: Callable[[str], Predictor]) -> list[Predictor]:
-    """``names`` and everything they depend on, loaded once each, dependencies first."""
-    loaded: dict[str, Predictor] = {}
-
-    def visit(name: str, chain: list[str]) -> None:
-        if name in loaded:
-            return
-        if name in chain:
-            raise ValueError(f"model dependency cycle: {' -> '.join([*chain, name])}")
-        pred = factory(name)
-        for dep in pred.deps:
-            visit(dep, [*chain, name])
-        loaded[name] = pred
-
-    for name in names:
-        visit(name, [])
-    return list(loaded.values())

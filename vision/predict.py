@@ -20,14 +20,9 @@ import numpy as np
 import polars as pl
 import torch
 
+from isicstack.config import read_run_config
 from isicstack.data.layout import IMAGE_PART_SUFFIX as PART_SUFFIX
-from isicstack.data.layout import run_dir
-from isicstack.pipelines.predict_models import (
-    read_json,
-    read_run_config,
-    require_files,
-    trained_folds,
-)
+from isicstack.data.layout import read_json, require_files, run_dir, trained_folds
 from isicstack.vision.data import CropDataset, eval_transform, make_loader, open_source
 from isicstack.vision.inputs import FUSION_FILE, TAB_COLS, score_features, standardise
 from isicstack.vision.model import IMAGE_PART, ImageClassifier, build_model
