@@ -30,6 +30,7 @@ import polars as pl
 from isicstack.config import save_config
 from isicstack.data.io import load_metadata, write_csv, write_json, write_parquet
 from isicstack.data.layout import (
+    IMAGE_PART_SUFFIX,
     SAMPLE_SUBMISSION,
     TEST_IMAGES,
     TEST_META,
@@ -159,7 +160,28 @@ def resolve_models(cfg: PredictConfig, images: Path
     """The stacker (or None), the submitted level-1 names and every predictor to run."""
     stacker = load_stacker(cfg)
     final = list(stacker.inputs) if stacker else [cfg.fallback]
-    return stacker, final, load_predictors([*final, *cfg.models], make_factory(cfg, images))
+    names = [*final, *cfg.models]
+    return stacker, final, share_image_passes(
+        names, load_predictors(names, make_factory(cfg, images)))
+
+
+def share_image_passes(names: list[str], predictors: list[Predictor]) -> list[Predictor]:
+    """When a fused run and its image term are both scored, the term is read off the run's
+    own pass over the crops (``ImagePartView``) instead of a second pass of every fold's CNN;
+    the order is rebuilt so the run comes first. A term scored alone keeps its own pass (it
+    needs no tabular score)."""
+    by_name = {p.name: p for p in predictors}
+    pairs = [n for n in by_name if n.endswith(IMAGE_PART_SUFFIX)
+             and n.removesuffix(IMAGE_PART_SUFFIX) in by_name]
+    if not pairs:
+        return predictors
+    from isicstack.vision.predict import ImagePartView, ImagePredictor  # torch loaded already
+
+    parts = [n for n in pairs if isinstance(by_name[n], ImagePredictor)
+             and by_name[n].output != "pred"]
+    for n in parts:
+        by_name[n] = ImagePartView(by_name[n.removesuffix(IMAGE_PART_SUFFIX)])
+    return load_predictors(names, by_name.__getitem__)
 
 
 def score_all(test: pl.DataFrame, predictors: list[Predictor], batch_rows: int

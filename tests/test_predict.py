@@ -135,6 +135,32 @@ def test_fused_image_part_reproduces_training(trained, tmp_path: Path):
     assert not (tmp_path / "preds" / "lgbm.parquet").exists()  # no tabular dependency
 
 
+def test_image_term_read_off_the_fused_runs_pass(trained, tmp_path: Path):
+    """Scored together, a fused run's image term comes from the run's own pass over the crops
+    (one CNN pass, not two) and equals the term scored alone."""
+    from isicstack.pipelines.predict import resolve_models, share_image_passes
+    from isicstack.vision.predict import ImagePartView
+
+    part = f"{VISION}_image_part"
+    alone = run(_cfg(trained, tmp_path / "alone", stacker="", fallback=part))
+    both = run(_cfg(trained, tmp_path / "both", stacker="", fallback=part, models=[VISION]))
+    assert alone["models"] == [part] and set(both["models"]) >= {part, VISION}
+    ids = pl.read_csv(trained["test"] / TEST_META)["isic_id"]
+    np.testing.assert_allclose(_aligned(tmp_path / "both" / "preds" / f"{part}.parquet", ids),
+                               _aligned(tmp_path / "alone" / "preds" / f"{part}.parquet", ids),
+                               atol=1e-6, rtol=0)
+
+    cfg = _cfg(trained, tmp_path / "both", stacker="", fallback=part, models=[VISION])
+    _, _, loaded = resolve_models(cfg, trained["test"] / TEST_IMAGES)
+    order = [p.name for p in loaded]
+    view = loaded[order.index(part)]
+    assert isinstance(view, ImagePartView) and view.run is loaded[order.index(VISION)]
+    assert order.index(VISION) < order.index(part)  # the run's pass comes first
+    alone_loaded = resolve_models(_cfg(trained, tmp_path, stacker="", fallback=part),
+                                  trained["test"] / TEST_IMAGES)[2]
+    assert share_image_passes([part], alone_loaded) is alone_loaded  # alone: its own pass
+
+
 @pytest.mark.parametrize("stacker, says", [("", "stacker disabled"), ("nope", "FALLBACK")])
 def test_fallback_single_model(trained, tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                stacker: str, says: str):

@@ -73,6 +73,7 @@ class ImagePredictor:
         prec = str(rt["precision"]).split("-")[0]
         self.autocast = AUTOCAST.get(prec)  # as in training (bf16 also on a CPU with it)
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.last: tuple[pl.DataFrame | None, dict[str, np.ndarray]] = (None, {})
         self.fusion: dict[str, Any] | None = None
         self.deps: list[str] = []
         if self.cfg.fusion and not self.cfg.images_path:
@@ -123,15 +124,40 @@ class ImagePredictor:
                          eval_transform(self.cfg.image_size),
                          tab=self.fusion_inputs(rows, preds))
         loader = make_loader(ds, self.batch_size, self.num_workers)
-        out = np.full(len(ds), np.nan)
+        keys = ["pred", IMAGE_PART] if self.fusion is not None else ["pred"]
+        outs = {k: np.full(len(ds), np.nan) for k in keys}
         amp = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast
                else contextlib.nullcontext())
         with torch.inference_mode(), amp:
             for i, batch in enumerate(loader):
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 idx = batch["index"].cpu().numpy()
-                out[idx] = sum(net.predict_step(batch, i)[self.output].numpy()
-                               .astype(np.float64) for net in self.nets) / len(self.nets)
+                steps = [net.predict_step(batch, i) for net in self.nets]
+                for k in keys:
+                    outs[k][idx] = sum(o[k].numpy().astype(np.float64)
+                                       for o in steps) / len(self.nets)
+        out = outs[self.output]
         if np.isnan(out).any():
             raise RuntimeError(f"{self.name}: {int(np.isnan(out).sum())} row(s) not scored")
+        self.last = (rows, outs)  # a fused run's image term, for its ImagePartView
         return out
+
+
+class ImagePartView:
+    """``<run>_image_part`` read off the fused run's own pass over the crops: the image term
+    does not depend on the tabular inputs, so scoring the crops a second time (with zero
+    tabular inputs, as a standalone ``ImagePredictor`` of the part does) gives the same values
+    at the cost of another pass of every fold's CNN."""
+
+    def __init__(self, run: ImagePredictor) -> None:
+        if run.fusion is None:
+            raise ValueError(f"{run.name} is not a fused image run: it has no image term apart "
+                             "from its output")
+        self.run, self.name = run, run.name + PART_SUFFIX
+        self.deps, self.files = [run.name], run.files  # scored after the run, from its pass
+
+    def predict(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray:
+        scored, outs = self.run.last
+        if scored is not rows:
+            raise RuntimeError(f"{self.name}: {self.run.name} has not scored this batch")
+        return outs[IMAGE_PART]
