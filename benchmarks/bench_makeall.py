@@ -6,9 +6,9 @@ them: quality, reproduce, one_thread, time):
 ``--part time``: a fresh clone of the committed tree at a recipe's commit (``git clone``, no
 ``.venv``, no data, no artifacts) runs ``make setup`` and then every ``make all`` target in
 order, each timed, on ``--cores`` cores (``taskset``; the stages' default threads then see that
-many). The total is what a newcomer waits, install included. ``--recipes``: ``today`` is the
-commit before the cuts, ``fast`` the newest (``RECIPES``), so both are timed in one session on
-one box.
+many). The total is what a newcomer waits, install included. ``--recipes``: ``fast`` is the
+newest commit (default), ``today`` the commit before the cuts (``RECIPES``), for a before/after
+timed in one session on one box.
 
 ``--part quality``: the cut recipe's chains over fold seeds 0-2 beside today's recipe's chains
 (``bench_pipeline.py``, ``artifacts/bench_pipeline/seed<N>``), paired by seed with ``isic
@@ -26,7 +26,7 @@ so pairing today's recipe's stored chains with the cut recipe's new ones pairs l
 ``--part one_thread``: the stage times of those chains at 1 thread (what one core waits,
 install excluded; loaded, so an upper bound).
 
-    python benchmarks/bench_makeall.py                    # every part, both recipes timed
+    python benchmarks/bench_makeall.py                    # every part, the newest commit timed
     python benchmarks/bench_makeall.py --part time --recipes fast
 """
 
@@ -198,8 +198,9 @@ def main() -> None:
     ap.add_argument("--part", nargs="+", choices=["quality", "reproduce", "one_thread", "time"],
                     default=["quality", "reproduce", "one_thread", "time"])
     ap.add_argument("--cores", type=int, default=os.cpu_count())
-    ap.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES),
-                    help="the recipes --part time clones and times")
+    ap.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=["fast"],
+                    help="the recipes --part time clones and times (today: the commit before "
+                         "the cuts, for a before/after in one session)")
     ap.add_argument("--make", nargs="*", default=[], help="make variables for --part time")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--keep", action="store_true", help="keep the fresh clone (time part)")

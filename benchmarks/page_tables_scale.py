@@ -61,4 +61,25 @@ TABLES: dict[str, Table] = {
          "identical"],
         [[f"{seed}", f"{{reproduce.{seed}.rows:int}}", f"{{reproduce.{seed}.max_abs_diff:g}}",
           f"{{reproduce.{seed}.identical}}"] for seed in (0, 1, 2)]),
+    "makeall-time": Table(
+        "makeall.json", MAKEALL,
+        ["fresh clone, `make` target", "1 core (`taskset`; {time_fast_1core.commit})",
+         "2 cores ({time_fast_2core.commit})"],
+        [[f"`{t}`" if t != "install" else "`make setup` (install)",
+          f"{{time_fast_1core.seconds.{t}:dur}}", f"{{time_fast_2core.seconds.{t}:dur}}"]
+         for t in TARGETS]
+        + [["**total, install included** (goal on 2 cores: 15 min)",
+            "**{time_fast_1core.total_seconds:dur}**", "**{time_fast_2core.total_seconds:dur}**"],
+           ["stack OOF pAUC of that run (fold seed 42)", "{time_fast_1core.stack_oof_pauc:.4f}",
+            "{time_fast_2core.stack_oof_pauc:.4f}"],
+           ["machine", "{time_fast_1core.conditions.cpu_model}, bf16 "
+            "{time_fast_1core.conditions.cpu_bf16}", "{time_fast_2core.conditions.cpu_model}, "
+            "bf16 {time_fast_2core.conditions.cpu_bf16}"]]),
+    "makeall-profile": Table(
+        "makeall.json", MAKEALL,
+        ["inside the 2-core run", "stage seconds", "features", "GBDT fit", "crop decoding",
+         "CNN training", "CNN scoring"],
+        [["`{@key}`", "{@.seconds}", "{@.features_seconds}", "{@.fit_seconds}",
+          "{@.crops_seconds}", "{@.train_seconds}", "{@.score_seconds}"]],
+        each="time_fast_2core.profile"),
 }
