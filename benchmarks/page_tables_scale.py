@@ -6,6 +6,7 @@ from __future__ import annotations
 from table_spec import CLAIM_HEADER, Table, claim_row
 
 MAKEALL = "python benchmarks/bench_makeall.py"
+RUNS = ["today_2core", "fast_2core", "fast_nocompile_2core", "fast_1core"]  # makeall.json keys
 TARGETS = ["install", "data", "folds", "train-tabular", "train-image-only", "train-image",
            "train-tabular-image", "stack", "calibrate", "report"]
 
@@ -63,18 +64,18 @@ TABLES: dict[str, Table] = {
           f"{{reproduce.{seed}.identical}}"] for seed in (0, 1, 2)]),
     "makeall-time": Table(
         "makeall.json", MAKEALL,
-        ["fresh clone, `make` target", "1 core (`taskset`; {time_fast_1core.commit})",
-         "2 cores ({time_fast_2core.commit})"],
+        ["fresh clone, `make` target", "2 cores, before the cuts ({time_today_2core.commit})",
+         "2 cores, with the cuts ({time_fast_2core.commit})",
+         "2 cores, with the cuts + `--no-compile` ({time_fast_nocompile_2core.commit})",
+         "1 core (`taskset`), with the cuts + `--no-compile` ({time_fast_1core.commit})"],
         [[f"`{t}`" if t != "install" else "`make setup` (install)",
-          f"{{time_fast_1core.seconds.{t}:dur}}", f"{{time_fast_2core.seconds.{t}:dur}}"]
-         for t in TARGETS]
+          *(f"{{time_{r}.seconds.{t}:dur}}" for r in RUNS)] for t in TARGETS]
         + [["**total, install included** (goal on 2 cores: 15 min)",
-            "**{time_fast_1core.total_seconds:dur}**", "**{time_fast_2core.total_seconds:dur}**"],
-           ["stack OOF pAUC of that run (fold seed 42)", "{time_fast_1core.stack_oof_pauc:.4f}",
-            "{time_fast_2core.stack_oof_pauc:.4f}"],
-           ["machine", "{time_fast_1core.conditions.cpu_model}, bf16 "
-            "{time_fast_1core.conditions.cpu_bf16}", "{time_fast_2core.conditions.cpu_model}, "
-            "bf16 {time_fast_2core.conditions.cpu_bf16}"]]),
+            *(f"**{{time_{r}.total_seconds:dur}}**" for r in RUNS)],
+           ["stack OOF pAUC of that run (fold seed 42)",
+            *(f"{{time_{r}.stack_oof_pauc:.4f}}" for r in RUNS)],
+           ["machine", *(f"{{time_{r}.conditions.cpu_model}}, bf16 "
+                         f"{{time_{r}.conditions.cpu_bf16}}" for r in RUNS)]]),
     "makeall-profile": Table(
         "makeall.json", MAKEALL,
         ["inside the 2-core run", "stage seconds", "features", "GBDT fit", "crop decoding",
