@@ -19,8 +19,8 @@ cp312 manylinux wheels of polars and simplejpeg into ``.whl`` (the device README
 and ``mkdir -p .device_shared/real-dev && cp -r ../shared/real-dev/images .device_shared/real-dev/``
 (22 MB); then run with ``carry=[".whl", ".device_shared"]`` and ``timeout_s=600``::
 
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
-    PYTHONPATH=/tmp/site ISIC_SHARED=.device_shared PYTHONUNBUFFERED=1 \
+    python3 -m pip install -q --no-index --no-deps --target .whl/site .whl/*.whl &&
+    PYTHONPATH=.whl/site ISIC_SHARED=.device_shared PYTHONUNBUFFERED=1 \
     python3 benchmarks/bench_gpu.py --copy-to $OUT
 
 and copy ``gpu.json``, ``vision_gpu.json`` and ``loader.json`` from the returned files into
