@@ -8,10 +8,10 @@
 #   make stack ARGS_train-tabular="bags=1" ARGS="method=rank_mean"
 # A stage recipe passes `$(STAGE_ARGS)`; a new stage only has to do the same.
 #
-# Prerequisites mirror what each stage reads. Cheap, idempotent stages (data, folds) are phony
-# prerequisites; an expensive stage's output is a file prerequisite ($(TAB_OOF)) whose rule runs
-# that stage only when the file is missing, so `make stack` after a clone trains what it needs
-# and a second `make stack` does not retrain.
+# The runs of `make all` (train-tabular ... report) are declared once, in configs/chain.yaml,
+# and run by `isic chain <run>`: a run whose inputs (OOF files) are missing first runs the runs
+# that provide them, so `make stack` after a clone trains what it needs and a second `make
+# stack` does not retrain. Cheap, idempotent stages (data, folds) are phony prerequisites.
 
 PYTHON    ?= python3.11
 VENV      ?= .venv
@@ -36,35 +36,29 @@ BIN   := $(VENV)/bin
 ISIC  := $(BIN)/isic
 STAMP := $(VENV)/.installed
 COMMON := data_dir=$(DATA_DIR) artifacts=$(ARTIFACTS)
-TAB_NAME  ?= lgbm
-TAB_OOF   := $(ARTIFACTS)/oof/$(TAB_NAME).parquet
-IMG_OOF   := $(ARTIFACTS)/oof/vision_imgonly.parquet
-PART_OOF  := $(ARTIFACTS)/oof/vision_fused_image_part.parquet
-# The image runs of the chain: image-only, then fused: the image-only fold models (init_from)
-# with the tabular logit term added, fine-tuned so the CNN fits what the table leaves
-# unexplained (it also writes that image term alone, oof/vision_fused_image_part), then the
-# GBDTs again with both image scores as features (outputs <model>_img beside the first pass).
-# From the image-only weights the fused run needs a quarter of the steps of a random start
-# (FUSED_STEPS_<profile>; the profile's own steps where unset): same stack pAUC, paired over
-# fold seeds 0-2 (BENCHMARKS.md, `make all` in a quarter hour).
-IMG_ONLY_ARGS := fusion=false name=imgonly
-FUSED_STEPS_default := 60
-FUSED_ARGS    := fusion=true name=fused tabular_name=$(TAB_NAME) init_from=vision_imgonly \
-                 $(addprefix steps=,$(FUSED_STEPS_$(PROFILE)))
-SECOND_ARGS   := features.oof_names=[vision_imgonly,vision_fused_image_part] suffix=_img
+# The runs of `make all` are declared once, in configs/chain.yaml ($ISIC_CONFIG_DIR's when it
+# has one): each is a target here that `isic chain` runs, first making any OOF file it needs
+# that is missing (as file prerequisites did). The names and help lines are read from the
+# file's `  <name>:  # <help>` lines; a run added there is a target here with nothing to edit.
+CHAIN_FILE := $(firstword $(wildcard $(ISIC_CONFIG_DIR)/chain.yaml) configs/chain.yaml)
+CHAIN := $(shell awk '/^runs:/ {r = 1; next} r && /^[^ \#]/ {r = 0} \
+                      r && /^  [a-z][a-z0-9_-]*:/ {sub(/:.*/, "", $$1); print $$1}' $(CHAIN_FILE))
+# every ARGS_<run> given, so a run made as a missing input gets its own overrides too
+CHAIN_ARGS = --profile $(PROFILE) --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS) \
+             $(foreach r,$(CHAIN),$(if $(ARGS_$(r)),--args '$(r)=$(ARGS_$(r))'))
+# The tabular scores that tuning, subgroups and friends read: made once when missing.
+TAB_OOF := $(ARTIFACTS)/oof/lgbm.parquet
 # ARGS only for the goals the user named, plus ARGS_<target> (see the top of this file).
 STAGE_ARGS = $(ARGS_$@) $(if $(filter $@,$(MAKECMDGOALS)),$(ARGS))
 REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
 SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
 
-# Stages that exist so far; `all` runs exactly these, in order.
-PIPELINE := data folds train-tabular train-image-only train-image train-tabular-image stack \
-            calibrate report
+# `all` runs exactly these, in order.
+PIPELINE := data folds $(CHAIN)
 
-.PHONY: help setup synth data folds train-tabular train-image-only train-image \
-        train-tabular-image predict-images stack submit report all test \
+.PHONY: help setup synth data folds predict-images submit all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare kaggle-package app calibrate subgroups loco
+        evaluate compare kaggle-package app subgroups loco
 
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter all,$(MAKECMDGOALS)),)
@@ -75,6 +69,9 @@ endif
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
+	@echo "  runs of make all ($(CHAIN_FILE)):"
+	@awk '/^runs:/ {r = 1; next} r && /^[^ #]/ {r = 0} r && /^  [a-z][a-z0-9_-]*: *#/ \
+	  {n = $$1; sub(/:.*/, "", n); sub(/^[^#]*# */, ""); printf "  \033[36m%-19s\033[0m %s\n", n, $$0}' $(CHAIN_FILE)
 	@echo "  variables: DATA_DIR=$(DATA_DIR) ARTIFACTS=$(ARTIFACTS) PROFILE=$(PROFILE) ARGS=$(ARGS)"
 
 # Exact versions from requirements.lock (-c): CI and users install the same set.
@@ -102,51 +99,24 @@ data: $(STAMP) ## make sure data exists: real files, DATA_DIR, or synthetic (gen
 folds: data ## write ARTIFACTS/folds.parquet (patient-grouped stratified K folds)
 	$(ISIC) folds --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
-train-tabular: folds ## features + GBDT cross-validation -> ARTIFACTS/oof, ARTIFACTS/test
-	$(ISIC) train-tabular --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
+# A run of configs/chain.yaml (isic chain: its missing inputs first, then the run).
+.PHONY: $(CHAIN)
+$(CHAIN): folds
+	$(ISIC) chain $@ $(CHAIN_ARGS) $(if $(filter $@,$(MAKECMDGOALS)),$(ARGS))
 
-# The tabular OOF score that fusion, stacking and the report read: trained once when missing.
-$(TAB_OOF):
-	@echo "$@ not found: running train-tabular first"
-	@$(MAKE) --no-print-directory train-tabular ARGS=
-
-train-image-only: folds ## image-only CNN per fold on the HDF5 crops -> oof/vision_imgonly
-	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(IMG_ONLY_ARGS) $(STAGE_ARGS)
-
-# The image-only OOF score that the fused CNN and the second GBDT pass read.
-$(IMG_OOF):
-	@echo "$@ not found: running train-image-only first"
-	@$(MAKE) --no-print-directory train-image-only ARGS=
-
-train-image: folds $(TAB_OOF) $(IMG_OOF) ## CNN fused with the tabular OOF score, from the image-only models -> oof/vision_fused(_image_part)
-	$(ISIC) train-image --profile $(PROFILE) $(COMMON) $(FUSED_ARGS) $(STAGE_ARGS)
-
-# The fused run's image term alone, the second GBDT pass's other image feature.
-$(PART_OOF):
-	@echo "$@ not found: running train-image first"
-	@$(MAKE) --no-print-directory train-image ARGS=
-
-train-tabular-image: folds $(IMG_OOF) $(PART_OOF) ## GBDTs again, + both image scores as features -> oof/*_img
-	$(ISIC) train-tabular --profile $(PROFILE) $(COMMON) $(SECOND_ARGS) $(STAGE_ARGS)
+# An OOF file a target outside the chain reads: its chain provider runs when it is missing.
+$(ARTIFACTS)/oof/%.parquet:
+	$(ISIC) chain provide:$* $(CHAIN_ARGS)
 
 predict-images: $(STAMP) ## score crops with a saved image run: IMAGES=<hdf5|jpeg dir> [RUN= OUT=]
 	$(ISIC) predict-images --profile $(PROFILE) artifacts=$(ARTIFACTS) images=$(IMAGES) \
 	  $(if $(RUN),name=$(RUN)) $(if $(OUT),out=$(OUT)) $(STAGE_ARGS)
-
-stack: folds $(TAB_OOF) ## level-2 stacker over OOF predictions + ARTIFACTS/submission.csv
-	$(ISIC) stack --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
-
-calibrate: folds $(TAB_OOF) ## calibrated risk per model (prior correction + out-of-fold map) -> ARTIFACTS/calibration
-	$(ISIC) calibrate --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
 subgroups: folds $(TAB_OOF) ## pAUC, AUC, sensitivity/specificity by site, sex, age, centre, diagnosis -> ARTIFACTS/subgroups
 	$(ISIC) subgroups --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
 loco: folds ## leave-one-centre-out CV of the tabular stage (ARGS="column=attribution") -> ARTIFACTS/loco
 	$(ISIC) loco --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
-
-report: folds $(TAB_OOF) ## CV table, ROC curves, score histograms of ARTIFACTS/oof -> ARTIFACTS/report
-	$(ISIC) report --profile $(PROFILE) $(COMMON) $(STAGE_ARGS)
 
 # submit and kaggle-package read saved models only: a missing one is an error naming the file
 # and the stage to run (DATA_DIR is the test folder here, so nothing is trained implicitly).

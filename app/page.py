@@ -33,7 +33,7 @@ class AppConfig:
     profile: str = "default"         # config profile in use (set by --profile)
     host: str = "127.0.0.1"          # loopback only; 0.0.0.0 exposes the page to the network
     port: int = 7860                 # port on host
-    image_run: str = "vision_imgonly"  # image-only run scoring uploads without metadata
+    image_run: str = ""  # image-only run scoring uploads without metadata; "" = the chain's
     stacker: str = "stack"           # runs/<stacker>/stacker.json; missing: `fallback` alone
     fallback: str = "lgbm"           # single model when there is no stacker
     target_tpr: float = 0.8          # threshold picked on the OOF scores at this sensitivity
@@ -199,7 +199,7 @@ def run(cfg: AppConfig) -> None:
     """``isic app``: load the models, then serve the page until interrupted."""
     require("gradio")  # fail before loading models when the extra is missing
     clinic = load_clinic(cfg)
-    log.info("app: http://%s:%d (image run %s; %s)", cfg.host, cfg.port, cfg.image_run,
+    log.info("app: http://%s:%d (image run %s; %s)", cfg.host, cfg.port, clinic.image.name,
              f"stack {clinic.stack['name']}" if clinic.stack else
              f"no stack: {clinic.stack_error}")
     launch(build(clinic, cfg), cfg, block=True)

@@ -25,6 +25,7 @@ import polars as pl
 
 from isicstack.app.inputs import FIELDS, UPLOAD_ID, InputError, metadata_row
 from isicstack.app.patient import PatientResult, single_lesion_warning, uses_patient_context
+from isicstack.chain import image_only_run
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError
 from isicstack.evaluation import operating_point as opoint
@@ -106,12 +107,13 @@ def operating_point(artifacts: str, name: str, cfg: opoint.OperatingPointConfig
 class Clinic:
     """The image-only run, the stack (when its runs are there) and their operating points."""
 
-    def __init__(self, artifacts: str, image_run: str = "vision_imgonly", stacker: str = "stack",
+    def __init__(self, artifacts: str, image_run: str = "", stacker: str = "stack",
                  fallback: str = "lgbm", op_cfg: opoint.OperatingPointConfig | None = None,
                  layer: str = "", cpu_threads: int = 0) -> None:
         from isicstack.explain.explain import load_image_only
 
         self.artifacts, self.layer = artifacts, layer
+        image_run = image_only_run(image_run)  # "": the chain's image-only run
         self.lock = threading.Lock()
         op_cfg = op_cfg or opoint.OperatingPointConfig(n_boot=200)
         self.image = load_image_only(artifacts, image_run, None, "cpu", cpu_threads)

@@ -53,7 +53,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 CHAINS = ROOT / "artifacts" / "bench_pipeline"
 TAB, FUSED, PART, IMG = "lgbm", "vision_fused", "vision_fused_image_part", "vision_imgonly"
 WEIGHTS = np.linspace(0.0, 2.0, 21)
-FUSED_RECIPE = ["fusion=true", f"tabular_name={TAB}", "steps=240"]  # the Makefile's FUSED_ARGS
+FUSED_RECIPE = ["fusion=true", f"tabular_name={TAB}", "steps=240"]  # chain.yaml fused, random init
 VARIANTS = {"make_all": [], "steps_480": ["steps=480"], "px32_steps_480": ["image_size=32",
             "steps=480"], "resnet10t": ["model_name=resnet10t"], "neg_ratio_3": ["neg_ratio=3"]}
 

@@ -60,6 +60,27 @@ def run_dir(artifacts: str | os.PathLike[str], name: str) -> Path:
     return Path(artifacts) / "runs" / name
 
 
+def run_stage(artifacts: str | os.PathLike[str], name: str) -> str:
+    """Which stage wrote run ``name`` (``tabular``, ``image``, ``stack``), so ``isic predict``
+    loads it with that stage's predictor whatever the run is called: the stage recorded in its
+    ``provenance.json``, else (a run or Kaggle package written before it was recorded) read off
+    its files: image runs hold fold checkpoints (``fold<k>/``), stackers ``stacker.json``."""
+    rdir = run_dir(artifacts, name)
+    if not rdir.is_dir() and name.endswith(IMAGE_PART_SUFFIX):  # a fused run's image term
+        rdir = run_dir(artifacts, name.removesuffix(IMAGE_PART_SUFFIX))
+    if not rdir.is_dir():
+        raise FileNotFoundError(f"{rdir}: no such run folder; run the stage that writes "
+                                f"{name!r} (or copy its run folder there)")
+    prov = rdir / "provenance.json"
+    if prov.is_file():
+        stage = (json.loads(prov.read_text(encoding="utf-8")).get("conditions") or {}).get("stage")
+        if stage:
+            return str(stage)
+    if (rdir / "stacker.json").is_file():
+        return "stack"
+    return "image" if any(rdir.glob("fold*/")) else "tabular"
+
+
 def read_json(path: Path, what: str) -> dict[str, Any]:
     """A run file the predict path needs, or an error naming it and what writes it."""
     if not path.is_file():

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from isicstack.chain import image_only_run
 from isicstack.data.io import write_json
 from isicstack.data.layout import TRAIN_IMAGES, resolve_data_dir
 from isicstack.explain.figures import panel, write_png
@@ -36,7 +37,7 @@ class ExplainConfig:
     data_dir: str = "auto"        # its train-image.hdf5 is the default image source
     artifacts: str = "artifacts"  # holds runs/<name>/
     profile: str = "default"      # config profile in use (set by --profile)
-    name: str = "vision_imgonly"  # an image-only run under artifacts/runs/
+    name: str = ""  # an image-only run under artifacts/runs/; "" = the chain's (chain.yaml)
     isic_ids: list[str] | str = field(default_factory=list)  # a list, or "ISIC_1,ISIC_2"
     ids_file: str = ""            # more ids: one per line, or a CSV with an isic_id column
     images: str = ""              # HDF5 or JPEG folder; "" = <data_dir>/train-image.hdf5
@@ -133,6 +134,7 @@ def _auto_layer(predictor: Any, min_map: int) -> str:
 def run(cfg: ExplainConfig) -> dict[str, Any]:
     """Write ``<out>/<isic_id>.png`` (crop | crop + heatmap) and ``explain.json``."""
     t0 = time.perf_counter()
+    cfg = replace(cfg, name=image_only_run(cfg.name))
     ids = read_ids(cfg)
     images = image_path(cfg)
     out = Path(cfg.out) if cfg.out else Path(cfg.artifacts) / "explain" / cfg.name

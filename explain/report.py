@@ -9,13 +9,14 @@ Skipped, with the reason in ``report.md``, when there is no image-only run, no c
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from isicstack.chain import image_only_run
 from isicstack.data.layout import TRAIN_IMAGES, run_dir
 from isicstack.extras import MissingExtraError
 
@@ -29,7 +30,7 @@ class GradcamReportConfig:
     """``report.yaml: gradcam``: which image run and how many crops per row."""
 
     enabled: bool = True          # add the Grad-CAM grid
-    name: str = "vision_imgonly"  # an image-only run with OOF scores
+    name: str = ""  # an image-only run with OOF scores; "" = the chain's (chain.yaml)
     top: int = 4                  # crops per row (positives, false positives)
     layer: str = ""               # "" = the deepest backbone stage with a map >= min_map wide
     min_map: int = 4              # smallest map width (cells) of the layer
@@ -77,6 +78,7 @@ def gradcam_section(cfg: GradcamReportConfig, artifacts: str, data_dir: Path,
     """``{"image": ..., "positives": [...], ...}``, or ``{"skipped": reason}``."""
     if not cfg.enabled:
         return {"skipped": "disabled (gradcam.enabled=false)"}
+    cfg = replace(cfg, name=image_only_run(cfg.name))
     if cfg.name not in preds:
         return {"skipped": f"no image-only run `{cfg.name}` with OOF scores for these folds "
                            "(make train-image-only)"}

@@ -13,12 +13,13 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from isicstack.chain import image_only_run
 from isicstack.data.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class PredictImagesConfig:
 
     artifacts: str = "artifacts"  # holds runs/<name>/
     profile: str = "default"      # config profile in use (set by --profile)
-    name: str = "vision_imgonly"  # the saved image-only run under artifacts/runs/
+    name: str = ""  # the saved image-only run under artifacts/runs/; "" = the chain's
     images: str = ""              # an HDF5 crop file or a folder of JPEGs
     out: str = ""                 # "" = <artifacts>/predict_images/<name>.csv
     chunk_rows: int = 4096        # crops per chunk: memory is flat in the crop count
@@ -49,6 +50,7 @@ def run(cfg: PredictImagesConfig) -> dict[str, Any]:
     """Score every crop of ``cfg.images``; write ``isic_id,pred`` in the source's key order."""
     from isicstack.vision.predict import ImagePredictor  # torch only when used
 
+    cfg = replace(cfg, name=image_only_run(cfg.name))
     if not cfg.images:
         raise ValueError("predict-images: set images=<HDF5 file or JPEG folder>")
     if cfg.chunk_rows < 1:

@@ -9,69 +9,19 @@ default and meaning (:mod:`isicstack.config_help`).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import re
 import sys
 import traceback
-from dataclasses import dataclass
 
-from isicstack.config import ConfigError, load_config
+from isicstack.config import ConfigError
 from isicstack.data.io import DataError
 from isicstack.extras import MissingExtraError
+from isicstack.pipelines.stages import STAGES, Stage, StageNotBuiltError, stage_config
 
+__all__ = ["STAGES", "Stage", "build_parser", "main"]  # Stage, STAGES: read by tests, docs
 
-@dataclass(frozen=True)
-class Stage:
-    """Where a stage's config class and ``run`` live, and which YAML configures it."""
-
-    module: str
-    config_class: str
-    yaml: str
-    help: str
-
-
-STAGES: dict[str, Stage] = {
-    "synth": Stage("isicstack.data.synthetic", "SynthConfig", "synth",
-                   "generate a synthetic data set in the exact ISIC 2024 layout"),
-    "folds": Stage("isicstack.data.folds", "FoldsConfig", "folds",
-                   "write artifacts/folds.parquet (patient-grouped, stratified)"),
-    "train-tabular": Stage("isicstack.tabular.cv", "TabularConfig", "tabular",
-                           "features + LightGBM/XGBoost/CatBoost CV, OOF and test predictions"),
-    "train-image": Stage("isicstack.vision.train", "ImageConfig", "image",
-                         "timm CNN on HDF5 crops per fold, fused with the tabular OOF score"),
-    "stack": Stage("isicstack.stacking.stack", "StackConfig", "stacking",
-                   "level-2 model over OOF predictions and submission.csv"),
-    "predict": Stage("isicstack.pipelines.predict", "PredictConfig", "predict",
-                     "offline inference from saved models on a test directory"),
-    "kaggle-package": Stage("isicstack.pipelines.package", "PackageConfig", "package",
-                            "dist/kaggle: wheel + saved models + run_inference.py for Kaggle"),
-    "report": Stage("isicstack.pipelines.report", "ReportConfig", "report",
-                    "CV table, ROC curves and score distributions"),
-    "tune": Stage("isicstack.pipelines.tune", "TuneConfig", "tune",
-                  "Optuna sweep of a stage for OOF pAUC (`isic tune tabular model=xgb`)"),
-    "evaluate": Stage("isicstack.pipelines.compare", "EvaluateConfig", "evaluate",
-                      "repeated CV of the tabular config over several fold seeds"),
-    "predict-images": Stage("isicstack.inference.images", "PredictImagesConfig",
-                            "predict_images", "score an HDF5 or JPEG folder of crops with a "
-                            "saved image-only run -> isic_id,pred"),
-    "ingest": Stage("isicstack.ingest.ingest", "IngestConfig", "ingest",
-                    "other ISIC data (JPEG folder + label CSV) -> HDF5 crops + labels.csv"),
-    "explain": Stage("isicstack.explain.explain", "ExplainConfig", "explain",
-                     "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])"),
-    "app": Stage("isicstack.app.page", "AppConfig", "app",
-                 "the clinician web page (Gradio) on 127.0.0.1:<port>"),
-    "runs": Stage("isicstack.pipelines.runs", "RunsConfig", "runs",
-                  "the tracked (MLflow) stage runs: name, stage, profile, fold hash, OOF pAUC, "
-                  "when (`isic runs image` = stage=image)"),
-    "calibrate": Stage("isicstack.pipelines.calibrate", "CalibrateConfig", "calibrate",
-                       "calibrated risk per model: prior correction + out-of-fold map (JSON)"),
-    "subgroups": Stage("isicstack.pipelines.subgroups", "SubgroupsConfig", "subgroups",
-                       "pAUC, AUC, sensitivity/specificity by site, sex, age, centre, diagnosis"),
-    "loco": Stage("isicstack.pipelines.loco", "LocoConfig", "loco",
-                  "leave-one-centre-out CV of the tabular stage (column=attribution)"),
-}
 
 # `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.
 SYNTH_FLAGS = {"rows": int, "test_rows": int, "patients": int, "prevalence": float,
@@ -80,24 +30,6 @@ INGEST_FLAGS = {"images": str, "labels": str, "layout": str, "out": str, "metada
                 "size": int}
 EXPLAIN_FLAGS = {"isic_ids": str, "ids_file": str, "images": str}  # --isic-ids ISIC_1,ISIC_2
 STAGE_FLAGS = {"synth": SYNTH_FLAGS, "ingest": INGEST_FLAGS, "explain": EXPLAIN_FLAGS}
-
-
-class StageNotBuiltError(RuntimeError):
-    """A stage whose code has not landed yet."""
-
-
-def resolve(stage: str) -> tuple[type, object]:
-    """Import the config class and ``run`` of ``stage``; a clear error if not yet built."""
-    spec = STAGES[stage]
-    try:
-        module = importlib.import_module(spec.module)
-    except ModuleNotFoundError as err:
-        if err.name and spec.module.startswith(err.name):
-            raise StageNotBuiltError(
-                f"stage {stage!r} is not implemented yet ({spec.module} does not exist)"
-            ) from err
-        raise
-    return getattr(module, spec.config_class), module.run
 
 
 class StageParser(argparse.ArgumentParser):
@@ -151,6 +83,22 @@ def build_parser(profile: str = "default") -> argparse.ArgumentParser:
     cmp_.add_argument("--out", default=None, help="also write the result as JSON here")
     cmp_.add_argument("--print-config", action="store_true",
                       help="print the parsed arguments and exit")
+    chain = sub.add_parser(
+        "chain", help="run a run of configs/chain.yaml (`make <run>`), its missing inputs first",
+        description="Runs a declared run of configs/chain.yaml (or `all` of them, in order): "
+                    "first the runs providing any OOF file it needs that is missing, then the "
+                    "run with its declared overrides and the key=value ones given here.")
+    chain.add_argument("run", help="a run name of the chain (`make help` lists them), `all`, "
+                       "or provide:<oof name> (its provider, only when the file is missing)")
+    chain.add_argument("--profile", default=os.environ.get("PROFILE") or "default")
+    chain.add_argument("--data-dir", default="auto", help="every run's data_dir")
+    chain.add_argument("--artifacts", default=os.environ.get("ARTIFACTS") or "artifacts",
+                       help="every run's artifacts folder")
+    chain.add_argument("--args", action="append", default=[], metavar="RUN=ARGS",
+                       help="overrides of one run wherever it runs, e.g. "
+                            "--args 'train-tabular=bags=1 seed=3' (make's ARGS_<run>)")
+    chain.add_argument("--dry-run", action="store_true",
+                       help="print the isic commands it would run, run nothing")
     for name, spec in STAGES.items():
         p = sub.add_parser(name, help=spec.help, description=spec.help,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.stage == "compare":
         return _compare(args)
+    if args.stage == "chain":
+        return _chain(args)
     overrides = list(args.overrides)
     if args.stage in ("tune", "runs") and overrides and "=" not in overrides[0]:
         overrides[0] = f"stage={overrides[0]}"  # `isic tune tabular ...`, `isic runs image`
@@ -189,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if key.startswith("flag_") and value is not None:
             overrides.append(f"{key[5:]}={value}")
     try:
-        cfg_cls, run = resolve(args.stage)
-        cfg = load_config(cfg_cls, STAGES[args.stage].yaml, args.profile, overrides)
+        cfg, run = stage_config(args.stage, args.profile, overrides)
         if args.print_config:
             import dataclasses
 
@@ -242,6 +191,23 @@ def _fail(stage: str, err: BaseException, code: int, verbose: bool) -> int:
     hint = "" if expected or verbose else f" (run `isic -v {stage} ...` for the traceback)"
     print(f"isic {stage}: error: {message}{hint}", file=sys.stderr)
     return code
+
+
+def _chain(args: argparse.Namespace) -> int:
+    from isicstack.pipelines.chain_run import parse_run_args, run_chain
+
+    try:
+        run_chain(args.run, args.profile, args.data_dir, args.artifacts,
+                  parse_run_args(args.args), args.overrides, args.dry_run)
+    except (ConfigError, MissingExtraError) as err:
+        return _fail("chain", err, 2, args.verbose)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        return _fail("chain", err, 1, args.verbose)
+    except RuntimeError as err:
+        if worker_error(err) is None:
+            raise
+        return _fail("chain", err, 1, args.verbose)
+    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from isicstack.data.layout import (
     TEST_META,
     resolve_data_dir,
     run_dir,
+    run_stage,
 )
 from isicstack.pipelines.calibrate import apply_maps
 from isicstack.stacking.methods import Stacker
@@ -43,9 +44,6 @@ from isicstack.stacking.submission import write_submission
 from isicstack.tabular.predict import BatchFeatures, TabularPredictor
 
 log = logging.getLogger(__name__)
-
-IMAGE_PREFIX = "vision_"  # image runs are artifacts/runs/vision_<name> (vision.train.output_name)
-
 
 class Predictor(Protocol):
     """A loaded level-1 model: its name, the models it reads scores from, and a batch scorer."""
@@ -140,12 +138,12 @@ def load_stacker(cfg: PredictConfig) -> Stacker | None:
 
 
 def make_factory(cfg: PredictConfig, images: Path) -> Callable[[str], Predictor]:
-    """name -> loaded predictor: ``vision_*`` runs are image models, the rest GBDTs."""
+    """name -> loaded predictor of the stage that wrote the run (``data.layout.run_stage``)."""
 
     features = BatchFeatures()  # shared: GBDTs of one run build each batch's features once
 
     def factory(name: str) -> Predictor:
-        if name.startswith(IMAGE_PREFIX):
+        if run_stage(cfg.artifacts, name) == "image":
             from isicstack.vision.predict import ImagePredictor  # torch only if needed
 
             return ImagePredictor(cfg.artifacts, name, images, cfg.accelerator,
@@ -210,7 +208,7 @@ def run(cfg: PredictConfig) -> dict[str, Any]:
     meta_path = data_dir / TEST_META
     test = load_metadata(meta_path, "test")
     stacker, final, predictors = resolve_models(cfg, data_dir / TEST_IMAGES)
-    if any(p.name.startswith(IMAGE_PREFIX) for p in predictors):
+    if any(run_stage(cfg.artifacts, p.name) == "image" for p in predictors):
         from isicstack.vision.inputs import require_crops
 
         require_crops(test["isic_id"], data_dir / TEST_IMAGES, "test")

@@ -65,9 +65,9 @@ def _boom(exc: BaseException):
 def test_unexpected_error_keeps_traceback_with_v(monkeypatch, capsys):
     """A bug (a bare KeyError) says its type and how to see it; -v prints the traceback."""
     from isicstack.data.folds import FoldsConfig
-    from isicstack.pipelines import cli
+    from isicstack.pipelines import stages
 
-    monkeypatch.setattr(cli, "resolve", lambda stage: (FoldsConfig, _boom(KeyError("oops"))))
+    monkeypatch.setattr(stages, "resolve", lambda stage: (FoldsConfig, _boom(KeyError("oops"))))
     assert main(["folds"]) == 1
     err = capsys.readouterr().err
     assert "KeyError: 'oops'" in err and "isic -v folds" in err and "Traceback" not in err
@@ -80,9 +80,9 @@ def test_unexpected_error_keeps_traceback_with_v(monkeypatch, capsys):
 def test_data_error_is_one_line_without_v(monkeypatch, capsys):
     from isicstack.data.folds import FoldsConfig
     from isicstack.data.io import DataError
-    from isicstack.pipelines import cli
+    from isicstack.pipelines import stages
 
-    monkeypatch.setattr(cli, "resolve",
+    monkeypatch.setattr(stages, "resolve",
                         lambda stage: (FoldsConfig, _boom(DataError("x.csv: column 'a' bad"))))
     assert main(["folds"]) == 1
     err = capsys.readouterr().err
@@ -94,17 +94,17 @@ def test_data_error_is_one_line_without_v(monkeypatch, capsys):
 def test_bad_input_from_a_dataloader_worker_is_one_line(monkeypatch, capsys):
     """torch re-raises a worker's error with its traceback as text: the CLI keeps one line."""
     from isicstack.data.folds import FoldsConfig
-    from isicstack.pipelines import cli
+    from isicstack.pipelines import stages
 
     text = ("Caught BadImageError in DataLoader worker process 0.\nOriginal Traceback (most "
             "recent call last):\n  File \"x.py\", line 1, in f\nisicstack.data.crops."
             "BadImageError: t.hdf5: crop 'ISIC_1' is not a decodable JPEG (bad)")
-    monkeypatch.setattr(cli, "resolve", lambda stage: (FoldsConfig, _boom(RuntimeError(text))))
+    monkeypatch.setattr(stages, "resolve", lambda stage: (FoldsConfig, _boom(RuntimeError(text))))
     assert main(["folds"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "isic folds: error: t.hdf5: crop 'ISIC_1' is not a decodable JPEG (bad)"
     other = RuntimeError("CUDA out of memory")  # anything else stays a crash with a traceback
-    monkeypatch.setattr(cli, "resolve", lambda stage: (FoldsConfig, _boom(other)))
+    monkeypatch.setattr(stages, "resolve", lambda stage: (FoldsConfig, _boom(other)))
     with pytest.raises(RuntimeError, match="out of memory"):
         main(["folds"])
 

@@ -97,7 +97,7 @@ def test_every_shipped_config_resolves(monkeypatch):
 
     monkeypatch.delenv("ISIC_CONFIG_DIR", raising=False)
     shipped = {p.name[:-5] for p in CONFIG_DIR.iterdir() if p.name.endswith(".yaml")}
-    assert shipped == {spec.yaml for spec in STAGES.values()}
+    assert shipped - {"chain"} == {spec.yaml for spec in STAGES.values()}  # chain: test_chain
     profiles = known_profiles(CONFIG_DIR)
     assert {"default", "smoke", "full"} <= set(profiles)
     checked = set()

@@ -7,6 +7,8 @@ example names. An `isic` example is run with `--print-config`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shlex
 import shutil
@@ -46,9 +48,22 @@ def _fill(cmd: str, tmp: Path) -> str:
 
 
 def _isic_lines(out: str) -> list[list[str]]:
+    """The ``isic`` commands of ``make -n`` output; an ``isic chain`` line is expanded into the
+    stage commands it would run (``--dry-run``), so each is checked like any other."""
     out = out.replace("\\\n", " ")  # recipe lines continued with a backslash
-    return [shlex.split(ln)[1:] for ln in out.splitlines()
-            if ln.strip().startswith(".venv/bin/isic ")]
+    runs: list[list[str]] = []
+    for ln in out.splitlines():
+        if not ln.strip().startswith(".venv/bin/isic "):
+            continue
+        argv = shlex.split(ln)[1:]
+        if argv[0] != "chain":
+            runs.append(argv)
+            continue
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main([*argv, "--dry-run"]) == 0, argv
+        runs += [shlex.split(c)[1:] for c in buf.getvalue().splitlines()]
+    return runs
 
 
 MAKE_EXAMPLES = _examples("make")
