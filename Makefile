@@ -1,5 +1,5 @@
 # isicstack: `make all` runs the pipeline end to end, `make test` runs the tests.
-# Variables: DATA_DIR (auto = data/raw/isic-2024-challenge if present, else the synthetic set of
+# Variables: DATA_DIR (auto = datasets/isic-2024-challenge if present, else the synthetic set of
 # PROFILE), ARTIFACTS (output folder), PROFILE (smoke | default | full), ARGS (extra key=value).
 #
 # ARGS reaches only the stage(s) named on the command line: `make train-tabular ARGS="bags=5"`
@@ -50,8 +50,10 @@ CHAIN_ARGS = --profile $(PROFILE) --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS
 TAB_OOF := $(ARTIFACTS)/oof/lgbm.parquet
 # ARGS only for the goals the user named, plus ARGS_<target> (see the top of this file).
 STAGE_ARGS = $(ARGS_$@) $(if $(filter $@,$(MAKECMDGOALS)),$(ARGS))
-REAL_META := data/raw/isic-2024-challenge/train-metadata.csv
-SYNTH_META := data/synthetic/$(PROFILE)/train-metadata.csv
+# data sets live in datasets/ (git-ignored), outside the code; data/raw/ is the former place
+REAL_META := $(firstword $(wildcard datasets/isic-2024-challenge/train-metadata.csv \
+               data/raw/isic-2024-challenge/train-metadata.csv))
+SYNTH_META := datasets/synthetic/$(PROFILE)/train-metadata.csv
 
 # `all` runs exactly these, in order.
 PIPELINE := data folds $(CHAIN)
@@ -86,7 +88,7 @@ setup: $(STAMP) ## create .venv and install the project + every extra at the loc
 lock: $(STAMP) ## rewrite requirements.lock from .venv after a dependency change (tools/lock.py)
 	$(BIN)/python tools/lock.py
 
-synth: $(STAMP) ## generate the synthetic data set of PROFILE into data/synthetic/PROFILE
+synth: $(STAMP) ## generate the synthetic data set of PROFILE into datasets/synthetic/PROFILE
 	$(ISIC) synth --profile $(PROFILE) $(STAGE_ARGS)
 
 data: $(STAMP) ## make sure data exists: real files, DATA_DIR, or synthetic (generated once)
@@ -187,7 +189,7 @@ clean: ## remove ARTIFACTS
 	rm -rf $(ARTIFACTS)
 
 distclean: clean ## also remove generated synthetic data and the virtualenv
-	rm -rf data/synthetic $(VENV)
+	rm -rf datasets/synthetic $(VENV)
 
 # Other ISIC data (issue 11): a JPEG folder + label CSV -> OUT/images.hdf5, labels.csv, ingest.json.
 .PHONY: ingest

@@ -31,7 +31,7 @@ from isicstack.data.metric import seed_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAINS = "artifacts/bench_pipeline"
-SYNTHETIC = "data/synthetic/default"
+SYNTHETIC = "datasets/synthetic/default"
 REAL_DEV = "../shared/real-dev/tabular"
 METHODS = ("platt", "isotonic")
 GOAL = 1.10

@@ -35,7 +35,7 @@ from isicstack.data.io import write_json
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "full_cpu"
 ART = "artifacts/fullsize"  # relative to ROOT: no machine path in the results
-DATA = f"data/synthetic/{PROFILE}"
+DATA = f"datasets/synthetic/{PROFILE}"
 TARGET_ROWS = 500_000
 # run a command, then print the largest peak RSS (KiB) of its process tree as the last line
 WRAPPER = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "

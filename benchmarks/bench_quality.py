@@ -1,9 +1,9 @@
 """OOF quality of every model of a finished run, against the synthetic generator's oracle.
 
 Usage (after ``bench_pipeline.py``, whose seed-0 ``make all`` is read by default, or after
-``make all``, which writes ``artifacts/`` from ``data/synthetic/default``)::
+``make all``, which writes ``artifacts/`` from ``datasets/synthetic/default``)::
 
-    python benchmarks/bench_quality.py [--artifacts DIR] [--data data/synthetic/default]
+    python benchmarks/bench_quality.py [--artifacts DIR] [--data datasets/synthetic/default]
 
 Reads ``folds.parquet`` and every ``oof/*.parquet`` of the artifacts folder and the data's
 ``oracle.parquet`` (true probabilities, which the pipeline never reads); writes

@@ -120,7 +120,7 @@ def compare(name: str, got: dict[str, dict[str, np.ndarray]], cal: Any, thr: flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chain", default="artifacts/bench_pipeline/seed0")
-    ap.add_argument("--data", default="data/synthetic/default")
+    ap.add_argument("--data", default="datasets/synthetic/default")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "single_lesion.json"))
     args = ap.parse_args()

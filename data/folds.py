@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class FoldsConfig:
     """How the train rows are split into folds."""
 
-    data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
+    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
     artifacts: str = "artifacts"  # output folder of every stage (folds.parquet here)
     profile: str = "default"  # config profile in use (set by --profile)
     n_folds: int = 5  # patient-grouped folds

@@ -7,6 +7,7 @@ artifact contract (``isic_id`` -> prediction) is defined once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,27 @@ TRAIN_IMAGES = "train-image.hdf5"
 TEST_IMAGES = "test-image.hdf5"
 SAMPLE_SUBMISSION = "sample_submission.csv"
 ORACLE = "oracle.parquet"
+log = logging.getLogger(__name__)
 
-REAL_DATA_DIR = Path("data/raw/isic-2024-challenge")
-SYNTHETIC_ROOT = Path("data/synthetic")
+# Data sets live outside the code: ``datasets/`` at the repository root (ignored by git), so the
+# ``data`` package is code only. ``data/raw/...`` is where real files went before; still read.
+DATASETS_ROOT = Path("datasets")
+REAL_DATA_DIR = DATASETS_ROOT / "isic-2024-challenge"
+SYNTHETIC_ROOT = DATASETS_ROOT / "synthetic"
+OLD_REAL_DATA_DIR = Path("data/raw/isic-2024-challenge")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] = "auto", profile: str = "default") -> Path:
-    """``auto`` means the real Kaggle files when present, else the synthetic set of ``profile``."""
+    """``auto`` means the real Kaggle files when present (``datasets/isic-2024-challenge``, or
+    the former ``data/raw/isic-2024-challenge``), else the synthetic set of ``profile``."""
     if str(data_dir) != "auto":
         return Path(data_dir)
     if (REAL_DATA_DIR / TRAIN_META).is_file():
         return REAL_DATA_DIR
+    if (OLD_REAL_DATA_DIR / TRAIN_META).is_file():
+        log.warning("using the real files in %s, their former place: move them to %s",
+                    OLD_REAL_DATA_DIR, REAL_DATA_DIR)
+        return OLD_REAL_DATA_DIR
     return SYNTHETIC_ROOT / profile
 
 

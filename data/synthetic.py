@@ -57,7 +57,7 @@ class SynthConfig:
     prevalence: float = 0.01  # share of malignant train rows
     image_size: int = 64  # crop side in px
     seed: int = 0  # same seed, same data set
-    out: str = "data/synthetic/default"  # output folder (the Kaggle file layout)
+    out: str = "datasets/synthetic/default"  # output folder (the Kaggle file layout)
     workers: int = 2  # processes encoding the crops
     jpeg_quality: int = 90  # JPEG quality of the crops (1-100)
 

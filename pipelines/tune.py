@@ -35,7 +35,7 @@ class TuneConfig:
 
     stage: str = "tabular"  # tabular | image | stack
     model: str = "lgbm"  # tabular only: the models.<model> swept
-    data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
+    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
     artifacts: str = "artifacts"  # the tuned stage's artifacts folder
     profile: str = "default"  # profile of the tuned stage (set by --profile)
     trials: int = 30  # trials to run; 0 = until timeout

@@ -53,7 +53,7 @@ class ModelSpec:
 class TabularConfig:
     """Config of ``isic train-tabular`` (``configs/tabular.yaml``)."""
 
-    data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
+    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
     artifacts: str = "artifacts"  # reads folds.parquet; writes runs/, oof/, test/
     profile: str = "default"  # config profile in use (set by --profile)
     features: FeatureConfig = field(default_factory=FeatureConfig)

@@ -131,3 +131,22 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path):
         raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_auto_data_dir_lives_outside_the_code(tmp_path: Path, monkeypatch, caplog):
+    """data_dir=auto: the real files in datasets/ (their former place data/raw/ still read, with
+    a warning), else the profile's synthetic set in datasets/synthetic/ (never in the package)."""
+    from isicstack.data.layout import TRAIN_META, resolve_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_dir("auto", "smoke") == Path("datasets/synthetic/smoke")
+    assert resolve_data_dir("x/y", "smoke") == Path("x/y")
+    old = tmp_path / "data/raw/isic-2024-challenge"
+    old.mkdir(parents=True)
+    (old / TRAIN_META).write_text("isic_id\n")
+    assert resolve_data_dir("auto") == Path("data/raw/isic-2024-challenge")
+    assert "former place" in caplog.text
+    new = tmp_path / "datasets/isic-2024-challenge"
+    new.mkdir(parents=True)
+    (new / TRAIN_META).write_text("isic_id\n")
+    assert resolve_data_dir("auto") == Path("datasets/isic-2024-challenge")

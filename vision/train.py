@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 class ImageConfig:
     """Image stage settings (``configs/image.yaml``); see the module docstring for the why."""
 
-    data_dir: str = "auto"  # auto: real Kaggle files when present, else data/synthetic/<profile>
+    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
     artifacts: str = "artifacts"   # reads folds and tabular scores; writes runs/, oof/, test/
     profile: str = "default"       # config profile in use (set by --profile)
     model_name: str = "resnet18"   # timm model (test_resnet: timm's tiny test net)
