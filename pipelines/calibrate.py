@@ -19,6 +19,7 @@ Outputs (never under ``oof/``, which the stack reads as its inputs): ``<out>/<mo
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,13 +28,13 @@ import numpy as np
 import polars as pl
 import yaml
 
-from isicstack.config import save_config
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
 from isicstack.data.provenance import file_sha256, fold_hash
 from isicstack.evaluation.calibration import CalMap, fit_map, nested_calibrate, prior_shift
 from isicstack.evaluation.calibration_report import oracle_prob, summarise
+from isicstack.run_record import finish_run
 from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ def choose_models(cfg: CalibrateConfig) -> list[str]:
 
 def run(cfg: CalibrateConfig) -> dict[str, Any]:
     """``isic calibrate``: maps, calibrated OOF and a Brier / log-loss summary per model."""
+    started = time.perf_counter()
     folds = read_folds(cfg.artifacts)
     folder = calibration_dir(cfg.artifacts, cfg.out)
     y = folds.get_column("target").to_numpy().astype(np.int64)
@@ -191,9 +193,7 @@ def run(cfg: CalibrateConfig) -> dict[str, Any]:
                  f" (oracle {s['oracle']['brier']:.5f})" if "oracle" in s else "")
     metrics = {"method": cfg.method, "prior": cfg.prior, "rows": int(y.size),
                "positives": int(y.sum()), "fold_hash": fold_hash(folds), "models": models}
-    write_json(metrics, folder / "metrics.json")
-    save_config(cfg, folder / "config.yaml")
-    return metrics
+    return finish_run("calibrate", folder, cfg, metrics, cfg.artifacts, started, track=False)
 
 
 def read_map(artifacts: str | Path, name: str) -> tuple[CalMap | None, str]:

@@ -12,6 +12,7 @@ all OOF rows and saved as JSON (``Stacker.to_dict``), the contract of offline in
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from isicstack.conditions import run_conditions
-from isicstack.config import save_config, tuned_record
+from isicstack.config import tuned_record
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import (
@@ -34,12 +35,12 @@ from isicstack.data.layout import (
     test_pred_path,
 )
 from isicstack.data.metric import fmt_score, fold_summary, pauc
-from isicstack.data.provenance import describe_inputs, fold_hash, write_provenance
+from isicstack.data.provenance import describe_inputs, fold_hash
+from isicstack.run_record import finish_run
 from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof, load_test
 from isicstack.stacking.methods import METHODS, cross_validate, fit_stacker
 from isicstack.stacking.nested import nested_cross_validate
 from isicstack.stacking.submission import write_submission
-from isicstack.tracking import log_run
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ def stack_cv(cfg: StackConfig, methods: list[str], X: np.ndarray, y: np.ndarray,
 
 def run(cfg: StackConfig) -> dict[str, Any]:
     """``isic stack``: CV of every method, refit of the chosen one, level-2 OOF/test, submission."""
+    started = time.perf_counter()
     methods = check_methods(cfg)
     data_dir = resolve_data_dir(cfg.data_dir, cfg.profile)
     data = load_level1(cfg)
@@ -233,14 +235,12 @@ def run(cfg: StackConfig) -> dict[str, Any]:
                    weights=stacker.weights, stack=fold_summary(y, stack_oof, fold),
                    oracle=oracle_scores(data_dir, folds, stack_oof, test_frame))
     write_json(stacker.to_dict(), out / "stacker.json")
-    write_json(metrics, out / "metrics.json")
-    save_config(cfg, out / "config.yaml")
     read = {"folds": folds_path(cfg.artifacts),
             **{f"oof:{n}": oof_path(cfg.artifacts, n) for n in inputs},
             **{f"test:{n}": test_pred_path(cfg.artifacts, n) for n in inputs}}
-    write_provenance(out, describe_inputs(read), fold_hash=fold_hash(folds),
-                     conditions=run_conditions(1, stage="stack"), tuned=tuned_record(cfg))
-    log_run("stack", out, cfg.artifacts)
+    metrics = finish_run("stack", out, cfg, metrics, cfg.artifacts, started, provenance={
+        "inputs": describe_inputs(read), "fold_hash": fold_hash(folds),
+        "conditions": run_conditions(1), "tuned": tuned_record(cfg)})
     if cfg.submission and test_frame is not None and (data_dir / TEST_META).is_file():
         sample = data_dir / SAMPLE_SUBMISSION
         write_submission(test_frame, data_dir / TEST_META, sample if sample.is_file() else None,

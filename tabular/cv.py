@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from isicstack.conditions import run_conditions, usable_cores
-from isicstack.config import save_config, tuned_record
+from isicstack.config import tuned_record
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, load_metadata, write_csv, write_json, write_parquet
 from isicstack.data.layout import (
@@ -31,10 +31,10 @@ from isicstack.data.layout import (
     test_pred_path,
 )
 from isicstack.data.metric import fmt_score, fold_scores, mean_std, pauc, roc_auc
-from isicstack.data.provenance import describe_inputs, fold_hash, write_provenance
+from isicstack.data.provenance import describe_inputs, fold_hash
 from isicstack.features import FeatureConfig, FeatureSet, build_features
+from isicstack.run_record import finish_run
 from isicstack.tabular.models import make_model
-from isicstack.tracking import log_run
 
 log = logging.getLogger(__name__)
 
@@ -237,16 +237,10 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResul
     metrics = {"model": name, "rows": len(data.y), "positives": int(data.y.sum()),
                "n_features": len(names), "features_seconds": data.features_seconds,
                **res.summary(data.y)}
-    write_json(metrics, out / "metrics.json")
-    save_config(cfg, out / "config.yaml")
-    write_provenance(out, data.provenance.get("inputs", {}),
-                     fold_hash=data.provenance.get("fold_hash"),
-                     conditions=run_conditions(cfg.threads or usable_cores(),
-                                               stage="tabular"),
-                     tuned=tuned_record(cfg, name.removesuffix(cfg.suffix) if cfg.suffix
-                                        else name))
-    log_run("tabular", out, cfg.artifacts)
-    return metrics
+    return finish_run("tabular", out, cfg, metrics, cfg.artifacts, provenance={
+        "inputs": data.provenance.get("inputs", {}), "fold_hash": data.provenance.get("fold_hash"),
+        "conditions": run_conditions(cfg.threads or usable_cores()),
+        "tuned": tuned_record(cfg, name.removesuffix(cfg.suffix) if cfg.suffix else name)})
 
 
 def print_summary(rows: list[dict]) -> None:

@@ -161,7 +161,13 @@ def test_a_run_added_to_the_chain_runs_end_to_end(mini_isic: Path, mini_artifact
     lgbm, s2 = (pl.read_parquet(art / "oof" / f"{n}.parquet")["pred"] for n in ("lgbm", "lgbm_s2"))
     assert not lgbm.equals(s2)  # its own seed: another run, not a copy
     metrics = yaml.safe_load((art / "runs" / "stack" / "metrics.json").read_text())
-    assert "lgbm_s2" in metrics["input_names"]
+    assert "lgbm_s2" in metrics["input_names"] and metrics["seconds"] > 0
+    for run, stage in (("lgbm_s2", "tabular"), ("stack", "stack")):  # one epilogue (run_record)
+        rdir = art / "runs" / run
+        assert {"metrics.json", "config.yaml", "provenance.json"} <= {p.name for p in
+                                                                       rdir.iterdir()}
+        prov = yaml.safe_load((rdir / "provenance.json").read_text())
+        assert prov["conditions"]["stage"] == stage and prov["fold_hash"] and prov["inputs"]
     assert run_chain("stack", "smoke", str(mini_isic), str(art), dry_run=True)[0].run.name \
         == "stack"  # inputs present: nothing retrained
 
