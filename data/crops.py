@@ -107,9 +107,28 @@ class CropStore:
             self._pid, self._checked = pid, False
         return self._file
 
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "_file": None, "_pid": None, "_fd": None, "_where": {},
-                "_checked": False}
+    def __getstate__(self) -> dict:  # the extents travel: a spawned worker need not look up
+        return {"path": self.path, "_file": None, "_pid": None, "_fd": None,
+                "_where": self._where, "_checked": False}
+
+    def index(self, ids: Iterable[str] | None = None) -> int:
+        """Look up where each crop of ``ids`` (default: every key) lies in the file, once, in
+        this process: loader workers forked or spawned after it read each crop with one
+        ``os.pread`` from their first read on, instead of each worker asking HDF5 per key
+        (the dataset open is most of a first read: loader.json ``stage_us``). Returns the
+        number of keys looked up; a key not in the file is left for its read to report."""
+        f = self._handle()
+        n = 0
+        for isic_id in self.keys() if ids is None else ids:
+            if isic_id in self._where:
+                continue
+            try:
+                dsid = h5py.h5d.open(f.id, isic_id.encode())
+            except (KeyError, ValueError, UnicodeEncodeError):
+                continue
+            self._where[isic_id] = _extent(dsid)
+            n += 1
+        return n
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

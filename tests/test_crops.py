@@ -73,6 +73,24 @@ def test_lazy_open_and_pickle(store_path: Path):
     assert np.array_equal(clone.read("ISIC_0000001"), store.read("ISIC_0000001"))
 
 
+def test_index_once_then_plain_reads(store_path: Path, monkeypatch):
+    """index() looks every crop up once; the extents travel with the pickled store, so a
+    worker's reads never ask HDF5 where a crop is (h5d.open is not called again)."""
+    store = CropStore(store_path)
+    assert store.index(["ISIC_0000001", "ISIC_0000002", "nope"]) == 2
+    assert store.index() == 4  # the other keys; the two known ones are not looked up again
+    clone = pickle.loads(pickle.dumps(store))
+    calls = []
+    real_open = h5py.h5d.open
+    monkeypatch.setattr(h5py.h5d, "open", lambda *a: calls.append(a) or real_open(*a))
+    with h5py.File(store_path) as f:
+        for key in f:
+            assert clone.read_bytes(key) == bytes(f[key][()])
+    assert calls == []
+    with pytest.raises(BadImageError, match="nope"):
+        clone.read_bytes("nope")
+
+
 def _read_in_child(store: CropStore) -> tuple[int, int]:
     return store.read("ISIC_0000002").shape[:2]
 

@@ -1,0 +1,98 @@
+"""The batched, on-device training augmentation (vision/batch_augment.py): the geometry is the
+resize / crop / flip it claims to be, parameters are drawn per crop as torchvision draws them,
+and the colour jitter matches the per-crop one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as nnf
+from torchvision.transforms import v2
+
+from isicstack.vision.augment import adjust_hue as adjust_hue_np
+from isicstack.vision.batch_augment import (
+    BatchAugment,
+    adjust_hue,
+    collate_padded,
+    crop_boxes,
+    sample_boxes,
+)
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def _crops(sizes: list[tuple[int, int]], seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in sizes]
+
+
+def test_collate_pads_without_resampling():
+    crops = _crops([(40, 50), (60, 30)])
+    batch = collate_padded([{"image": c, "target": float(i), "index": i}
+                            for i, c in enumerate(crops)])
+    assert batch["image"].shape == (2, 3, 60, 50) and batch["hw"].tolist() == [[40, 50], [60, 30]]
+    assert torch.equal(batch["image"][1, :, :60, :30], crops[1])
+    assert torch.equal(batch["image"][0, :, 40:, :], crops[0][:, -1:, :].expand(3, 20, 50))
+    assert batch["index"].tolist() == [0, 1]
+
+
+def test_no_augment_is_the_bilinear_resize_of_each_crop():
+    """Box = the whole crop, no flip: nnf.interpolate's pixel mapping, whatever the padding."""
+    crops = _crops([(40, 50), (60, 30), (33, 33)])
+    batch = collate_padded([{"image": c} for c in crops])
+    out = BatchAugment(32, "none", MEAN, STD)(batch["image"], batch["hw"])
+    for i, c in enumerate(crops):
+        ref = nnf.interpolate(c[None].float() / 255, size=(32, 32), mode="bilinear",
+                            align_corners=False)
+        ref = (ref - 0.5) / 0.25
+        assert torch.allclose(out[i:i + 1], ref, atol=1e-4), i
+
+
+def test_flips_and_large_crops():
+    crop = _crops([(64, 64)])[0][None].float() / 255
+    boxes = torch.tensor([[0.0, 0.0, 64.0, 64.0]])
+    plain = sample_boxes(crop, boxes, 64)
+    assert torch.allclose(plain, crop, atol=1e-4)  # same size: the crop itself
+    h = sample_boxes(crop, boxes, 64, torch.tensor([[True, False]]))
+    v = sample_boxes(crop, boxes, 64, torch.tensor([[False, True]]))
+    assert torch.allclose(h, torch.flip(crop, dims=[3]), atol=1e-4)
+    assert torch.allclose(v, torch.flip(crop, dims=[2]), atol=1e-4)
+    big = torch.rand(1, 3, 256, 256)  # a 4x downscale averages blocks (no aliasing)
+    small = sample_boxes(big, torch.tensor([[0.0, 0.0, 256.0, 256.0]]), 64)
+    assert torch.allclose(small, nnf.avg_pool2d(big, 4), atol=1e-4)
+
+
+def test_boxes_follow_random_resized_crop():
+    hw = torch.tensor([[100, 120]] * 2000 + [[2, 300]])  # the last: no candidate fits
+    boxes = crop_boxes(hw, (0.6, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0))
+    y0, x0, h, w = boxes[:-1].unbind(1)
+    assert (y0 >= 0).all() and (x0 >= 0).all() and (y0 + h <= 100).all() and (x0 + w <= 120).all()
+    area = h * w / (100 * 120)
+    assert area.min() > 0.58 and area.max() <= 1.0 and (w / h).min() > 0.74 and (w / h).max() < 1.35
+    torch.manual_seed(0)  # torchvision's own draw: the same distribution of areas
+    tv = [v2.RandomResizedCrop.get_params(torch.zeros(3, 100, 120), [0.6, 1.0], [3 / 4, 4 / 3])
+          for _ in range(2000)]
+    assert abs(float(area.mean()) - np.mean([b[2] * b[3] for b in tv]) / 12000) < 0.01
+    assert len({tuple(b) for b in boxes[:50].tolist()}) == 50  # drawn per crop
+    assert boxes[-1].tolist() == [0.0, 149.0, 2.0, 3.0] or boxes[-1][2] == 2  # centred fallback
+
+
+def test_strong_draws_per_crop_and_stays_in_range():
+    crop = _crops([(80, 80)])[0]
+    batch = collate_padded([{"image": crop} for _ in range(8)])
+    aug = BatchAugment(48, "strong", MEAN, STD)
+    out = aug(batch["image"], batch["hw"], torch.Generator().manual_seed(1))
+    assert out.shape == (8, 3, 48, 48) and torch.isfinite(out).all()
+    flat = out.flatten(1)
+    assert len({round(float(v), 4) for v in flat.sum(1)}) == 8  # eight different views
+    raw = out * 0.25 + 0.5
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+
+
+@pytest.mark.parametrize("shift", [-0.02, 0.01, 0.3])
+def test_hue_matches_the_per_crop_jitter(shift: float):
+    x = torch.rand(2, 3, 16, 16)
+    ours = adjust_hue(x, torch.tensor([shift, shift]))
+    ref = np.stack([adjust_hue_np(x[i].numpy(), shift) for i in range(2)])
+    assert np.allclose(ours.numpy(), ref, atol=1e-5)

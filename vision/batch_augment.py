@@ -1,0 +1,185 @@
+"""The training augmentation on a whole batch, on the device, so a loader worker only reads and
+decodes (``augment_on: device``).
+
+Why: per crop in a loader worker, the ``strong`` recipe cost ~15 decodes of the crop
+(``benchmarks/results/loader.json``, ``stage_us``), so no number of CPU cores per GPU was
+reasonable; on a GPU the same work for a batch is a few kernel launches. torchvision's v2
+transforms draw one set of random parameters per call (per batch, not per crop) and kornia is
+not a dependency, so the per-crop draw is written here: one affine sampling (``affine_grid`` +
+``grid_sample``) does the random resized crop, the resize and both flips of every crop at once;
+the colour jitter blends per crop with broadcast factors. The parameters follow torchvision's
+``RandomResizedCrop(scale, ratio)`` (ten tries, then the centre crop clamped to the ratio),
+``RandomHorizontalFlip``/``RandomVerticalFlip`` (p=0.5 each) and ``RandomApply([ColorJitter(b,
+c, s, h)], p)``; the jitter's order of operations is drawn once per batch, not per crop.
+
+Input: :func:`collate_padded`'s batch, the decoded crops (any sizes) in one edge-padded uint8
+canvas with each crop's height and width. Differences from the loader path: bilinear sampling
+(below a 2x downscale; above it the canvas is first average-pooled by the batch's whole factor)
+where torchvision resizes with antialiasing, and its own random stream.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.nn import functional as nnf
+
+GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+
+
+def collate_padded(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Samples whose ``image`` is a CHW uint8 crop of any size -> one (B, 3, H, W) uint8 canvas
+    (each crop top-left, its last row and column repeated to the canvas edge) + ``hw`` (B, 2);
+    the other keys collate as usual. Copies only, no resampling."""
+    from torch.utils.data import default_collate
+
+    images = [s["image"] for s in samples]
+    hw = torch.tensor([im.shape[-2:] for im in images], dtype=torch.int64)
+    canvas = torch.zeros((len(images), 3, int(hw[:, 0].max()), int(hw[:, 1].max())),
+                         dtype=torch.uint8)
+    for i, im in enumerate(images):  # the edge repeated into the padding, as a resize clamps
+        h, w = im.shape[-2:]
+        canvas[i, :, :h, :w] = im
+        canvas[i, :, :h, w:] = im[:, :, -1:]
+        canvas[i, :, h:, :] = canvas[i, :, h - 1:h, :]
+    rest = default_collate([{k: v for k, v in s.items() if k != "image"} for s in samples])
+    return {**rest, "image": canvas, "hw": hw}
+
+
+def crop_boxes(hw: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
+               generator: torch.Generator | None = None, tries: int = 10) -> torch.Tensor:
+    """(B, 4) boxes ``y0, x0, h, w`` (pixels) drawn as ``RandomResizedCrop.get_params`` draws
+    them, per crop: the first of ``tries`` candidates that fits, else the clamped centre crop."""
+    b, dev = hw.shape[0], hw.device
+    h, w = hw[:, 0:1].double(), hw[:, 1:2].double()
+    area = h * w * torch.empty(b, tries, dtype=torch.float64, device=dev).uniform_(
+        *scale, generator=generator)
+    log_r = torch.empty(b, tries, dtype=torch.float64, device=dev).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    cw = torch.round(torch.sqrt(area * torch.exp(log_r)))
+    ch = torch.round(torch.sqrt(area / torch.exp(log_r)))
+    ok = (cw > 0) & (ch > 0) & (cw <= w) & (ch <= h)
+    first = torch.where(ok.any(1), ok.double().argmax(1), -1)
+    take = first.clamp(min=0)[:, None]
+    ch, cw = ch.gather(1, take)[:, 0], cw.gather(1, take)[:, 0]
+    h, w = h[:, 0], w[:, 0]
+    # torchvision's fallback: the whole crop, clamped to the ratio range, centred
+    in_r = w / h
+    fw = torch.where(in_r < ratio[0], w, torch.where(in_r > ratio[1], torch.round(h * ratio[1]),
+                                                       w))
+    fh = torch.where(in_r < ratio[0], torch.round(w / ratio[0]), h)
+    fall = first < 0
+    ch, cw = torch.where(fall, fh, ch), torch.where(fall, fw, cw)
+    u = torch.rand(b, 2, dtype=torch.float64, device=dev, generator=generator)
+    y0 = torch.where(fall, torch.div(h - ch, 2, rounding_mode="floor"),
+                     torch.floor(u[:, 0] * (h - ch + 1)))
+    x0 = torch.where(fall, torch.div(w - cw, 2, rounding_mode="floor"),
+                     torch.floor(u[:, 1] * (w - cw + 1)))
+    return torch.stack([y0, x0, ch, cw], 1)
+
+
+def sample_boxes(canvas: torch.Tensor, boxes: torch.Tensor, size: int,
+                 flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Each crop's ``box`` (y0, x0, h, w in canvas pixels) resampled to ``size`` x ``size``
+    (bilinear, as ``nnf.interpolate(align_corners=False)`` maps pixels), flipped where ``flips``
+    (B, 2: horizontal, vertical) says. ``canvas`` is float (B, C, H, W)."""
+    b, _, hc, wc = canvas.shape
+    boxes = boxes.to(canvas.device, torch.float64)
+    k = int((boxes[:, 2:].min() / size).floor().clamp(min=1))  # whole downscale of the batch
+    if k >= 2:  # bilinear alone would alias: average k x k blocks first
+        canvas = nnf.avg_pool2d(canvas, k, ceil_mode=True)
+        boxes, hc, wc = boxes / k, canvas.shape[2], canvas.shape[3]
+    y0, x0, h, w = boxes.unbind(1)
+    sx, sy = w / wc, h / hc
+    if flips is not None:
+        f = flips.to(canvas.device)
+        sx, sy = torch.where(f[:, 0], -sx, sx), torch.where(f[:, 1], -sy, sy)
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, zero, (2 * x0 + w) / wc - 1], 1),
+                         torch.stack([zero, sy, (2 * y0 + h) / hc - 1], 1)], 1)
+    grid = nnf.affine_grid(theta.to(canvas.dtype), [b, canvas.shape[1], size, size],
+                         align_corners=False)
+    return nnf.grid_sample(canvas, grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    return (x[:, 0] * GREY[0] + x[:, 1] * GREY[1] + x[:, 2] * GREY[2]).unsqueeze(1)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of (B, 3, H, W) images in [0, 1] by ``shift`` (B,) turns (the
+    hexcone in closed form, torchvision's tie order r, g, b; as ``augment.adjust_hue``)."""
+    r, g, b = x.unbind(1)
+    top, low = x.max(1).values, x.min(1).values
+    chroma = top - low
+    is_r = top == r
+    is_g = (top == g) & ~is_r
+    h6 = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g)) / chroma.clamp(min=1e-12)
+    h6 = h6 + is_g * 2.0 + (~(is_r | is_g)) * 4.0 + 6.0 * shift.view(-1, 1, 1)
+    k = h6.unsqueeze(1) + torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
+    k = k - 6.0 * torch.floor(k / 6.0)
+    ramp = (2.0 - (k - 2.0).abs()).clamp(0.0, 1.0)
+    return (top.unsqueeze(1) - chroma.unsqueeze(1) * ramp).clamp(0.0, 1.0)
+
+
+def colour_jitter(x: torch.Tensor, b: float, c: float, s: float, h: float, p: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """``RandomApply([ColorJitter(b, c, s, h)], p)`` per crop of a float (B, 3, H, W) batch in
+    [0, 1]: own factors and own draw of ``p`` per crop, one order of the four per batch."""
+    n, dev = x.shape[0], x.device
+
+    def draw(lo: float, hi: float) -> torch.Tensor:
+        return torch.empty(n, device=dev).uniform_(lo, hi, generator=generator).view(-1, 1, 1, 1)
+
+    on = (torch.rand(n, device=dev, generator=generator) < p).view(-1, 1, 1, 1)
+    fb, fc, fs = draw(1 - b, 1 + b), draw(1 - c, 1 + c), draw(1 - s, 1 + s)
+    fh = draw(-h, h).view(-1)
+    out = x
+    for i in torch.randperm(4, generator=generator).tolist():
+        if i == 0:
+            out = (out * fb).clamp(0.0, 1.0)
+        elif i == 1:
+            mean = _grey(out).mean(dim=(1, 2, 3), keepdim=True)
+            out = (out * fc + mean * (1 - fc)).clamp(0.0, 1.0)
+        elif i == 2:
+            out = (out * fs + _grey(out) * (1 - fs)).clamp(0.0, 1.0)
+        else:
+            out = adjust_hue(out, fh)
+    return torch.where(on, out, x)
+
+
+class BatchAugment(torch.nn.Module):
+    """The training transform of ``augment`` (``flips`` | ``strong`` | ``none``) for a
+    :func:`collate_padded` batch on its device: float, normalised, ``size`` x ``size``."""
+
+    def __init__(self, size: int, augment: str, mean: tuple[float, ...],
+                 std: tuple[float, ...], scale: tuple[float, float] = (0.6, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+        super().__init__()
+        if augment not in ("none", "flips", "strong"):
+            raise ValueError(f"augment must be none, flips or strong, got {augment!r}")
+        self.size, self.augment, self.scale, self.ratio = size, augment, scale, ratio
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, canvas: torch.Tensor, hw: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        x = canvas.float().div_(255.0)
+        hw = hw.to(x.device)
+        n = hw.shape[0]
+        if self.augment == "strong":
+            boxes = crop_boxes(hw, self.scale, self.ratio, generator)
+        else:
+            boxes = torch.cat([torch.zeros_like(hw), hw], 1).double()
+        flips = (None if self.augment == "none" else
+                 torch.rand(n, 2, device=x.device, generator=generator) < 0.5)
+        x = sample_boxes(x, boxes, self.size, flips)
+        if self.augment == "strong":
+            x = colour_jitter(x, 0.2, 0.2, 0.2, 0.02, 0.8, generator)
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, augment={self.augment}, scale={self.scale}"
