@@ -39,6 +39,7 @@ from bench_vision import REAL_IMAGES, REPO, RESULTS, synthetic_hdf5  # noqa: E40
 from isicstack.conditions import run_conditions  # noqa: E402
 from isicstack.data.crops import CropStore, decode_jpeg  # noqa: E402
 from isicstack.data.io import write_json  # noqa: E402
+from isicstack.vision.batch_augment import BatchAugment, collate_padded  # noqa: E402
 from isicstack.vision.data import (  # noqa: E402
     MEAN,
     STD,
@@ -96,9 +97,10 @@ def bare_decode(blobs: list[bytes], min_s: float = 3.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def loader_rate(dataset: CropDataset, workers: int, batch: int = BATCH) -> float:
+def loader_rate(dataset: CropDataset, workers: int, batch: int = BATCH,
+                collate_fn: Any = None) -> float:
     """Images/s a DataLoader delivers, timed from the first batch of every worker on."""
-    loader = make_loader(dataset, batch, workers)
+    loader = make_loader(dataset, batch, workers, collate_fn=collate_fn)
     n, t0 = 0, None
     for i, b in enumerate(loader):
         if i + 1 == max(workers, 1):  # each worker has started and opened its file
@@ -133,6 +135,19 @@ def stages(path: Path, ids: list[str], n: int = 400) -> dict[str, float]:
     if torch.cuda.is_available():
         x = default_collate(items)["image"]
         out["pin"] = round(per_image_us(lambda _: x.pin_memory(), [0] * 5) / BATCH, 1)
+    # augment_on=device: the worker collates the decoded crops as they are (no resampling) and
+    # the training process augments the batch (here on this CPU, one thread; a GPU: gpu.json)
+    raw = [{"image": a, "target": torch.tensor(0.0), "tab": torch.zeros(0), "index": i}
+           for i, a in enumerate(arrays[:BATCH])]
+    out["collate_padded"] = round(per_image_us(lambda _: collate_padded(raw), [0] * 5) / BATCH, 1)
+    batch = collate_padded(raw)
+    aug = BatchAugment(SIZE, "strong", MEAN, STD)
+    out["batch_augment_strong_cpu"] = round(
+        per_image_us(lambda _: aug(batch["image"], batch["hw"]), [0] * 5) / BATCH, 1)
+    with CropStore(path) as fresh:
+        t0 = time.perf_counter()
+        fresh.index(ids)
+        out["index_per_key"] = round(1e6 * (time.perf_counter() - t0) / len(ids), 1)
     f.close()
     store.close()
     return out
@@ -187,6 +202,17 @@ def main(argv: list[str] | None = None) -> int:
                                        round(rate / w / decode, 3)}
             print(f"{w} worker(s): {rate:.0f} img/s, {rate / w:.0f} per worker = "
                   f"{rate / w / decode:.2f} of bare decode", flush=True)
+        # augment_on=device: the store indexed once in this process, workers read + decode only
+        src = HDF5Source(path)
+        src.store.index(ids)
+        device_ds = CropDataset(src, ids, None)
+        for w in args.workers:
+            rate = loader_rate(device_ds, w, collate_fn=collate_padded)
+            loaders[f"device_{w}_workers"] = {
+                "img_s": round(rate, 1), "per_worker_img_s": round(rate / w, 1),
+                "per_worker_over_bare_decode": round(rate / w / decode, 3)}
+            print(f"augment_on=device, {w} worker(s): {rate:.0f} img/s, {rate / w:.0f} per "
+                  f"worker = {rate / w / decode:.2f} of bare decode", flush=True)
         before = CropDataset(H5pySource(path), ids[:args.before_images], old_strong())
         rate = loader_rate(before, 1)
         loaders["1_worker_code_before"] = {"img_s": round(rate, 1),

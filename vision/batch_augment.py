@@ -12,7 +12,7 @@ the colour jitter blends per crop with broadcast factors. The parameters follow 
 ``RandomHorizontalFlip``/``RandomVerticalFlip`` (p=0.5 each) and ``RandomApply([ColorJitter(b,
 c, s, h)], p)``; the jitter's order of operations is drawn once per batch, not per crop.
 
-Input: :func:`collate_padded`'s batch, the decoded crops (any sizes) in one edge-padded uint8
+Input: :func:`collate_padded`'s batch, the decoded crops (any sizes) in one zero-padded uint8
 canvas with each crop's height and width. Differences from the loader path: bilinear sampling
 (below a 2x downscale; above it the canvas is first average-pooled by the batch's whole factor)
 where torchvision resizes with antialiasing, and its own random stream.
@@ -23,29 +23,30 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn import functional as nnf
+from torch.utils.data import default_collate, get_worker_info
 
 GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
 def collate_padded(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Samples whose ``image`` is a CHW uint8 crop of any size -> one (B, 3, H, W) uint8 canvas
-    (each crop top-left, its last row and column repeated to the canvas edge) + ``hw`` (B, 2);
-    the other keys collate as usual. Copies only, no resampling."""
-    from torch.utils.data import default_collate
-
-    images = [s["image"] for s in samples]
-    hw = torch.tensor([im.shape[-2:] for im in images], dtype=torch.int64)
-    canvas = torch.zeros((len(images), 3, int(hw[:, 0].max()), int(hw[:, 1].max())),
+    """Samples whose ``image`` is a decoded HWC uint8 crop of any size (numpy or tensor) ->
+    ``image``: one (B, 3, H, W) uint8 batch (each crop top-left, zeros beyond it; NHWC in
+    memory, i.e. channels_last, so no transposition is made anywhere) and ``hw`` (B, 2); the
+    other keys collate as usual. One copy per crop, no resampling: a loader worker's share."""
+    images = [np.asarray(s["image"]) for s in samples]
+    hw = np.array([im.shape[:2] for im in images], dtype=np.int64)
+    canvas = torch.zeros((len(images), int(hw[:, 0].max()), int(hw[:, 1].max()), 3),
                          dtype=torch.uint8)
-    for i, im in enumerate(images):  # the edge repeated into the padding, as a resize clamps
-        h, w = im.shape[-2:]
-        canvas[i, :, :h, :w] = im
-        canvas[i, :, :h, w:] = im[:, :, -1:]
-        canvas[i, :, h:, :] = canvas[i, :, h - 1:h, :]
+    if get_worker_info() is not None:  # filled where the main process reads it: no copy on send
+        canvas.share_memory_()
+    view = canvas.numpy()
+    for i, im in enumerate(images):
+        view[i, : im.shape[0], : im.shape[1]] = im
     rest = default_collate([{k: v for k, v in s.items() if k != "image"} for s in samples])
-    return {**rest, "image": canvas, "hw": hw}
+    return {**rest, "image": canvas.permute(0, 3, 1, 2), "hw": torch.from_numpy(hw)}
 
 
 def crop_boxes(hw: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
@@ -81,16 +82,22 @@ def crop_boxes(hw: torch.Tensor, scale: tuple[float, float], ratio: tuple[float,
 
 
 def sample_boxes(canvas: torch.Tensor, boxes: torch.Tensor, size: int,
-                 flips: torch.Tensor | None = None) -> torch.Tensor:
+                 flips: torch.Tensor | None = None, hw: torch.Tensor | None = None
+                 ) -> torch.Tensor:
     """Each crop's ``box`` (y0, x0, h, w in canvas pixels) resampled to ``size`` x ``size``
-    (bilinear, as ``nnf.interpolate(align_corners=False)`` maps pixels), flipped where ``flips``
+    (bilinear, as ``nnf.interpolate(align_corners=False)`` maps pixels and clamps at the
+    crop's edge, ``hw``: its height and width, default the canvas), flipped where ``flips``
     (B, 2: horizontal, vertical) says. ``canvas`` is float (B, C, H, W)."""
     b, _, hc, wc = canvas.shape
     boxes = boxes.to(canvas.device, torch.float64)
+    if hw is None:
+        hw = torch.tensor([[hc, wc]], device=canvas.device).expand(b, 2)
+    hw = hw.to(canvas.device, torch.float64)
     k = int((boxes[:, 2:].min() / size).floor().clamp(min=1))  # whole downscale of the batch
     if k >= 2:  # bilinear alone would alias: average k x k blocks first
-        canvas = nnf.avg_pool2d(canvas, k, ceil_mode=True)
+        canvas = nnf.avg_pool2d(canvas, k)
         boxes, hc, wc = boxes / k, canvas.shape[2], canvas.shape[3]
+        hw = torch.floor(hw / k)  # whole blocks only: a partial one would average in padding
     y0, x0, h, w = boxes.unbind(1)
     sx, sy = w / wc, h / hc
     if flips is not None:
@@ -100,7 +107,13 @@ def sample_boxes(canvas: torch.Tensor, boxes: torch.Tensor, size: int,
     theta = torch.stack([torch.stack([sx, zero, (2 * x0 + w) / wc - 1], 1),
                          torch.stack([zero, sy, (2 * y0 + h) / hc - 1], 1)], 1)
     grid = nnf.affine_grid(theta.to(canvas.dtype), [b, canvas.shape[1], size, size],
-                         align_corners=False)
+                          align_corners=False)
+    # clamp each sample to its own crop (pixel centres 0 .. w-1), as a resize clamps at the
+    # edge: the zeros beyond a crop never enter the bilinear weights
+    lim = torch.stack([(2 * hw[:, 1] - 1) / wc - 1, (2 * hw[:, 0] - 1) / hc - 1], 1)
+    lo = torch.stack([1 / wc - 1 + 0 * hw[:, 1], 1 / hc - 1 + 0 * hw[:, 0]], 1)
+    grid = torch.maximum(torch.minimum(grid, lim.to(grid.dtype).view(b, 1, 1, 2)),
+                         lo.to(grid.dtype).view(b, 1, 1, 2))
     return nnf.grid_sample(canvas, grid, mode="bilinear", padding_mode="border",
                          align_corners=False)
 
@@ -176,7 +189,7 @@ class BatchAugment(torch.nn.Module):
             boxes = torch.cat([torch.zeros_like(hw), hw], 1).double()
         flips = (None if self.augment == "none" else
                  torch.rand(n, 2, device=x.device, generator=generator) < 0.5)
-        x = sample_boxes(x, boxes, self.size, flips)
+        x = sample_boxes(x, boxes, self.size, flips, hw)
         if self.augment == "strong":
             x = colour_jitter(x, 0.2, 0.2, 0.2, 0.02, 0.8, generator)
         return (x - self.mean) / self.std

@@ -33,6 +33,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
 Augment = Literal["none", "flips", "strong"]
+NO_TAB = np.zeros(0, np.float32)  # the tab row of a model without tabular inputs
 
 
 def shades_of_gray(image: np.ndarray, power: int = 6) -> np.ndarray:
@@ -184,21 +185,25 @@ class CropDataset(Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        image = _to_tensor(self.source.image(self.ids[i]))
-        tab = torch.from_numpy(self.tab[i]) if self.tab is not None else torch.zeros(0)
-        return {"image": self.transform(image),
-                "target": torch.tensor(self.targets[i], dtype=torch.float32),
-                "tab": tab, "index": i}
+        image = self.source.image(self.ids[i])  # transform None: the decoded HWC crop as is,
+        # numpy target and tab rows: the collate makes one tensor of each per batch (a tensor
+        # per sample cost a third of a decode, in every loader worker)
+        tab = self.tab[i] if self.tab is not None else NO_TAB
+        return {"image": image if self.transform is None  # for batch_augment.collate_padded
+                else self.transform(_to_tensor(image)),
+                "target": self.targets[i], "tab": tab, "index": i}
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, sampler: Any = None,
                 drop_last: bool = False, pin_memory: bool | None = None,
-                multiprocessing_context: str | None = None) -> DataLoader:
+                multiprocessing_context: str | None = None,
+                collate_fn: Any = None) -> DataLoader:
     """DataLoader with pinned memory (on CUDA) and persistent workers whenever workers are used."""
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
+        collate_fn=collate_fn,
         drop_last=drop_last, pin_memory=pin_memory, persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         multiprocessing_context=multiprocessing_context if num_workers > 0 else None)
