@@ -29,6 +29,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MOVED_ATTR = "MOVED_KEYS"  # the ClassVar a config dataclass declares its moved keys in
+_WARNED: set[str] = set()  # files already warned about in this process
 
 
 class ConfigError(ValueError):
@@ -120,11 +121,25 @@ def _has(doc: Mapping[str, Any], key: str) -> bool:
     return True
 
 
+def describe_moved(old: list[str], moved: Mapping[str, str]) -> str:
+    """``model_name -> model.name; optim.{steps, lr}``: a renamed key in full, the others (same
+    name, now in a group) listed by group."""
+    renamed = [f"{k} -> {moved[k]}" for k in old if moved[k].rpartition(".")[2] != k]
+    groups: dict[str, list[str]] = {}
+    for k in old:
+        group, _, leaf = moved[k].rpartition(".")
+        if leaf == k:
+            groups.setdefault(group, []).append(k)
+    return "; ".join(renamed + [f"{g}.{{{', '.join(ks)}}}" for g, ks in groups.items()])
+
+
 def warn_moved(source: str, old: list[str], moved: Mapping[str, str]) -> None:
-    """The one warning for a file (or mapping) read with old flat keys."""
+    """The one warning (per process) for a file or mapping read with old flat keys."""
+    if source in _WARNED:
+        return
+    _WARNED.add(source)
     log.warning("%s: written with flat keys, read as the grouped ones (%s); rewrite it with "
-                "the new keys to silence this", source, ", ".join(f"{k} -> {moved[k]}"
-                                                                 for k in old))
+                "the new keys to silence this", source, describe_moved(old, moved))
 
 
 def move(doc: Mapping[str, Any], moved: Mapping[str, str], source: str
