@@ -50,7 +50,7 @@ PART_OOF  := $(ARTIFACTS)/oof/vision_fused_image_part.parquet
 IMG_ONLY_ARGS := fusion=false name=imgonly
 FUSED_STEPS_default := 60
 FUSED_ARGS    := fusion=true name=fused tabular_name=$(TAB_NAME) init_from=vision_imgonly \
-                 $(addprefix steps=,$(FUSED_STEPS_$(PROFILE)))
+                 $(addprefix optim.steps=,$(FUSED_STEPS_$(PROFILE)))
 SECOND_ARGS   := features.oof_names=[vision_imgonly,vision_fused_image_part] suffix=_img
 # ARGS only for the goals the user named, plus ARGS_<target> (see the top of this file).
 STAGE_ARGS = $(ARGS_$@) $(if $(filter $@,$(MAKECMDGOALS)),$(ARGS))
