@@ -6,6 +6,11 @@ profile < ``configs/tuned/<stage>.yaml`` (when present and enabled) < command-li
 Unknown keys and wrong types are errors naming the key, because a silently ignored typo in a
 sweep wastes hours.
 
+Keys that moved (a stage's flat config split into groups, ``MOVED_KEYS`` on its dataclass, see
+:mod:`isicstack.config_keys`): every YAML layer, tuned file and saved run config written with
+the old flat keys is migrated as it is read, with one warning naming the file; an old flat key
+as a ``key=value`` override is refused with its new name.
+
 Where the YAML comes from: the ``configs/`` shipped inside the package (wheel package data, read
 through ``importlib.resources``; the repository's ``configs/`` in a checkout), overridden file by
 file by a user folder: ``$ISIC_CONFIG_DIR``, else ``./configs`` when the working directory has
@@ -22,21 +27,29 @@ import logging
 import os
 import types
 import typing
+from collections.abc import Mapping
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from isicstack.config_keys import (
+    ConfigError,
+    flatten,
+    migrate,
+    migrate_layers,
+    moved_keys,
+    moved_message,
+    nest,
+    refuse_moved,
+)
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 ENV_VAR = "ISIC_CONFIG_DIR"
 TUNED_BY = "tuned_by"  # record of the study that wrote a tuned file (not a setting)
-
-
-class ConfigError(ValueError):
-    """A config key that does not exist or a value of the wrong type."""
 
 
 def package_config_dir() -> Traversable:
@@ -149,6 +162,10 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = [k for k in values if k not in fields]
+    moved = moved_keys(cls)
+    if any(k in moved for k in unknown):  # a flat key of a mapping that was not migrated
+        raise ConfigError(f"config key(s) of {cls.__name__}: "
+                          f"{moved_message([k for k in unknown if k in moved], moved)}")
     if unknown:
         raise ConfigError(
             f"unknown config key(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
@@ -182,20 +199,15 @@ def _scalar(raw: str) -> Any:
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn ``["a.b=1", "c=x"]`` into a nested dict; values are parsed as YAML scalars."""
-    out: dict[str, Any] = {}
+    dotted: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        value = _scalar(raw)
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
+        dotted[key] = _scalar(raw)
+    return nest(dotted)
 
 
 def _read_yaml(path: Traversable) -> dict[str, Any]:
@@ -223,10 +235,13 @@ def known_profiles(config_dir: str | os.PathLike[str] | None = None) -> list[str
 
 
 def stage_values(stage: str, profile: str = "default",
-                 config_dir: str | os.PathLike[str] | None = None, use_tuned: bool = True
+                 config_dir: str | os.PathLike[str] | None = None, use_tuned: bool = True,
+                 moved: Mapping[str, str] | None = None
                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The YAML layers of ``stage`` merged (base < profile < tuned file), before overrides,
-    and the tuned file's record (None when none was merged). Reads files, writes nothing."""
+    and the tuned file's record (None when none was merged). Reads files, writes nothing.
+    ``moved``: the stage's moved keys (old flat -> dotted), migrated in every layer."""
+    moved = moved or {}
     path = find_config(f"{stage}.yaml", config_dir)
     doc: dict[str, Any] = {}
     if path is None:
@@ -237,6 +252,7 @@ def stage_values(stage: str, profile: str = "default",
         stray = set(doc) - {"base", "profiles"}
         if stray:
             raise ConfigError(f"{path}: top-level keys must be 'base' and 'profiles', got {stray}")
+        doc = migrate_layers(doc, moved, str(path))
     values = dict(doc.get("base") or {})
     profiles = doc.get("profiles") or {}
     if profile not in profiles and profile != "default":
@@ -249,7 +265,7 @@ def stage_values(stage: str, profile: str = "default",
     tuned = tuned_dir(config_dir) / f"{stage}.yaml"
     record = None
     if use_tuned and tuned.is_file():
-        doc_tuned = _read_yaml(tuned)
+        doc_tuned = migrate(_read_yaml(tuned), moved, str(tuned))
         record = {"file": tuned.name, "sha256": hashlib.sha256(tuned.read_bytes()).hexdigest(),
                   "tuned_by": doc_tuned.pop(TUNED_BY, None), "keys": dotted_keys(doc_tuned)}
         values = _merge(values, doc_tuned)
@@ -266,10 +282,13 @@ def load_config(
     use_tuned: bool = True,
 ) -> T:
     """Resolve the config of ``stage`` (``configs/<stage>.yaml``) into dataclass ``cls``."""
-    values, record = stage_values(stage, profile, config_dir, use_tuned)
+    moved = moved_keys(cls)
+    values, record = stage_values(stage, profile, config_dir, use_tuned, moved)
     if "profile" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
         values["profile"] = profile  # stages derive profile-specific paths from it
-    values = _merge(values, parse_overrides(overrides or []))
+    over = parse_overrides(overrides or [])
+    refuse_moved(over, moved, "override")  # the command line is written now: the new keys
+    values = _merge(values, over)
     cfg = build(cls, values)
     if record is not None:  # not a field: never saved as a setting, read by tuned_record
         object.__setattr__(cfg, "_tuned", record)
@@ -278,11 +297,7 @@ def load_config(
 
 def dotted_keys(doc: dict[str, Any], prefix: str = "") -> list[str]:
     """Every leaf of a nested mapping as a dotted key (``models.lgbm.params.num_leaves``)."""
-    out: list[str] = []
-    for key, value in doc.items():
-        name = f"{prefix}{key}"
-        out += dotted_keys(value, f"{name}.") if isinstance(value, dict) and value else [name]
-    return sorted(out)
+    return sorted(flatten(doc, prefix))
 
 
 def tuned_record(cfg: Any, model: str | None = None) -> dict[str, Any] | None:
@@ -310,10 +325,19 @@ def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
     return write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), path)
 
 
+def read_saved_config(cls: type, path: Path) -> dict[str, Any]:
+    """A config file a run saved, as a mapping of ``cls``'s current keys: one written before
+    keys moved into groups is migrated (see :mod:`isicstack.config_keys`)."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys")
+    return migrate(doc, moved_keys(cls), str(path))
+
+
 def read_run_config(cls: type, rdir: Path) -> Any:
     """The resolved training config saved beside a run (``config.yaml``), as ``cls``."""
     path = rdir / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the run's config.yaml not found; the predict path "
                                 "rebuilds the model from it")
-    return build(cls, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    return build(cls, read_saved_config(cls, path))

@@ -7,6 +7,8 @@ so it is written once, beside the field. A default is what the stage resolves wi
 ``key=value`` override: the dataclass default under the YAML base, profile and tuned file
 (:func:`isicstack.config.stage_values`). Nested dataclasses give dotted keys
 (``drift.auc_warn``); a ``dict`` of dataclasses one per configured entry (``models.lgbm.kind``).
+A user's YAML written with keys that have since moved into a group (the class's ``MOVED_KEYS``,
+read as a literal) is migrated as the stage migrates it, so its values are the ones shown.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from isicstack.config import ConfigError, find_config, stage_values
+from isicstack.config_keys import MOVED_ATTR
 
 PACKAGE = Path(__file__).resolve().parent
 MISSING = object()  # a key with no default anywhere
@@ -196,17 +199,27 @@ def keys(module: str, cls: ast.ClassDef, values: dict[str, Any],
         yield Key(prefix + name, _type(ann), default, _meaning(module, node))
 
 
+def moved_keys(cls: ast.ClassDef) -> dict[str, str]:
+    """The class's ``MOVED_KEYS`` literal (old flat key -> dotted key); {} when it has none."""
+    for node in cls.body:
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.target.id == MOVED_ATTR and node.value is not None):
+            return dict(ast.literal_eval(node.value))
+    return {}
+
+
 def stage_keys(module: str, class_name: str, yaml_stage: str,
                profile: str = "default") -> tuple[list[Key], str]:
     """The keys of a stage's config and a header saying where their defaults come from."""
     where = find_config(f"{yaml_stage}.yaml")
     note = f"defaults: {where or 'the dataclass'}, profile {profile!r}, tuned file if any"
+    found = find_class(module, class_name)
     try:
-        values, _ = stage_values(yaml_stage, profile)
+        values, _ = stage_values(yaml_stage, profile, moved=moved_keys(found[1]))
     except ConfigError as err:  # help still lists the keys, with the dataclass defaults
         values, note = {}, f"dataclass defaults ({err})"
     values["profile"] = profile
-    return list(keys(*find_class(module, class_name), values)), note
+    return list(keys(*found, values)), note
 
 
 def epilog(module: str, class_name: str, yaml_stage: str, profile: str = "default") -> str:

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from isicstack.config_keys import flatten  # params: the config's dotted keys (optim.lr)
+
 log = logging.getLogger(__name__)
 
 ENV = "ISIC_TRACKING"
@@ -128,17 +130,6 @@ def warn_failed(what: str, uri: str, err: Exception) -> None:
 def mlflow_key(name: str) -> str:
     """An MLflow-safe key (alphanumerics, ``_ - . /`` and spaces)."""
     return re.sub(r"[^/\w.\- ]", "_", name)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def clip(value: Any, limit: int) -> str:

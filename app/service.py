@@ -81,7 +81,7 @@ def attach_upload(predictors: list[Any]) -> list[UploadSource]:
     sources = []
     for p in predictors:
         if hasattr(p, "nets"):
-            p.images = UploadSource(p.cfg.color_constancy)
+            p.images = UploadSource(p.cfg.data.color_constancy)
             sources.append(p.images)
     return sources
 

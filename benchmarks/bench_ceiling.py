@@ -53,9 +53,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 CHAINS = ROOT / "artifacts" / "bench_pipeline"
 TAB, FUSED, PART, IMG = "lgbm", "vision_fused", "vision_fused_image_part", "vision_imgonly"
 WEIGHTS = np.linspace(0.0, 2.0, 21)
-FUSED_RECIPE = ["fusion=true", f"tabular_name={TAB}", "steps=240"]  # chain.yaml fused, random init
-VARIANTS = {"make_all": [], "steps_480": ["steps=480"], "px32_steps_480": ["image_size=32",
-            "steps=480"], "resnet10t": ["model_name=resnet10t"], "neg_ratio_3": ["neg_ratio=3"]}
+# configs/chain.yaml's fused run from random init
+FUSED_RECIPE = ["fusion=true", f"tabular_name={TAB}", "optim.steps=240"]
+VARIANTS = {"make_all": [], "steps_480": ["optim.steps=480"],
+            "px32_steps_480": ["model.image_size=32", "optim.steps=480"],
+            "resnet10t": ["model.name=resnet10t"], "neg_ratio_3": ["data.neg_ratio=3"]}
 
 
 def _spear(a: np.ndarray, b: np.ndarray) -> float:
@@ -117,7 +119,7 @@ def recipes(veil: pl.DataFrame, oracle: Path, art: Path) -> dict[str, Any]:
     """Fold 0 of each fused variant (a finished run is resumed, i.e. reused)."""
     _copy_chain(CHAINS / "seed0", art)
     base = [str(ROOT / ".venv" / "bin" / "isic"), "train-image", "--profile", "default",
-            f"artifacts={art}", "folds=[0]", "predict_test=false", "cpu_threads=1",
+            f"artifacts={art}", "folds=[0]", "predict_test=false", "runtime.cpu_threads=1",
             *FUSED_RECIPE]
     names = list(VARIANTS)
     for i in range(0, len(names), 2):  # two 1-thread runs beat one 2-thread run on 2 cores

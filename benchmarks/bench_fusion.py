@@ -43,7 +43,7 @@ CHAINS, WORK = "artifacts/bench_pipeline", "artifacts/bench_fusion"  # relative 
 RESULTS = ROOT / "benchmarks" / "results"
 TAB, FUSED, ALT, PART = "lgbm", "vision_fused", "vision_fromimg", "vision_fused_image_part"
 ALT_RECIPE = ["fusion=true", "name=fromimg", f"tabular_name={TAB}", "init_from=vision_imgonly",
-              "steps=60"]
+              "optim.steps=60"]
 COPIED = ("folds.parquet", f"oof/{TAB}.parquet", f"test/{TAB}.parquet", "runs/vision_imgonly")
 
 
@@ -58,7 +58,7 @@ def train_alternative(chain: Path, art: Path, threads: int) -> None:
         else:
             shutil.copy2(src, dst)
     cmd = [str(ROOT / ".venv" / "bin" / "isic"), "train-image", "--profile", "default",
-           f"artifacts={art.relative_to(ROOT)}", f"cpu_threads={threads}", *ALT_RECIPE]
+           f"artifacts={art.relative_to(ROOT)}", f"runtime.cpu_threads={threads}", *ALT_RECIPE]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         sys.stderr.write(done.stdout[-2000:] + done.stderr[-2000:])

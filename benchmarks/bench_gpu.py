@@ -117,7 +117,7 @@ def real_dev_cv(images: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     m = run(cfg)
     seconds = time.perf_counter() - t0
-    crops = len(m["folds"]) * cfg.steps * cfg.batch_size
+    crops = len(m["folds"]) * cfg.optim.steps * cfg.data.batch_size
     return {"config": to_dict(cfg), "oof_pauc": m["oof"]["pauc"], "oof_auc": m["oof"]["auc"],
             "mean_fold_pauc": m["mean_fold_pauc"],
             "fold_pauc": {k: v["pauc"] for k, v in m["folds"].items()},

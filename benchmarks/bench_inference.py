@@ -86,8 +86,8 @@ def train(data: Path, art: Path, image_folds: int) -> None:
     isic("folds", *common)
     isic("train-tabular", *common, "threads=1")
     folds = "[" + ",".join(str(k) for k in range(image_folds)) + "]"
-    isic("train-image", *common, f"folds={folds}", "steps=10",
-         "num_workers=1", "cpu_threads=1")
+    isic("train-image", *common, f"folds={folds}", "optim.steps=10",
+         "data.num_workers=1", "runtime.cpu_threads=1")
     fit_stack(art)
 
 

@@ -59,8 +59,8 @@ RECIPES = {"today": "f826275", "fast": "HEAD"}
 PROFILE_KEYS = ("seconds", "features_seconds", "fit_seconds", "crops_seconds", "train_seconds",
                 "score_seconds")
 SHARED_RUNS = ["lgbm", "xgb", "vision_imgonly"]  # stages both recipes run identically
-ONE_THREAD = ["ARGS_train-tabular=threads=1", "ARGS_train-image-only=cpu_threads=1",
-              "ARGS_train-image=cpu_threads=1", "ARGS_train-tabular-image=threads=1"]
+ONE_THREAD = ["ARGS_train-tabular=threads=1", "ARGS_train-image-only=runtime.cpu_threads=1",
+              "ARGS_train-image=runtime.cpu_threads=1", "ARGS_train-tabular-image=threads=1"]
 
 
 def merge(key: str, value: Any) -> None:

@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--profile", default="default")
     ap.add_argument("--make", nargs="*", default=[],
-                    help="extra make variables, e.g. ARGS_train-image-only=cpu_threads=1")
+                    help="extra make variables, e.g. ARGS_train-image-only=runtime.cpu_threads=1")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline.json"))
     ap.add_argument("--chains", default=CHAINS,
                     help="folder of the seed<N> chains, relative to the repository root")

@@ -28,11 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from isicstack.config_keys import move
 from isicstack.data.io import write_json
 from isicstack.data.metric import seed_spread
 from isicstack.evaluation.paired import pauc_interval
 from isicstack.evaluation.runs import load_stage_run
 from isicstack.pipelines.compare import compare
+from isicstack.vision.config import ImageConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -43,8 +45,8 @@ RUN_NAME = "vision_resnet18"  # the real_dev profile's output name
 BASELINE = "off"
 SETTINGS: dict[str, list[str]] = {
     "off": [],
-    "colour": ["color_constancy=true"],             # Shades of Gray, p = 6
-    "ema": ["ema_decay=0.98", "ema_start=0.5"],     # score an EMA of the weights
+    "colour": ["data.color_constancy=true"],        # Shades of Gray, p = 6
+    "ema": ["optim.ema_decay=0.98", "optim.ema_start=0.5"],  # score an EMA of the weights
 }
 MEANING = {"off": "the real_dev profile", "colour": "Shades of Gray colour constancy (p = 6)",
            "ema": "EMA of the weights (decay 0.98, from half of the steps)"}
@@ -59,8 +61,8 @@ def cv_run(setting: str, seed: int, threads: int, extra: list[str]) -> dict[str,
     """One real-dev CV run through bench_vision.py (own artifacts folder: nothing reused)."""
     out = RUNS / f"{run_key(setting, seed)}.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_vision.py"), "--real-dev",
-           "--out", str(out), *SETTINGS[setting], f"seed={seed}", f"cpu_threads={threads}",
-           f"artifacts={ART}/{run_key(setting, seed)}", *extra]
+           "--out", str(out), *SETTINGS[setting], f"seed={seed}",
+           f"runtime.cpu_threads={threads}", f"artifacts={ART}/{run_key(setting, seed)}", *extra]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         sys.stderr.write(done.stdout[-2000:] + done.stderr[-2000:])
@@ -76,10 +78,13 @@ def summarise(seeds: list[int], settings: list[str], n_boot: int) -> dict[str, A
             path = RUNS / f"{run_key(setting, seed)}.json"
             if path.is_file():
                 r = json.loads(path.read_text())
+                # runs recorded before the image config's keys were grouped hold flat keys:
+                # read alike, quietly (a results file is a record, never rewritten)
+                config = move(r["config"], ImageConfig.MOVED_KEYS, str(path))[0]
                 runs[run_key(setting, seed)] = {
                     "setting": setting, "seed": seed, "oof_pauc": r["oof_pauc"],
                     "oof_auc": r["oof_auc"], "mean_fold_pauc": r["mean_fold_pauc"],
-                    "seconds": r["seconds"], "threads": r["config"]["cpu_threads"]}
+                    "seconds": r["seconds"], "threads": config["runtime"]["cpu_threads"]}
     scored = {key: load_stage_run(Path(ART) / key, RUN_NAME) for key in runs}
     for key, r in runs.items():  # each run's pooled OOF pAUC with its patient-bootstrap CI
         r["oof_pauc_ci"] = pauc_interval([scored[key]], n_boot)["ci"]

@@ -1,12 +1,12 @@
 """Calibrated risk from a ranking score: a prior correction, then a monotone map fitted out of fold.
 
 Why two steps. The models train on rebalanced classes (GBDTs: negatives subsampled by
-``neg_ratio`` and positives up-weighted by ``scale_pos_weight``; the CNN: ``neg_ratio`` negatives
-per positive, ``pos_weight``), so a score estimates the odds of the *training* mix, inflated by a
-known factor. Subtracting the log of that factor from the logit (the prior shift of Elkan 2001,
-Saerens et al. 2002) is exact for a model calibrated on its training mix; the map fitted on
-out-of-fold scores (Platt: a logistic curve of the shifted logit; isotonic: a step function)
-fixes the rest (bagging, fold averaging, over-confident trees).
+``neg_ratio`` and positives up-weighted by ``scale_pos_weight``; the CNN: ``data.neg_ratio``
+negatives per positive, ``optim.pos_weight``), so a score estimates the odds of the *training*
+mix, inflated by a known factor. Subtracting the log of that factor from the logit (the prior
+shift of Elkan 2001, Saerens et al. 2002) is exact for a model calibrated on its training mix;
+the map fitted on out-of-fold scores (Platt: a logistic curve of the shifted logit; isotonic: a
+step function) fixes the rest (bagging, fold averaging, over-confident trees).
 
 Both steps are increasing and every map ends with a tiny strictly increasing term (the same
 ``data.metric.tie_break`` as the stack's rank methods), so within one map the ranking, hence

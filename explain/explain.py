@@ -114,7 +114,8 @@ def crop_maps(predictor: Any, ids: Sequence[str], layer: str = "",
     from isicstack.explain.cam import cam_maps
     from isicstack.vision.data import CropDataset, eval_transform
 
-    ds = CropDataset(predictor.source, list(ids), eval_transform(predictor.cfg.image_size))
+    size = predictor.cfg.model.image_size
+    ds = CropDataset(predictor.source, list(ids), eval_transform(size))
     maps = []
     for start in range(0, len(ds), CHUNK):
         part = range(start, min(start + CHUNK, len(ds)))
@@ -127,8 +128,8 @@ def crop_maps(predictor: Any, ids: Sequence[str], layer: str = "",
 def _auto_layer(predictor: Any, min_map: int) -> str:
     from isicstack.explain.cam import last_stage_name
 
-    return "backbone." + last_stage_name(predictor.nets[0].backbone, predictor.cfg.image_size,
-                                         min_map)
+    size = predictor.cfg.model.image_size
+    return "backbone." + last_stage_name(predictor.nets[0].backbone, size, min_map)
 
 
 def run(cfg: ExplainConfig) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """``isic calibrate``: a calibrated risk for every model, fitted out of fold, saved as JSON.
 
 Per model: the prior shift its training sampling implies (read from the run's saved
-``config.yaml``: ``neg_ratio`` and ``scale_pos_weight`` of a GBDT, ``neg_ratio`` and
-``pos_weight`` of a CNN; 0 for the stack, whose level-2 model sees the data's own class mix),
-then a monotone map (``method``). The calibrated OOF is nested: fold k is mapped by a map fitted
-on the other folds (``evaluation.calibration.nested_calibrate``), so its Brier score is honest.
+``config.yaml``: ``neg_ratio`` and ``scale_pos_weight`` of a GBDT, ``data.neg_ratio`` and
+``optim.pos_weight`` of a CNN (flat ``neg_ratio`` / ``pos_weight`` in runs saved before the
+image config's keys were grouped); 0 for the stack, whose level-2 model sees the data's own
+class mix), then a monotone map (``method``). The calibrated OOF is nested: fold k is mapped by
+a map fitted on the other folds (``evaluation.calibration.nested_calibrate``), so its Brier
+score is honest.
 The map fitted on every OOF row is what ``isic predict``, the Kaggle package and the app apply.
 
 The stack is calibrated on the scale ``stacker.json`` outputs at inference: the chosen method's
@@ -28,6 +30,7 @@ import numpy as np
 import polars as pl
 import yaml
 
+from isicstack.config import read_saved_config
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
@@ -85,11 +88,24 @@ def _weight(params: dict[str, Any], pos: int, neg: int, neg_ratio: float) -> flo
     return float(params.get("scale_pos_weight", 1.0))
 
 
+def _image_sampling(path: Path) -> dict[str, Any]:
+    """An image run's sampling keys, flat as the prior reads them (an older run's config with
+    the flat keys is migrated first, so both read alike)."""
+    from isicstack.vision.config import ImageConfig
+
+    doc = read_saved_config(ImageConfig, path)
+    found = {"neg_ratio": (doc.get("data") or {}).get("neg_ratio"),
+             "pos_weight": (doc.get("optim") or {}).get("pos_weight")}
+    return {k: v for k, v in found.items() if v is not None}
+
+
 def training_prior(artifacts: str | Path, name: str, y: np.ndarray) -> dict[str, Any]:
     """The log-odds factor training added to ``name``'s scores, and where it was read."""
     pos, neg = int(y.sum()), int(y.size - y.sum())
     cfg_path = run_dir(artifacts, name) / "config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else None
+    if isinstance(cfg, dict) and "fusion" in cfg and "models" not in cfg:  # an image run
+        cfg = _image_sampling(cfg_path)
     if not isinstance(cfg, dict) or "neg_ratio" not in cfg:
         why = ("level-2 model fitted on the data's own class mix" if name.startswith(STACK)
                else f"no training sampling recorded ({cfg_path} has no neg_ratio)")

@@ -5,11 +5,14 @@ artifacts folder per trial (the shared folds and tabular scores copied in, nothi
 where ``make stack`` would pick it up), and prunes on the running mean of the fold pAUCs through
 a Lightning callback; the stacking objective calls ``stacking.methods.cross_validate`` on the
 level-1 OOF matrix read once per study.
+
+Search-space keys are the stage's config keys, dotted for a nested one (``optim.lr``); an
+image space written with the flat keys of before the groups (``lr``) is read as the new ones,
+and so is a best trial of a study that drew them (:mod:`isicstack.config_keys`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +20,8 @@ from typing import Any
 
 import optuna
 from pytorch_lightning import Callback
+
+from isicstack.config_keys import field_paths, lookup, moved_keys, nest, rename_moved, with_keys
 
 
 class FoldPruning(Callback):
@@ -47,8 +52,9 @@ def _trial_artifacts(src: Path, dst: Path, names: list[str]) -> Path:
 
 
 def _check_keys(space: dict[str, Any], cls: type) -> None:
-    """Search-space keys are config keys of the stage: a typo must not be silently ignored."""
-    unknown = sorted(set(space) - {f.name for f in dataclasses.fields(cls)})
+    """Search-space keys are (dotted) config keys of the stage: a typo must not be silently
+    ignored."""
+    unknown = sorted(set(space) - set(field_paths(cls)))
     if unknown:
         raise ValueError(f"search space keys {unknown} are not {cls.__name__} keys")
 
@@ -60,7 +66,9 @@ def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
     from isicstack.vision.train import ImageConfig, run
 
     base = stage_config(cfg, ImageConfig, "image")
-    space = load_space(cfg)
+    moved = moved_keys(ImageConfig)
+    space = rename_moved(load_space(cfg), moved,
+                         f"search space {cfg.space_file or 'configs/tune/image.yaml'}")
     _check_keys(space, ImageConfig)
     root = Path(cfg.artifacts) / "tune" / "image"
 
@@ -68,8 +76,8 @@ def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
         values = suggest(trial, space)
         art = _trial_artifacts(Path(base.artifacts), root / f"trial{trial.number}",
                                [base.tabular_name] if base.fusion else [])
-        trial_cfg = dataclasses.replace(base, **values, artifacts=str(art), name="tune",
-                                        resume=False, predict_test=False)
+        trial_cfg = with_keys(base, {**values, "artifacts": str(art), "name": "tune",
+                                     "resume": False, "predict_test": False})
         pruner = FoldPruning(pruning_reporter(trial, cfg.pruning))
         try:
             with suspended():  # the trial is logged by tune's callback, not its private run
@@ -80,7 +88,11 @@ def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
         score = metrics["oof"]["pauc"]
         return float("nan") if score is None else float(score)
 
-    return objective, {"defaults": {k: getattr(base, k) for k in space}}
+    def export(best: dict[str, Any]) -> dict[str, Any]:
+        """Nested, as configs/image.yaml (a study's older trials may have drawn flat keys)."""
+        return nest(rename_moved(best, moved, "best trial's parameters"))
+
+    return objective, {"defaults": {k: lookup(base, k) for k in space}, "export": export}
 
 
 def stack_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
@@ -105,7 +117,7 @@ def stack_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
                              values["n_quantiles"], values["logistic_c"])
         return pauc(data.y, res.scaled)  # pooled on one scale across folds
 
-    defaults = {k: getattr(base, k) for k in space}
+    defaults = {k: lookup(base, k) for k in space}
     if defaults.get("method") == "auto":
         defaults.pop("method")
     return objective, {"defaults": defaults}

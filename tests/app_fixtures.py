@@ -27,8 +27,8 @@ def make_clinic_artifacts(mini_isic: Path, mini_artifacts: Path, art: Path,
     train_tabular(TabularConfig(data_dir=str(mini_isic), artifacts=str(art),
                                 models={"lgbm": lgbm}, bags=1, neg_ratio=10.0, threads=1))
     train_image(load_config(ImageConfig, "image", "smoke", [
-        f"data_dir={mini_isic}", f"artifacts={art}", "accelerator=cpu", "cpu_threads=1",
-        "fusion=false", "name=imgonly"]))
+        f"data_dir={mini_isic}", f"artifacts={art}", "runtime.accelerator=cpu",
+        "runtime.cpu_threads=1", "fusion=false", "name=imgonly"]))
     stack(StackConfig(data_dir=str(mini_isic), artifacts=str(art), method="logistic",
                       submission=False))
     if calibrate:

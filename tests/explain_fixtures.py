@@ -18,5 +18,5 @@ RUN = "vision_imgonly"
 def make_image_only_run(root: Path) -> dict[str, Path]:
     """The vision fixture data plus ``runs/vision_imgonly`` and ``oof/vision_imgonly``."""
     d = make_vision_data(root)
-    train_image(image_cfg(d, fusion=False, name="imgonly", steps=3))
+    train_image(image_cfg(d, None, {"optim.steps": 3}, fusion=False, name="imgonly"))
     return d

@@ -181,19 +181,20 @@ CASES = [
     Case("a corrupt JPEG in `train-image.hdf5`", "isic train-image", 1,
          "{file}: crop '{isic_id}' is not a decodable JPEG",
          lambda e: (e.crops(e.data / "train-image.hdf5", "corrupt"), e.image())[1]),
-    Case("a corrupt JPEG, with `on_bad_image=skip`", "isic train-image on_bad_image=skip", 0,
+    Case("a corrupt JPEG, with `data.on_bad_image=skip`",
+         "isic train-image data.on_bad_image=skip", 0,
          "skipping crop: {file}: crop '{isic_id}' is not a decodable JPEG",
          lambda e: (e.crops(e.data / "train-image.hdf5", "corrupt"),
-                    e.image("on_bad_image=skip"))[1]),
-    Case("a corrupt JPEG, crops streamed", "isic train-image data_mode=stream", 1,
+                    e.image("data.on_bad_image=skip"))[1]),
+    Case("a corrupt JPEG, crops streamed", "isic train-image data.data_mode=stream", 1,
          "{file}: crop '{isic_id}' is not a decodable JPEG",
          lambda e: (e.crops(e.data / "train-image.hdf5", "corrupt"),
-                    e.image("data_mode=stream"))[1]),
-    Case("a corrupt JPEG, streamed, with `on_bad_image=skip`",
-         "isic train-image data_mode=stream on_bad_image=skip", 0,
+                    e.image("data.data_mode=stream"))[1]),
+    Case("a corrupt JPEG, streamed, with `data.on_bad_image=skip`",
+         "isic train-image data.data_mode=stream data.on_bad_image=skip", 0,
          "skipping crop: {file}: crop '{isic_id}' is not a decodable JPEG",
          lambda e: (e.crops(e.data / "train-image.hdf5", "corrupt"),
-                    e.image("data_mode=stream", "on_bad_image=skip"))[1]),
+                    e.image("data.data_mode=stream", "data.on_bad_image=skip"))[1]),
     Case("an `isic_id` missing from `train-image.hdf5`", "isic train-image", 1,
          "{file}: 1 train row(s) have no crop, e.g. '{isic_id}'",
          lambda e: (e.crops(e.data / "train-image.hdf5", "missing"), e.image())[1]),
@@ -260,10 +261,10 @@ def test_bad_input(case: Case, env: Env, capsys, caplog, monkeypatch):
     if rc:  # one line, no traceback, and the failed run wrote no output
         assert "Traceback" not in seen and not (env.tmp / "submission.csv").exists()
         assert not (env.tmp / "scores.csv").exists()
-    if "on_bad_image=skip" in case.command:  # the skipped crop is listed in the run's metrics
+    if "data.on_bad_image=skip" in case.command:  # the skipped crop is listed in the run's metrics
         metrics = json.loads((env.art / "runs" / "vision_check" / "metrics.json").read_text())
         assert metrics["bad_images"] == [env.sub["isic_id"]]
-        assert metrics["data_mode"] == ("stream" if "data_mode=stream" in case.command
+        assert metrics["data_mode"] == ("stream" if "data.data_mode=stream" in case.command
                                         else "memory")
 
 

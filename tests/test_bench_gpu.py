@@ -70,8 +70,8 @@ def test_real_dev_cv_uses_the_gpu_profile(bench: ModuleType, tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     out = bench.real_dev_cv(bench.REPO.parent / "shared" / "real-dev" / "images")
     cfg = seen["cfg"]
-    assert (cfg.model_name, cfg.image_size, cfg.batch_size, cfg.steps) == ("resnet50", 128, 128,
-                                                                           600)
+    assert (cfg.model.name, cfg.model.image_size, cfg.data.batch_size, cfg.optim.steps) == (
+        "resnet50", 128, 128, 600)
     assert not cfg.resume and not Path(cfg.images_path).is_absolute()
     assert out["trained_crops"] == 5 * 600 * 128 and out["oof_pauc"] == 0.1
 

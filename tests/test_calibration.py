@@ -254,3 +254,28 @@ def test_prior_weight_of_lightgbm_is_unbalance_counts_the_kept_negatives():
     assert _weight({"scale_pos_weight": 2.5}, 10, 5000, 10.0) == 2.5
     with pytest.raises(DataError, match="auto_class_weights"):
         _weight({"auto_class_weights": "Balanced"}, 10, 5000, 0.0)
+
+
+def test_image_run_prior_reads_grouped_and_flat_configs(tmp_path: Path):
+    """A CNN's prior comes from data.neg_ratio and optim.pos_weight; a run saved before the
+    image config's keys were grouped (flat neg_ratio, pos_weight) gives the same prior."""
+    import yaml
+
+    from isicstack.config import save_config
+    from isicstack.config_keys import flatten, with_keys
+    from isicstack.pipelines.calibrate import training_prior
+    from isicstack.vision.config import ImageConfig
+
+    cfg = with_keys(ImageConfig(), {"data.neg_ratio": 4.0, "optim.pos_weight": 2.0})
+    y = np.array([1] * 10 + [0] * 990)
+    save_config(cfg, tmp_path / "runs" / "vision_new" / "config.yaml")
+    back = {new: old for old, new in ImageConfig.MOVED_KEYS.items()}
+    old = {back.get(k, k): v for k, v in flatten(yaml.safe_load(
+        (tmp_path / "runs" / "vision_new" / "config.yaml").read_text())).items()}
+    (tmp_path / "runs" / "vision_old").mkdir()
+    (tmp_path / "runs" / "vision_old" / "config.yaml").write_text(yaml.safe_dump(old))
+    new_prior = training_prior(tmp_path, "vision_new", y)
+    assert new_prior == training_prior(tmp_path, "vision_old", y)
+    assert (new_prior["neg_ratio"], new_prior["pos_weight"]) == (4.0, 2.0)
+    assert new_prior["shift"] == pytest.approx(prior_shift(10, 990, 4.0, 2.0))
+    assert new_prior["why"].startswith("CNN: 4 negatives")

@@ -95,8 +95,8 @@ def test_overrides_reach_the_right_runs(tmp_path: Path):
     assert "seed=3" not in calls["train-tabular"].overrides
     assert calls["train-image"].overrides[-1] == "seed=3"
     smoke = plan(chain, "train-image", "smoke", str(tmp_path), COMMON, {}, [])
-    assert "steps=60" in calls["train-image"].overrides
-    assert not any(a.startswith("steps=") for a in smoke[-1].overrides)
+    assert "optim.steps=60" in calls["train-image"].overrides
+    assert not any(a.startswith("optim.steps=") for a in smoke[-1].overrides)
     with pytest.raises(ConfigError, match="every run"):
         plan(chain, "all", "default", str(tmp_path), COMMON, {}, ["seed=3"])
     with pytest.raises(ConfigError, match="not in the chain"):

@@ -157,7 +157,7 @@ def test_help_imports_no_stage_and_writes_nothing(tmp_path: Path):
                          text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     assert "HEAVY []" in res.stdout
-    assert "  steps (int, 240): optimizer steps per fold" in res.stdout  # the shipped base
+    assert "  optim.steps (int, 240): optimizer steps per fold" in res.stdout  # the shipped base
     assert list(tmp_path.iterdir()) == []
 
 
@@ -166,7 +166,7 @@ def test_help_shows_the_profile_defaults(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["train-image", "--profile", "smoke", "--help"])
     out = capsys.readouterr().out
-    assert "profile 'smoke'" in out and "\n  steps (int, 4): " in out
+    assert "profile 'smoke'" in out and "\n  optim.steps (int, 4): " in out
     with pytest.raises(SystemExit) as done:  # an unknown profile: still the keys, and why
         main(["folds", "--help", "--profile=huge"])
     out = capsys.readouterr().out

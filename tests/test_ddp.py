@@ -2,11 +2,12 @@
 multi-GPU, tested in CI.
 
 Lightning's ``ddp`` strategy starts the other ranks by running ``sys.argv`` again: under pytest
-that would start pytest twice, so the end-to-end test runs ``isic train-image ... devices=2
-strategy=ddp`` as a subprocess, the way a user starts it (``ddp_spawn`` would pickle the
-Trainer and DataModule into fresh interpreters per ``fit`` and per ``predict``, and return no
-predictions from the other ranks). The units check what DDP relies on: the sampler's sharding,
-the evaluation samplers' padding and the gathering that drops it.
+that would start pytest twice, so the end-to-end test runs ``isic train-image ...
+runtime.devices=2 runtime.strategy=ddp`` as a subprocess, the way a user starts it
+(``ddp_spawn`` would pickle the Trainer and DataModule into fresh interpreters per ``fit`` and
+per ``predict``, and return no predictions from the other ranks). The units check what DDP
+relies on: the sampler's sharding, the evaluation samplers' padding and the gathering that
+drops it.
 """
 
 from __future__ import annotations
@@ -130,8 +131,9 @@ def test_train_image_ddp_two_cpu_processes(mini_isic: Path, mini_artifacts: Path
     write_parquet(test.select("isic_id").with_columns(
         pred=pl.Series(rng.uniform(0.01, 0.99, test.height))), layout.test_pred_path(art, "lgbm"))
     cmd = [sys.executable, "-m", "isicstack.pipelines.cli", "train-image", "--profile", "smoke",
-           f"data_dir={data}", f"artifacts={art}", "name=ddp", "devices=2", "strategy=ddp",
-           "accelerator=cpu", "cpu_threads=1", "val_every=2"]
+           f"data_dir={data}", f"artifacts={art}", "name=ddp", "runtime.devices=2",
+           "runtime.strategy=ddp", "runtime.accelerator=cpu", "runtime.cpu_threads=1",
+           "optim.val_every=2"]
     env = {**os.environ, "ISIC_TRACKING": "none", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)

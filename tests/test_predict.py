@@ -69,8 +69,8 @@ def trained(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Temp
     train_tabular(TabularConfig(data_dir=str(mini_isic), artifacts=str(art), models=models,
                                 bags=2, neg_ratio=10.0, threads=1))
     train_image(load_config(ImageConfig, "image", "smoke", [
-        f"data_dir={mini_isic}", f"artifacts={art}", "accelerator=cpu", "folds=[0, 2]",
-        "cpu_threads=1"]))  # 1 thread: OpenMP threads crawl on a shared 2-core box
+        f"data_dir={mini_isic}", f"artifacts={art}", "runtime.accelerator=cpu", "folds=[0, 2]",
+        "runtime.cpu_threads=1"]))  # 1 thread: OpenMP threads crawl on a shared 2-core box
     stack_dir = art / "runs" / "stack"
     stack_dir.mkdir(parents=True)
     (stack_dir / "stacker.json").write_text(json.dumps(_fit_stack(art).to_dict()))

@@ -118,7 +118,7 @@ def test_stack_after_clone_runs_what_it_needs(tmp_path: Path):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on PATH")
-@pytest.mark.parametrize(("profile", "steps"), [("default", ["steps=60"]), ("smoke", [])])
+@pytest.mark.parametrize(("profile", "steps"), [("default", ["optim.steps=60"]), ("smoke", [])])
 def test_fused_run_starts_from_the_image_only_models(tmp_path: Path, profile: str,
                                                      steps: list[str]):
     """`make train-image` on a fresh folder trains the image-only run first and starts the fused
@@ -129,7 +129,7 @@ def test_fused_run_starts_from_the_image_only_models(tmp_path: Path, profile: st
     runs = [r for r in _isic_lines(out.stdout) if r[0] == "train-image"]
     assert len(runs) == 2 and "name=imgonly" in runs[0] and "name=fused" in runs[1]
     assert "init_from=vision_imgonly" in runs[1]
-    assert [a for a in runs[1] if a.startswith("steps=")] == steps
+    assert [a for a in runs[1] if a.startswith(("steps=", "optim.steps="))] == steps
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on PATH")

@@ -76,7 +76,9 @@ def test_one_run_per_stage_run_with_its_scores(tracked: Path, monkeypatch):
         folds = client.get_metric_history(run.info.run_id, "fold_pauc")
         assert sorted(m.step for m in folds) == [0, 1, 2]
     image = runs_["vision_imgonly"]
-    assert image.data.params["steps"] == "4" and image.data.params["model_name"] == "test_resnet"
+    params = image.data.params  # the image config's dotted keys
+    assert params["optim.steps"] == "4" and params["model.name"] == "test_resnet"
+    assert "steps" not in params and "model" not in params
     assert image.data.tags["isic.profile"] == "smoke"
     loss = mlflow.tracking.MlflowClient().get_metric_history(image.info.run_id,
                                                              "fold0-train/loss")

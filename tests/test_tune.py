@@ -20,6 +20,7 @@ from isicstack.config import load_config, tuned_record
 from isicstack.data.provenance import fold_hash
 from isicstack.pipelines.tune import TuneConfig, pruning_reporter, run, split_params, suggest
 from isicstack.tabular.cv import TabularConfig
+from isicstack.vision.config import ImageConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["bags=1", "threads=1", "features.groups=[raw,lesion,categorical]"]
@@ -166,16 +167,18 @@ def test_two_workers_and_a_killed_one(url, mini_isic, mini_artifacts, space_file
 
 
 def test_image_sweep_reports_folds_and_exports(mini_isic, mini_artifacts, tmp_path):
-    """The image objective runs the real stage per trial, reports each fold, exports flat keys."""
+    """The image objective runs the real stage per trial, reports each fold, exports the dotted
+    keys nested (as configs/image.yaml has them), which the stage's next load merges."""
     art = tmp_path / "art"
     art.mkdir()
     shutil.copy(mini_artifacts / "folds.parquet", art / "folds.parquet")
     space = tmp_path / "image.yaml"
     space.write_text(yaml.safe_dump({"default": {
-        "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
-        "neg_ratio": {"type": "float", "low": 1.0, "high": 4.0}}}))
-    small = ["model_name=test_resnet", "image_size=32", "batch_size=16", "steps=2",
-             "num_workers=0", "fusion=false", "accelerator=cpu", "cpu_threads=1"]
+        "optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+        "data.neg_ratio": {"type": "float", "low": 1.0, "high": 4.0}}}))
+    small = ["model.name=test_resnet", "model.image_size=32", "data.batch_size=16",
+             "optim.steps=2", "data.num_workers=0", "fusion=false", "runtime.accelerator=cpu",
+             "runtime.cpu_threads=1"]
     cfg = TuneConfig(stage="image", data_dir=str(mini_isic), artifacts=str(art), profile="smoke",
                      trials=2, storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="img",
                      space_file=str(space), tuned_dir=str(tmp_path / "tuned"),
@@ -185,12 +188,43 @@ def test_image_sweep_reports_folds_and_exports(mini_isic, mini_artifacts, tmp_pa
     assert sorted(study.trials[0].intermediate_values) == [0, 1, 2]  # one report per fold
     assert all(0.0 <= t.value <= 0.2 for t in study.trials)
     tuned = yaml.safe_load((tmp_path / "tuned" / "image.yaml").read_text())
-    assert set(tuned) == {"lr", "neg_ratio", "tuned_by"}
+    assert set(tuned) == {"optim", "data", "tuned_by"}
+    best = study.best_params
+    assert tuned["optim"] == {"lr": best["optim.lr"]}
+    assert tuned["data"] == {"neg_ratio": best["data.neg_ratio"]}
+    cdir = tmp_path / "cfgs"  # the stage's next run merges it
+    (cdir / "tuned").mkdir(parents=True)
+    shutil.copy(REPO / "configs" / "image.yaml", cdir / "image.yaml")
+    shutil.copy(tmp_path / "tuned" / "image.yaml", cdir / "tuned" / "image.yaml")
+    merged = load_config(ImageConfig, "image", "smoke", config_dir=cdir)
+    assert merged.optim.lr == best["optim.lr"] and merged.data.neg_ratio == best["data.neg_ratio"]
     by = tuned["tuned_by"]  # what a run merging this file records (the report's † note)
     assert by["study"] == "img" and by["trial"] == study.best_trial.number
     assert by["finished_trials"] == 2 and by["fold_hash"] == fold_hash(pl.read_parquet(
         art / "folds.parquet"))
     assert not (art / "oof").exists() and not (art / "tune" / "image" / "trial0").exists()
+
+
+def test_image_space_and_trials_with_flat_keys_are_migrated(mini_isic, tmp_path, caplog):
+    """A search space (or a study's older trial) written with the flat keys of before the
+    groups: read as the dotted keys, one warning naming the file; the export is nested."""
+    from isicstack.pipelines.tune_stages import image_objective
+
+    space = tmp_path / "image.yaml"
+    space.write_text(yaml.safe_dump({"default": {
+        "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+        "data.neg_ratio": {"type": "float", "low": 1.0, "high": 4.0}}}))
+    cfg = TuneConfig(stage="image", data_dir=str(mini_isic), artifacts=str(tmp_path / "art"),
+                     profile="smoke", space_file=str(space))
+    with caplog.at_level("WARNING"):
+        _, extra = image_objective(cfg)
+    assert f"{space}: written with flat keys" in caplog.text and "optim.{lr}" in caplog.text
+    assert extra["defaults"] == {"optim.lr": 1e-3, "data.neg_ratio": 3.0}  # the smoke profile
+    assert extra["export"]({"lr": 0.01, "data.neg_ratio": 2.0}) == {
+        "optim": {"lr": 0.01}, "data": {"neg_ratio": 2.0}}
+    space.write_text(yaml.safe_dump({"default": {"optim.lrr": {"low": 0.1, "high": 1.0}}}))
+    with pytest.raises(ValueError, match=r"\['optim.lrr'\] are not ImageConfig keys"):
+        image_objective(cfg)
 
 
 def test_a_tuned_run_records_which_study_shaped_it(mini_isic, mini_artifacts, tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from vision_fixtures import copy_artifacts, crop, image_cfg, make_vision_data
 
 from isicstack.config import load_config
+from isicstack.config_keys import with_keys
 from isicstack.data.crops import BadImageError, CropStore
 from isicstack.data.io import DataError, write_parquet
 from isicstack.data.layout import folds_path, oof_path
@@ -114,11 +114,12 @@ def test_pretrained_unavailable_fails_fast(vision_data: dict[str, Path], tmp_pat
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hub_cache"))  # nothing cached
     t0 = time.perf_counter()
     with pytest.raises(FileNotFoundError, match="not in the local timm/Hugging Face cache"):
-        run(image_cfg(vision_data, tmp_path, model_name="resnet18", pretrained=True))
+        run(image_cfg(vision_data, tmp_path, {"model.name": "resnet18", "model.pretrained": True}))
     with pytest.raises(FileNotFoundError, match="no local weights"):
-        run(image_cfg(vision_data, tmp_path, pretrained=True, pretrained_path=str(tmp_path)))
+        run(image_cfg(vision_data, tmp_path, {"model.pretrained": True,
+                                              "model.pretrained_path": str(tmp_path)}))
     with pytest.raises(ValueError, match="not a timm model"):
-        run(image_cfg(vision_data, tmp_path, model_name="resnet_nope"))
+        run(image_cfg(vision_data, tmp_path, {"model.name": "resnet_nope"}))
     assert time.perf_counter() - t0 < 30  # at once: no hub retries (generous for a busy box)
 
 
@@ -215,8 +216,8 @@ def test_untrained_fusion_model_ranks_like_the_tabular_score(seed: int):
 
 @pytest.mark.parametrize("profile", ["default", "smoke", "full", "real_dev", "gpu"])
 def test_profiles_resolve(profile: str):
-    cfg = load_config(ImageConfig, "image", profile, ["steps=7"])
-    assert cfg.steps == 7 and cfg.model_name
+    cfg = load_config(ImageConfig, "image", profile, ["optim.steps=7"])
+    assert cfg.optim.steps == 7 and cfg.model.name
     assert (cfg.images_path != "") == (profile in ("real_dev", "gpu"))
 
 
@@ -243,15 +244,16 @@ def test_channels_last_resolution_and_memory_format(vision_data: dict[str, Path]
     of the trained backbone are channels_last; off, none are."""
     from isicstack.vision.train import resolve_runtime
 
-    cpu = image_cfg(vision_data, accelerator="cpu", precision="32-true")
+    cpu = image_cfg(vision_data, None, {"runtime.precision": "32-true"})
     assert resolve_runtime(cpu)["channels_last"] is False
-    assert resolve_runtime(replace(cpu, precision="bf16-mixed"))["channels_last"] is True
-    assert resolve_runtime(replace(cpu, channels_last=True))["channels_last"] is True
+    assert resolve_runtime(with_keys(cpu, {"runtime.precision": "bf16-mixed"}))["channels_last"]
+    assert resolve_runtime(with_keys(cpu, {"runtime.channels_last": True}))["channels_last"]
     art = copy_artifacts(vision_data, tmp_path)
     for on in (True, False):
         probe = _MemoryFormat()
-        run(replace(cpu, artifacts=str(art), fusion=False, folds=[0], steps=2,
-                    name=f"cl_{on}", channels_last=on), callbacks=[probe])
+        run(with_keys(cpu, {"artifacts": str(art), "fusion": False, "folds": [0],
+                            "optim.steps": 2, "name": f"cl_{on}",
+                            "runtime.channels_last": on}), callbacks=[probe])
         assert probe.weights and probe.inputs
         assert set(probe.weights) == {on} and set(probe.inputs) == {on}
 
@@ -265,14 +267,13 @@ def test_cpu_threads_follow_the_cores_this_process_may_use(vision_data: dict[str
     from isicstack.conditions import usable_cores
     from isicstack.vision.train import resolve_runtime
 
-    cpu = image_cfg(vision_data, accelerator="cpu", precision="32-true", cpu_threads=0,
-                    num_workers=0)
+    cpu = image_cfg(vision_data, None, {"runtime.precision": "32-true", "runtime.cpu_threads": 0})
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert usable_cores() == 1 and resolve_runtime(cpu)["cpu_threads"] == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert resolve_runtime(cpu)["cpu_threads"] == 4
-    assert resolve_runtime(replace(cpu, num_workers=1))["cpu_threads"] == 3
+    assert resolve_runtime(with_keys(cpu, {"data.num_workers": 1}))["cpu_threads"] == 3
 
 
 @pytest.mark.gpu
@@ -283,7 +284,7 @@ def test_gpu_bf16_channels_last(vision_data: dict[str, Path], tmp_path: Path):
     from isicstack.vision.train import resolve_runtime
 
     art = copy_artifacts(vision_data, tmp_path)
-    cfg = image_cfg(vision_data, art, accelerator="auto", folds=[0])
+    cfg = image_cfg(vision_data, art, {"runtime.accelerator": "auto"}, folds=[0])
     rt = resolve_runtime(cfg)
     assert rt["on_gpu"] and rt["channels_last"] and rt["precision"] in ("bf16-mixed", "16-mixed")
     probe = _MemoryFormat()

@@ -14,8 +14,10 @@ import polars as pl
 import pytest
 import pytorch_lightning as lightning
 import torch
+import yaml
 from vision_fixtures import N_TEST, N_TRAIN, copy_artifacts, image_cfg, make_vision_data
 
+from isicstack.config_keys import flatten, with_keys
 from isicstack.data import layout
 from isicstack.data.crops import BadImageError, encode_jpeg, write_crops
 from isicstack.data.folds import make_folds
@@ -52,7 +54,8 @@ def _check_outputs(art: Path, name: str, folds: pl.DataFrame, test: bool) -> dic
 
 def test_run_fusion_end_to_end(vision_data: dict[str, Path]):
     art = vision_data["artifacts"]
-    out = run(image_cfg(vision_data, tta_flip=True, val_every=2, steps=4))
+    out = run(image_cfg(vision_data, None, {"data.tta_flip": True, "optim.val_every": 2,
+                                            "optim.steps": 4}))
     folds = pl.read_parquet(folds_path(art))
     m = _check_outputs(art, "vision_test_resnet", folds, test=True)
     assert out["fusion"] is True and set(m["folds"]) == {"0", "1", "2"}
@@ -81,7 +84,8 @@ def test_run_fusion_end_to_end(vision_data: dict[str, Path]):
 
 def test_run_image_only_fusion_off(vision_data: dict[str, Path], tmp_path: Path):
     art = copy_artifacts(vision_data, tmp_path / "art")
-    run(image_cfg(vision_data, art, fusion=False, folds=[1], name="nofuse", data_mode="stream"))
+    run(image_cfg(vision_data, art, {"data.data_mode": "stream"}, fusion=False, folds=[1],
+                  name="nofuse"))
     _check_outputs(art, "vision_nofuse", pl.read_parquet(folds_path(art)), test=True)
     assert not oof_path(art, "vision_nofuse_image_part").exists()  # fused runs only
     # image-only mode: HDF5 + labels CSV, own patient-grouped folds, no test predictions
@@ -109,7 +113,7 @@ class _StopAtPass1(lightning.Callback):
 
 def test_interrupted_run_resumes_from_last_ckpt(vision_data: dict[str, Path], tmp_path: Path):
     art = copy_artifacts(vision_data, tmp_path / "art")
-    cfg = image_cfg(vision_data, art, fusion=False, folds=[2], steps=6, name="res")
+    cfg = image_cfg(vision_data, art, {"optim.steps": 6}, fusion=False, folds=[2], name="res")
     with pytest.raises(_InterruptError):
         run(cfg, callbacks=[_StopAtPass1()])
     last = art / "runs" / "vision_res" / "fold2" / "last.ckpt"
@@ -132,7 +136,7 @@ def test_run_killed_while_scoring_resumes_by_scoring(vision_data: dict[str, Path
     """Training ended (last.ckpt holds the final weights only) but the fold was not scored:
     the rerun scores it with those weights instead of failing to restore an optimizer."""
     art = copy_artifacts(vision_data, tmp_path / "art")
-    cfg = image_cfg(vision_data, art, fusion=False, folds=[2], steps=6, name="kill")
+    cfg = image_cfg(vision_data, art, {"optim.steps": 6}, fusion=False, folds=[2], name="kill")
     with pytest.raises(_InterruptError):
         run(cfg, callbacks=[_StopWhenScoring()])
     fold_dir = art / "runs" / "vision_kill" / "fold2"
@@ -146,6 +150,33 @@ def test_run_killed_while_scoring_resumes_by_scoring(vision_data: dict[str, Path
     assert np.allclose(pl.read_parquet(art / "oof" / "vision_kill.parquet")["pred"],
                        pl.read_parquet(art / "oof" / "vision_kill_ref.parquet")["pred"])
     assert fresh["folds"]["2"]["steps"] == 6
+
+
+def flat_config(path: Path) -> None:
+    """Rewrite a saved image config.yaml with the flat keys of before the groups."""
+    from isicstack.vision.config import ImageConfig
+
+    back = {new: old for old, new in ImageConfig.MOVED_KEYS.items()}
+    doc = flatten(yaml.safe_load(path.read_text()))
+    path.write_text(yaml.safe_dump({back.get(k, k): v for k, v in doc.items()}))
+
+
+def test_unchanged_run_saved_with_flat_keys_resumes(vision_data: dict[str, Path], tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture):
+    """A run whose config.yaml was written before the keys were grouped is the same config:
+    its finished fold is reused (migrated before the resume check), not retrained."""
+    art = copy_artifacts(vision_data, tmp_path / "art")
+    cfg = image_cfg(vision_data, art, {"optim.steps": 2}, fusion=False, folds=[0], name="old")
+    first = run(cfg)
+    saved = art / "runs" / "vision_old" / "config.yaml"
+    flat_config(saved)
+    assert "model_name" in yaml.safe_load(saved.read_text())
+    with caplog.at_level(logging.INFO):
+        again = run(cfg)
+    assert "starting fresh" not in caplog.text and "reusing its predictions" in caplog.text
+    assert f"{saved}: written with flat keys" in caplog.text
+    assert again["folds"]["0"] == first["folds"]["0"]
+    assert yaml.safe_load(saved.read_text())["model"]["name"] == "test_resnet"  # rewritten
 
 
 def test_changed_input_is_not_resumed(vision_data: dict[str, Path], tmp_path: Path,
@@ -165,8 +196,9 @@ def test_changed_input_is_not_resumed(vision_data: dict[str, Path], tmp_path: Pa
 
 def test_init_from_needs_the_same_folds(vision_data: dict[str, Path], tmp_path: Path):
     art = copy_artifacts(vision_data, tmp_path / "art")
-    run(image_cfg(vision_data, art, fusion=False, name="imgonly", steps=3))
-    fused = run(image_cfg(vision_data, art, name="fused", init_from="vision_imgonly", steps=2))
+    run(image_cfg(vision_data, art, {"optim.steps": 3}, fusion=False, name="imgonly"))
+    fused = run(image_cfg(vision_data, art, {"optim.steps": 2}, name="fused",
+                          init_from="vision_imgonly"))
     assert fused["init_from"] == "vision_imgonly" and fused["oof"]["n"] == N_TRAIN
     folds = pl.read_parquet(folds_path(art))
     other = make_folds(folds.select("isic_id", "patient_id", "target"), 3, 99)
@@ -175,14 +207,15 @@ def test_init_from_needs_the_same_folds(vision_data: dict[str, Path], tmp_path: 
         other.select("isic_id", "fold"), on="isic_id")
     write_parquet(tab, oof_path(art, "lgbm"))  # the tabular scores follow the new folds
     with pytest.raises(DataError, match="init_from run was trained on other folds"):
-        run(image_cfg(vision_data, art, name="fused", init_from="vision_imgonly", steps=2))
+        run(image_cfg(vision_data, art, {"optim.steps": 2}, name="fused",
+                      init_from="vision_imgonly"))
     with pytest.raises(ValueError, match="init_from"):
         run(image_cfg(vision_data, art, fusion=False, init_from="vision_imgonly"))
 
 
 def test_predict_images_hdf5_and_jpeg_folder(vision_data: dict[str, Path], tmp_path: Path):
     art = copy_artifacts(vision_data, tmp_path / "art")
-    trained = run(image_cfg(vision_data, art, fusion=False, name="imgonly", steps=3))
+    trained = run(image_cfg(vision_data, art, {"optim.steps": 3}, fusion=False, name="imgonly"))
     h5 = vision_data["data"] / "test-image.hdf5"
     out = predict_images(PredictImagesConfig(artifacts=str(art), images=str(h5),
                                              out=str(tmp_path / "h5.csv"), chunk_rows=4,
@@ -211,7 +244,7 @@ def test_predict_images_hdf5_and_jpeg_folder(vision_data: dict[str, Path], tmp_p
         predict_images(PredictImagesConfig(artifacts=str(art), images=str(folder),
                                            out=str(bad_out), cpu_threads=1, accelerator="cpu"))
     assert not bad_out.exists()
-    run(image_cfg(vision_data, art, name="fusedrun", steps=2, folds=[0]))
+    run(image_cfg(vision_data, art, {"optim.steps": 2}, name="fusedrun", folds=[0]))
     with pytest.raises(ValueError, match="fused run"):
         predict_images(PredictImagesConfig(artifacts=str(art), images=str(h5), cpu_threads=1,
                                            name="vision_fusedrun", accelerator="cpu"))
@@ -244,13 +277,13 @@ def test_corrupt_training_crop_named_or_skipped(vision_data: dict[str, Path], tm
     fold = int(folds.filter(pl.col("isic_id") == victim)["fold"][0])
     train_on = (fold + 1) % 3  # a fold whose training rows include the victim
     others = set(folds.filter(pl.col("fold") != train_on)["isic_id"].to_list())
-    cfg = image_cfg(vision_data, art, data_dir=str(data), fusion=False, folds=[train_on, fold],
-                    predict_test=False, data_mode=mode, num_workers=workers)
+    cfg = image_cfg(vision_data, art, {"data.data_mode": mode, "data.num_workers": workers},
+                    data_dir=str(data), fusion=False, folds=[train_on, fold], predict_test=False)
     with pytest.raises(BadImageError, match=f"train-image.hdf5.*{victim}"):
         run(cfg)
     assert not list((art / "runs" / "vision_test_resnet").glob("fold*/fold.json"))
     seen = _TrainIds()
-    out = run(replace(cfg, on_bad_image="skip"), callbacks=[seen])
+    out = run(with_keys(cfg, {"data.on_bad_image": "skip"}), callbacks=[seen])
     assert out["bad_images"] == [victim] and out["data_mode"] == mode
     assert len(seen.ids) == 2 and set(seen.ids[0]) == others - {victim}  # left out
     oof = pl.read_parquet(oof_path(art, "vision_test_resnet"))
@@ -264,7 +297,8 @@ def test_cli_train_image_smoke(vision_data: dict[str, Path], tmp_path: Path):
 
     art = copy_artifacts(vision_data, tmp_path)
     rc = main(["train-image", "--profile", "smoke", f"data_dir={vision_data['data']}",
-               f"artifacts={art}", "folds=[0]", "accelerator=cpu", "cpu_threads=1"])
+               f"artifacts={art}", "folds=[0]", "runtime.accelerator=cpu",
+               "runtime.cpu_threads=1"])
     assert rc == 0 and oof_path(art, "vision_test_resnet").is_file()
 
 
@@ -293,8 +327,9 @@ def test_tiny_model_learns_planted_colour_signal(tmp_path: Path):
     ids = [f"ISIC_{i:07d}" for i in range(len(y))]
     write_crops(tmp_path / "train-image.hdf5", list(zip(ids, crops, strict=True)))
     pl.DataFrame({"isic_id": ids, "target": y}).write_csv(tmp_path / "labels.csv")
-    cfg = image_cfg({"data": tmp_path}, tmp_path / "art", fusion=False, name="learn", steps=60,
-                    lr=3e-3, batch_size=32, neg_ratio=4, n_folds=3,
+    cfg = image_cfg({"data": tmp_path}, tmp_path / "art",
+                    {"optim.steps": 60, "optim.lr": 3e-3, "data.batch_size": 32,
+                     "data.neg_ratio": 4}, fusion=False, name="learn", n_folds=3,
                     images_path=str(tmp_path / "train-image.hdf5"),
                     labels_path=str(tmp_path / "labels.csv"))
     out = run(cfg)
@@ -305,9 +340,11 @@ def test_ema_weights_are_the_ones_scored_and_saved(vision_data: dict[str, Path],
     """ema_decay > 0: the fold is scored with the EMA weights, and last.ckpt holds those same
     weights (so predict-images reproduces the run's test predictions)."""
     art = copy_artifacts(vision_data, tmp_path / "art")
-    plain = run(image_cfg(vision_data, art, fusion=False, name="plain", steps=6, folds=[0]))
-    ema = run(image_cfg(vision_data, art, fusion=False, name="ema", steps=6, folds=[0],
-                        ema_decay=0.5, ema_start=0.0))
+    plain = run(image_cfg(vision_data, art, {"optim.steps": 6}, fusion=False, name="plain",
+                          folds=[0]))
+    ema = run(image_cfg(vision_data, art, {"optim.steps": 6, "optim.ema_decay": 0.5,
+                                           "optim.ema_start": 0.0},
+                        fusion=False, name="ema", folds=[0]))
     a, b = (pl.read_parquet(r["test_path"])["pred"].to_numpy() for r in (plain, ema))
     assert not np.allclose(a, b)  # same seed and batches: only the averaging differs
     ckpt = torch.load(art / "runs" / "vision_ema" / "fold0" / "last.ckpt", map_location="cpu",
@@ -320,4 +357,4 @@ def test_ema_weights_are_the_ones_scored_and_saved(vision_data: dict[str, Path],
     same = pl.read_parquet(ema["test_path"]).join(pl.read_csv(got["out"]), on="isic_id")
     np.testing.assert_allclose(same["pred"], same["pred_right"], atol=1e-6)
     with pytest.raises(ValueError, match="ema_decay"):
-        run(image_cfg(vision_data, art, fusion=False, name="bad", ema_decay=1.0))
+        run(image_cfg(vision_data, art, {"optim.ema_decay": 1.0}, fusion=False, name="bad"))

@@ -6,12 +6,12 @@ Each image test module wraps :func:`make_vision_data` in a module-scoped fixture
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from isicstack.config_keys import with_keys
 from isicstack.data import layout
 from isicstack.data.crops import encode_jpeg, write_crops
 from isicstack.data.folds import make_folds
@@ -62,11 +62,16 @@ def make_vision_data(root: Path) -> dict[str, Path]:
     return {"data": data, "artifacts": art, "labels": root / "labels.csv", "root": root}
 
 
-def image_cfg(d: dict[str, Path], artifacts: Path | None = None, **kw: object) -> ImageConfig:
+def image_cfg(d: dict[str, Path], artifacts: Path | None = None,
+              keys: dict[str, object] | None = None, **top: object) -> ImageConfig:
+    """A tiny CPU config; ``keys``: dotted keys (``{"optim.steps": 6}``), ``top``: top-level
+    keys (``fusion=False``)."""
     base = ImageConfig(data_dir=str(d["data"]), artifacts=str(artifacts or d["artifacts"]),
-                       model_name="test_resnet", image_size=SIZE, batch_size=8, steps=3,
-                       neg_ratio=2, num_workers=0, accelerator="cpu", seed=3, cpu_threads=1)
-    return replace(base, **kw)
+                       seed=3)
+    return with_keys(base, {"model.name": "test_resnet", "model.image_size": SIZE,
+                            "data.batch_size": 8, "optim.steps": 3, "data.neg_ratio": 2,
+                            "data.num_workers": 0, "runtime.accelerator": "cpu",
+                            "runtime.cpu_threads": 1, **(keys or {}), **top})
 
 
 def copy_artifacts(d: dict[str, Path], dst: Path) -> Path:

@@ -3,5 +3,6 @@
 Modules: ``data`` (image sources, v2 transforms, dataset, per-fold DataModule), ``cache``
 (decode-once crops at input size), ``sampler`` (per-epoch negative undersampling), ``model``
 (LightningModule, timm pretrained loading), ``inputs`` (fold/test/fusion tables), ``fold`` (one
-fold: fit by a step budget, resume, predict), ``train`` (``ImageConfig`` and ``run``).
+fold: fit by a step budget, resume, predict), ``config`` (``ImageConfig`` and its groups
+``model``, ``optim``, ``data``, ``runtime``; no torch import), ``train`` (``run``).
 """

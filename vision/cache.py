@@ -6,11 +6,11 @@ each crop once into a uint8 (N, S, S, 3) array saved as ``.npy`` under ``artifac
 memory-mapped afterwards, so folds, runs and DataLoader workers share one copy. Its file name
 is a hash of what it was made from (crop file content, ids, size, colour constancy), so a
 changed input never reuses a stale cache. A crop that cannot be decoded stops the build with its
-``isic_id`` and file, or with ``on_bad_image: skip`` is listed and left out.
+``isic_id`` and file, or with ``data.on_bad_image: skip`` is listed and left out.
 
-Streamed crops (``data_mode: stream``) are not cached, but :func:`check_crops` decodes each once
-(in the loader workers) so that a bad crop is found before training, not mid-fold: named, or
-listed and left out of the training rows. Its verdict is kept under the same content key.
+Streamed crops (``data.data_mode: stream``) are not cached, but :func:`check_crops` decodes each
+once (in the loader workers) so that a bad crop is found before training, not mid-fold: named,
+or listed and left out of the training rows. Its verdict is kept under the same content key.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ class FolderSource:
 
 class BlankForBad:
     """``source`` with its known-bad crops read as blank (black) ``size`` px crops: streamed
-    ``on_bad_image: skip`` scores them as the memory cache does its zeroed rows."""
+    ``data.on_bad_image: skip`` scores them as the memory cache does its zeroed rows."""
 
     def __init__(self, source: ImageSource, bad_ids: Sequence[str], size: int) -> None:
         self.source, self.bad, self.size = source, frozenset(bad_ids), size

@@ -33,8 +33,8 @@ from isicstack.vision.mlflow_log import fold_loggers
 from isicstack.vision.model import ImageClassifier, build_model
 
 if TYPE_CHECKING:
+    from isicstack.vision.config import ImageConfig
     from isicstack.vision.setup import Sources
-    from isicstack.vision.train import ImageConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,27 +92,28 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
                 "test": pl.read_parquet(fdir / "test.parquet") if info["has_test"] else None}
     t0 = time.perf_counter()
     lightning.seed_everything(cfg.seed + fold, workers=True, verbose=False)
-    table = inputs.table
+    table, dc, opt, rc = inputs.table, cfg.data, cfg.optim, cfg.runtime
+    size = cfg.model.image_size
     dm = FoldDataModule(sources.train, table["isic_id"].to_list(), table["target"].to_numpy(),
-                        table["fold"].to_numpy(), fold, cfg.image_size, cfg.batch_size,
-                        cfg.num_workers, cfg.neg_ratio, cfg.seed + fold, cfg.augment,
-                        inputs.tab(), cfg.val_neg_ratio,
+                        table["fold"].to_numpy(), fold, size, dc.batch_size,
+                        dc.num_workers, dc.neg_ratio, cfg.seed + fold, dc.augment,
+                        inputs.tab(), dc.val_neg_ratio,
                         trainable=~table["isic_id"].is_in(sources.bad_ids).to_numpy())
     model = _model(cfg, len(inputs.tab_cols), rt, fold)
     rank = global_rank()
     if rank:  # other augmentation draws than rank 0's (loader workers are seeded by rank)
         torch.manual_seed(cfg.seed + fold + 7919 * rank)
     ckpt = ModelCheckpoint(dirpath=fdir, save_last=True, save_top_k=0,
-                           every_n_train_steps=max(1, min(cfg.steps // 4, 500)),
+                           every_n_train_steps=max(1, min(opt.steps // 4, 500)),
                            enable_version_counter=False)
-    flog = _FoldLog(fold, cfg.steps)
-    averaging = [] if cfg.ema_decay <= 0 else [EMAWeightAveraging(
-        decay=cfg.ema_decay, update_starting_at_step=int(cfg.ema_start * cfg.steps))]
-    val = {"val_check_interval": cfg.val_every, "check_val_every_n_epoch": None} \
-        if cfg.val_every > 0 else {"limit_val_batches": 0}
+    flog = _FoldLog(fold, opt.steps)
+    averaging = [] if opt.ema_decay <= 0 else [EMAWeightAveraging(
+        decay=opt.ema_decay, update_starting_at_step=int(opt.ema_start * opt.steps))]
+    val = {"val_check_interval": opt.val_every, "check_val_every_n_epoch": None} \
+        if opt.val_every > 0 else {"limit_val_batches": 0}
     trainer = lightning.Trainer(
-        max_steps=cfg.steps, max_epochs=-1, accelerator=cfg.accelerator, devices=cfg.devices,
-        strategy=cfg.strategy, precision=rt["precision"],
+        max_steps=opt.steps, max_epochs=-1, accelerator=rc.accelerator, devices=rc.devices,
+        strategy=rc.strategy, precision=rt["precision"],
         callbacks=[ckpt, flog, *averaging, *(callbacks or [])],
         logger=[CSVLogger(fdir, name="logs"),
                 *(fold_loggers(cfg.artifacts, rdir, fold) if rank == 0 else [])],
@@ -142,9 +143,8 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
         test_df = None
         if inputs.test is not None and sources.test is not None and inputs.test.height:
             ds = CropDataset(sources.test, inputs.test["isic_id"].to_list(),
-                             eval_transform(cfg.image_size), tab=inputs.tab(inputs.test))
-            loader = make_loader(ds, 2 * cfg.batch_size, cfg.num_workers,
-                                 eval_sampler(ds, trainer))
+                             eval_transform(size), tab=inputs.tab(inputs.test))
+            loader = make_loader(ds, 2 * dc.batch_size, dc.num_workers, eval_sampler(ds, trainer))
             test_df = pl.DataFrame({"isic_id": ds.ids,
                                     **predict_rows(trainer, model, loader, len(ds))})
     t_end = time.perf_counter()
@@ -154,7 +154,7 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
     metrics = {
         "fold": fold, **fold_scores(y, oof_out["pred"]), "n_valid": int(n_valid),
         "n_pos": int(y.sum()),
-        "resumed_from_step": (flog.start_step if flog.start_step is not None else cfg.steps)
+        "resumed_from_step": (flog.start_step if flog.start_step is not None else opt.steps)
         if resumed else None,
         "steps": int(trainer.global_step if trained is None else trained),
         "seconds": round(time.perf_counter() - t0, 1),

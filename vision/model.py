@@ -1,9 +1,10 @@
 """The image model: any timm backbone, optionally fused with tabular OOF score features.
 
-Pretrained weights resolve the way timm users expect: ``pretrained: true`` goes through timm's
-own mechanism (the Hugging Face hub or its local cache), ``pretrained_path`` names an offline
-file or folder (passed to timm as ``pretrained_cfg_overlay={"file": ...}``). Offline with the
-weights not cached, it fails at once with a message saying so, instead of timm's hub retries.
+Pretrained weights resolve the way timm users expect: ``model.pretrained: true`` goes through
+timm's own mechanism (the Hugging Face hub or its local cache), ``model.pretrained_path`` names
+an offline file or folder (passed to timm as ``pretrained_cfg_overlay={"file": ...}``). Offline
+with the weights not cached, it fails at once with a message saying so, instead of timm's hub
+retries.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from torch import nn
 
 from isicstack.data.metric import fold_scores
 
-if TYPE_CHECKING:  # the config lives with the stage's entry point, which imports this module
-    from isicstack.vision.train import ImageConfig
+if TYPE_CHECKING:
+    from isicstack.vision.config import ImageConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ def find_pretrained(model_name: str, pretrained_path: str) -> Path:
             looked += cands
     shown = ", ".join(str(p) for p in looked[:6]) + (" ..." if len(looked) > 6 else "")
     raise FileNotFoundError(
-        f"pretrained=true for {model_name!r} but no local weights found (looked at {shown}); "
-        "put a timm state dict there, or clear pretrained_path to use timm's hub/cache")
+        f"model.pretrained=true for {model_name!r} but no local weights found (looked at {shown}); "
+        "put a timm state dict there, or clear model.pretrained_path to use timm's hub/cache")
 
 
 def hub_offline() -> bool:
@@ -94,10 +95,10 @@ def pretrained_overlay(model_name: str, pretrained_path: str) -> dict[str, Any] 
         return {"file": str(find_pretrained(model_name, pretrained_path))}
     if not hub_cached(model_name) and (hub_offline() or not hub_reachable()):
         raise FileNotFoundError(
-            f"pretrained=true for {model_name!r}: its weights are not in the local timm/Hugging "
-            "Face cache and the hub is offline or unreachable. Download them once on a "
-            "machine with a network, or set pretrained_path to a weight file or folder, or "
-            "set pretrained=false")
+            f"model.pretrained=true for {model_name!r}: its weights are not in the local "
+            "timm/Hugging Face cache and the hub is offline or unreachable. Download them once "
+            "on a machine with a network, or set model.pretrained_path to a weight file or "
+            "folder, or set model.pretrained=false")
     return None
 
 
@@ -304,10 +305,11 @@ def build_model(cfg: ImageConfig, n_tab: int, channels_last: bool,
     """The image stage's network from its config, for every caller: training (with the
     config's pretrained weights) and prediction, Grad-CAM and the app (``pretrained=False``:
     the weights come from a fold's checkpoint), so a new option is added once."""
+    mc, opt = cfg.model, cfg.optim
     return ImageClassifier(
-        cfg.model_name, n_tab=n_tab, lr=cfg.lr, weight_decay=cfg.weight_decay,
-        backbone_lr_mult=cfg.backbone_lr_mult, pos_weight=cfg.pos_weight,
-        warmup_frac=cfg.warmup_frac, schedule=cfg.schedule,
-        pretrained=cfg.pretrained and pretrained,
-        pretrained_path=cfg.pretrained_path if pretrained else "", drop_rate=cfg.drop_rate,
-        channels_last=channels_last, tta_flip=cfg.tta_flip)
+        mc.name, n_tab=n_tab, lr=opt.lr, weight_decay=opt.weight_decay,
+        backbone_lr_mult=opt.backbone_lr_mult, pos_weight=opt.pos_weight,
+        warmup_frac=opt.warmup_frac, schedule=opt.schedule,
+        pretrained=mc.pretrained and pretrained,
+        pretrained_path=mc.pretrained_path if pretrained else "", drop_rate=mc.drop_rate,
+        channels_last=channels_last, tta_flip=cfg.data.tta_flip)

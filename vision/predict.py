@@ -10,7 +10,6 @@ statistics saved in ``fusion.json``, exactly as ``vision.inputs.add_fusion`` did
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -21,12 +20,14 @@ import polars as pl
 import torch
 
 from isicstack.config import read_run_config
+from isicstack.config_keys import with_keys
 from isicstack.data.layout import IMAGE_PART_SUFFIX as PART_SUFFIX
 from isicstack.data.layout import read_json, require_files, run_dir, trained_folds
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import CropDataset, eval_transform, make_loader, open_source
 from isicstack.vision.inputs import FUSION_FILE, TAB_COLS, score_features, standardise
 from isicstack.vision.model import IMAGE_PART, ImageClassifier, build_model
-from isicstack.vision.train import ImageConfig, resolve_runtime
+from isicstack.vision.train import resolve_runtime
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def load_net(cfg: ImageConfig, path: Path, n_tab: int, channels_last: bool,
     try:
         net.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError) as err:
-        raise ValueError(f"{path}: does not fit {cfg.model_name!r} with {n_tab} fusion "
+        raise ValueError(f"{path}: does not fit {cfg.model.name!r} with {n_tab} fusion "
                          f"input(s): {str(err)[:300]}") from err
     return net.eval().to(device)
 
@@ -65,8 +66,9 @@ class ImagePredictor:
         self.cfg: ImageConfig = read_run_config(ImageConfig, rdir)
         self.images = images  # an HDF5 or a folder of JPEGs, opened when first scored
         self._source: Any = None
-        rt = resolve_runtime(dataclasses.replace(
-            self.cfg, accelerator=accelerator, num_workers=num_workers, cpu_threads=cpu_threads))
+        rt = resolve_runtime(with_keys(self.cfg, {"runtime.accelerator": accelerator,
+                                                  "runtime.cpu_threads": cpu_threads,
+                                                  "data.num_workers": num_workers}))
         self.device = torch.device("cuda" if rt["on_gpu"] else "cpu")
         if not rt["on_gpu"]:
             torch.set_num_threads(rt["cpu_threads"])
@@ -93,7 +95,7 @@ class ImagePredictor:
         self.nets = [load_net(self.cfg, p, n_tab, rt["channels_last"], self.device)
                      for p in paths]
         log.info("%s: %d fold model(s) %s %dpx on %s%s", name, len(self.nets),
-                 self.cfg.model_name, self.cfg.image_size, self.device,
+                 self.cfg.model.name, self.cfg.model.image_size, self.device,
                  f" ({self.autocast})" if self.autocast else "")
 
     @property
@@ -107,7 +109,7 @@ class ImagePredictor:
             if self.images is None:
                 raise ValueError(f"{self.name}: no images to score (ImagePredictor(images=None))")
             self._source = (self.images if hasattr(self.images, "image")
-                            else open_source(self.images, self.cfg.color_constancy))
+                            else open_source(self.images, self.cfg.data.color_constancy))
         return self._source
 
     def fusion_inputs(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -121,7 +123,7 @@ class ImagePredictor:
 
     def predict(self, rows: pl.DataFrame, preds: dict[str, np.ndarray]) -> np.ndarray:
         ds = CropDataset(self.source, rows["isic_id"].to_list(),
-                         eval_transform(self.cfg.image_size),
+                         eval_transform(self.cfg.model.image_size),
                          tab=self.fusion_inputs(rows, preds))
         loader = make_loader(ds, self.batch_size, self.num_workers)
         keys = ["pred", IMAGE_PART] if self.fusion is not None else ["pred"]

@@ -13,13 +13,13 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
 
-from isicstack.config import save_config, to_dict, tuned_record
+from isicstack.config import read_saved_config, save_config, to_dict, tuned_record
+from isicstack.config_keys import flatten
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json
 from isicstack.data.layout import (
@@ -40,6 +40,7 @@ from isicstack.data.provenance import (
     write_provenance,
 )
 from isicstack.vision.cache import build_cache, check_crops
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import BlankForBad, ImageSource, open_source
 from isicstack.vision.distributed import is_rank_zero
 from isicstack.vision.inputs import (
@@ -52,14 +53,12 @@ from isicstack.vision.inputs import (
     require_crops,
 )
 
-if TYPE_CHECKING:
-    from isicstack.vision.train import ImageConfig
-
 log = logging.getLogger(__name__)
 
-# keys that may change between an interrupted run and its resumption
-RESUME_FREE_KEYS = {"num_workers", "cpu_threads", "devices", "strategy", "accelerator",
-                    "resume", "folds", "artifacts", "data_mode", "cache_max_gb", "val_every"}
+# (dotted) keys that may change between an interrupted run and its resumption
+RESUME_FREE_KEYS = {"data.num_workers", "runtime.cpu_threads", "runtime.devices",
+                    "runtime.strategy", "runtime.accelerator", "resume", "folds", "artifacts",
+                    "data.data_mode", "data.cache_max_gb", "optim.val_every"}
 
 
 def build_inputs(cfg: ImageConfig, rdir: Path) -> TrainInputs:
@@ -129,8 +128,9 @@ def prepare_run_dir(cfg: ImageConfig, rdir: Path, provenance: dict[str, Any],
     old_path = rdir / "config.yaml"
     fresh = not cfg.resume
     if cfg.resume and old_path.is_file():
-        old = yaml.safe_load(old_path.read_text()) or {}
-        new = to_dict(cfg)
+        # a run saved before the keys were grouped is compared as the grouped keys
+        old = flatten(read_saved_config(ImageConfig, old_path))
+        new = flatten(to_dict(cfg))
         changed = sorted(k for k in new if k not in RESUME_FREE_KEYS and old.get(k) != new[k])
         inputs = changed_inputs(read_provenance(rdir).get("inputs", {}),
                                 provenance["inputs"])
@@ -158,16 +158,17 @@ class Sources:
 
 
 def open_sources(cfg: ImageConfig, inputs: TrainInputs, rt: dict[str, Any]) -> Sources:
-    """Decode-once caches when they fit in ``cache_max_gb`` (or ``data_mode: memory``), else
-    the HDF5 streamed per sample (DataLoader workers decode). Either way a crop that cannot be
-    decoded is found here, before training: an error naming it, or (``on_bad_image: skip``)
+    """Decode-once caches when they fit in ``data.cache_max_gb`` (or ``data.data_mode: memory``),
+    else the HDF5 streamed per sample (DataLoader workers decode). Either way a crop that cannot
+    be decoded is found here, before training: an error naming it, or (``data.on_bad_image: skip``)
     listed, left out of training and scored from a blank crop."""
     train_ids = inputs.table["isic_id"].to_list()
     test_ids = [] if inputs.test is None else inputs.test["isic_id"].to_list()
-    need = (len(train_ids) + len(test_ids)) * 3 * cfg.image_size ** 2 / 2**30
-    mode = cfg.data_mode
+    dc, size = cfg.data, cfg.model.image_size
+    need = (len(train_ids) + len(test_ids)) * 3 * size ** 2 / 2**30
+    mode = dc.data_mode
     if mode == "auto":
-        mode = "memory" if need <= cfg.cache_max_gb else "stream"
+        mode = "memory" if need <= dc.cache_max_gb else "stream"
     folder = Path(cfg.artifacts) / "cache"
     parts = [(inputs.images_path, train_ids)]
     if inputs.test_images is not None and test_ids:
@@ -175,13 +176,13 @@ def open_sources(cfg: ImageConfig, inputs: TrainInputs, rt: dict[str, Any]) -> S
     sources: list[ImageSource] = []
     bad: list[str] = []
     for images, ids in parts:
-        stream = open_source(images, cfg.color_constancy)
+        stream = open_source(images, dc.color_constancy)
         if mode == "stream":
-            found = check_crops(images, ids, folder, cfg.on_bad_image, cfg.num_workers)
-            sources.append(BlankForBad(stream, found, cfg.image_size) if found else stream)
+            found = check_crops(images, ids, folder, dc.on_bad_image, dc.num_workers)
+            sources.append(BlankForBad(stream, found, size) if found else stream)
         else:
-            cached, found = build_cache(stream, images, ids, cfg.image_size,
-                                        cfg.color_constancy, folder, cfg.on_bad_image)
+            cached, found = build_cache(stream, images, ids, size, dc.color_constancy, folder,
+                                        dc.on_bad_image)
             sources.append(cached)
         bad += found
     if bad:

@@ -3,19 +3,23 @@
 Why steps, not epochs: an "epoch" here is all positives plus a fresh draw of negatives, whose
 size depends on the data; from random init on a CPU what decides learning is the number of
 optimizer steps (the first recipe gave a fold ~28 and learned nothing of the image signal).
-Each fold trains ``steps`` steps with a one-cycle schedule, validates at most on a cheap
-stratified subset (``val_every``; 0 = never), then scores the whole held-out fold once with its
-final weights (no selection on its own labels). Crops are decoded once into a cache at input
-size when they fit in memory (``data_mode``). ``fusion: true`` adds the tabular stage's OOF
+Each fold trains ``optim.steps`` steps with a one-cycle schedule, validates at most on a cheap
+stratified subset (``optim.val_every``; 0 = never), then scores the whole held-out fold once with
+its final weights (no selection on its own labels). Crops are decoded once into a cache at input
+size when they fit in memory (``data.data_mode``). ``fusion: true`` adds the tabular stage's OOF
 score; ``init_from`` starts each fold from an image-only run's model of the same fold.
 
 Every run records the content hashes of what it read (``provenance.json``); ``resume`` continues
 an interrupted run only when the config and every input are unchanged, and says which changed.
 
-``devices=N strategy=ddp``: Lightning starts N-1 more processes by running the same command
-again; every rank runs this stage, trains on its share of each step and predicts its share of
-the held-out rows; global rank 0 alone writes (run dir, predictions, metrics, tracking).
-``batch_size`` is per device (Lightning's convention): a step trains on N x batch_size crops.
+``runtime.devices=N runtime.strategy=ddp``: Lightning starts N-1 more processes by running the
+same command again; every rank runs this stage, trains on its share of each step and predicts
+its share of the held-out rows; global rank 0 alone writes (run dir, predictions, metrics,
+tracking). ``data.batch_size`` is per device (Lightning's convention): a step trains on
+N x batch_size crops.
+
+The config (:class:`~isicstack.vision.config.ImageConfig`, re-exported here) groups its keys
+into ``model``, ``optim``, ``data`` and ``runtime``; see :mod:`isicstack.vision.config`.
 """
 
 from __future__ import annotations
@@ -24,9 +28,8 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -40,6 +43,7 @@ from isicstack.data.layout import image_part_name, oof_path, run_dir, test_pred_
 from isicstack.data.metric import fmt_score, fold_scores
 from isicstack.data.provenance import fold_hash
 from isicstack.tracking import log_run
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.distributed import is_rank_zero
 from isicstack.vision.fold import train_fold
 from isicstack.vision.model import IMAGE_PART, pretrained_overlay
@@ -48,86 +52,36 @@ from isicstack.vision.setup import build_inputs, open_sources, prepare_run_dir
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ImageConfig:
-    """Image stage settings (``configs/image.yaml``); see the module docstring for the why."""
-
-    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
-    artifacts: str = "artifacts"   # reads folds and tabular scores; writes runs/, oof/, test/
-    profile: str = "default"       # config profile in use (set by --profile)
-    model_name: str = "resnet18"   # timm model (test_resnet: timm's tiny test net)
-    pretrained: bool = False       # timm's default weights (hub or local cache)
-    pretrained_path: str = ""      # offline weights file or folder for timm
-    image_size: int = 64           # model input side in px
-    batch_size: int = 32           # crops per optimizer step
-    steps: int = 240               # optimizer steps per fold
-    lr: float = 1e-3               # peak AdamW learning rate
-    weight_decay: float = 1e-2     # AdamW weight decay
-    backbone_lr_mult: float = 1.0  # backbone lr = lr x this (pretrained: ~0.1)
-    schedule: Literal["onecycle", "cosine"] = "onecycle"  # cosine suits pretrained weights
-    warmup_frac: float = 0.25      # share of the steps warming up
-    neg_ratio: float = 10.0        # negatives per positive, drawn anew each pass
-    pos_weight: float = 1.0        # loss weight of positive rows
-    augment: Literal["none", "flips", "strong"] = "flips"  # strong: resized crop, flips, jitter
-    drop_rate: float = 0.0         # dropout before the classifier
-    val_every: int = 0             # steps between subset validations (0: none)
-    val_neg_ratio: float = 10.0    # negatives per positive in that subset
-    fusion: bool = True            # add the tabular score to the model
-    tabular_name: str = "lgbm"     # tabular run whose OOF/test scores are fused
-    init_from: str = ""            # image-only run (vision_<name>) to start each fold from
-    data_mode: Literal["auto", "memory", "stream"] = "auto"  # stream: decode per sample from HDF5
-    cache_max_gb: float = 4.0      # auto: decode-once cache when it fits in this much memory
-    on_bad_image: Literal["error", "skip"] = "error"  # skip: leave a bad crop out, list it
-    num_workers: int = 0           # DataLoader decode workers
-    cpu_threads: int = 0           # 0 = cores minus loader workers
-    precision: str = "auto"        # auto: bf16-mixed on GPUs and bf16 CPUs, else 32-true
-    channels_last: bool | str = "auto"  # NHWC memory format; auto: on GPU or with bf16
-    devices: int | str = 1         # Lightning devices (processes); batch_size is per device
-    strategy: str = "auto"         # Lightning strategy (ddp: one process per device)
-    accelerator: str = "auto"      # auto | cpu | gpu
-    folds: list[int] = field(default_factory=list)  # folds to train; empty = every fold
-    n_folds: int = 5               # image-only mode: folds made from labels_path
-    tta_flip: bool = False         # also score a horizontally flipped pass, averaged
-    ema_decay: float = 0.0         # > 0: score with an EMA of the weights (Lightning callback)
-    ema_start: float = 0.5         # share of the steps after which the EMA starts
-    color_constancy: bool = False  # Shades of Gray on every crop
-    seed: int = 42                 # seed of init and sampling (+ fold)
-    name: str = ""                 # outputs vision_<name>; empty = model_name
-    images_path: str = ""          # image-only mode: an HDF5 of crops
-    labels_path: str = ""          # image-only mode: CSV of isic_id, target[, patient_id]
-    resume: bool = True            # continue unfinished folds when config and inputs are unchanged
-    predict_test: bool = True  # false: OOF only (tuning trials)
-
-
 def output_name(cfg: ImageConfig) -> str:
     """``vision_<name>`` (``name`` defaults to the model name), safe as a file name."""
-    return "vision_" + re.sub(r"[^A-Za-z0-9_-]+", "_", cfg.name or cfg.model_name)
+    return "vision_" + re.sub(r"[^A-Za-z0-9_-]+", "_", cfg.name or cfg.model.name)
 
 
 def resolve_runtime(cfg: ImageConfig) -> dict[str, Any]:
     """Accelerator, precision and memory format after resolving the ``auto`` values."""
-    on_gpu = cfg.accelerator in ("gpu", "cuda") or (
-        cfg.accelerator == "auto" and torch.cuda.is_available())
-    precision = cfg.precision
+    rc = cfg.runtime
+    on_gpu = rc.accelerator in ("gpu", "cuda") or (
+        rc.accelerator == "auto" and torch.cuda.is_available())
+    precision = rc.precision
     if precision == "auto":
         if on_gpu:
             bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
             precision = "bf16-mixed" if bf16 else "16-mixed"
         else:
             precision = "bf16-mixed" if cpu_has_bf16() else "32-true"
-    cl = cfg.channels_last
+    cl = rc.channels_last
     if isinstance(cl, str):
         if cl != "auto":
-            raise ValueError(f"channels_last must be true, false or auto, got {cl!r}")
+            raise ValueError(f"runtime.channels_last must be true, false or auto, got {cl!r}")
         cl = on_gpu or precision == "bf16-mixed"
     # CPU: leave a core per loader worker; on a busy 2-core box 2 OpenMP threads ran resnet18
     # 8x slower than 1 (threads wait on each other whenever one core is taken); CPU DDP shares
     # the cores among its processes
-    procs = cfg.devices if isinstance(cfg.devices, int) and not on_gpu else 1
-    threads = cfg.cpu_threads or max(
-        1, (usable_cores() - cfg.num_workers * procs) // max(procs, 1))
+    procs = rc.devices if isinstance(rc.devices, int) and not on_gpu else 1
+    threads = rc.cpu_threads or max(
+        1, (usable_cores() - cfg.data.num_workers * procs) // max(procs, 1))
     return {"on_gpu": on_gpu, "precision": precision, "channels_last": bool(cl),
-            "accelerator": cfg.accelerator, "cpu_threads": threads}
+            "accelerator": rc.accelerator, "cpu_threads": threads}
 
 
 def conditions(rt: dict[str, Any], loader_workers: int) -> dict[str, Any]:
@@ -138,19 +92,20 @@ def conditions(rt: dict[str, Any], loader_workers: int) -> dict[str, Any]:
 
 def _check(cfg: ImageConfig) -> None:
     """Fail before any data is read: model name, weights, budget."""
-    if cfg.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {cfg.steps}")
-    if not (0.0 <= cfg.ema_decay < 1.0 and 0.0 <= cfg.ema_start < 1.0):
-        raise ValueError(f"ema_decay and ema_start must be in [0, 1), got {cfg.ema_decay} and "
-                         f"{cfg.ema_start}")
+    opt, mc = cfg.optim, cfg.model
+    if opt.steps < 1:
+        raise ValueError(f"optim.steps must be >= 1, got {opt.steps}")
+    if not (0.0 <= opt.ema_decay < 1.0 and 0.0 <= opt.ema_start < 1.0):
+        raise ValueError(f"optim.ema_decay and optim.ema_start must be in [0, 1), got "
+                         f"{opt.ema_decay} and {opt.ema_start}")
     if cfg.init_from and not cfg.fusion:
         raise ValueError("init_from starts a fused model from an image-only run: set "
                          "fusion=true, or clear init_from")
-    if not timm.is_model(cfg.model_name):
-        raise ValueError(f"model_name {cfg.model_name!r} is not a timm model "
+    if not timm.is_model(mc.name):
+        raise ValueError(f"model.name {mc.name!r} is not a timm model "
                          "(see timm.list_models())")
-    if cfg.pretrained:
-        pretrained_overlay(cfg.model_name, cfg.pretrained_path)
+    if mc.pretrained:
+        pretrained_overlay(mc.name, mc.pretrained_path)
 
 
 def write_predictions(artifacts: str, name: str, results: list[dict[str, Any]],
@@ -178,8 +133,8 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
         torch.set_float32_matmul_precision("high")
     else:
         torch.set_num_threads(rt["cpu_threads"])
-        if cfg.devices not in (1, "1"):  # else Lightning's launcher resets it to cores / procs
-            os.environ.setdefault("OMP_NUM_THREADS", str(rt["cpu_threads"]))
+        if cfg.runtime.devices not in (1, "1"):  # else Lightning's launcher resets it to
+            os.environ.setdefault("OMP_NUM_THREADS", str(rt["cpu_threads"]))  # cores / procs
     name = output_name(cfg)
     rdir = run_dir(cfg.artifacts, name)
     inputs = build_inputs(cfg, rdir)
@@ -189,14 +144,14 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"folds {unknown} do not exist; available: {available}")
     if is_rank_zero():  # the other DDP ranks start later, from the same command
-        prepare_run_dir(cfg, rdir, inputs.provenance, conditions(rt, cfg.num_workers))
+        prepare_run_dir(cfg, rdir, inputs.provenance, conditions(rt, cfg.data.num_workers))
     t_sources = time.perf_counter()
     sources = open_sources(cfg, inputs, rt)
     t_sources = time.perf_counter() - t_sources
     if is_rank_zero():
         log.info("%s: %s %dpx, %d rows, folds %s, %d steps/fold, fusion=%s, init_from=%s, "
-                 "data=%s, precision=%s%s", name, cfg.model_name, cfg.image_size,
-                 inputs.table.height, folds, cfg.steps, bool(inputs.tab_cols),
+                 "data=%s, precision=%s%s", name, cfg.model.name, cfg.model.image_size,
+                 inputs.table.height, folds, cfg.optim.steps, bool(inputs.tab_cols),
                  cfg.init_from or "-", sources.mode, rt["precision"],
                  "" if rt["on_gpu"] else f", {rt['cpu_threads']} CPU thread(s)")
     results = [train_fold(cfg, inputs, sources, k, rdir, rt, callbacks) for k in folds]
@@ -206,9 +161,9 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
     scored = oof.join(inputs.table.select("isic_id", "target"), on="isic_id", how="left",
                       maintain_order="left")
     y = scored["target"].to_numpy()
-    metrics: dict[str, Any] = {
-        "name": name, "model_name": cfg.model_name, "image_size": cfg.image_size,
-        "steps": cfg.steps, "fusion": bool(inputs.tab_cols), "init_from": cfg.init_from,
+    metrics: dict[str, Any] = {  # keys as before the config's groups: readers of metrics.json
+        "name": name, "model_name": cfg.model.name, "image_size": cfg.model.image_size,
+        "steps": cfg.optim.steps, "fusion": bool(inputs.tab_cols), "init_from": cfg.init_from,
         "precision": rt["precision"], "data_mode": sources.mode,
         "world_size": max(r["metrics"].get("world_size", 1) for r in results),
         "folds": {str(r["metrics"]["fold"]): r["metrics"] for r in results},
