@@ -319,7 +319,13 @@ def _colour_crops(n: int, rng: np.random.Generator) -> tuple[list, np.ndarray]:
     return crops, y
 
 
-def test_tiny_model_learns_planted_colour_signal(tmp_path: Path):
+@pytest.mark.parametrize("augment", [
+    {},  # the default: flips in the loader, crops decoded once into memory
+    # the full profile's path: streamed by a worker that only decodes, the strong recipe drawn
+    # per crop on the batch after the transfer (vision/batch_augment.py)
+    {"data.augment": "strong", "data.augment_on": "device", "data.data_mode": "stream",
+     "data.num_workers": 1}], ids=["loader_flips", "device_strong_stream"])
+def test_tiny_model_learns_planted_colour_signal(tmp_path: Path, augment: dict):
     """The stage's recipe (steps budget, fresh negatives, one-cycle, flips) finds a colour cue
     from random init on held-out folds; 2 short epochs of the first recipe did not."""
     rng = np.random.default_rng(7)
@@ -329,7 +335,7 @@ def test_tiny_model_learns_planted_colour_signal(tmp_path: Path):
     pl.DataFrame({"isic_id": ids, "target": y}).write_csv(tmp_path / "labels.csv")
     cfg = image_cfg({"data": tmp_path}, tmp_path / "art",
                     {"optim.steps": 60, "optim.lr": 3e-3, "data.batch_size": 32,
-                     "data.neg_ratio": 4}, fusion=False, name="learn", n_folds=3,
+                     "data.neg_ratio": 4, **augment}, fusion=False, name="learn", n_folds=3,
                     images_path=str(tmp_path / "train-image.hdf5"),
                     labels_path=str(tmp_path / "labels.csv"))
     out = run(cfg)

@@ -56,6 +56,7 @@ class DataConfig:
     neg_ratio: float = 10.0        # negatives per positive, drawn anew each pass
     val_neg_ratio: float = 10.0    # negatives per positive in the validation subset
     augment: Literal["none", "flips", "strong"] = "flips"  # strong: resized crop, flips, jitter
+    augment_on: Literal["loader", "device"] = "loader"  # device: on the batch after transfer
     tta_flip: bool = False         # also score a horizontally flipped pass, averaged
     color_constancy: bool = False  # Shades of Gray on every crop
     data_mode: Literal["auto", "memory", "stream"] = "auto"  # stream: decode per sample from HDF5

@@ -26,6 +26,7 @@ from torchvision.transforms import v2
 
 from isicstack.data.crops import BadImageError, CropStore, decode_named
 from isicstack.vision.augment import ColourJitter
+from isicstack.vision.batch_augment import BatchAugment, collate_padded
 from isicstack.vision.distributed import eval_sampler, world_of
 from isicstack.vision.sampler import BalancedEpochSampler
 
@@ -229,7 +230,8 @@ class FoldDataModule(lightning.LightningDataModule):
                  folds: np.ndarray, fold: int, image_size: int, batch_size: int,
                  num_workers: int = 0, neg_ratio: float = 10.0, seed: int = 0,
                  augment: Augment = "flips", tab: np.ndarray | None = None,
-                 val_neg_ratio: float = 10.0, trainable: np.ndarray | None = None) -> None:
+                 val_neg_ratio: float = 10.0, trainable: np.ndarray | None = None,
+                 augment_on: str = "loader") -> None:
         super().__init__()
         self.source = source
         self.ids = np.asarray(ids, dtype=object)
@@ -238,6 +240,9 @@ class FoldDataModule(lightning.LightningDataModule):
         self.fold, self.image_size, self.batch_size = int(fold), image_size, batch_size
         self.num_workers, self.neg_ratio, self.seed = num_workers, neg_ratio, seed
         self.augment, self.tab, self.val_neg_ratio = augment, tab, val_neg_ratio
+        # device: training crops leave the loader decoded and are augmented once on the device
+        self.augmenter = (BatchAugment(image_size, augment, MEAN, STD) if augment_on == "device"
+                          else None)
         ok = np.ones(len(self.folds), bool) if trainable is None else np.asarray(trainable, bool)
         self.train_rows = np.flatnonzero((self.folds != self.fold) & ok)
         self.valid_rows = np.flatnonzero(self.folds == self.fold)
@@ -245,8 +250,8 @@ class FoldDataModule(lightning.LightningDataModule):
             raise ValueError(f"fold {fold}: no validation rows")
 
     def _dataset(self, rows: np.ndarray, train: bool) -> CropDataset:
-        tf = (train_transform(self.image_size, self.augment) if train
-              else eval_transform(self.image_size))
+        tf = (None if train and self.augmenter else train_transform(self.image_size, self.augment)
+              if train else eval_transform(self.image_size))
         return CropDataset(self.source, self.ids[rows].tolist(), tf, self.targets[rows],
                            None if self.tab is None else self.tab[rows])
 
@@ -257,7 +262,16 @@ class FoldDataModule(lightning.LightningDataModule):
                                        self.batch_size)
         # BatchNorm fails on a last batch of one; drop the ragged tail when there is a full batch
         return make_loader(ds, self.batch_size, self.num_workers, sampler,
-                           drop_last=len(sampler) > self.batch_size)
+                           drop_last=len(sampler) > self.batch_size,
+                           collate_fn=collate_padded if self.augmenter else None)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """A training batch the loader left decoded (``hw``: ``collate_padded``) is augmented
+        here, on the device it was moved to, one draw per crop (``augment_on: device``)."""
+        if self.augmenter is not None and isinstance(batch, dict) and "hw" in batch:
+            image = batch["image"]
+            batch = {**batch, "image": self.augmenter.to(image.device)(image, batch["hw"])}
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         sub = stratified_subset(self.targets[self.valid_rows], self.val_neg_ratio, self.seed)

@@ -98,7 +98,8 @@ def train_fold(cfg: ImageConfig, inputs: TrainInputs, sources: Sources, fold: in
                         table["fold"].to_numpy(), fold, size, dc.batch_size,
                         dc.num_workers, dc.neg_ratio, cfg.seed + fold, dc.augment,
                         inputs.tab(), dc.val_neg_ratio,
-                        trainable=~table["isic_id"].is_in(sources.bad_ids).to_numpy())
+                        trainable=~table["isic_id"].is_in(sources.bad_ids).to_numpy(),
+                        augment_on=dc.augment_on)
     model = _model(cfg, len(inputs.tab_cols), rt, fold)
     rank = global_rank()
     if rank:  # other augmentation draws than rank 0's (loader workers are seeded by rank)

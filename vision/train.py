@@ -37,12 +37,11 @@ import timm
 import torch
 
 from isicstack.conditions import cpu_has_bf16, run_conditions, usable_cores
-from isicstack.config import save_config
-from isicstack.data.io import write_json, write_parquet
+from isicstack.data.io import write_parquet
 from isicstack.data.layout import image_part_name, oof_path, run_dir, test_pred_path
 from isicstack.data.metric import fmt_score, fold_scores
 from isicstack.data.provenance import fold_hash
-from isicstack.tracking import log_run
+from isicstack.run_record import finish_run
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.distributed import is_rank_zero
 from isicstack.vision.fold import train_fold
@@ -197,9 +196,7 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
         else:  # folds finished by a version that did not write the image term
             log.warning("%s: a resumed fold has no %s column; %s not written (rerun with "
                         "resume=false)", name, IMAGE_PART, part)
-    write_json(metrics, rdir / "metrics.json")
-    save_config(cfg, Path(rdir) / "config.yaml")
-    log_run("image", rdir, cfg.artifacts)
+    finish_run("image", rdir, cfg, metrics, cfg.artifacts)  # provenance: written at the start
     log.info("%s: OOF pAUC %s AUC %s over %d rows (%.0fs)", name, fmt_score(metrics["oof"]["pauc"]),
              fmt_score(metrics["oof"]["auc"]), oof.height, metrics["seconds"])
     return metrics
