@@ -139,8 +139,9 @@ def run_chain(target: str, profile: str = "default", data_dir: str = "auto",
             return []
         target, goal_args = provider_of(chain, output), []
     calls = plan(chain, target, profile, artifacts, common, run_args, goal_args or [])
-    if dry_run:
+    if dry_run:  # each run's config is resolved, so a bad override fails here, not mid-chain
         for c in calls:
+            stage_config(c.run.stage, profile, c.overrides)
             print(c.command(profile))
         return calls
     seconds = execute(calls, profile, artifacts)

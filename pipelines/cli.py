@@ -97,8 +97,9 @@ def build_parser(profile: str = "default") -> argparse.ArgumentParser:
     chain.add_argument("--args", action="append", default=[], metavar="RUN=ARGS",
                        help="overrides of one run wherever it runs, e.g. "
                             "--args 'train-tabular=bags=1 seed=3' (make's ARGS_<run>)")
-    chain.add_argument("--dry-run", action="store_true",
-                       help="print the isic commands it would run, run nothing")
+    chain.add_argument("--dry-run", "--print-config", action="store_true",
+                       help="print the isic commands it would run (each run's overrides "
+                            "resolved by the stage at run time), run nothing")
     for name, spec in STAGES.items():
         p = sub.add_parser(name, help=spec.help, description=spec.help,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,48 +10,34 @@ never blocks the study. The best parameters go to ``configs/tuned/<stage>.yaml``
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
 
-from isicstack.config import TUNED_BY, find_config, load_config, tuned_dir
+from isicstack.config import TUNED_BY, tuned_dir
+from isicstack.data.folds import read_folds
 from isicstack.data.io import write_text
+from isicstack.data.metric import pauc
+from isicstack.data.provenance import fold_hash
 from isicstack.extras import require
 from isicstack.pipelines.tune_log import trial_callbacks
+from isicstack.pipelines.tune_space import (  # noqa: F401 - TuneConfig: the stage's config
+    TuneConfig,
+    load_space,
+    pruning_reporter,
+    space_section,
+    split_params,
+    stage_config,
+    suggest,
+)
+from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TuneConfig:
-    """Config of ``isic tune`` (``configs/tune.yaml``); the search space is ``configs/tune/``."""
-
-    stage: str = "tabular"  # tabular | image | stack
-    model: str = "lgbm"  # tabular only: the models.<model> swept
-    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
-    artifacts: str = "artifacts"  # the tuned stage's artifacts folder
-    profile: str = "default"  # profile of the tuned stage (set by --profile)
-    trials: int = 30  # trials to run; 0 = until timeout
-    timeout: int = 0  # seconds; 0 = no limit
-    storage: str = ""  # SQLAlchemy URL; empty = $OPTUNA_STORAGE, else sqlite in artifacts
-    study_name: str = ""  # empty = <stage>-<model>-<profile>
-    seed: int = 0  # TPE sampler seed (< 0: random)
-    pruning: bool = True  # median-prune a trial on its per-fold scores
-    heartbeat_interval: int = 30  # seconds between heartbeats; 0 = off
-    grace_period: int = 90  # seconds without a heartbeat before a trial is retried
-    export: bool = True  # write the best trial to configs/tuned/<stage>.yaml
-    space_file: str = ""  # search space; empty = configs/tune/<stage>.yaml
-    tuned_dir: str = ""  # where export writes; empty = ./configs/tuned
-    stage_overrides: list[str] = field(default_factory=list)  # key=value overrides of that stage
-    keep_trials: bool = False  # image stage: keep each trial's artifacts folder
-    enqueue_defaults: bool = True  # a new study's first trial = the current config's values
 
 
 def storage_url(cfg: TuneConfig) -> str:
@@ -86,79 +72,8 @@ def make_storage(cfg: TuneConfig) -> optuna.storages.BaseStorage:
     raise AssertionError("unreachable")
 
 
-def space_section(cfg: TuneConfig) -> str:
-    """The tabular spaces are per GBDT (``model``); the other stages have one, ``default``."""
-    return cfg.model if cfg.stage == "tabular" else "default"
-
-
-def load_space(cfg: TuneConfig) -> dict[str, dict[str, Any]]:
-    """Search space of ``cfg`` from ``configs/tune/<stage>.yaml``."""
-    path = Path(cfg.space_file) if cfg.space_file else find_config(f"tune/{cfg.stage}.yaml")
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"{path or f'configs/tune/{cfg.stage}.yaml'}: no search space file "
-                                f"for stage {cfg.stage!r}")
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    section = space_section(cfg)
-    if section not in doc:
-        raise ValueError(f"{path}: no search space {section!r}; has {list(doc)}")
-    return doc[section]
-
-
-def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Draw one value per key: ``{type: float|int|categorical, low, high, log, choices}``."""
-    out: dict[str, Any] = {}
-    for key, spec in space.items():
-        kind = spec.get("type", "float")
-        if kind == "float":
-            out[key] = trial.suggest_float(key, spec["low"], spec["high"],
-                                           log=spec.get("log", False))
-        elif kind == "int":
-            out[key] = trial.suggest_int(key, spec["low"], spec["high"],
-                                         log=spec.get("log", False))
-        elif kind == "categorical":
-            out[key] = trial.suggest_categorical(key, spec["choices"])
-        else:
-            raise ValueError(f"search space key {key!r}: unknown type {kind!r}")
-    return out
-
-
-def split_params(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Stage-level keys (``stage.<key>``, e.g. ``stage.num_rounds``) vs library params."""
-    stage = {k[6:]: v for k, v in values.items() if k.startswith("stage.")}
-    params = {k: v for k, v in values.items() if not k.startswith("stage.")}
-    return stage, params
-
-
-def pruning_reporter(trial: optuna.Trial,
-                     enabled: bool) -> Callable[[int, float | None], None]:
-    """Per-fold callback: report the running mean fold pAUC and prune a hopeless trial.
-
-    A fold without both classes (score ``None``, see ``metric.fold_scores``) is not reported.
-    """
-    scores: list[float] = []
-
-    def on_fold(fold: int, score: float | None) -> None:
-        if score is not None and not math.isnan(score):
-            scores.append(score)
-        if scores:
-            trial.report(sum(scores) / len(scores), step=fold)
-        if enabled and trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after fold {fold}")
-
-    return on_fold
-
-
-def stage_config(cfg: TuneConfig, cls: type, stem: str) -> Any:
-    """The tuned stage's own config (profile + ``stage_overrides``) on the study's data."""
-    return load_config(cls, stem, cfg.profile, [f"data_dir={cfg.data_dir}",
-                                                f"artifacts={cfg.artifacts}",
-                                                *cfg.stage_overrides])
-
-
 def tabular_objective(cfg: TuneConfig) -> tuple[Callable[[optuna.Trial], float], dict]:
     """Features are built once; each trial reruns only the GBDT CV of ``cfg.model``."""
-    from isicstack.data.metric import pauc
-    from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
 
     tab = stage_config(cfg, TabularConfig, "tabular")
     if cfg.model not in tab.models:
@@ -238,8 +153,6 @@ def export_best(cfg: TuneConfig, study: optuna.Study, export: Callable[[dict], d
 
 def tuned_fold_hash(artifacts: str) -> str | None:
     """The fold hash of the folds a sweep scored its trials on (None without a folds file)."""
-    from isicstack.data.folds import read_folds
-    from isicstack.data.provenance import fold_hash
 
     try:
         return fold_hash(read_folds(artifacts))

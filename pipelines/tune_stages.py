@@ -1,4 +1,5 @@
-"""Optuna objectives of the image and stacking stages (the tabular one lives in ``tune.py``).
+"""Optuna objectives of the image and stacking stages (the tabular one lives in ``tune.py``;
+what they share in ``tune_space.py``).
 
 Both reuse their stage's own code: the image objective calls ``vision.train.run`` on a private
 artifacts folder per trial (the shared folds and tabular scores copied in, nothing written
@@ -22,6 +23,12 @@ import optuna
 from pytorch_lightning import Callback
 
 from isicstack.config_keys import field_paths, lookup, moved_keys, nest, rename_moved, with_keys
+from isicstack.data.metric import pauc
+from isicstack.pipelines.tune_space import load_space, pruning_reporter, stage_config, suggest
+from isicstack.stacking.methods import cross_validate
+from isicstack.stacking.stack import StackConfig, load_level1
+from isicstack.tracking import suspended
+from isicstack.vision.train import ImageConfig, run
 
 
 class FoldPruning(Callback):
@@ -61,10 +68,6 @@ def _check_keys(space: dict[str, Any], cls: type) -> None:
 
 def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
     """Each trial trains every fold of the image stage with the drawn settings (no test pass)."""
-    from isicstack.pipelines.tune import load_space, pruning_reporter, stage_config, suggest
-    from isicstack.tracking import suspended
-    from isicstack.vision.train import ImageConfig, run
-
     base = stage_config(cfg, ImageConfig, "image")
     moved = moved_keys(ImageConfig)
     space = rename_moved(load_space(cfg), moved,
@@ -97,10 +100,6 @@ def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
 
 def stack_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
     """Each trial cross-validates one level-2 setting on the OOF matrix (read once)."""
-    from isicstack.data.metric import pauc
-    from isicstack.pipelines.tune import load_space, stage_config, suggest
-    from isicstack.stacking.methods import cross_validate
-    from isicstack.stacking.stack import StackConfig, load_level1
 
     base = stage_config(cfg, StackConfig, "stacking")
     space = load_space(cfg)

@@ -1,0 +1,114 @@
+"""The config of ``isic tune`` and what every objective shares: the search space (read,
+drawn), the per-fold pruning report and the tuned stage's own config.
+
+Apart from ``tune.py`` (studies, storage, export, the tabular objective) so the image and stack
+objectives (``tune_stages.py``, which import torch) import these without importing ``tune``:
+the two modules used to import each other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from isicstack.config import find_config, load_config
+
+
+@dataclass
+class TuneConfig:
+    """Config of ``isic tune`` (``configs/tune.yaml``); the search space is ``configs/tune/``."""
+
+    stage: str = "tabular"  # tabular | image | stack
+    model: str = "lgbm"  # tabular only: the models.<model> swept
+    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
+    artifacts: str = "artifacts"  # the tuned stage's artifacts folder
+    profile: str = "default"  # profile of the tuned stage (set by --profile)
+    trials: int = 30  # trials to run; 0 = until timeout
+    timeout: int = 0  # seconds; 0 = no limit
+    storage: str = ""  # SQLAlchemy URL; empty = $OPTUNA_STORAGE, else sqlite in artifacts
+    study_name: str = ""  # empty = <stage>-<model>-<profile>
+    seed: int = 0  # TPE sampler seed (< 0: random)
+    pruning: bool = True  # median-prune a trial on its per-fold scores
+    heartbeat_interval: int = 30  # seconds between heartbeats; 0 = off
+    grace_period: int = 90  # seconds without a heartbeat before a trial is retried
+    export: bool = True  # write the best trial to configs/tuned/<stage>.yaml
+    space_file: str = ""  # search space; empty = configs/tune/<stage>.yaml
+    tuned_dir: str = ""  # where export writes; empty = ./configs/tuned
+    stage_overrides: list[str] = field(default_factory=list)  # key=value overrides of that stage
+    keep_trials: bool = False  # image stage: keep each trial's artifacts folder
+    enqueue_defaults: bool = True  # a new study's first trial = the current config's values
+
+
+def space_section(cfg: TuneConfig) -> str:
+    """The tabular spaces are per GBDT (``model``); the other stages have one, ``default``."""
+    return cfg.model if cfg.stage == "tabular" else "default"
+
+
+def load_space(cfg: TuneConfig) -> dict[str, dict[str, Any]]:
+    """Search space of ``cfg`` from ``configs/tune/<stage>.yaml``."""
+    path = Path(cfg.space_file) if cfg.space_file else find_config(f"tune/{cfg.stage}.yaml")
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"{path or f'configs/tune/{cfg.stage}.yaml'}: no search space file "
+                                f"for stage {cfg.stage!r}")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    section = space_section(cfg)
+    if section not in doc:
+        raise ValueError(f"{path}: no search space {section!r}; has {list(doc)}")
+    return doc[section]
+
+
+def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Draw one value per key: ``{type: float|int|categorical, low, high, log, choices}``."""
+    out: dict[str, Any] = {}
+    for key, spec in space.items():
+        kind = spec.get("type", "float")
+        if kind == "float":
+            out[key] = trial.suggest_float(key, spec["low"], spec["high"],
+                                           log=spec.get("log", False))
+        elif kind == "int":
+            out[key] = trial.suggest_int(key, spec["low"], spec["high"],
+                                         log=spec.get("log", False))
+        elif kind == "categorical":
+            out[key] = trial.suggest_categorical(key, spec["choices"])
+        else:
+            raise ValueError(f"search space key {key!r}: unknown type {kind!r}")
+    return out
+
+
+def split_params(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stage-level keys (``stage.<key>``, e.g. ``stage.num_rounds``) vs library params."""
+    stage = {k[6:]: v for k, v in values.items() if k.startswith("stage.")}
+    params = {k: v for k, v in values.items() if not k.startswith("stage.")}
+    return stage, params
+
+
+def pruning_reporter(trial: optuna.Trial,
+                     enabled: bool) -> Callable[[int, float | None], None]:
+    """Per-fold callback: report the running mean fold pAUC and prune a hopeless trial.
+
+    A fold without both classes (score ``None``, see ``metric.fold_scores``) is not reported.
+    """
+    scores: list[float] = []
+
+    def on_fold(fold: int, score: float | None) -> None:
+        if score is not None and not math.isnan(score):
+            scores.append(score)
+        if scores:
+            trial.report(sum(scores) / len(scores), step=fold)
+        if enabled and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after fold {fold}")
+
+    return on_fold
+
+
+def stage_config(cfg: TuneConfig, cls: type, stem: str) -> Any:
+    """The tuned stage's own config (profile + ``stage_overrides``) on the study's data."""
+    return load_config(cls, stem, cfg.profile, [f"data_dir={cfg.data_dir}",
+                                                f"artifacts={cfg.artifacts}",
+                                                *cfg.stage_overrides])
