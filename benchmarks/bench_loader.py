@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--before-images", type=int, default=1500,
                    help="crops for the loader with the code before (it is slow)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="paired rounds (device path, then bare decode) per thread count")
     p.add_argument("--out", default=str(RESULTS / "loader.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # a loader worker runs one thread (DataLoader sets it so too)
@@ -202,17 +204,31 @@ def main(argv: list[str] | None = None) -> int:
                                        round(rate / w / decode, 3)}
             print(f"{w} worker(s): {rate:.0f} img/s, {rate / w:.0f} per worker = "
                   f"{rate / w / decode:.2f} of bare decode", flush=True)
-        # augment_on=device: the store indexed once in this process, workers read + decode only
+        # augment_on=device: the store indexed once; w decode threads in this process read and
+        # decode (the decoder releases the GIL), collate_padded fills the batch; the same
+        # through a worker process, to show what sending the pixels costs
         src = HDF5Source(path)
         src.store.index(ids)
-        device_ds = CropDataset(src, ids, None)
-        for w in args.workers:
-            rate = loader_rate(device_ds, w, collate_fn=collate_padded)
+        for w in args.workers:  # paired rounds: each beside a bare decode run just after it
+            rounds = []
+            for _ in range(args.rounds):
+                rate = loader_rate(CropDataset(src, ids, None, threads=w), 0,
+                                   collate_fn=collate_padded)
+                rounds.append((rate, bare_decode(blobs, 1.0)))
+            rate = float(np.median([r for r, _ in rounds]))
+            ratio = float(np.median([r / w / d for r, d in rounds]))
             loaders[f"device_{w}_workers"] = {
                 "img_s": round(rate, 1), "per_worker_img_s": round(rate / w, 1),
-                "per_worker_over_bare_decode": round(rate / w / decode, 3)}
-            print(f"augment_on=device, {w} worker(s): {rate:.0f} img/s, {rate / w:.0f} per "
-                  f"worker = {rate / w / decode:.2f} of bare decode", flush=True)
+                "per_worker_over_bare_decode": round(ratio, 3), "kind": "threads",
+                "rounds": [{"img_s": round(r, 1), "bare_decode_img_s": round(d, 1)}
+                           for r, d in rounds]}
+            print(f"augment_on=device, {w} decode thread(s): {rate:.0f} img/s, {rate / w:.0f} "
+                  f"per thread = {ratio:.2f} of bare decode (median of {args.rounds} paired "
+                  "rounds)", flush=True)
+        rate = loader_rate(CropDataset(src, ids, None), 1, collate_fn=collate_padded)
+        loaders["device_1_process"] = {"img_s": round(rate, 1), "per_worker_over_bare_decode":
+                                       round(rate / decode, 3), "kind": "worker process"}
+        print(f"augment_on=device through a worker process: {rate:.0f} img/s", flush=True)
         before = CropDataset(H5pySource(path), ids[:args.before_images], old_strong())
         rate = loader_rate(before, 1)
         loaders["1_worker_code_before"] = {"img_s": round(rate, 1),

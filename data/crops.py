@@ -68,6 +68,24 @@ class BadImageError(DataError):
         self.isic_id, self.path = isic_id, str(path)
 
 
+def jpeg_size(data: bytes, isic_id: str, path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(height, width) of a JPEG from its header alone (a batch's canvas is sized before its
+    crops are decoded); an unreadable header is a BadImageError naming the crop."""
+    try:
+        if simplejpeg is not None:
+            h, w = simplejpeg.decode_jpeg_header(data)[:2]
+            return int(h), int(w)
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.height), int(im.width)
+    except Exception as err:
+        raise BadImageError(f"{path}: crop {isic_id!r} is not a decodable JPEG ({err})",
+                            isic_id, path) from err
+
+
 def decode_named(data: bytes, isic_id: str, path: str | os.PathLike[str],
                  fast: bool = False) -> np.ndarray:
     """:func:`decode_jpeg` whose failure names the crop and its file (libjpeg's own message

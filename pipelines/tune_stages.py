@@ -100,7 +100,6 @@ def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
 
 def stack_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
     """Each trial cross-validates one level-2 setting on the OOF matrix (read once)."""
-
     base = stage_config(cfg, StackConfig, "stacking")
     space = load_space(cfg)
     _check_keys(space, StackConfig)

@@ -28,7 +28,7 @@ from torch.utils.data import DistributedSampler
 from isicstack.data import layout
 from isicstack.data.io import write_parquet
 from isicstack.data.layout import folds_path, oof_path
-from isicstack.vision.data import FoldDataModule
+from isicstack.vision.datamodule import FoldDataModule
 from isicstack.vision.distributed import eval_sampler, gather_rows
 from isicstack.vision.sampler import BalancedEpochSampler
 

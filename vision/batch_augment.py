@@ -12,7 +12,7 @@ the colour jitter blends per crop with broadcast factors. The parameters follow 
 ``RandomHorizontalFlip``/``RandomVerticalFlip`` (p=0.5 each) and ``RandomApply([ColorJitter(b,
 c, s, h)], p)``; the jitter's order of operations is drawn once per batch, not per crop.
 
-Input: :func:`collate_padded`'s batch, the decoded crops (any sizes) in one zero-padded uint8
+Input: :func:`collate_padded`'s batch, the decoded crops (any sizes) in one padded uint8
 canvas with each crop's height and width. Differences from the loader path: bilinear sampling
 (below a 2x downscale; above it the canvas is first average-pooled by the batch's whole factor)
 where torchvision resizes with antialiasing, and its own random stream.
@@ -21,6 +21,7 @@ where torchvision resizes with antialiasing, and its own random stream.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -31,22 +32,59 @@ from torch.utils.data import default_collate, get_worker_info
 GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
-def collate_padded(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Samples whose ``image`` is a decoded HWC uint8 crop of any size (numpy or tensor) ->
-    ``image``: one (B, 3, H, W) uint8 batch (each crop top-left, zeros beyond it; NHWC in
-    memory, i.e. channels_last, so no transposition is made anywhere) and ``hw`` (B, 2); the
-    other keys collate as usual. One copy per crop, no resampling: a loader worker's share."""
-    images = [np.asarray(s["image"]) for s in samples]
-    hw = np.array([im.shape[:2] for im in images], dtype=np.int64)
-    canvas = torch.zeros((len(images), int(hw[:, 0].max()), int(hw[:, 1].max()), 3),
-                         dtype=torch.uint8)
-    if get_worker_info() is not None:  # filled where the main process reads it: no copy on send
-        canvas.share_memory_()
-    view = canvas.numpy()
-    for i, im in enumerate(images):
-        view[i, : im.shape[0], : im.shape[1]] = im
+def padded_batch(images: list[np.ndarray], pool: Executor | None = None,
+                 parts: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded HWC uint8 crops of any sizes -> one (B, 3, H, W) uint8 batch (each crop
+    top-left, undefined beyond it; NHWC in memory, i.e. channels_last, so nothing is
+    transposed) and ``hw`` (B, 2). One copy per crop, no resampling; ``pool``: the copies in
+    ``parts`` slices on its threads (numpy copies release the GIL)."""
+    image, hw, view = padded_canvas([im.shape[:2] for im in images])
+
+    def fill(rows: range) -> None:
+        for i in rows:
+            view[i, : hw[i, 0], : hw[i, 1]] = images[i]
+
+    if pool is None or parts < 2:
+        fill(range(len(images)))
+    else:
+        list(pool.map(fill, slices(len(images), parts)))
+    return image, torch.from_numpy(hw)
+
+
+def padded_canvas(sizes: list[tuple[int, int]], reuse: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """An uninitialised batch for crops of ``sizes``: the (B, 3, H, W) uint8 tensor (NHWC in
+    memory), ``hw`` and the (B, H, W, 3) numpy view to fill; in a loader worker process it
+    lies in shared memory, so the filled batch is sent without a copy. ``reuse``: a flat uint8
+    buffer to lay it in when large enough (fresh pages cost more to touch than to fill)."""
+    hw = np.array(sizes, dtype=np.int64).reshape(-1, 2)
+    shape = (len(hw), int(hw[:, 0].max()), int(hw[:, 1].max()), 3)
+    need = int(np.prod(shape))
+    if reuse is not None and reuse.numel() >= need:
+        canvas = reuse[:need].view(shape)
+    elif get_worker_info() is None:
+        canvas = torch.empty(shape, dtype=torch.uint8)
+    else:
+        storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+        canvas = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+    return canvas.permute(0, 3, 1, 2), hw, canvas.numpy()  # beside a crop: never read
+
+
+def slices(n: int, parts: int) -> list[range]:
+    """``range(n)`` cut into ``parts`` contiguous slices (one task per thread, not per crop)."""
+    cuts = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(int)
+    return [range(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def collate_padded(samples: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    """Samples whose ``image`` is a decoded HWC crop -> the batch of :func:`padded_batch` with
+    the other keys collated as usual (a loader worker's share); a batch a dataset already
+    built (``CropDataset`` with threads) passes through."""
+    if isinstance(samples, dict):
+        return samples
+    image, hw = padded_batch([np.asarray(s["image"]) for s in samples])
     rest = default_collate([{k: v for k, v in s.items() if k != "image"} for s in samples])
-    return {**rest, "image": canvas.permute(0, 3, 1, 2), "hw": torch.from_numpy(hw)}
+    return {**rest, "image": image, "hw": hw}
 
 
 def crop_boxes(hw: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],

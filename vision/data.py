@@ -15,26 +15,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-import pytorch_lightning as lightning
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from isicstack.data.crops import BadImageError, CropStore, decode_named
+from isicstack.data.crops import BadImageError, CropStore, decode_named, jpeg_size
 from isicstack.vision.augment import ColourJitter
-from isicstack.vision.batch_augment import BatchAugment, collate_padded
-from isicstack.vision.distributed import eval_sampler, world_of
-from isicstack.vision.sampler import BalancedEpochSampler
+from isicstack.vision.batch_augment import padded_batch, padded_canvas, slices
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
 Augment = Literal["none", "flips", "strong"]
 NO_TAB = np.zeros(0, np.float32)  # the tab row of a model without tabular inputs
+RING = 4  # batch buffers a threaded CropDataset reuses in turn
 
 
 def shades_of_gray(image: np.ndarray, power: int = 6) -> np.ndarray:
@@ -69,7 +68,14 @@ class HDF5Source:
         return CropStore.ids(self.path)
 
     def image(self, isic_id: str) -> np.ndarray:
-        img = self.store.read(isic_id, fast=self.fast)
+        return self.decode(isic_id, self.store.read_bytes(isic_id))
+
+    def read_bytes(self, isic_id: str) -> bytes:
+        return self.store.read_bytes(isic_id)
+
+    def decode(self, isic_id: str, data: bytes) -> np.ndarray:
+        """The crop from its bytes (``read_bytes``), as :meth:`image` returns it."""
+        img = decode_named(data, isic_id, self.path, self.fast)
         return shades_of_gray(img) if self.color_constancy else img
 
 
@@ -169,10 +175,14 @@ class CropDataset(Dataset):
 
     def __init__(self, source: ImageSource | str | os.PathLike[str], ids: Sequence[str],
                  transform: Any, targets: Sequence[float] | np.ndarray | None = None,
-                 tab: np.ndarray | None = None) -> None:
+                 tab: np.ndarray | None = None, threads: int = 0) -> None:
         self.source = source if hasattr(source, "image") else open_source(source)
         self.ids = list(ids)
         self.transform = transform
+        self.threads = threads  # > 0: a batch's crops are decoded by that many threads
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        self._ring: list[torch.Tensor | None] = [None] * RING  # batch buffers (threads, no tf)
+        self._made = 0
         n = len(self.ids)
         self.targets = (np.zeros(n, np.float32) if targets is None
                         else np.asarray(targets, dtype=np.float32).ravel())
@@ -185,14 +195,78 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        image = self.source.image(self.ids[i])  # transform None: the decoded HWC crop as is,
+    def __getstate__(self) -> dict[str, Any]:  # a thread pool does not travel to a worker
+        return {**self.__dict__, "_pool": None, "_ring": [None] * RING}
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]] | dict[str, Any]:
+        """A batch's samples (the DataLoader's batched fetch). With ``threads``, the crops are
+        read and decoded by a thread pool of this process: the JPEG decoder releases the GIL,
+        so threads decode in parallel and the pixels never cross a process boundary (a loader
+        worker process pays more to send a batch through shared memory than to decode it,
+        loader.json); with no transform, the padded batch itself (``padded_batch``, filled by
+        the same threads). Without threads, one sample after the other, as the DataLoader
+        would."""
+        if not self.threads:
+            return [self[i] for i in indices]
+        pid = os.getpid()
+        if self._pool is None or self._pool[0] != pid:
+            self._pool = (pid, ThreadPoolExecutor(self.threads, thread_name_prefix="decode"))
+        pool = self._pool[1]
+        if self.transform is None and hasattr(self.source, "read_bytes"):
+            return self._decode_into_batch(indices, pool)
+
+        def decode(rows: range) -> list[np.ndarray]:
+            return [self.source.image(self.ids[indices[r]]) for r in rows]
+
+        images = [im for part in pool.map(decode, slices(len(indices), self.threads))
+                  for im in part]
+        if self.transform is not None:
+            return [{**self._row(i), "image": self.transform(_to_tensor(im))}
+                    for i, im in zip(indices, images, strict=True)]
+        image, hw = padded_batch(images, pool, self.threads)  # the batch, built here
+        return {**self._rows(indices), "image": image, "hw": hw}
+
+    def _decode_into_batch(self, indices: list[int], pool: ThreadPoolExecutor
+                           ) -> dict[str, Any]:
+        """Bytes read and JPEG headers parsed here (microseconds), the batch allocated at its
+        size, then each thread decodes its slice of the crops and copies each into place:
+        nothing waits for the whole batch to be decoded."""
+        ids = [self.ids[i] for i in indices]
+        blobs = [self.source.read_bytes(k) for k in ids]
+        sizes = [jpeg_size(b, k, self.source.path) for b, k in zip(blobs, ids, strict=True)]
+        # batches take turns in RING buffers: a batch stays intact while fewer than RING later
+        # ones are made (the loop holds two: the one training and the one fetched ahead)
+        slot, self._made = self._made % RING, self._made + 1
+        buf = self._ring[slot]
+        image, hw, view = padded_canvas(sizes, buf)
+        if buf is None or buf.numel() < view.size:  # a new, larger buffer: kept for its turn
+            self._ring[slot] = image.permute(0, 2, 3, 1).reshape(-1)
+
+        def fill(rows: range) -> None:
+            for r in rows:
+                h, w = sizes[r]
+                view[r, :h, :w] = self.source.decode(ids[r], blobs[r])
+
+        list(pool.map(fill, slices(len(ids), self.threads)))
+        return {**self._rows(indices), "image": image, "hw": torch.from_numpy(hw)}
+
+    def _rows(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The batch's target, tab and index tensors, as the default collate makes them."""
+        idx = np.asarray(indices)
+        tab = (self.tab[idx] if self.tab is not None else np.zeros((len(idx), 0), np.float32))
+        return {"target": torch.from_numpy(self.targets[idx]), "tab": torch.from_numpy(tab),
+                "index": torch.from_numpy(idx.astype(np.int64))}
+
+    def _row(self, i: int) -> dict[str, Any]:
         # numpy target and tab rows: the collate makes one tensor of each per batch (a tensor
         # per sample cost a third of a decode, in every loader worker)
-        tab = self.tab[i] if self.tab is not None else NO_TAB
-        return {"image": image if self.transform is None  # for batch_augment.collate_padded
-                else self.transform(_to_tensor(image)),
-                "target": self.targets[i], "tab": tab, "index": i}
+        return {"target": self.targets[i], "tab": self.tab[i] if self.tab is not None else NO_TAB,
+                "index": i}
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        image = self.source.image(self.ids[i])  # transform None: the decoded HWC crop as is,
+        return {**self._row(i), "image": image if self.transform is None  # (collate_padded)
+                else self.transform(_to_tensor(image))}
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, sampler: Any = None,
@@ -208,79 +282,3 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, sampler: An
         drop_last=drop_last, pin_memory=pin_memory, persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         multiprocessing_context=multiprocessing_context if num_workers > 0 else None)
-
-
-def stratified_subset(y: np.ndarray, neg_ratio: float, seed: int) -> np.ndarray:
-    """Every positive plus ``neg_ratio`` negatives per positive (fixed draw), sorted."""
-    pos, neg = np.flatnonzero(y > 0.5), np.flatnonzero(y <= 0.5)
-    n_neg = min(neg.size, int(round(neg_ratio * max(pos.size, 1))))
-    keep = np.random.default_rng(seed).choice(neg, size=n_neg, replace=False)
-    return np.sort(np.concatenate([pos, keep]))
-
-
-class FoldDataModule(lightning.LightningDataModule):
-    """Train on every fold except ``fold``; validate on a cheap stratified subset of ``fold``.
-
-    The whole held-out fold is scored once, after training (``predict_dataloader``): pAUC
-    needs every row's rank, and scoring a 4,000-row fold every epoch cost more than training.
-    Under DDP (the attached Trainer's world size > 1) each rank gets its share of every loader.
-    """
-
-    def __init__(self, source: ImageSource, ids: Sequence[str], targets: np.ndarray,
-                 folds: np.ndarray, fold: int, image_size: int, batch_size: int,
-                 num_workers: int = 0, neg_ratio: float = 10.0, seed: int = 0,
-                 augment: Augment = "flips", tab: np.ndarray | None = None,
-                 val_neg_ratio: float = 10.0, trainable: np.ndarray | None = None,
-                 augment_on: str = "loader") -> None:
-        super().__init__()
-        self.source = source
-        self.ids = np.asarray(ids, dtype=object)
-        self.targets = np.asarray(targets, dtype=np.float32)
-        self.folds = np.asarray(folds)
-        self.fold, self.image_size, self.batch_size = int(fold), image_size, batch_size
-        self.num_workers, self.neg_ratio, self.seed = num_workers, neg_ratio, seed
-        self.augment, self.tab, self.val_neg_ratio = augment, tab, val_neg_ratio
-        # device: training crops leave the loader decoded and are augmented once on the device
-        self.augmenter = (BatchAugment(image_size, augment, MEAN, STD) if augment_on == "device"
-                          else None)
-        ok = np.ones(len(self.folds), bool) if trainable is None else np.asarray(trainable, bool)
-        self.train_rows = np.flatnonzero((self.folds != self.fold) & ok)
-        self.valid_rows = np.flatnonzero(self.folds == self.fold)
-        if not self.valid_rows.size:
-            raise ValueError(f"fold {fold}: no validation rows")
-
-    def _dataset(self, rows: np.ndarray, train: bool) -> CropDataset:
-        tf = (None if train and self.augmenter else train_transform(self.image_size, self.augment)
-              if train else eval_transform(self.image_size))
-        return CropDataset(self.source, self.ids[rows].tolist(), tf, self.targets[rows],
-                           None if self.tab is None else self.tab[rows])
-
-    def train_dataloader(self) -> DataLoader:
-        ds = self._dataset(self.train_rows, train=True)
-        world, rank = world_of(self.trainer)
-        sampler = BalancedEpochSampler(ds.targets, self.neg_ratio, self.seed, world, rank,
-                                       self.batch_size)
-        # BatchNorm fails on a last batch of one; drop the ragged tail when there is a full batch
-        return make_loader(ds, self.batch_size, self.num_workers, sampler,
-                           drop_last=len(sampler) > self.batch_size,
-                           collate_fn=collate_padded if self.augmenter else None)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """A training batch the loader left decoded (``hw``: ``collate_padded``) is augmented
-        here, on the device it was moved to, one draw per crop (``augment_on: device``)."""
-        if self.augmenter is not None and isinstance(batch, dict) and "hw" in batch:
-            image = batch["image"]
-            batch = {**batch, "image": self.augmenter.to(image.device)(image, batch["hw"])}
-        return batch
-
-    def val_dataloader(self) -> DataLoader:
-        sub = stratified_subset(self.targets[self.valid_rows], self.val_neg_ratio, self.seed)
-        return self.eval_loader(self._dataset(self.valid_rows[sub], train=False))
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.eval_loader(self._dataset(self.valid_rows, train=False))
-
-    def eval_loader(self, ds: Dataset) -> DataLoader:
-        """``ds`` in order (this rank's padded share under DDP), at twice the batch size."""
-        return make_loader(ds, 2 * self.batch_size, self.num_workers,
-                           eval_sampler(ds, self.trainer))

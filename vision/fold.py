@@ -26,7 +26,8 @@ from pytorch_lightning.loggers import CSVLogger
 from isicstack.data.io import write_json, write_parquet
 from isicstack.data.layout import run_dir
 from isicstack.data.metric import fmt_score, fold_scores
-from isicstack.vision.data import CropDataset, FoldDataModule, eval_transform, make_loader
+from isicstack.vision.data import CropDataset, eval_transform, make_loader
+from isicstack.vision.datamodule import FoldDataModule
 from isicstack.vision.distributed import barrier, eval_sampler, gather_rows, global_rank
 from isicstack.vision.inputs import TrainInputs
 from isicstack.vision.mlflow_log import fold_loggers
