@@ -1,13 +1,17 @@
-"""Can the stream loader feed a GPU? Images/s per DataLoader worker for the whole training path.
+"""Can the stream loader feed a GPU? Images/s per loader worker for the whole training path.
 
 The path of the ``full`` profile, with no decode cache: Kaggle-layout HDF5 (one dataset per
 key) -> read (:class:`~isicstack.data.crops.CropStore`) -> decode (the project's one decoder,
-``decode_jpeg``, fast DCT) -> ``train_transform(128, "strong")`` -> collated batch (pinned when
-CUDA is there), for 1 and 2 workers, beside bare decode of the same bytes from memory in one
-process. Each loader reads every crop once (fresh workers, so the first-read cost of each key is
-in the figure, as for the fresh negatives of a real pass). The per-image cost of each stage, in
-one process, says where the time goes, for the current code and for the code before
-(``f[key][()]`` reads, torchvision's ColorJitter on the uint8 crop).
+``decode_jpeg``, fast DCT) -> batch, beside bare decode of the same bytes from memory in one
+thread. Two ways: ``augment_on: loader`` (``train_transform(128, "strong")`` per crop in 1 and
+2 worker processes, collated; each reads every crop once, so a key's first-read cost is in the
+figure) and ``augment_on: device`` (the full profile's: crops located once, decode threads of
+the training process decode each crop into its place in the batch, the augmentation is left to
+the device: per decode thread, in rounds each paired with a bare-decode run; and the same
+through a worker process, which has to send the decoded pixels through shared memory). The
+per-image cost of each stage, in one process, says where the time goes, for the current code
+and for the code before (``f[key][()]`` reads, torchvision's ColorJitter on the uint8 crop),
+and what the batch augmentation costs on this CPU (on a GPU: ``bench_gpu.py``).
 
 Also the formula for the loader cores that feed ResNet50 128 px bf16 at a GPU's training rate;
 the GPU rate is missing until ``benchmarks/bench_gpu.py`` runs on a GPU and fills it in.
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             source, shown = "synthetic", "synthetic crops in a temporary folder"
         ids = CropStore.ids(path)[:args.n_images]
         with CropStore(path) as store:
-            blobs = [store.read_bytes(k) for k in ids[:1000]]
+            blobs = [store.read_bytes(k) for k in ids]  # bare decode: the same bytes, all
         sizes = [decode_jpeg(b).shape[0] for b in blobs[:200]]
         decode = bare_decode(blobs)
         print(f"bare decode from memory: {decode:.0f} img/s (one process)", flush=True)
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         # decode (the decoder releases the GIL), collate_padded fills the batch; the same
         # through a worker process, to show what sending the pixels costs
         src = HDF5Source(path)
-        src.store.index(ids)
+        src.store.index(ids, sizes=True)
         for w in args.workers:  # paired rounds: each beside a bare decode run just after it
             rounds = []
             for _ in range(args.rounds):
@@ -234,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         loaders["1_worker_code_before"] = {"img_s": round(rate, 1),
                                            "per_worker_over_bare_decode": round(rate / decode, 3)}
         print(f"1 worker, code before: {rate:.0f} img/s", flush=True)
-    per_worker = loaders["1_workers"]["per_worker_img_s"] if "1_workers" in loaders else \
-        next(iter(loaders.values()))["per_worker_img_s"]
+    # the full profile's path (augment_on: device): one decode thread's rate
+    per_worker = loaders["device_1_workers"]["per_worker_img_s"] if "device_1_workers" in \
+        loaders else next(iter(loaders.values()))["per_worker_img_s"]
     dec = stage_us["decode"]
     io = {name: round(dec / (stage_us[key] + dec), 3) for name, key in
           (("h5py_read_before", "read_h5py_f_key"), ("first_read", "read_store_first"),

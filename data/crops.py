@@ -15,6 +15,7 @@ goes through h5py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -112,6 +113,7 @@ class CropStore:
         self._pid: int | None = None
         self._fd: int | None = None  # this process's plain descriptor for os.pread
         self._where: dict[str, _Extent | None] = {}  # key -> its bytes in the file, or None
+        self._sizes: dict[str, tuple[int, int]] = {}  # key -> (height, width), when indexed
         self._checked = False  # the first raw read of this process was compared with h5py
 
     def _handle(self) -> h5py.File:
@@ -127,14 +129,16 @@ class CropStore:
 
     def __getstate__(self) -> dict:  # the extents travel: a spawned worker need not look up
         return {"path": self.path, "_file": None, "_pid": None, "_fd": None,
-                "_where": self._where, "_checked": False}
+                "_where": self._where, "_sizes": self._sizes, "_checked": False}
 
-    def index(self, ids: Iterable[str] | None = None) -> int:
+    def index(self, ids: Iterable[str] | None = None, sizes: bool = False) -> int:
         """Look up where each crop of ``ids`` (default: every key) lies in the file, once, in
         this process: loader workers forked or spawned after it read each crop with one
         ``os.pread`` from their first read on, instead of each worker asking HDF5 per key
         (the dataset open is most of a first read: loader.json ``stage_us``). Returns the
-        number of keys looked up; a key not in the file is left for its read to report."""
+        number of keys looked up; a key not in the file is left for its read to report.
+        ``sizes``: also each crop's (height, width) from its JPEG header (:meth:`size`), so a
+        batch can be laid out before any of its crops is read."""
         f = self._handle()
         n = 0
         for isic_id in self.keys() if ids is None else ids:
@@ -146,7 +150,15 @@ class CropStore:
                 continue
             self._where[isic_id] = _extent(dsid)
             n += 1
+            if sizes:  # a crop whose header does not parse: its read reports it, naming it
+                with contextlib.suppress(BadImageError):
+                    self._sizes[isic_id] = jpeg_size(self.read_bytes(isic_id), isic_id,
+                                                     self.path)
         return n
+
+    def size(self, isic_id: str) -> tuple[int, int] | None:
+        """(height, width) recorded by ``index(..., sizes=True)``, else None."""
+        return self._sizes.get(isic_id)
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

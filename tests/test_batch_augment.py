@@ -106,7 +106,8 @@ def test_hue_matches_the_per_crop_jitter(shift: float):
     assert np.allclose(ours.numpy(), ref, atol=1e-5)
 
 
-def test_threaded_dataset_builds_the_batch(tmp_path):
+@pytest.mark.parametrize("indexed", [False, True], ids=["headers_read", "sizes_indexed"])
+def test_threaded_dataset_builds_the_batch(tmp_path, indexed: bool):
     """augment_on=device's loader side: decode threads fill one batch in place (the crops as
     decoded, rows in order), a bad crop is an error naming it, and buffer reuse leaves the
     newest batches intact."""
@@ -121,6 +122,8 @@ def test_threaded_dataset_builds_the_batch(tmp_path):
     tab = rng.normal(size=(10, 2)).astype(np.float32)
     ds = CropDataset(HDF5Source(tmp_path / "c.hdf5"), ids, None, np.arange(10) % 2, tab,
                      threads=3)
+    if indexed:  # sizes known before the batch is read (stream mode indexes them)
+        assert ds.source.store.index(sizes=True) == 11 and ds.source.size("ISIC_3") == sizes[3]
     batches = [ds.__getitems__([9, 2, 5, 0]) for _ in range(RING + 1)]
     for b in batches[-RING:]:
         assert collate_padded(b) is b and b["index"].tolist() == [9, 2, 5, 0]

@@ -73,6 +73,9 @@ class HDF5Source:
     def read_bytes(self, isic_id: str) -> bytes:
         return self.store.read_bytes(isic_id)
 
+    def size(self, isic_id: str) -> tuple[int, int] | None:
+        return self.store.size(isic_id)
+
     def decode(self, isic_id: str, data: bytes) -> np.ndarray:
         """The crop from its bytes (``read_bytes``), as :meth:`image` returns it."""
         img = decode_named(data, isic_id, self.path, self.fast)
@@ -232,8 +235,12 @@ class CropDataset(Dataset):
         size, then each thread decodes its slice of the crops and copies each into place:
         nothing waits for the whole batch to be decoded."""
         ids = [self.ids[i] for i in indices]
-        blobs = [self.source.read_bytes(k) for k in ids]
-        sizes = [jpeg_size(b, k, self.source.path) for b, k in zip(blobs, ids, strict=True)]
+        known = getattr(self.source, "size", None)  # recorded by CropStore.index(sizes=True)
+        sizes = [known(k) for k in ids] if known is not None else [None]
+        blobs: list[bytes] | None = None
+        if None in sizes:  # read here, sized from the headers
+            blobs = [self.source.read_bytes(k) for k in ids]
+            sizes = [jpeg_size(b, k, self.source.path) for b, k in zip(blobs, ids, strict=True)]
         # batches take turns in RING buffers: a batch stays intact while fewer than RING later
         # ones are made (the loop holds two: the one training and the one fetched ahead)
         slot, self._made = self._made % RING, self._made + 1
@@ -245,7 +252,13 @@ class CropDataset(Dataset):
         def fill(rows: range) -> None:
             for r in rows:
                 h, w = sizes[r]
-                view[r, :h, :w] = self.source.decode(ids[r], blobs[r])
+                data = blobs[r] if blobs is not None else self.source.read_bytes(ids[r])
+                image = self.source.decode(ids[r], data)
+                if image.shape[:2] != (h, w):
+                    raise BadImageError(f"{self.source.path}: crop {ids[r]!r} decodes to "
+                                        f"{image.shape[:2]}, its header said {(h, w)}",
+                                        ids[r], self.source.path)
+                view[r, :h, :w] = image
 
         list(pool.map(fill, slices(len(ids), self.threads)))
         return {**self._rows(indices), "image": image, "hw": torch.from_numpy(hw)}

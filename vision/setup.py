@@ -183,7 +183,7 @@ def open_sources(cfg: ImageConfig, inputs: TrainInputs, rt: dict[str, Any]) -> S
             store = getattr(stream, "store", None)  # an HDF5: find each crop once, here, so
             if store is not None:  # every loader worker reads it with one pread from the start
                 t0 = time.perf_counter()
-                n = store.index(ids)
+                n = store.index(ids, sizes=True)
                 log.info("%s: %d crops located in %.1fs", images, n, time.perf_counter() - t0)
             sources.append(BlankForBad(stream, found, size) if found else stream)
         else:
