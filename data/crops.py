@@ -31,20 +31,27 @@ except ImportError:  # pragma: no cover - simplejpeg is a declared dependency
     simplejpeg = None
 
 
-def decode_jpeg(data: bytes, fast: bool = False) -> np.ndarray:
+def decode_jpeg(data: bytes, fast: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """Decode JPEG bytes to an RGB ``uint8`` array of shape (H, W, 3).
 
     The project's one JPEG decoder. ``fast`` uses libjpeg-turbo's fast DCT and upsampling
-    (training input, where +-1 grey level does not matter); the default is exact.
+    (training input, where +-1 grey level does not matter); the default is exact. ``out``: a
+    contiguous uint8 buffer of at least H * W * 3 to decode into (a batch's slot: no copy).
     """
     if simplejpeg is not None:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast, fastupsample=fast)
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast, fastupsample=fast,
+                                      buffer=out)
     import io
 
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
+        image = np.asarray(im.convert("RGB"))
+    if out is None:
+        return image
+    placed = out[: image.size].reshape(image.shape)
+    placed[...] = image
+    return placed
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
@@ -88,11 +95,11 @@ def jpeg_size(data: bytes, isic_id: str, path: str | os.PathLike[str]) -> tuple[
 
 
 def decode_named(data: bytes, isic_id: str, path: str | os.PathLike[str],
-                 fast: bool = False) -> np.ndarray:
+                 fast: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`decode_jpeg` whose failure names the crop and its file (libjpeg's own message
     names neither)."""
     try:
-        image = decode_jpeg(data, fast)
+        image = decode_jpeg(data, fast, out)
     except Exception as err:
         raise BadImageError(f"{path}: crop {isic_id!r} is not a decodable JPEG ({err})",
                             isic_id, path) from err

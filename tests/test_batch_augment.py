@@ -17,6 +17,7 @@ from isicstack.vision.batch_augment import (
     collate_padded,
     crop_boxes,
     sample_boxes,
+    unpack,
 )
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -31,25 +32,32 @@ def _hwc(crops: list[torch.Tensor]) -> list[np.ndarray]:
     return [c.permute(1, 2, 0).numpy() for c in crops]  # what a loader worker decodes
 
 
-def test_collate_pads_without_resampling():
+def test_collate_packs_without_resampling():
     crops = _crops([(40, 50), (60, 30)])
     batch = collate_padded([{"image": c, "target": float(i), "index": i}
                             for i, c in enumerate(_hwc(crops))])
-    assert batch["image"].shape == (2, 3, 60, 50) and batch["hw"].tolist() == [[40, 50], [60, 30]]
-    assert batch["image"].is_contiguous(memory_format=torch.channels_last)  # no transposition
-    assert torch.equal(batch["image"][1, :, :60, :30], crops[1])
+    assert batch["image"].shape == (2, 60 * 50 * 3) and batch["hw"].tolist() == [[40, 50], [60, 30]]
+    assert torch.equal(batch["image"][1, : 60 * 30 * 3], crops[1].permute(1, 2, 0).reshape(-1))
+    canvas = unpack(batch["image"], batch["hw"])  # each crop top-left, as decoded
+    assert canvas.shape == (2, 3, 60, 50)
+    assert canvas.is_contiguous(memory_format=torch.channels_last)  # no transposition
+    assert torch.equal(canvas[0, :, :40, :50], crops[0])
+    assert torch.equal(canvas[1, :, :60, :30], crops[1])
     assert batch["index"].tolist() == [0, 1]
 
 
 def test_no_augment_is_the_bilinear_resize_of_each_crop():
     """Box = the whole crop, no flip: F.interpolate's pixel mapping and edge clamp, whatever
-    the padding beside the crop (up- and downscaled crops in one batch)."""
+    lies beside the crop (up- and downscaled crops in one batch)."""
     crops = _crops([(40, 50), (60, 30), (33, 33), (20, 31)])
     batch = collate_padded([{"image": c} for c in _hwc(crops)])
-    batch["image"][:] = 255  # whatever lies beside a crop: never read
+    canvas = unpack(batch["image"], batch["hw"]).clone()
+    canvas[:] = 255  # whatever lies beside a crop: never read
     for i, c in enumerate(crops):
-        batch["image"][i, :, : c.shape[1], : c.shape[2]] = c
-    out = BatchAugment(32, "none", MEAN, STD)(batch["image"], batch["hw"])
+        canvas[i, :, : c.shape[1], : c.shape[2]] = c
+    out = BatchAugment(32, "none", MEAN, STD)(canvas, batch["hw"])
+    assert torch.allclose(out, BatchAugment(32, "none", MEAN, STD)(batch["image"], batch["hw"]),
+                          atol=1e-5)
     for i, c in enumerate(crops):
         ref = nnf.interpolate(c[None].float() / 255, size=(32, 32), mode="bilinear",
                               align_corners=False)
@@ -132,7 +140,8 @@ def test_threaded_dataset_builds_the_batch(tmp_path, indexed: bool):
         for r, i in enumerate((9, 2, 5, 0)):
             h, w = sizes[i]
             ref = decode_jpeg(blobs[i], fast=True)
-            assert np.array_equal(b["image"][r, :, :h, :w].permute(1, 2, 0).numpy(), ref)
+            got = unpack(b["image"], b["hw"])[r, :, :h, :w].permute(1, 2, 0).numpy()
+            assert np.array_equal(got, ref)
     bad = CropDataset(HDF5Source(tmp_path / "c.hdf5"), ["ISIC_1", "BAD"], None, threads=2)
     with pytest.raises(BadImageError, match="BAD"):
         bad.__getitems__([0, 1])

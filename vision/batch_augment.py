@@ -34,15 +34,14 @@ GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 def padded_batch(images: list[np.ndarray], pool: Executor | None = None,
                  parts: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoded HWC uint8 crops of any sizes -> one (B, 3, H, W) uint8 batch (each crop
-    top-left, undefined beyond it; NHWC in memory, i.e. channels_last, so nothing is
-    transposed) and ``hw`` (B, 2). One copy per crop, no resampling; ``pool``: the copies in
+    """Decoded HWC uint8 crops of any sizes -> the packed batch (:func:`packed_canvas`) and
+    ``hw`` (B, 2): one contiguous copy per crop, no resampling; ``pool``: the copies in
     ``parts`` slices on its threads (numpy copies release the GIL)."""
-    image, hw, view = padded_canvas([im.shape[:2] for im in images])
+    image, hw, view = packed_canvas([im.shape[:2] for im in images])
 
     def fill(rows: range) -> None:
         for i in rows:
-            view[i, : hw[i, 0], : hw[i, 1]] = images[i]
+            view[i, : images[i].size] = images[i].reshape(-1)
 
     if pool is None or parts < 2:
         fill(range(len(images)))
@@ -51,23 +50,41 @@ def padded_batch(images: list[np.ndarray], pool: Executor | None = None,
     return image, torch.from_numpy(hw)
 
 
-def padded_canvas(sizes: list[tuple[int, int]], reuse: torch.Tensor | None = None
+def packed_canvas(sizes: list[tuple[int, int]], reuse: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """An uninitialised batch for crops of ``sizes``: the (B, 3, H, W) uint8 tensor (NHWC in
-    memory), ``hw`` and the (B, H, W, 3) numpy view to fill; in a loader worker process it
-    lies in shared memory, so the filled batch is sent without a copy. ``reuse``: a flat uint8
-    buffer to lay it in when large enough (fresh pages cost more to touch than to fill)."""
+    """An uninitialised packed batch for crops of ``sizes``: (B, H * W * 3) uint8 for the
+    batch's largest H and W, crop ``i`` contiguous (h_i, w_i, 3) at the start of row ``i``
+    (so a decoder writes it in place, :func:`unpack` lays it out), ``hw``, and the numpy view
+    to fill. In a loader worker process it lies in shared memory (sent without a copy);
+    ``reuse``: a flat uint8 buffer to lay it in when large enough (fresh pages cost more to
+    touch than to fill)."""
     hw = np.array(sizes, dtype=np.int64).reshape(-1, 2)
-    shape = (len(hw), int(hw[:, 0].max()), int(hw[:, 1].max()), 3)
-    need = int(np.prod(shape))
+    shape = (len(hw), int(hw[:, 0].max()) * int(hw[:, 1].max()) * 3)
+    need = shape[0] * shape[1]
     if reuse is not None and reuse.numel() >= need:
         canvas = reuse[:need].view(shape)
     elif get_worker_info() is None:
         canvas = torch.empty(shape, dtype=torch.uint8)
     else:
-        storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+        storage = torch.UntypedStorage._new_shared(need)
         canvas = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
-    return canvas.permute(0, 3, 1, 2), hw, canvas.numpy()  # beside a crop: never read
+    return canvas, hw, canvas.numpy()  # past a crop's h * w * 3 bytes: never read
+
+
+def unpack(packed: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
+    """A packed batch -> (B, 3, H, W) with each crop top-left (channels_last in memory), in
+    one gather on the batch's device; beside a crop, its last pixel repeated (never sampled:
+    :func:`sample_boxes` clamps to the crop)."""
+    b = packed.shape[0]
+    hmax, wmax = int(hw[:, 0].max()), int(hw[:, 1].max())
+    hw = hw.to(packed.device)
+    y = torch.arange(hmax, device=packed.device).view(1, -1, 1)
+    x = torch.arange(wmax, device=packed.device).view(1, 1, -1)
+    w = hw[:, 1].view(-1, 1, 1)
+    idx = torch.minimum(y * w + x, (hw[:, 0] * hw[:, 1] - 1).view(-1, 1, 1))
+    pixels = packed[:, : packed.shape[1] // 3 * 3].view(b, -1, 3)
+    out = pixels.gather(1, idx.view(b, -1, 1).expand(-1, -1, 3))
+    return out.view(b, hmax, wmax, 3).permute(0, 3, 1, 2)
 
 
 def slices(n: int, parts: int) -> list[range]:
@@ -218,6 +235,8 @@ class BatchAugment(torch.nn.Module):
 
     def forward(self, canvas: torch.Tensor, hw: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
+        if canvas.dim() == 2:  # packed (collate_padded, CropDataset threads)
+            canvas = unpack(canvas, hw)
         x = canvas.float().div_(255.0)
         hw = hw.to(x.device)
         n = hw.shape[0]

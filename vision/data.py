@@ -26,7 +26,7 @@ from torchvision.transforms import v2
 
 from isicstack.data.crops import BadImageError, CropStore, decode_named, jpeg_size
 from isicstack.vision.augment import ColourJitter
-from isicstack.vision.batch_augment import padded_batch, padded_canvas, slices
+from isicstack.vision.batch_augment import packed_canvas, padded_batch, slices
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -76,10 +76,14 @@ class HDF5Source:
     def size(self, isic_id: str) -> tuple[int, int] | None:
         return self.store.size(isic_id)
 
-    def decode(self, isic_id: str, data: bytes) -> np.ndarray:
-        """The crop from its bytes (``read_bytes``), as :meth:`image` returns it."""
-        img = decode_named(data, isic_id, self.path, self.fast)
-        return shades_of_gray(img) if self.color_constancy else img
+    def decode(self, isic_id: str, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
+        """The crop from its bytes (``read_bytes``), as :meth:`image` returns it; ``out``: a
+        contiguous buffer to decode into (it is then a view of ``out``)."""
+        img = decode_named(data, isic_id, self.path, self.fast, out)
+        if not self.color_constancy:
+            return img
+        img[...] = shades_of_gray(img)
+        return img
 
 
 class FolderSource:
@@ -245,20 +249,19 @@ class CropDataset(Dataset):
         # ones are made (the loop holds two: the one training and the one fetched ahead)
         slot, self._made = self._made % RING, self._made + 1
         buf = self._ring[slot]
-        image, hw, view = padded_canvas(sizes, buf)
+        image, hw, view = packed_canvas(sizes, buf)
         if buf is None or buf.numel() < view.size:  # a new, larger buffer: kept for its turn
-            self._ring[slot] = image.permute(0, 2, 3, 1).reshape(-1)
+            self._ring[slot] = image.reshape(-1)
 
         def fill(rows: range) -> None:
             for r in rows:
                 h, w = sizes[r]
                 data = blobs[r] if blobs is not None else self.source.read_bytes(ids[r])
-                image = self.source.decode(ids[r], data)
+                image = self.source.decode(ids[r], data, view[r])  # straight into its slot
                 if image.shape[:2] != (h, w):
                     raise BadImageError(f"{self.source.path}: crop {ids[r]!r} decodes to "
                                         f"{image.shape[:2]}, its header said {(h, w)}",
                                         ids[r], self.source.path)
-                view[r, :h, :w] = image
 
         list(pool.map(fill, slices(len(ids), self.threads)))
         return {**self._rows(indices), "image": image, "hw": torch.from_numpy(hw)}
