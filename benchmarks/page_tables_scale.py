@@ -28,16 +28,21 @@ TABLES: dict[str, Table] = {
          ["HDF5 read + decode alone, a key's first read / a repeat read", "",
           "{read_decode_over_bare_decode.first_read} / "
           "{read_decode_over_bare_decode.repeat_read}"],
-         ["`augment_on: device`: read (crops located once), decode, padded collate; 1 worker",
-          "**{loaders.device_1_workers.img_s:int}**",
+         ["`augment_on: device` (the `full` profile): crops located once, each decoded straight "
+          "into the batch by 1 decode thread, augmentation left to the device (median of paired "
+          "rounds)", "**{loaders.device_1_workers.img_s:int}**",
           "**{loaders.device_1_workers.per_worker_over_bare_decode}**"],
-         ["the same, 2 workers", "{loaders.device_2_workers.img_s:int}",
-          "{loaders.device_2_workers.per_worker_over_bare_decode}"]]),
+         ["the same, 2 decode threads (the training process's thread shares the 2 cores)",
+          "{loaders.device_2_workers.img_s:int}",
+          "{loaders.device_2_workers.per_worker_over_bare_decode}"],
+         ["the same through 1 worker process (the decoded pixels sent via shared memory)",
+          "{loaders.device_1_process.img_s:int}",
+          "{loaders.device_1_process.per_worker_over_bare_decode}"]]),
     "loader-stages": Table(
         "loader.json", "python benchmarks/bench_loader.py",
         ["per crop (µs)", "read (first / again; h5py `f[key][()]`)", "decode", "to tensor",
          "random resized crop + flips", "whole `strong` transform (before)", "collate",
-         "locate once (index)", "padded collate", "batch `strong` on this CPU, 1 thread"],
+         "locate + size once (index)", "packed collate", "batch `strong` on this CPU, 1 thread"],
         [["", "{stage_us.read_store_first} / {stage_us.read_store_again} "
           "({stage_us.read_h5py_f_key})", "{stage_us.decode}", "{stage_us.to_tensor}",
           "{stage_us.geometry_rrc_flips}", "{stage_us.strong_transform} "
