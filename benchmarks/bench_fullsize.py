@@ -23,23 +23,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from isicstack.conditions import run_conditions
-from isicstack.data.io import write_json
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runner import run_logged  # noqa: E402
+
+from isicstack.conditions import run_conditions  # noqa: E402
+from isicstack.data.io import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "full_cpu"
 ART = "artifacts/fullsize"  # relative to ROOT: no machine path in the results
 DATA = f"datasets/synthetic/{PROFILE}"
 TARGET_ROWS = 500_000
-# run a command, then print the largest peak RSS (KiB) of its process tree as the last line
-WRAPPER = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
 MAKE = ["make", "--no-print-directory", f"PROFILE={PROFILE}", f"ARTIFACTS={ART}"]
 STAGES: list[tuple[str, list[str]]] = [
     ("synth", [*MAKE, "synth"]),
@@ -53,16 +51,8 @@ STAGES: list[tuple[str, list[str]]] = [
 
 
 def run_stage(cmd: list[str], log: Path) -> dict[str, Any]:
-    """Run ``cmd`` under the RSS wrapper; its output goes to ``log``; wall time, peak RSS."""
-    t0 = time.perf_counter()
-    with open(log, "w") as out:
-        done = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], cwd=ROOT, stdout=out,
-                              stderr=subprocess.STDOUT)
-    lines = log.read_text().strip().splitlines()
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}); see {log}")
-    return {"seconds": round(time.perf_counter() - t0, 1),
-            "peak_rss_mib": round(int(lines[-1]) / 1024), "loadavg_end": os.getloadavg()}
+    """Run ``cmd`` (output to ``log``): wall time and the peak RSS of its process tree."""
+    return run_logged(cmd, log, ROOT, rss=True)
 
 
 def projection(result: dict[str, Any]) -> dict[str, Any]:

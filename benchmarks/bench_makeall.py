@@ -39,15 +39,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from isicstack.conditions import run_conditions
-from isicstack.data.io import write_json
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runner import run_logged  # noqa: E402
+
+from isicstack.conditions import run_conditions  # noqa: E402
+from isicstack.data.io import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "makeall.json"
@@ -72,15 +74,7 @@ def merge(key: str, value: Any) -> None:
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> float:
     """Run ``cmd`` with its output appended to ``log``; its wall seconds (fails loudly)."""
-    t0 = time.perf_counter()
-    with log.open("a") as fh:
-        fh.write(f"== {' '.join(cmd)}\n")
-        fh.flush()
-        done = subprocess.run(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    if done.returncode:
-        sys.stderr.write(log.read_text()[-4000:])
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}); log: {log}")
-    return round(time.perf_counter() - t0, 1)
+    return run_logged(cmd, log, cwd, env, append=True)["seconds"]
 
 
 def part_time(cores: int, recipe: str, make: list[str], keep: bool, rev: str

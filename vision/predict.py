@@ -91,12 +91,21 @@ class ImagePredictor:
         self.files = [rdir / "config.yaml", rdir / "metrics.json", *paths]
         if self.fusion is not None:
             self.files.append(rdir / FUSION_FILE)
-        n_tab = len(TAB_COLS) if self.fusion else 0
-        self.nets = [load_net(self.cfg, p, n_tab, rt["channels_last"], self.device)
-                     for p in paths]
-        log.info("%s: %d fold model(s) %s %dpx on %s%s", name, len(self.nets),
-                 self.cfg.model.name, self.cfg.model.image_size, self.device,
-                 f" ({self.autocast})" if self.autocast else "")
+        self._paths, self._channels_last = paths, rt["channels_last"]
+        self._nets: list[torch.nn.Module] | None = None
+
+    @property
+    def nets(self) -> list[torch.nn.Module]:
+        """The fold networks, loaded on first use: packaging needs only ``files``, and a
+        predictor replaced by another's pass (``ImagePartView``) never loads its own."""
+        if self._nets is None:
+            n_tab = len(TAB_COLS) if self.fusion else 0
+            self._nets = [load_net(self.cfg, p, n_tab, self._channels_last, self.device)
+                          for p in self._paths]
+            log.info("%s: %d fold model(s) %s %dpx on %s%s", self.name, len(self._nets),
+                     self.cfg.model.name, self.cfg.model.image_size, self.device,
+                     f" ({self.autocast})" if self.autocast else "")
+        return self._nets
 
     @property
     def source(self) -> Any:
