@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from isicstack.config import ConfigError, _read_yaml, find_config
+from isicstack.config import ConfigError, find_config, read_yaml
 
 CHAIN_FILE = "chain.yaml"
 ROLES = ("image_only",)
@@ -139,7 +139,7 @@ def load_chain(config_dir: str | os.PathLike[str] | None = None) -> Chain:
     if path is None:
         raise ConfigError(f"no {CHAIN_FILE} in the config folders (it declares the runs of "
                           "`make all`)")
-    return parse_chain(_read_yaml(path), str(path), path.read_text(encoding="utf-8"))
+    return parse_chain(read_yaml(path), str(path), path.read_text(encoding="utf-8"))
 
 
 def image_only_run(name: str = "") -> str:

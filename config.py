@@ -210,7 +210,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return nest(dotted)
 
 
-def _read_yaml(path: Traversable) -> dict[str, Any]:
+def read_yaml(path: Traversable) -> dict[str, Any]:
     """A YAML mapping; a syntax error or a non-mapping names the file."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -248,7 +248,7 @@ def stage_values(stage: str, profile: str = "default",
         where = ", ".join(str(d) for d in config_dirs(config_dir))
         log.warning("no %s.yaml in %s: using the dataclass defaults", stage, where)
     else:
-        doc = _read_yaml(path)
+        doc = read_yaml(path)
         stray = set(doc) - {"base", "profiles"}
         if stray:
             raise ConfigError(f"{path}: top-level keys must be 'base' and 'profiles', got {stray}")
@@ -265,7 +265,7 @@ def stage_values(stage: str, profile: str = "default",
     tuned = tuned_dir(config_dir) / f"{stage}.yaml"
     record = None
     if use_tuned and tuned.is_file():
-        doc_tuned = migrate(_read_yaml(tuned), moved, str(tuned))
+        doc_tuned = migrate(read_yaml(tuned), moved, str(tuned))
         record = {"file": tuned.name, "sha256": hashlib.sha256(tuned.read_bytes()).hexdigest(),
                   "tuned_by": doc_tuned.pop(TUNED_BY, None), "keys": dotted_keys(doc_tuned)}
         values = _merge(values, doc_tuned)

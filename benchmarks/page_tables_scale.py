@@ -75,6 +75,15 @@ TABLES: dict[str, Table] = {
          "identical"],
         [[f"{seed}", f"{{reproduce.{seed}.rows:int}}", f"{{reproduce.{seed}.max_abs_diff:g}}",
           f"{{reproduce.{seed}.identical}}"] for seed in (0, 1, 2)]),
+    "identical": Table(
+        "identical.json", "python benchmarks/bench_identical.py",
+        ["`make all PROFILE={profile}`, fresh clones, 1 core (1 thread) each", "figure"],
+        [["before the redesign / after it", "{before.commit} / {after.commit}"],
+         ["the two generated the same synthetic data", "{same_data}"],
+         ["prediction files compared (OOF and test scores of every model, stack, "
+          "calibration, submission.csv)", "{files_compared:int}"],
+         ["byte-identical", "**{identical:int}**"],
+         ["written by one commit only", "{only_before} / {only_after}"]]),
     "makeall-time": Table(
         "makeall.json", MAKEALL,
         ["fresh clone, `make` target", "2 cores, before the cuts ({time_today_2core.commit})",
