@@ -29,8 +29,8 @@ from isicstack.chain import image_only_run
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError
 from isicstack.evaluation import operating_point as opoint
+from isicstack.evaluation.calibration_maps import read_map
 from isicstack.extras import MissingExtraError
-from isicstack.pipelines.calibrate import read_map
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Clinic:
 
     def _load_stack(self, stacker: str, fallback: str, cpu_threads: int,
                     op_cfg: opoint.OperatingPointConfig) -> None:
-        from isicstack.pipelines.predict import PredictConfig, resolve_models
+        from isicstack.inference.predict import PredictConfig, resolve_models
 
         pcfg = PredictConfig(artifacts=self.artifacts, stacker=stacker, fallback=fallback,
                              accelerator="cpu", num_workers=0, cpu_threads=cpu_threads,
@@ -184,7 +184,7 @@ class Clinic:
     def _stack_scores(self, rows: pl.DataFrame) -> tuple[np.ndarray, str, bool]:
         """The full chain's scores of ``rows`` (whole patients), what scored them, and whether
         the score is a probability."""
-        from isicstack.pipelines.predict import score_all
+        from isicstack.inference.predict import score_all
 
         scores, _, _ = score_all(rows, self.stack["predictors"], rows.height)
         st = self.stack["stacker"]

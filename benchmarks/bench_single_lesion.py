@@ -35,7 +35,7 @@ WAYS = ("inside", "alone", "alone_form")
 
 def score(test: pl.DataFrame, stacker: Any, predictors: list[Any]) -> dict[str, np.ndarray]:
     """Every level-1 score and the stack's, through the predict path."""
-    from isicstack.pipelines.predict import score_all
+    from isicstack.inference.predict import score_all
 
     scores, _, _ = score_all(test, predictors, 50_000)
     if stacker is not None:
@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "single_lesion.json"))
     args = ap.parse_args()
     os.chdir(ROOT)  # chain and data are named relative to the repository root
-    from isicstack.pipelines.predict import PredictConfig, resolve_models
+    from isicstack.inference.predict import PredictConfig, resolve_models
 
     pcfg = PredictConfig(data_dir=args.data, artifacts=args.chain, accelerator="cpu",
                          num_workers=0, cpu_threads=1)

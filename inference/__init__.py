@@ -1,1 +1,6 @@
-"""isicstack.inference: scoring crops outside the training pipeline (``isic predict-images``)."""
+"""isicstack.inference: scoring from saved runs outside training.
+
+``isic predict`` (the offline test path), ``isic kaggle-package`` (that path shipped as one
+Kaggle dataset, with ``kaggle_inference.py`` as its ``run_inference.py``) and
+``isic predict-images`` (crops alone, through an image-only run).
+"""

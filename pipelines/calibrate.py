@@ -7,7 +7,8 @@ image config's keys were grouped); 0 for the stack, whose level-2 model sees the
 class mix), then a monotone map (``method``). The calibrated OOF is nested: fold k is mapped by
 a map fitted on the other folds (``evaluation.calibration.nested_calibrate``), so its Brier
 score is honest.
-The map fitted on every OOF row is what ``isic predict``, the Kaggle package and the app apply.
+The map fitted on every OOF row is what ``isic predict``, the Kaggle package and the app apply
+(read through ``evaluation/calibration_maps.py``, which also says where the maps live).
 
 The stack is calibrated on the scale ``stacker.json`` outputs at inference: the chosen method's
 own CV scores, recomputed here. Its nested OOF (``oof/stack.parquet``) maps each fold through
@@ -36,13 +37,13 @@ from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
 from isicstack.data.provenance import file_sha256, fold_hash
 from isicstack.evaluation.calibration import CalMap, fit_map, nested_calibrate, prior_shift
+from isicstack.evaluation.calibration_maps import calibration_dir, map_path
 from isicstack.evaluation.calibration_report import oracle_prob, summarise
 from isicstack.run_record import finish_run
 from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof
 
 log = logging.getLogger(__name__)
 
-FOLDER = "calibration"
 STACK = "stack"
 
 
@@ -59,15 +60,6 @@ class CalibrateConfig:
     out: str = ""               # "" = <artifacts>/calibration
     n_boot: int = 1000          # patient-bootstrap replicates of the Brier / log-loss intervals
     seed: int = 0               # of the bootstrap
-
-
-def calibration_dir(artifacts: str | Path, out: str = "") -> Path:
-    """Where the maps and calibrated OOF scores live."""
-    return Path(out) if out else Path(artifacts) / FOLDER
-
-
-def map_path(folder: Path, name: str) -> Path:
-    return folder / f"{name}.json"
 
 
 def source_file(artifacts: str | Path, name: str) -> Path:
@@ -210,43 +202,3 @@ def run(cfg: CalibrateConfig) -> dict[str, Any]:
     metrics = {"method": cfg.method, "prior": cfg.prior, "rows": int(y.size),
                "positives": int(y.sum()), "fold_hash": fold_hash(folds), "models": models}
     return finish_run("calibrate", folder, cfg, metrics, cfg.artifacts, started, track=False)
-
-
-def read_map(artifacts: str | Path, name: str) -> tuple[CalMap | None, str]:
-    """The saved map of ``name`` if it belongs to the run now on disk, else None and why."""
-    import json
-
-    path = map_path(calibration_dir(artifacts), name)
-    if not path.is_file():
-        return None, f"no calibration map for `{name}` ({path}): run `isic calibrate`"
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    rel = (doc.get("source") or {}).get("file")
-    src = Path(artifacts) / rel if rel else None
-    if src is None or not src.is_file() or file_sha256(src) != doc["source"]["sha256"]:
-        return None, (f"the calibration map of `{name}` ({path}) was fitted for another "
-                      f"training run of it: rerun `isic calibrate`")
-    return CalMap.from_dict(doc["map"]), ""
-
-
-def apply_maps(artifacts: str | Path, scores: dict[str, np.ndarray], mode: str = "auto",
-               required: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Calibrated risks of every score with a current map, and why the others have none.
-
-    ``mode``: ``auto`` (apply where a map is current), ``required`` (the ``required`` names
-    must have one: an error otherwise) or ``off``.
-    """
-    if mode not in ("auto", "required", "off"):
-        raise ValueError(f"calibration: {mode!r} is not one of auto, required, off")
-    risks: dict[str, np.ndarray] = {}
-    missing: dict[str, str] = {}
-    if mode == "off":
-        return risks, dict.fromkeys(scores, "calibration: off")
-    for name, pred in scores.items():
-        cal, why = read_map(artifacts, name)
-        if cal is None:
-            if mode == "required" and name in required:
-                raise FileNotFoundError(f"calibration: required, but {why}")
-            missing[name] = why
-        else:
-            risks[name] = cal.apply(pred)
-    return risks, missing

@@ -167,7 +167,8 @@ def calibrated(trained: Path, mini_isic: Path) -> dict:
 
 
 def test_stage_writes_maps_and_nested_oof(trained: Path, calibrated: dict, mini_isic: Path):
-    from isicstack.pipelines.calibrate import read_map, training_prior
+    from isicstack.evaluation.calibration_maps import read_map
+    from isicstack.pipelines.calibrate import training_prior
 
     folds = pl.read_parquet(trained / "folds.parquet")
     y = folds["target"].to_numpy()
@@ -188,7 +189,7 @@ def test_stage_writes_maps_and_nested_oof(trained: Path, calibrated: dict, mini_
 
 
 def test_stale_map_is_refused(trained: Path, calibrated: dict, tmp_path: Path):
-    from isicstack.pipelines.calibrate import apply_maps, read_map
+    from isicstack.evaluation.calibration_maps import apply_maps, read_map
 
     copy = tmp_path / "art"
     shutil.copytree(trained, copy)
@@ -203,10 +204,10 @@ def test_stale_map_is_refused(trained: Path, calibrated: dict, tmp_path: Path):
 
 def test_predict_adds_risk_and_package_ships_maps(trained: Path, calibrated: dict,
                                                   mini_isic: Path, tmp_path: Path):
-    from isicstack.pipelines.package import MANIFEST, PackageConfig
-    from isicstack.pipelines.package import run as package
-    from isicstack.pipelines.predict import PredictConfig
-    from isicstack.pipelines.predict import run as predict
+    from isicstack.inference.package import MANIFEST, PackageConfig
+    from isicstack.inference.package import run as package
+    from isicstack.inference.predict import PredictConfig
+    from isicstack.inference.predict import run as predict
 
     cfg = PredictConfig(data_dir=str(mini_isic), artifacts=str(trained), stacker="",
                         out=str(tmp_path / "sub.csv"), preds_dir=str(tmp_path / "preds"))

@@ -24,10 +24,10 @@ import torch
 
 from isicstack.config import load_config
 from isicstack.data.layout import SAMPLE_SUBMISSION, TEST_IMAGES, TEST_META
+from isicstack.inference.package import MANIFEST, PackageConfig
+from isicstack.inference.package import run as package
+from isicstack.inference.predict import PredictConfig, load_predictors, patient_batches, run
 from isicstack.pipelines.cli import main
-from isicstack.pipelines.package import MANIFEST, PackageConfig
-from isicstack.pipelines.package import run as package
-from isicstack.pipelines.predict import PredictConfig, load_predictors, patient_batches, run
 from isicstack.stacking.methods import Stacker, fit_stacker
 from isicstack.tabular.cv import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
@@ -138,7 +138,7 @@ def test_fused_image_part_reproduces_training(trained, tmp_path: Path):
 def test_image_term_read_off_the_fused_runs_pass(trained, tmp_path: Path):
     """Scored together, a fused run's image term comes from the run's own pass over the crops
     (one CNN pass, not two) and equals the term scored alone."""
-    from isicstack.pipelines.predict import resolve_models, share_image_passes
+    from isicstack.inference.predict import resolve_models, share_image_passes
     from isicstack.vision.predict import ImagePartView
 
     part = f"{VISION}_image_part"

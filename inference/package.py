@@ -24,8 +24,8 @@ import yaml
 from isicstack.config import load_config, to_dict
 from isicstack.data.io import atomic_path, write_json, write_text
 from isicstack.data.layout import run_dir
-from isicstack.pipelines.calibrate import calibration_dir, map_path, read_map
-from isicstack.pipelines.predict import STACKER_FILE, PredictConfig, resolve_models
+from isicstack.evaluation.calibration_maps import calibration_dir, map_path, read_map
+from isicstack.inference.predict import STACKER_FILE, PredictConfig, resolve_models
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def run(cfg: PackageConfig) -> Path:
                                   preds_dir="")
     write_text(yaml.safe_dump({"base": to_dict(shipped)}, sort_keys=False),
                tmp / "predict.yaml")
-    shutil.copy2(REPO / "pipelines" / "kaggle_inference.py", tmp / "run_inference.py")
+    shutil.copy2(REPO / "inference" / "kaggle_inference.py", tmp / "run_inference.py")
     wheel = build_wheel(tmp / "wheels").name if cfg.wheel else None
     write_json({"title": cfg.dataset_title, "id": cfg.dataset_id,
                 "licenses": [{"name": "CC0-1.0"}]}, tmp / "dataset-metadata.json")

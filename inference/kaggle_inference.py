@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import isicstack
     from isicstack.config import load_config
-    from isicstack.pipelines.predict import PredictConfig, run
+    from isicstack.inference.predict import PredictConfig, run
 
     where = Path(isicstack.__file__).resolve()
     if site not in where.parents:

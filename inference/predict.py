@@ -38,7 +38,7 @@ from isicstack.data.layout import (
     run_dir,
     run_stage,
 )
-from isicstack.pipelines.calibrate import apply_maps
+from isicstack.evaluation.calibration_maps import apply_maps
 from isicstack.stacking.methods import Stacker
 from isicstack.stacking.submission import write_submission
 from isicstack.tabular.predict import BatchFeatures, TabularPredictor
