@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,11 @@ def main() -> int:
                 name in result["stages"] and name not in args.force):
             continue
         print(f"== {name}: {' '.join(cmd)}", flush=True)
-        result["stages"][name] = run_stage(cmd, logs / f"{name}.log")
+        if name in result["stages"]:  # a rerun (--force): the earlier record is kept beside it
+            result.setdefault("previous", {})[name] = result["stages"][name]
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip()
+        result["stages"][name] = {**run_stage(cmd, logs / f"{name}.log"), "commit": commit}
         result["total_seconds"] = round(sum(s["seconds"] for s in result["stages"].values()))
         result["max_peak_rss_mib"] = max(s["peak_rss_mib"] for s in result["stages"].values())
         result["projection"] = projection(result)
