@@ -44,8 +44,11 @@ CHAIN_FILE := $(firstword $(wildcard $(ISIC_CONFIG_DIR)/chain.yaml) configs/chai
 CHAIN := $(shell awk '/^runs:/ {r = 1; next} r && /^[^ \#]/ {r = 0} \
                       r && /^  [a-z][a-z0-9_-]*:/ {sub(/:.*/, "", $$1); print $$1}' $(CHAIN_FILE))
 # every ARGS_<run> given, so a run made as a missing input gets its own overrides too
+ifeq ($(strip $(CHAIN)),)
+$(error no runs read from $(CHAIN_FILE): each run starts a line with two spaces, `  <name>:`)
+endif
 CHAIN_ARGS = --profile $(PROFILE) --data-dir $(DATA_DIR) --artifacts $(ARTIFACTS) \
-             $(foreach r,$(CHAIN),$(if $(ARGS_$(r)),--args '$(r)=$(ARGS_$(r))'))
+             $(foreach r,$(CHAIN),$(if $(ARGS_$(r)),--args '$(r)=$(subst ','\'',$(ARGS_$(r)))'))
 # The tabular scores that tuning, subgroups and friends read: made once when missing.
 TAB_OOF := $(ARTIFACTS)/oof/lgbm.parquet
 # ARGS only for the goals the user named, plus ARGS_<target> (see the top of this file).

@@ -127,6 +127,11 @@ def parse_chain(doc: dict[str, Any], source: str, text: str = "") -> Chain:
                 raise ConfigError(f"{where}: {out!r} is already provided by {provided[out]!r}")
             provided[out] = name
         runs.append(run)
+    lines = re.findall(r"^  ([a-z][a-z0-9_-]*):", text, flags=re.M)
+    if text and lines != list(doc["runs"]):  # the Makefile reads the names off these lines
+        raise ConfigError(f"{source}: write each run as a line `  <name>:` (two spaces, under "
+                          f"`runs:`; the Makefile reads them): found {lines}, the runs are "
+                          f"{list(doc['runs'])}")
     roles = [r.role for r in runs if r.role]
     if len(roles) != len(set(roles)):
         raise ConfigError(f"{source}: a role is held by more than one run ({roles})")

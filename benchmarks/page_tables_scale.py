@@ -42,7 +42,7 @@ TABLES: dict[str, Table] = {
         "loader.json", "python benchmarks/bench_loader.py",
         ["per crop (µs)", "read (first / again; h5py `f[key][()]`)", "decode", "to tensor",
          "random resized crop + flips", "whole `strong` transform (before)", "collate",
-         "locate + size once (index)", "packed collate", "batch `strong` on this CPU, 1 thread"],
+         "locate once (index)", "packed collate", "batch `strong` on this CPU, 1 thread"],
         [["", "{stage_us.read_store_first} / {stage_us.read_store_again} "
           "({stage_us.read_h5py_f_key})", "{stage_us.decode}", "{stage_us.to_tensor}",
           "{stage_us.geometry_rrc_flips}", "{stage_us.strong_transform} "

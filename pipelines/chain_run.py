@@ -11,6 +11,7 @@ from its stage's output names fails on the spot, naming the entry.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from isicstack.pipelines.stages import STAGES, stage_config
 log = logging.getLogger(__name__)
 
 ALL = "all"  # `isic chain all`: every run, in order
+RUN_ENV = "ISIC_CHAIN_RUN"  # the run being executed (inherited by the DDP ranks it starts)
 PROVIDE = "provide:"  # `isic chain provide:lgbm`: the provider of oof/lgbm, when it is missing
 
 
@@ -86,14 +88,18 @@ def execute(calls: list[ChainCall], profile: str, artifacts: str,
                               f"{', '.join(STAGES)}")
         log.info("chain: %s = %s", c.run.name, c.command(profile))
         t0 = time.perf_counter()
-        if runner is None:
-            cfg, run = stage_config(c.run.stage, profile, c.overrides)
-            run(cfg)
-        else:
-            runner(c.run.stage, profile, c.overrides)
+        os.environ[RUN_ENV] = c.run.name  # a DDP rank started from this command runs it alone
+        try:
+            if runner is None:
+                cfg, run = stage_config(c.run.stage, profile, c.overrides)
+                run(cfg)
+            else:
+                runner(c.run.stage, profile, c.overrides)
+        finally:
+            os.environ.pop(RUN_ENV, None)
         seconds[c.run.name] = round(time.perf_counter() - t0, 3)
         absent = [n for n in c.run.provides if not oof_path(artifacts, n).is_file()]
-        if absent:
+        if absent and not _other_rank():  # only global rank 0 writes a run's files
             raise ConfigError(f"chain run {c.run.name!r} declares provides {absent} but wrote "
                               f"no {oof_path(artifacts, absent[0])}: its stage's output names "
                               "and the chain entry disagree")
@@ -107,12 +113,20 @@ def parse_run_args(items: list[str]) -> dict[str, list[str]]:
         name, sep, args = item.partition("=")
         if not sep or not name:
             raise ConfigError(f"--args {item!r}: expected <run>='key=value ...'")
-        out.setdefault(name, []).extend(shlex.split(args))
+        try:
+            out.setdefault(name, []).extend(shlex.split(args))
+        except ValueError as err:  # an unclosed quote
+            raise ConfigError(f"--args {item!r}: {err}") from None
     return out
 
 
+def _other_rank() -> bool:
+    """A DDP process other than global rank 0 (which alone writes a run's files)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) != 0
+
+
 def provider_of(chain: Chain, output: str) -> str:
-    """The run providing OOF name ``output`` (``isic chain --provide lgbm``: the stages outside
+    """The run providing OOF name ``output`` (``isic chain provide:lgbm``: the stages outside
     the chain, such as tuning and subgroups, need the tabular scores made when missing)."""
     run = chain.provider(output)
     if run is None:
@@ -139,10 +153,14 @@ def run_chain(target: str, profile: str = "default", data_dir: str = "auto",
             return []
         target, goal_args = provider_of(chain, output), []
     calls = plan(chain, target, profile, artifacts, common, run_args, goal_args or [])
-    if dry_run:  # each run's config is resolved, so a bad override fails here, not mid-chain
-        for c in calls:
-            stage_config(c.run.stage, profile, c.overrides)
+    current = os.environ.get(RUN_ENV)
+    if current:  # a DDP rank Lightning started by running this command again: the run that
+        calls = [c for c in calls if c.run.name == current]  # started it, nothing else
+    for c in calls:  # every run's config resolved first: a bad override fails before training
+        stage_config(c.run.stage, profile, c.overrides)
+        if dry_run:
             print(c.command(profile))
+    if dry_run:
         return calls
     seconds = execute(calls, profile, artifacts)
     log.info("chain: %s done (%s)", target,

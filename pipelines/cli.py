@@ -200,7 +200,7 @@ def _chain(args: argparse.Namespace) -> int:
     try:
         run_chain(args.run, args.profile, args.data_dir, args.artifacts,
                   parse_run_args(args.args), args.overrides, args.dry_run)
-    except (ConfigError, MissingExtraError) as err:
+    except (StageNotBuiltError, ConfigError, MissingExtraError) as err:
         return _fail("chain", err, 2, args.verbose)
     except (FileNotFoundError, ValueError, KeyError) as err:
         return _fail("chain", err, 1, args.verbose)

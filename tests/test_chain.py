@@ -43,6 +43,7 @@ def test_shipped_chain_and_its_roles():
     ("runs:\n  a:\n    stage: stack\n    args: [bags]\n", "'bags' is not key=value"),
     ("runs:\n  A:\n    stage: stack\n", "lower-case"),
     ("steps: []\n", "one top-level key 'runs'"),
+    ("runs:\n    a:\n      stage: stack\n", "two spaces"),  # valid YAML the Makefile misreads
 ])
 def test_bad_chain_is_refused_naming_the_run(text: str, message: str):
     with pytest.raises(ConfigError, match="t.yaml") as err:
@@ -89,6 +90,8 @@ def test_overrides_reach_the_right_runs(tmp_path: Path):
     chain = load_chain()
     run_args = parse_run_args(["train-tabular=bags=1 'features.oof_names=[]'"])
     assert run_args == {"train-tabular": ["bags=1", "features.oof_names=[]"]}
+    with pytest.raises(ConfigError, match="train-tabular=name='a b"):
+        parse_run_args(["train-tabular=name='a b"])  # an unclosed quote names the item
     calls = {c.run.name: c for c in plan(chain, "train-image", "default", str(tmp_path), COMMON,
                                          run_args, ["seed=3"])}
     assert calls["train-tabular"].overrides[-2:] == ["bags=1", "features.oof_names=[]"]

@@ -122,7 +122,8 @@ def test_stack_after_clone_runs_what_it_needs(tmp_path: Path):
 def test_fused_run_starts_from_the_image_only_models(tmp_path: Path, profile: str,
                                                      steps: list[str]):
     """`make train-image` on a fresh folder trains the image-only run first and starts the fused
-    run from it, with the profile's fused step budget (FUSED_STEPS_<profile>, else its own)."""
+    run from it, with the profile's fused step budget (configs/chain.yaml's profile_args,
+    else its own)."""
     out = subprocess.run(["make", "-n", "--no-print-directory", "train-image",
                           f"ARTIFACTS={tmp_path / 'art'}", f"PROFILE={profile}"], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=True)

@@ -1,6 +1,8 @@
 """isicstack.vision: timm CNN on the HDF5 crops, per fold, image-only or fused with tabular scores.
 
-Modules: ``data`` (image sources, v2 transforms, dataset, per-fold DataModule), ``cache``
+Modules: ``data`` (image sources, v2 transforms, dataset), ``datamodule`` (the per-fold
+DataModule), ``batch_augment`` (``augment_on: device``: packed batches, the augmentation on the
+device), ``cache``
 (decode-once crops at input size), ``sampler`` (per-epoch negative undersampling), ``model``
 (LightningModule, timm pretrained loading), ``inputs`` (fold/test/fusion tables), ``fold`` (one
 fold: fit by a step budget, resume, predict), ``config`` (``ImageConfig`` and its groups

@@ -12,10 +12,11 @@ the colour jitter blends per crop with broadcast factors. The parameters follow 
 ``RandomHorizontalFlip``/``RandomVerticalFlip`` (p=0.5 each) and ``RandomApply([ColorJitter(b,
 c, s, h)], p)``; the jitter's order of operations is drawn once per batch, not per crop.
 
-Input: :func:`collate_padded`'s batch, the decoded crops (any sizes) in one padded uint8
-canvas with each crop's height and width. Differences from the loader path: bilinear sampling
-(below a 2x downscale; above it the canvas is first average-pooled by the batch's whole factor)
-where torchvision resizes with antialiasing, and its own random stream.
+Input: a packed batch (:func:`packed_canvas`: each decoded crop, any size, contiguous in its
+row) with each crop's height and width, laid out on the device by :func:`unpack`. Differences
+from the loader path: bilinear sampling (below a 2x downscale; above it the canvas is first
+average-pooled by the batch's whole factor) where torchvision resizes with antialiasing, and its
+own random stream.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def packed_canvas(sizes: list[tuple[int, int]], reuse: torch.Tensor | None = Non
 
 def unpack(packed: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
     """A packed batch -> (B, 3, H, W) with each crop top-left (channels_last in memory), in
-    one gather on the batch's device; beside a crop, its last pixel repeated (never sampled:
+    one gather on the batch's device; beside a crop, other pixels of it (never sampled:
     :func:`sample_boxes` clamps to the crop)."""
     b = packed.shape[0]
     hmax, wmax = int(hw[:, 0].max()), int(hw[:, 1].max())

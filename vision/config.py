@@ -62,7 +62,7 @@ class DataConfig:
     data_mode: Literal["auto", "memory", "stream"] = "auto"  # stream: decode per sample from HDF5
     cache_max_gb: float = 4.0      # auto: decode-once cache when it fits in this much memory
     on_bad_image: Literal["error", "skip"] = "error"  # skip: leave a bad crop out, list it
-    num_workers: int = 0           # DataLoader decode workers
+    num_workers: int = 0           # decode workers (augment_on device: decode threads)
 
 
 @dataclass

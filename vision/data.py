@@ -1,4 +1,4 @@
-"""Crops as normalised tensors: image sources, torchvision v2 transforms, dataset, DataModule.
+"""Crops as normalised tensors: image sources, torchvision v2 transforms, the dataset.
 
 A *source* maps an ``isic_id`` to a decoded RGB crop: the Kaggle HDF5 (opened lazily, once per
 process, so it pickles into DataLoader workers without a handle), a folder of JPEGs, or a
@@ -7,8 +7,7 @@ size. Transforms are ``torchvision.transforms.v2`` pipelines on uint8 CHW tensor
 the last geometric step (a top team lost ~0.006 LB resizing first): flips commute with it, and
 the ``strong`` recipe's random resized crop *is* the resize; colour jitter runs after it because
 it is per-pixel and cheaper on the small image (on the float crop, the cheap way:
-:mod:`isicstack.vision.augment`). Under DDP the DataModule shares rows out itself
-(:mod:`isicstack.vision.distributed`).
+:mod:`isicstack.vision.augment`). The DataModule: :mod:`isicstack.vision.datamodule`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.config import read_saved_config, save_config, to_dict, tuned_record
+from isicstack.config import (
+    ConfigError,
+    build,
+    read_saved_config,
+    save_config,
+    to_dict,
+    tuned_record,
+)
 from isicstack.config_keys import flatten
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json
@@ -129,8 +136,13 @@ def prepare_run_dir(cfg: ImageConfig, rdir: Path, provenance: dict[str, Any],
     old_path = rdir / "config.yaml"
     fresh = not cfg.resume
     if cfg.resume and old_path.is_file():
-        # a run saved before the keys were grouped is compared as the grouped keys
-        old = flatten(read_saved_config(ImageConfig, old_path))
+        # a run saved before the keys were grouped is compared as the grouped keys, and a key
+        # added since takes its default (what that run ran with), not "changed"
+        saved = read_saved_config(ImageConfig, old_path)
+        try:
+            old = flatten(to_dict(build(ImageConfig, saved)))
+        except ConfigError:  # a key this code does not know: compared as written
+            old = flatten(saved)
         new = flatten(to_dict(cfg))
         changed = sorted(k for k in new if k not in RESUME_FREE_KEYS and old.get(k) != new[k])
         inputs = changed_inputs(read_provenance(rdir).get("inputs", {}),
@@ -183,7 +195,7 @@ def open_sources(cfg: ImageConfig, inputs: TrainInputs, rt: dict[str, Any]) -> S
             store = getattr(stream, "store", None)  # an HDF5: find each crop once, here, so
             if store is not None:  # every loader worker reads it with one pread from the start
                 t0 = time.perf_counter()
-                n = store.index(ids, sizes=True)
+                n = store.index(ids, sizes=dc.augment_on == "device")  # sizes: device path
                 log.info("%s: %d crops located in %.1fs", images, n, time.perf_counter() - t0)
             sources.append(BlankForBad(stream, found, size) if found else stream)
         else:
