@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +28,7 @@ from typing import Any
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runner import run_logged  # noqa: E402
+from runner import fresh_clone, run_logged  # noqa: E402
 
 from isicstack.conditions import run_conditions  # noqa: E402
 from isicstack.data.io import write_json  # noqa: E402
@@ -41,10 +40,7 @@ SKIP = {"cache", "report", "mlartifacts"}  # decoded-crop caches, figures, the l
 def clone_and_run(rev: str, core: int, profile: str, tmp: Path, out: dict[str, Any]) -> None:
     """A fresh clone at ``rev`` runs ``make setup`` and ``make all`` pinned to ``core``."""
     clone = tmp / rev
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
-                            capture_output=True, text=True).stdout.strip()
+    commit = fresh_clone(rev, clone, ROOT)
     env = {**os.environ, "ISIC_TRACKING": "none"}
     pin = ["taskset", "-c", str(core)]
     log = tmp / f"{rev}.log"

@@ -46,7 +46,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runner import run_logged  # noqa: E402
+from runner import fresh_clone, run_logged  # noqa: E402
 
 from isicstack.conditions import run_conditions  # noqa: E402
 from isicstack.data.io import write_json  # noqa: E402
@@ -83,10 +83,7 @@ def part_time(cores: int, recipe: str, make: list[str], keep: bool, rev: str
     each timed, on ``cores`` cores."""
     tmp = Path(tempfile.mkdtemp(prefix="makeall_"))
     clone = tmp / "isicstack"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
-                            capture_output=True, text=True).stdout.strip()
+    commit = fresh_clone(rev, clone, ROOT)
     env = dict(os.environ)  # tracking as a user has it: the MLflow store in the clone
     pin = ["taskset", "-c", ",".join(str(c) for c in range(cores))]
     log = tmp / "make.log"

@@ -37,3 +37,12 @@ def run_logged(cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None 
         out["peak_rss_mib"] = round(int(log.read_text().strip().splitlines()[-1]) / 1024)
         out["loadavg_end"] = os.getloadavg()
     return out
+
+
+def fresh_clone(rev: str, dest: Path, root: Path) -> str:
+    """``git clone`` of the repository at ``root`` into ``dest``, checked out at ``rev``
+    (committed tree only: no venv, data or artifacts); its short commit hash."""
+    subprocess.run(["git", "clone", "-q", str(root), str(dest)], check=True)
+    subprocess.run(["git", "checkout", "-q", rev], cwd=dest, check=True)
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=dest, check=True,
+                          capture_output=True, text=True).stdout.strip()
