@@ -78,10 +78,11 @@ def _strings(value: Any, where: str) -> list[str]:
     return list(value)
 
 
-def _help_lines(text: str) -> dict[str, str]:
-    """``  <name>:  # <help>`` comments of the ``runs:`` block (YAML drops comments)."""
-    found = re.findall(r"^  ([a-z][a-z0-9_-]*):\s*#\s*(.+)$", text, flags=re.M)
-    return {name: line.strip() for name, line in found}
+def _run_lines(text: str) -> list[tuple[str, str]]:
+    """``(name, help)`` of each ``  <name>:  # <help>`` line (help "" without a comment): the
+    lines the Makefile reads run names from; YAML drops the comments."""
+    found = re.findall(r"^  ([a-z][a-z0-9_-]*):(?:[ \t]*#[ \t]*(.+))?", text, flags=re.M)
+    return [(name, line.strip()) for name, line in found]
 
 
 def parse_chain(doc: dict[str, Any], source: str, text: str = "") -> Chain:
@@ -90,7 +91,8 @@ def parse_chain(doc: dict[str, Any], source: str, text: str = "") -> Chain:
     if stray or not isinstance(doc.get("runs"), dict) or not doc["runs"]:
         raise ConfigError(f"{source}: expected one top-level key 'runs' mapping run names to "
                           f"entries (got {sorted(doc)})")
-    helps = _help_lines(text)
+    lines = _run_lines(text)
+    helps = dict(lines)
     runs: list[ChainRun] = []
     provided: dict[str, str] = {}
     for name, entry in doc["runs"].items():
@@ -127,10 +129,10 @@ def parse_chain(doc: dict[str, Any], source: str, text: str = "") -> Chain:
                 raise ConfigError(f"{where}: {out!r} is already provided by {provided[out]!r}")
             provided[out] = name
         runs.append(run)
-    lines = re.findall(r"^  ([a-z][a-z0-9_-]*):", text, flags=re.M)
-    if text and lines != list(doc["runs"]):  # the Makefile reads the names off these lines
+    names = [name for name, _ in lines]
+    if text and names != list(doc["runs"]):  # the Makefile reads the names off these lines
         raise ConfigError(f"{source}: write each run as a line `  <name>:` (two spaces, under "
-                          f"`runs:`; the Makefile reads them): found {lines}, the runs are "
+                          f"`runs:`; the Makefile reads them): found {names}, the runs are "
                           f"{list(doc['runs'])}")
     roles = [r.role for r in runs if r.role]
     if len(roles) != len(set(roles)):

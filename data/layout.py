@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from isicstack.data.provenance import read_provenance
+
 TRAIN_META = "train-metadata.csv"
 TEST_META = "test-metadata.csv"
 TRAIN_IMAGES = "train-image.hdf5"
@@ -82,11 +84,9 @@ def run_stage(artifacts: str | os.PathLike[str], name: str) -> str:
     if not rdir.is_dir():
         raise FileNotFoundError(f"{rdir}: no such run folder; run the stage that writes "
                                 f"{name!r} (or copy its run folder there)")
-    prov = rdir / "provenance.json"
-    if prov.is_file():
-        stage = (json.loads(prov.read_text(encoding="utf-8")).get("conditions") or {}).get("stage")
-        if stage:
-            return str(stage)
+    stage = (read_provenance(rdir).get("conditions") or {}).get("stage")
+    if stage:
+        return str(stage)
     if (rdir / "stacker.json").is_file():
         return "stack"
     return "image" if any(rdir.glob("fold*/")) else "tabular"

@@ -208,7 +208,7 @@ def run(cfg: PredictConfig) -> dict[str, Any]:
     meta_path = data_dir / TEST_META
     test = load_metadata(meta_path, "test")
     stacker, final, predictors = resolve_models(cfg, data_dir / TEST_IMAGES)
-    if any(run_stage(cfg.artifacts, p.name) == "image" for p in predictors):
+    if any(not isinstance(p, TabularPredictor) for p in predictors):  # image runs read crops
         from isicstack.vision.inputs import require_crops
 
         require_crops(test["isic_id"], data_dir / TEST_IMAGES, "test")

@@ -77,24 +77,29 @@ def plan(chain: Chain, target: str, profile: str, artifacts: str, common: list[s
     return [*(call(r, False) for r in first), call(run, True)]
 
 
-def execute(calls: list[ChainCall], profile: str, artifacts: str,
-            runner: Callable[[str, str, list[str]], Any] | None = None) -> dict[str, float]:
-    """Run the calls in order (``runner(stage, profile, overrides)``; default: the stage's own
-    ``run``); each run's outputs are checked. Returns seconds per run."""
-    seconds: dict[str, float] = {}
+def resolve_calls(calls: list[ChainCall], profile: str) -> list[tuple[Any, Callable]]:
+    """Every call's resolved config and its stage's ``run``, before anything runs: an unknown
+    stage or a bad override fails here, not after the runs before it have trained."""
+    resolved = []
     for c in calls:
         if c.run.stage not in STAGES:
             raise ConfigError(f"chain run {c.run.name!r}: unknown stage {c.run.stage!r}; known: "
                               f"{', '.join(STAGES)}")
+        resolved.append(stage_config(c.run.stage, profile, c.overrides))
+    return resolved
+
+
+def execute(calls: list[ChainCall], resolved: list[tuple[Any, Callable]], profile: str,
+            artifacts: str) -> dict[str, float]:
+    """Run the calls in order with their configs (:func:`resolve_calls`); each run's outputs
+    are checked. Returns seconds per run."""
+    seconds: dict[str, float] = {}
+    for c, (cfg, run) in zip(calls, resolved, strict=True):
         log.info("chain: %s = %s", c.run.name, c.command(profile))
         t0 = time.perf_counter()
         os.environ[RUN_ENV] = c.run.name  # a DDP rank started from this command runs it alone
         try:
-            if runner is None:
-                cfg, run = stage_config(c.run.stage, profile, c.overrides)
-                run(cfg)
-            else:
-                runner(c.run.stage, profile, c.overrides)
+            run(cfg)
         finally:
             os.environ.pop(RUN_ENV, None)
         seconds[c.run.name] = round(time.perf_counter() - t0, 3)
@@ -156,13 +161,12 @@ def run_chain(target: str, profile: str = "default", data_dir: str = "auto",
     current = os.environ.get(RUN_ENV)
     if current:  # a DDP rank Lightning started by running this command again: the run that
         calls = [c for c in calls if c.run.name == current]  # started it, nothing else
-    for c in calls:  # every run's config resolved first: a bad override fails before training
-        stage_config(c.run.stage, profile, c.overrides)
-        if dry_run:
-            print(c.command(profile))
+    resolved = resolve_calls(calls, profile)
     if dry_run:
+        for c in calls:
+            print(c.command(profile))
         return calls
-    seconds = execute(calls, profile, artifacts)
+    seconds = execute(calls, resolved, profile, artifacts)
     log.info("chain: %s done (%s)", target,
              ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()))
     return calls

@@ -104,6 +104,9 @@ def test_overrides_reach_the_right_runs(tmp_path: Path):
         plan(chain, "all", "default", str(tmp_path), COMMON, {}, ["seed=3"])
     with pytest.raises(ConfigError, match="not in the chain"):
         run_chain("stack", artifacts=str(tmp_path), run_args={"nope": []}, dry_run=True)
+    bogus = _chain("runs:\n  odd:  # x\n    stage: train-nothing\n")
+    with pytest.raises(ConfigError, match="unknown stage 'train-nothing'"):
+        run_chain("odd", artifacts=str(tmp_path), chain=bogus)  # before anything runs
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on PATH")

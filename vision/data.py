@@ -185,7 +185,7 @@ class CropDataset(Dataset):
         self.source = source if hasattr(source, "image") else open_source(source)
         self.ids = list(ids)
         self.transform = transform
-        self.threads = threads  # > 0: a batch's crops are decoded by that many threads
+        self.threads = threads  # > 0, no transform: a batch decoded by that many threads
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         self._ring: list[torch.Tensor | None] = [None] * RING  # batch buffers (threads, no tf)
         self._made = 0
@@ -209,16 +209,16 @@ class CropDataset(Dataset):
         read and decoded by a thread pool of this process: the JPEG decoder releases the GIL,
         so threads decode in parallel and the pixels never cross a process boundary (a loader
         worker process pays more to send a batch through shared memory than to decode it,
-        loader.json); with no transform, the padded batch itself (``padded_batch``, filled by
-        the same threads). Without threads, one sample after the other, as the DataLoader
-        would."""
-        if not self.threads:
+        loader.json): the batch itself, decoded crops only (no transform: the augmentation is
+        the device's). Without threads, or with a transform, one sample after the other, as
+        the DataLoader would."""
+        if not self.threads or self.transform is not None:
             return [self[i] for i in indices]
         pid = os.getpid()
         if self._pool is None or self._pool[0] != pid:
             self._pool = (pid, ThreadPoolExecutor(self.threads, thread_name_prefix="decode"))
         pool = self._pool[1]
-        if self.transform is None and hasattr(self.source, "read_bytes"):
+        if hasattr(self.source, "read_bytes"):
             return self._decode_into_batch(indices, pool)
 
         def decode(rows: range) -> list[np.ndarray]:
@@ -226,9 +226,6 @@ class CropDataset(Dataset):
 
         images = [im for part in pool.map(decode, slices(len(indices), self.threads))
                   for im in part]
-        if self.transform is not None:
-            return [{**self._row(i), "image": self.transform(_to_tensor(im))}
-                    for i, im in zip(indices, images, strict=True)]
         image, hw = padded_batch(images, pool, self.threads)  # the batch, built here
         return {**self._rows(indices), "image": image, "hw": hw}
 
