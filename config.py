@@ -25,8 +25,6 @@ import hashlib
 import importlib.resources
 import logging
 import os
-import types
-import typing
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -34,16 +32,17 @@ from typing import Any, TypeVar
 
 import yaml
 
+from isicstack.config_build import build
 from isicstack.config_keys import (
     ConfigError,
     flatten,
     migrate,
     migrate_layers,
     moved_keys,
-    moved_message,
     nest,
     refuse_moved,
 )
+from isicstack.data.io import write_text
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -94,85 +93,6 @@ def tuned_dir(config_dir: str | os.PathLike[str] | None = None) -> Path:
     if config_dir is not None:
         return Path(config_dir) / "tuned"
     return (user_config_dir() or Path.cwd() / "configs") / "tuned"
-
-
-def _check(value: Any, tp: Any, key: str) -> Any:
-    """Return ``value`` coerced to type ``tp`` or raise ConfigError naming ``key``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check(value, arg, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(f"config key {key!r}: {value!r} matches none of {tp}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"config key {key!r}: {value!r} is not one of {list(args)}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
-        return build(tp, value, prefix=f"{key}.")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
-        item = args[0] if args else Any
-        return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
-        vt = args[1] if len(args) == 2 else Any
-        return {str(k): _check(v, vt, f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"config key {key!r}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
-def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
-    """Instantiate dataclass ``cls`` from a mapping, checking every key and type."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = [k for k in values if k not in fields]
-    moved = moved_keys(cls)
-    if any(k in moved for k in unknown):  # a flat key of a mapping that was not migrated
-        raise ConfigError(f"config key(s) of {cls.__name__}: "
-                          f"{moved_message([k for k in unknown if k in moved], moved)}")
-    if unknown:
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
-            f"known: {', '.join(sorted(fields))}"
-        )
-    kwargs = {k: _check(v, hints[k], prefix + k) for k, v in values.items()}
-    return cls(**kwargs)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -320,8 +240,6 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
     """Save the resolved config as YAML beside a run's outputs (atomically)."""
-    from isicstack.data.io import write_text
-
     return write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), path)
 
 

@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import yaml
+
+from isicstack.conditions import describe
+from isicstack.config import to_dict
 from isicstack.config_keys import flatten  # params: the config's dotted keys (optim.lr)
 
 log = logging.getLogger(__name__)
@@ -140,8 +144,6 @@ def clip(value: Any, limit: int) -> str:
 
 def _read(path: Path) -> dict[str, Any]:
     """A JSON or YAML mapping ({} when absent)."""
-    import yaml
-
     text = path.read_text(encoding="utf-8") if path.is_file() else "{}"
     doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     return doc if isinstance(doc, dict) else {}
@@ -187,8 +189,6 @@ def _metrics(block: dict[str, Any], now: int) -> list[Any]:
 
 def _tags(stage: str, folder: Path, artifacts: str | os.PathLike[str], cfg: dict[str, Any],
           prov: dict[str, Any]) -> dict[str, str]:
-    from isicstack.conditions import describe
-
     cond = prov.get("conditions")
     tags = {"isic.stage": stage, "isic.run": folder.name, "isic.profile": str(cfg.get("profile",
             "")), "isic.fold_hash": str(prov.get("fold_hash") or ""),
@@ -204,8 +204,6 @@ def _record(client: Any, exp_id: str, stage: str, folder: Path,
             artifacts: str | os.PathLike[str], cfg: Any) -> str:
     """Create (or complete the open) MLflow run of ``folder`` and log its records."""
     from mlflow.entities import Param, RunTag
-
-    from isicstack.config import to_dict
 
     metrics = _read(folder / "metrics.json") or _read(folder / "report.json")
     config = _read(folder / "config.yaml") or (to_dict(cfg) if cfg is not None else {})

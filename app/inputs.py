@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from isicstack.data.schema import BY_NAME, LEVELS, columns_for
 
@@ -63,8 +64,6 @@ FIELDS: tuple[Field, ...] = (
 
 def read_upload(path: str | os.PathLike[str] | None, max_pixels: int) -> np.ndarray:
     """The uploaded file as RGB uint8 (H, W, 3), or an InputError saying what is wrong."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if path is None:
         raise InputError("Upload a lesion crop (JPEG or PNG) first.")
     name = Path(path).name

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.app.inputs import UPLOAD_PATIENT, InputError
+from isicstack.app.inputs import UPLOAD_PATIENT, InputError, read_upload
 from isicstack.data.io import NULL_VALUES
 from isicstack.data.schema import BY_NAME, columns_for
 
@@ -109,8 +109,6 @@ def read_patient_csv(path: str | os.PathLike[str] | None, max_rows: int
 def crops_by_id(paths: list[str] | None, ids: list[str], max_pixels: int, need: bool
                 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Uploaded crops keyed by file stem (= isic_id); notes on crops named for no lesion."""
-    from isicstack.app.inputs import read_upload
-
     crops = {Path(p).stem: read_upload(p, max_pixels) for p in paths or []}
     missing = [i for i in ids if i not in crops]
     if need and missing:

@@ -26,11 +26,16 @@ import polars as pl
 from isicstack.app.inputs import FIELDS, UPLOAD_ID, InputError, metadata_row
 from isicstack.app.patient import PatientResult, single_lesion_warning, uses_patient_context
 from isicstack.chain import image_only_run
+from isicstack.data.colour import shades_of_gray
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError
 from isicstack.evaluation import operating_point as opoint
-from isicstack.evaluation.calibration_maps import read_map
+from isicstack.evaluation.calibrate import model_scores
+from isicstack.explain.explain import crop_maps, load_image_only
+from isicstack.explain.figures import overlay, upscale
 from isicstack.extras import MissingExtraError
+from isicstack.inference.calibration_maps import read_map
+from isicstack.inference.predict import PredictConfig, resolve_models, score_all
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +59,6 @@ class UploadSource:
         return list(self.crops)
 
     def image(self, isic_id: str) -> np.ndarray:
-        from isicstack.vision.data import shades_of_gray
-
         img = self.crops[isic_id]
         return shades_of_gray(img) if self.color_constancy else img
 
@@ -92,8 +95,6 @@ def operating_point(artifacts: str, name: str, cfg: opoint.OperatingPointConfig
 
     The stack's threshold is picked on the scale ``stacker.json`` outputs (its method's own
     CV), not on the nested OOF file, whose per-fold CDF scale a scored upload never has."""
-    from isicstack.pipelines.calibrate import model_scores
-
     try:
         folds = read_folds(artifacts)
         pred = model_scores(artifacts, name, folds)
@@ -110,8 +111,6 @@ class Clinic:
     def __init__(self, artifacts: str, image_run: str = "", stacker: str = "stack",
                  fallback: str = "lgbm", op_cfg: opoint.OperatingPointConfig | None = None,
                  layer: str = "", cpu_threads: int = 0) -> None:
-        from isicstack.explain.explain import load_image_only
-
         self.artifacts, self.layer = artifacts, layer
         image_run = image_only_run(image_run)  # "": the chain's image-only run
         self.lock = threading.Lock()
@@ -130,8 +129,6 @@ class Clinic:
 
     def _load_stack(self, stacker: str, fallback: str, cpu_threads: int,
                     op_cfg: opoint.OperatingPointConfig) -> None:
-        from isicstack.inference.predict import PredictConfig, resolve_models
-
         pcfg = PredictConfig(artifacts=self.artifacts, stacker=stacker, fallback=fallback,
                              accelerator="cpu", num_workers=0, cpu_threads=cpu_threads,
                              image_batch_size=8)
@@ -184,8 +181,6 @@ class Clinic:
     def _stack_scores(self, rows: pl.DataFrame) -> tuple[np.ndarray, str, bool]:
         """The full chain's scores of ``rows`` (whole patients), what scored them, and whether
         the score is a probability."""
-        from isicstack.inference.predict import score_all
-
         scores, _, _ = score_all(rows, self.stack["predictors"], rows.height)
         st = self.stack["stacker"]
         if st is None:
@@ -216,9 +211,6 @@ class Clinic:
         return bool(self.stack and self.stack["sources"])
 
     def _overlay(self) -> tuple[np.ndarray | None, str]:
-        from isicstack.explain.explain import crop_maps
-        from isicstack.explain.figures import overlay, upscale
-
         try:
             cam = crop_maps(self.image, [UPLOAD_ID], self.layer)[0]
         except MissingExtraError as err:

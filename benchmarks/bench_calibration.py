@@ -60,7 +60,7 @@ def figures(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def synthetic(seeds: list[int], n_boot: int) -> dict[str, Any]:
     """Every chain's models, both maps."""
-    from isicstack.pipelines.calibrate import CalibrateConfig, run
+    from isicstack.evaluation.calibrate import CalibrateConfig, run
 
     per_seed: dict[str, Any] = {}
     for seed in seeds:
@@ -107,9 +107,9 @@ def real_dev(n_boot: int) -> dict[str, Any]:
         return {"skipped": f"{REAL_DEV}/train-metadata.csv not found"}
     from isicstack.config import load_config
     from isicstack.data.folds import FoldsConfig, ensure_folds
+    from isicstack.evaluation.calibrate import CalibrateConfig, run
     from isicstack.evaluation.calibration_metrics import reliability
     from isicstack.evaluation.calibration_report import read_calibrated
-    from isicstack.pipelines.calibrate import CalibrateConfig, run
     from isicstack.tabular.cv import TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 

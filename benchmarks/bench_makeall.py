@@ -132,7 +132,7 @@ def seed_chain(seed: int) -> Path:
 
 def part_quality(seeds: list[int]) -> dict[str, Any]:
     """The cut recipe's chains beside today's, paired by seed (``isic compare``)."""
-    from isicstack.pipelines.compare import compare
+    from isicstack.evaluation.evaluate import compare
 
     for seed in seeds:
         seed_chain(seed)

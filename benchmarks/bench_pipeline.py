@@ -36,8 +36,8 @@ from isicstack.data.io import write_json
 from isicstack.data.layout import resolve_data_dir
 from isicstack.data.metric import pauc, seed_spread
 from isicstack.data.predictions import load_oof
+from isicstack.evaluation.evaluate import compare
 from isicstack.evaluation.oracle import oracle_parts, rank_correlations
-from isicstack.pipelines.compare import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAINS = "artifacts/bench_pipeline"  # relative to ROOT (the script runs there)

@@ -31,9 +31,9 @@ from typing import Any
 from isicstack.config_keys import move
 from isicstack.data.io import write_json
 from isicstack.data.metric import seed_spread
+from isicstack.evaluation.evaluate import compare
 from isicstack.evaluation.paired import pauc_interval
 from isicstack.evaluation.runs import load_stage_run
-from isicstack.pipelines.compare import compare
 from isicstack.vision.config import ImageConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -56,8 +56,8 @@ def variants(test: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 def maps(chain: str, data: str, names: list[str]) -> dict[str, Any]:
     """Calibration maps of ``names`` fitted on the chain's OOF scores (written to a temp dir)."""
-    from isicstack.evaluation.calibration import CalMap
-    from isicstack.pipelines.calibrate import CalibrateConfig, run
+    from isicstack.evaluation.calibrate import CalibrateConfig, run
+    from isicstack.inference.calibration_maps import CalMap
 
     with tempfile.TemporaryDirectory() as tmp:
         run(CalibrateConfig(artifacts=chain, data_dir=data, out=tmp, n_boot=0, models=names))
@@ -68,8 +68,8 @@ def maps(chain: str, data: str, names: list[str]) -> dict[str, Any]:
 def thresholds(chain: str, names: list[str]) -> dict[str, float]:
     """Each model's review threshold on its inference scale (OOF, sensitivity 0.8)."""
     from isicstack.data.folds import read_folds
+    from isicstack.evaluation.calibrate import model_scores
     from isicstack.evaluation.operating_point import threshold_at_tpr
-    from isicstack.pipelines.calibrate import model_scores
 
     folds = read_folds(chain)
     y = folds["target"].to_numpy()

@@ -67,8 +67,8 @@ def sweep(art: Path, url: str, name: str, trials: int, workers: int) -> dict:
 
 def tuned_vs_default(art: Path, sweep: dict) -> dict:
     """The sweep's best parameters vs the untuned config over fold seeds 0-4, paired."""
-    from isicstack.pipelines.compare import EvaluateConfig, compare
-    from isicstack.pipelines.compare import run as evaluate
+    from isicstack.evaluation.evaluate import EvaluateConfig, compare
+    from isicstack.evaluation.evaluate import run as evaluate
 
     tuned = [f"models.lgbm.num_rounds={v}" if k == "stage.num_rounds"
              else f"models.lgbm.params.{k}={v}" for k, v in sweep["best_params"].items()]

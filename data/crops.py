@@ -16,12 +16,14 @@ goes through h5py.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
+from PIL import Image
 
 from isicstack.data.io import DataError, atomic_path
 
@@ -41,9 +43,6 @@ def decode_jpeg(data: bytes, fast: bool = False, out: np.ndarray | None = None) 
     if simplejpeg is not None:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=fast, fastupsample=fast,
                                       buffer=out)
-    import io
-
-    from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
         image = np.asarray(im.convert("RGB"))
@@ -59,9 +58,6 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     image = np.ascontiguousarray(image, dtype=np.uint8)
     if simplejpeg is not None:
         return simplejpeg.encode_jpeg(image, quality=quality, colorspace="RGB")
-    import io
-
-    from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="JPEG", quality=quality)
@@ -83,9 +79,6 @@ def jpeg_size(data: bytes, isic_id: str, path: str | os.PathLike[str]) -> tuple[
         if simplejpeg is not None:
             h, w = simplejpeg.decode_jpeg_header(data)[:2]
             return int(h), int(w)
-        import io
-
-        from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
             return int(im.height), int(im.width)

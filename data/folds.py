@@ -104,3 +104,14 @@ def read_folds(artifacts: str | os.PathLike[str]) -> pl.DataFrame:
 def run(cfg: FoldsConfig) -> Path:
     """CLI entry (`isic folds`)."""
     return ensure_folds(cfg)
+
+
+def folds_data_dir(data_dir: str, artifacts: str | os.PathLike[str], profile: str) -> Path:
+    """``auto`` means the data the folds were made from (``folds.json``), when it still exists:
+    what a reader of OOF scores (report, subgroups) must join them to."""
+    if data_dir == "auto":
+        info = folds_path(artifacts).with_suffix(".json")
+        made_from = json.loads(info.read_text())["data_dir"] if info.is_file() else None
+        if made_from and Path(made_from).is_dir():
+            return Path(made_from)
+    return resolve_data_dir(data_dir, profile)

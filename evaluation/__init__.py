@@ -1,6 +1,14 @@
-"""Evaluation beyond the ranking metric: operating points, drift checks, oracle correlations.
+"""The evaluation room: every command that judges saved runs, and the measures they share.
 
-Small pure functions on arrays and polars frames; ``pipelines/report.py`` calls them and puts
-their results into ``report.md`` and ``report.json``. ``calibration_maps`` reads the saved maps
-of ``isic calibrate`` for the predict path, the Kaggle package and the app.
+Commands (each a config dataclass and ``run``, listed in ``pipelines/stages.py``):
+``report`` (``isic report``: CV table, curves, clinical sections, Grad-CAM grid), ``evaluate``
+(``isic evaluate``: repeated CV over fold seeds; ``isic compare``: paired test of two sets of
+runs), ``calibrate``, ``subgroups``, ``loco`` (leave one centre out), ``clinical`` (the report's
+clinical sections together) and ``ledger`` (``isic runs``: the tracked runs as one table).
+
+Measures, below the commands (a second import contract in ``pyproject.toml``): small pure
+functions on arrays and polars frames: ``paired`` (intervals and paired tests over patients and
+folds), ``operating_point``, ``drift``, ``oracle``, ``calibration`` (fitting maps; the map as
+prediction applies it lives in ``inference/calibration_maps.py``), ``calibration_metrics``,
+``calibration_report``, ``subgroup_tables`` and ``runs`` (reading saved runs to compare).
 """

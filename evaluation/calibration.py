@@ -11,40 +11,21 @@ step function) fixes the rest (bagging, fold averaging, over-confident trees).
 Both steps are increasing and every map ends with a tiny strictly increasing term (the same
 ``data.metric.tie_break`` as the stack's rank methods), so within one map the ranking, hence
 pAUC, is unchanged: isotonic's flat steps do not create ties. A map is a plain dict
-(``CalMap.to_dict``): inference needs no pickle and no training rows.
+(``CalMap.to_dict``): inference needs no pickle and no training rows. This module fits maps;
+the map itself and its ``apply`` live with inference (``inference/calibration_maps.py``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
-from isicstack.data.metric import tie_break
+from isicstack.inference.calibration_maps import METHODS, CalMap
 
-METHODS: tuple[str, ...] = ("platt", "isotonic", "prior")
-P_MIN = 1e-300  # logit clip: only exact 0 and 1 are clipped, so no new ties are made
-P_MAX = 1.0 - 2.0 ** -53
 ISO_FLOOR = 1e-5  # isotonic's empty end bins would claim risk 0 (infinite log loss)
-
-
-def safe_logit(p: np.ndarray) -> np.ndarray:
-    """Log-odds that keep every distinct probability distinct (clip only at 0 and 1)."""
-    p = np.clip(np.asarray(p, dtype=np.float64), P_MIN, P_MAX)
-    return np.log(p) - np.log1p(-p)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow warnings."""
-    z = np.asarray(z, dtype=np.float64)
-    out = np.empty_like(z)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out
 
 
 def is_probability(pred: np.ndarray) -> bool:
@@ -68,59 +49,8 @@ def prior_shift(positives: int, negatives: int, neg_ratio: float = 0.0,
     return math.log(pos_weight) + math.log(negatives / max(kept, 1))
 
 
-@dataclass
-class CalMap:
-    """A fitted score -> probability map; ``apply`` is all inference needs."""
-
-    method: str
-    shift: float = 0.0          # subtracted from the logit (prior correction)
-    scale: str = "logit"        # "logit": scores are probabilities; "raw": used as they are
-    a: float = 1.0              # platt slope (> 0) ...
-    b: float = 0.0              # ... and intercept on the shifted logit
-    knots_x: list[float] = field(default_factory=list)  # isotonic: shifted logit ...
-    knots_y: list[float] = field(default_factory=list)  # ... -> probability (non-decreasing)
-    rows: int = 0
-    positives: int = 0
-
-    def z(self, pred: np.ndarray) -> np.ndarray:
-        """The map's input: the prior-shifted logit (or the raw score, shifted)."""
-        pred = np.asarray(pred, dtype=np.float64)
-        return (safe_logit(pred) if self.scale == "logit" else pred) - self.shift
-
-    def apply(self, pred: np.ndarray) -> np.ndarray:
-        """Calibrated probability of each score; strictly increasing in the score."""
-        z = self.z(pred)
-        if self.method == "isotonic":
-            m = np.interp(z, np.asarray(self.knots_x), np.asarray(self.knots_y))
-        elif self.method == "platt":
-            m = sigmoid(self.a * z + self.b)
-        else:
-            m = sigmoid(z)
-        return tie_break(m, z)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CalMap:
-        """Rebuild from ``to_dict``; a hand-edited or truncated file fails here, named."""
-        if d.get("method") not in METHODS:
-            raise ValueError(f"calibration map: method {d.get('method')!r} not in {METHODS}")
-        cal = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-        if cal.scale not in ("logit", "raw"):
-            raise ValueError(f"calibration map: scale {cal.scale!r} not logit/raw")
-        if cal.method == "isotonic" and (len(cal.knots_x) != len(cal.knots_y)
-                                         or not cal.knots_x):
-            raise ValueError("calibration map: isotonic knots missing or of different lengths")
-        if cal.method == "platt" and not cal.a > 0:
-            raise ValueError(f"calibration map: platt slope {cal.a} is not > 0")
-        return cal
-
-
 def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Unpenalised logistic fit of ``y`` on ``z`` (standardised for conditioning)."""
-    from sklearn.linear_model import LogisticRegression
-
     mu, sd = float(z.mean()), float(z.std()) or 1.0
     lr = LogisticRegression(C=1e6, max_iter=1000).fit(((z - mu) / sd)[:, None], y)
     a = float(lr.coef_[0, 0]) / sd
@@ -129,8 +59,6 @@ def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def _fit_isotonic(z: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
     """Pool-adjacent-violators knots, end bins floored away from 0 and 1."""
-    from sklearn.isotonic import IsotonicRegression
-
     iso = IsotonicRegression(out_of_bounds="clip", increasing=True).fit(z, y)
     ys = np.clip(iso.y_thresholds_, ISO_FLOOR, 1.0 - ISO_FLOOR)
     return iso.X_thresholds_.tolist(), ys.tolist()

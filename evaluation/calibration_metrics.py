@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
-from isicstack.evaluation.calibration import safe_logit
 from isicstack.evaluation.paired import patient_draws, percentile_interval
+from isicstack.inference.calibration_maps import safe_logit
 
 LOG_CLIP = 1e-15  # log loss of a probability of exactly 0 or 1 would be infinite
 
@@ -73,8 +75,6 @@ def intercept_slope(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Calibration-in-the-large and slope (Van Calster et al. 2019): mean risk vs prevalence,
     and the slope of a logistic fit of the label on the score's logit (1 = not over- or
     under-confident; < 1: risks too extreme)."""
-    from sklearn.linear_model import LogisticRegression
-
     z = safe_logit(p)
     z = np.clip(z, -50, 50)
     y = np.asarray(y).astype(np.int64)
@@ -87,8 +87,6 @@ def monotone_floor(y: np.ndarray, p: np.ndarray) -> float:
     """Brier score of isotonic regression fitted and scored on the same rows: no monotone map
     of ``p`` does better here, so the rest of the gap to the truth is ranking, not calibration
     (optimistic by construction: a floor, never a result)."""
-    from sklearn.isotonic import IsotonicRegression
-
     y = np.asarray(y, dtype=np.float64)
     fit = IsotonicRegression(out_of_bounds="clip").fit(p, y).predict(p)
     return float(np.mean((fit - y) ** 2))

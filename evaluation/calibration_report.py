@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from matplotlib.figure import Figure
 
 from isicstack.data.layout import ORACLE, oof_path
 from isicstack.data.metric import fold_scores, pauc
 from isicstack.data.provenance import file_sha256
 from isicstack.evaluation import calibration_metrics as cm
+from isicstack.explain.figures import save_png
 
 STAGES = {"raw": "model score", "prior": "prior-corrected", "calibrated": "calibrated (nested)",
           "oracle": "oracle (true probability)"}
@@ -113,16 +115,10 @@ def section(artifacts: str | Path, folds: pl.DataFrame, data_dir: Path, out: Pat
 
 def plot_reliability(curves: dict[str, dict[str, dict]], path: Path, dpi: int) -> str:
     """Observed rate vs predicted risk per bin (log-log), the calibrated curve with its band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from isicstack.data.io import atomic_path
-
     cols = min(3, len(curves))
     rows = -(-len(curves) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 4 * rows), squeeze=False)
+    fig = Figure(figsize=(4.3 * cols, 4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (name, c) in zip(axes.flat, curves.items(), strict=False):
         cal, pri = c["calibrated"], c["prior"]
         floor = max(1e-5, min(min(cal["predicted"]), min(pri["predicted"])) / 2)
@@ -144,10 +140,7 @@ def plot_reliability(curves: dict[str, dict[str, dict]], path: Path, dpi: int) -
     for ax in list(axes.flat)[len(curves):]:
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path.name
+    return save_png(fig, path, dpi)
 
 
 def _ci(d: dict[str, Any], key: str, digits: int = 5) -> str:

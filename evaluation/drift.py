@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
@@ -61,8 +62,6 @@ def encode(train: pl.DataFrame, test: pl.DataFrame,
 def adversarial_auc(x: np.ndarray, is_test: np.ndarray, groups: np.ndarray,
                     names: list[str], cat_idx: list[int], cfg: DriftConfig) -> dict[str, Any]:
     """Out-of-fold AUC of a LightGBM separating test from train, and its gain importance."""
-    import lightgbm as lgb
-
     n_test_groups = np.unique(groups[is_test == 1]).size
     n_folds = max(2, min(cfg.n_folds, n_test_groups, np.unique(groups[is_test == 0]).size))
     oof = np.zeros(is_test.size)

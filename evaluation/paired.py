@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from isicstack.data.metric import fold_scores, pauc, weighted_pauc
 
@@ -47,8 +48,6 @@ def fold_paucs(r: Scored) -> dict[int, float | None]:
 
 def corrected_t(a: list[Scored], b: list[Scored], ci: float = 0.95) -> dict[str, Any]:
     """Nadeau-Bengio corrected t-test on per-fold differences b - a of paired runs."""
-    from scipy import stats
-
     diffs, ratios = [], []
     for ra, rb in zip(a, b, strict=True):
         fa, fb = fold_paucs(ra), fold_paucs(rb)

@@ -19,11 +19,15 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 
 from isicstack.chain import image_only_run
 from isicstack.data.io import write_json
 from isicstack.data.layout import TRAIN_IMAGES, resolve_data_dir
+from isicstack.explain.cam import cam_maps, last_stage_name
 from isicstack.explain.figures import panel, write_png
+from isicstack.vision.data import CropDataset, eval_transform
+from isicstack.vision.predict import ImagePredictor
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +101,6 @@ def check_ids(source: Any, ids: Sequence[str]) -> None:
 def load_image_only(artifacts: str, name: str, images: Any, accelerator: str = "cpu",
                     cpu_threads: int = 0) -> Any:
     """The run's ``ImagePredictor`` (the shared prediction path); a fused run is refused."""
-    from isicstack.vision.predict import ImagePredictor  # torch only when used
-
     predictor = ImagePredictor(artifacts, name, images, accelerator, 64, 0, cpu_threads)
     if predictor.fusion is not None or any(n.tab_skip is not None for n in predictor.nets):
         raise ValueError(f"{name}: Grad-CAM explains an image-only run (fusion=false, e.g. "
@@ -109,11 +111,6 @@ def load_image_only(artifacts: str, name: str, images: Any, accelerator: str = "
 def crop_maps(predictor: Any, ids: Sequence[str], layer: str = "",
               which: Sequence[int] | None = None, min_map: int = 4) -> np.ndarray:
     """(N, S, S) Grad-CAM maps of ``ids``, from crops decoded and resized as for scoring."""
-    import torch
-
-    from isicstack.explain.cam import cam_maps
-    from isicstack.vision.data import CropDataset, eval_transform
-
     size = predictor.cfg.model.image_size
     ds = CropDataset(predictor.source, list(ids), eval_transform(size))
     maps = []
@@ -126,8 +123,6 @@ def crop_maps(predictor: Any, ids: Sequence[str], layer: str = "",
 
 
 def _auto_layer(predictor: Any, min_map: int) -> str:
-    from isicstack.explain.cam import last_stage_name
-
     size = predictor.cfg.model.image_size
     return "backbone." + last_stage_name(predictor.nets[0].backbone, size, min_map)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
 
 from isicstack.data.io import atomic_path
 from isicstack.extras import require
@@ -20,8 +22,6 @@ GAP = 4  # pixels between the crop and its overlay
 
 def resize_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
     """A (h, w) map in [0, 1] resized bilinearly to the crop's size."""
-    from PIL import Image
-
     img = Image.fromarray(np.asarray(cam, dtype=np.float32))  # mode F
     return np.clip(np.asarray(img.resize((width, height), Image.Resampling.BILINEAR)), 0, 1)
 
@@ -40,8 +40,6 @@ def overlay(crop: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.
 
 def upscale(image: np.ndarray, height: int) -> np.ndarray:
     """Enlarge a small crop for viewing (a 130 px crop is hard to read); never shrinks."""
-    from PIL import Image
-
     if height <= image.shape[0]:
         return image
     width = round(image.shape[1] * height / image.shape[0])
@@ -60,8 +58,6 @@ def panel(crop: np.ndarray, cam: np.ndarray, image_weight: float = 0.5,
 
 def write_png(image: np.ndarray, path: Path) -> Path:
     """An RGB uint8 array as PNG, written atomically."""
-    from PIL import Image
-
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
     return path
@@ -70,14 +66,9 @@ def write_png(image: np.ndarray, path: Path) -> Path:
 def grid(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], path: Path,
          dpi: int = 110) -> str:
     """A figure of overlays, one row per group (title, [(caption, image), ...]) -> PNG name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cols = max(1, max(len(items) for _, items in rows))
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.6 * cols, 2.9 * len(rows)),
-                             squeeze=False)
+    fig = Figure(figsize=(2.6 * cols, 2.9 * len(rows)))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
     for r, (title, items) in enumerate(rows):
         for c in range(cols):
             ax: Any = axes[r][c]
@@ -88,7 +79,13 @@ def grid(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], path: Pat
         axes[r][0].text(-0.08, 0.5, title, transform=axes[r][0].transAxes, rotation=90,
                         ha="right", va="center", fontsize=9)
     fig.tight_layout()
+    return save_png(fig, path, dpi)
+
+
+def save_png(fig: Figure, path: Path, dpi: int) -> str:
+    """Write ``fig`` to ``path`` (temp file, then rename) -> its file name. Figures are built
+    as ``matplotlib.figure.Figure`` (no pyplot): no backend or display to choose, nothing
+    left open."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return path.name

@@ -17,7 +17,9 @@ import numpy as np
 import polars as pl
 
 from isicstack.chain import image_only_run
-from isicstack.data.layout import TRAIN_IMAGES, run_dir
+from isicstack.data.layout import TRAIN_IMAGES, run_dir, trained_folds
+from isicstack.explain.explain import check_ids, crop_maps, load_image_only
+from isicstack.explain.figures import grid, overlay
 from isicstack.extras import MissingExtraError
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,6 @@ def pick(y: np.ndarray, pred: np.ndarray, top: int) -> dict[str, np.ndarray]:
 def _render(cfg: GradcamReportConfig, artifacts: str, images: Path, folds: pl.DataFrame,
             pred: np.ndarray, chosen: dict[str, np.ndarray], out: Path, dpi: int
             ) -> dict[str, Any]:
-    from isicstack.data.layout import trained_folds
-    from isicstack.explain.explain import check_ids, crop_maps, load_image_only
-    from isicstack.explain.figures import grid, overlay
-
     predictor = load_image_only(artifacts, cfg.name, images, "cpu")
     trained = trained_folds(run_dir(artifacts, cfg.name), "folds")
     idx = np.concatenate(list(chosen.values()))

@@ -21,6 +21,7 @@ import polars as pl
 
 from isicstack.chain import image_only_run
 from isicstack.data.io import atomic_path
+from isicstack.vision.predict import ImagePredictor
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ def output_path(cfg: PredictImagesConfig) -> Path:
 
 def run(cfg: PredictImagesConfig) -> dict[str, Any]:
     """Score every crop of ``cfg.images``; write ``isic_id,pred`` in the source's key order."""
-    from isicstack.vision.predict import ImagePredictor  # torch only when used
-
     cfg = replace(cfg, name=image_only_run(cfg.name))
     if not cfg.images:
         raise ValueError("predict-images: set images=<HDF5 file or JPEG folder>")

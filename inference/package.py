@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from isicstack.config import load_config, to_dict
 from isicstack.data.io import atomic_path, write_json, write_text
 from isicstack.data.layout import run_dir
-from isicstack.evaluation.calibration_maps import calibration_dir, map_path, read_map
+from isicstack.inference.calibration_maps import calibration_dir, map_path, read_map
 from isicstack.inference.predict import STACKER_FILE, PredictConfig, resolve_models
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,6 @@ def copy_run_file(src: Path, dst: Path) -> None:
     if src.suffix != ".ckpt":
         shutil.copy2(src, dst)
         return
-    import torch
 
     state = torch.load(src, map_location="cpu", weights_only=True)["state_dict"]
     with atomic_path(dst) as tmp:

@@ -38,10 +38,12 @@ from isicstack.data.layout import (
     run_dir,
     run_stage,
 )
-from isicstack.evaluation.calibration_maps import apply_maps
+from isicstack.inference.calibration_maps import apply_maps
 from isicstack.stacking.methods import Stacker
 from isicstack.stacking.submission import write_submission
 from isicstack.tabular.predict import BatchFeatures, TabularPredictor
+from isicstack.vision.inputs import require_crops
+from isicstack.vision.predict import ImagePartView, ImagePredictor
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +146,6 @@ def make_factory(cfg: PredictConfig, images: Path) -> Callable[[str], Predictor]
 
     def factory(name: str) -> Predictor:
         if run_stage(cfg.artifacts, name) == "image":
-            from isicstack.vision.predict import ImagePredictor  # torch only if needed
-
             return ImagePredictor(cfg.artifacts, name, images, cfg.accelerator,
                                   cfg.image_batch_size, cfg.num_workers, cfg.cpu_threads)
         return TabularPredictor(cfg.artifacts, name, features)
@@ -173,7 +173,6 @@ def share_image_passes(names: list[str], predictors: list[Predictor]) -> list[Pr
              and n.removesuffix(IMAGE_PART_SUFFIX) in by_name]
     if not pairs:
         return predictors
-    from isicstack.vision.predict import ImagePartView, ImagePredictor  # torch loaded already
 
     parts = [n for n in pairs if isinstance(by_name[n], ImagePredictor)
              and by_name[n].output != "pred"]
@@ -209,8 +208,6 @@ def run(cfg: PredictConfig) -> dict[str, Any]:
     test = load_metadata(meta_path, "test")
     stacker, final, predictors = resolve_models(cfg, data_dir / TEST_IMAGES)
     if any(not isinstance(p, TabularPredictor) for p in predictors):  # image runs read crops
-        from isicstack.vision.inputs import require_crops
-
         require_crops(test["isic_id"], data_dir / TEST_IMAGES, "test")
     log.info("predict: %d test rows, models %s, %s", test.height, [p.name for p in predictors],
              f"stacker {stacker.method} over {final}" if stacker else f"single model {final[0]}")

@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from PIL import Image
 
+from isicstack.data.colour import shades_of_gray
 from isicstack.data.crops import decode_jpeg, encode_jpeg, write_crops
 from isicstack.data.io import DataError, write_csv, write_json
 from isicstack.ingest.layouts import read_labels
@@ -73,8 +75,6 @@ def find_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 def square_resize(image: np.ndarray, size: int) -> np.ndarray:
     """Centre square crop resized to ``size`` px (the lesion is centred in ISIC photos)."""
-    from PIL import Image
-
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
@@ -88,8 +88,6 @@ def preparer(cfg: IngestConfig) -> Callable[[np.ndarray], np.ndarray]:
     """The per-image transform: optional colour constancy, then the square resize."""
     steps: list[Callable[[np.ndarray], np.ndarray]] = []
     if cfg.color_constancy:
-        from isicstack.vision.data import shades_of_gray  # imports torch: only when asked
-
         steps.append(shades_of_gray)
     if cfg.size > 0:
         steps.append(lambda im: square_resize(im, cfg.size))

@@ -9,11 +9,14 @@ default and meaning (:mod:`isicstack.config_help`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
 import sys
 import traceback
+
+import yaml
 
 from isicstack.config import ConfigError
 from isicstack.data.io import DataError
@@ -142,10 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, run = stage_config(args.stage, args.profile, overrides)
         if args.print_config:
-            import dataclasses
-
-            import yaml
-
             print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), end="")
             return 0
         run(cfg)
@@ -212,7 +211,7 @@ def _chain(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from isicstack.pipelines.compare import compare
+    from isicstack.evaluation.evaluate import compare
 
     if args.print_config:
         print({k: v for k, v in vars(args).items() if k not in ("stage", "verbose")})

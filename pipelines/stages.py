@@ -36,11 +36,11 @@ STAGES: dict[str, Stage] = {
                      "offline inference from saved models on a test directory"),
     "kaggle-package": Stage("isicstack.inference.package", "PackageConfig", "package",
                             "dist/kaggle: wheel + saved models + run_inference.py for Kaggle"),
-    "report": Stage("isicstack.pipelines.report", "ReportConfig", "report",
+    "report": Stage("isicstack.evaluation.report", "ReportConfig", "report",
                     "CV table, ROC curves and score distributions"),
     "tune": Stage("isicstack.pipelines.tune", "TuneConfig", "tune",
                   "Optuna sweep of a stage for OOF pAUC (`isic tune tabular model=xgb`)"),
-    "evaluate": Stage("isicstack.pipelines.compare", "EvaluateConfig", "evaluate",
+    "evaluate": Stage("isicstack.evaluation.evaluate", "EvaluateConfig", "evaluate",
                       "repeated CV of the tabular config over several fold seeds"),
     "predict-images": Stage("isicstack.inference.images", "PredictImagesConfig",
                             "predict_images", "score an HDF5 or JPEG folder of crops with a "
@@ -51,14 +51,14 @@ STAGES: dict[str, Stage] = {
                      "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])"),
     "app": Stage("isicstack.app.page", "AppConfig", "app",
                  "the clinician web page (Gradio) on 127.0.0.1:<port>"),
-    "runs": Stage("isicstack.pipelines.runs", "RunsConfig", "runs",
+    "runs": Stage("isicstack.evaluation.ledger", "RunsConfig", "runs",
                   "the tracked (MLflow) stage runs: name, stage, profile, fold hash, OOF pAUC, "
                   "when (`isic runs image` = stage=image)"),
-    "calibrate": Stage("isicstack.pipelines.calibrate", "CalibrateConfig", "calibrate",
+    "calibrate": Stage("isicstack.evaluation.calibrate", "CalibrateConfig", "calibrate",
                        "calibrated risk per model: prior correction + out-of-fold map (JSON)"),
-    "subgroups": Stage("isicstack.pipelines.subgroups", "SubgroupsConfig", "subgroups",
+    "subgroups": Stage("isicstack.evaluation.subgroups", "SubgroupsConfig", "subgroups",
                        "pAUC, AUC, sensitivity/specificity by site, sex, age, centre, diagnosis"),
-    "loco": Stage("isicstack.pipelines.loco", "LocoConfig", "loco",
+    "loco": Stage("isicstack.evaluation.loco", "LocoConfig", "loco",
                   "leave-one-centre-out CV of the tabular stage (column=attribution)"),
 }
 

@@ -25,6 +25,7 @@ from isicstack.data.io import write_text
 from isicstack.data.metric import pauc
 from isicstack.data.provenance import fold_hash
 from isicstack.extras import require
+from isicstack.pipelines import tune_stages
 from isicstack.pipelines.tune_log import trial_callbacks
 from isicstack.pipelines.tune_space import (  # noqa: F401 - TuneConfig: the stage's config
     TuneConfig,
@@ -115,7 +116,6 @@ def _objective(stage: str) -> Callable[[TuneConfig], tuple[Callable, dict]]:
     """The objective factory of ``stage``; image/stack ones import torch, so only on demand."""
     if stage == "tabular":
         return tabular_objective
-    from isicstack.pipelines import tune_stages
 
     return getattr(tune_stages, f"{stage}_objective")
 

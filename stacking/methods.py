@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from isicstack.data.metric import fold_scores, has_both_classes, pauc, tie_break
 
@@ -172,8 +173,6 @@ def fit_stacker(method: str, X: np.ndarray, y: np.ndarray, inputs: list[str],
     X = np.asarray(X, dtype=np.float64)
     n = X.shape[1]
     if method == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
         as_logit = [bool(np.all((X[:, j] >= 0) & (X[:, j] <= 1))) for j in range(n)]
         st = Stacker(method, list(inputs), [0.0] * n, logit_inputs=as_logit)
         lr = LogisticRegression(C=C, max_iter=1000).fit(st.features(X), y)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from rich.console import Console
+from rich.table import Table
 
 from isicstack.conditions import run_conditions
 from isicstack.config import tuned_record
@@ -152,9 +154,6 @@ def load_test_inputs(cfg: StackConfig, data_dir: Path, inputs: list[str]
 
 def print_summary(metrics: dict[str, Any]) -> None:
     """A table of each input and each method: OOF pAUC/AUC, fold spread, the chosen one."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="stacking CV (out-of-fold; OOF = pooled over folds, fold = per-fold mean)")
     for col in ("model", "kind", "OOF pAUC", "OOF AUC", "fold pAUC mean ± std"):
         table.add_column(col, justify="right")

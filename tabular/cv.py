@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from rich.console import Console
+from rich.table import Table
 
 from isicstack.conditions import run_conditions, usable_cores
 from isicstack.config import tuned_record
@@ -245,9 +247,6 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResul
 
 def print_summary(rows: list[dict]) -> None:
     """A table of each model's OOF pAUC, fold spread and time."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="tabular CV (OOF = pooled over folds; fold = per-fold mean)")
     for col in ("model", "OOF pAUC", "OOF AUC", "fold pAUC mean ± std", "seconds"):
         table.add_column(col, justify="right")

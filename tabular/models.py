@@ -12,7 +12,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
+import lightgbm as lgb
 import numpy as np
+import xgboost as xgb
 
 from isicstack.data.io import atomic_path
 from isicstack.extras import require
@@ -71,8 +73,6 @@ class LGBMModel(GBDT):
     suffix = ".txt"
 
     def prepare(self, X, y, names, categorical):
-        import lightgbm as lgb
-
         if len(X) > self.params.get("bin_construct_sample_cnt", 200_000):
             return None  # bins from a seeded sample of rows: each bag draws its own
         # kept after the first fit's binning, so the next bag trains on the same bins
@@ -80,8 +80,6 @@ class LGBMModel(GBDT):
                            free_raw_data=False)
 
     def fit(self, X, y, names, categorical, seed, prepared=None):
-        import lightgbm as lgb
-
         params = {"objective": "binary", "verbosity": -1, "deterministic": True,
                   "force_row_wise": True, "num_threads": self.threads, "seed": seed,
                   **self.params}
@@ -98,8 +96,6 @@ class LGBMModel(GBDT):
 
     @classmethod
     def load(cls, path):
-        import lightgbm as lgb
-
         obj = cls({}, 0)
         obj.model = lgb.Booster(model_file=str(path))
         return obj
@@ -114,8 +110,6 @@ class XGBModel(GBDT):
     suffix = ".ubj"
 
     def _matrix(self, X, y=None):
-        import xgboost as xgb
-
         return xgb.DMatrix(X, label=y, feature_names=self.model_names, missing=np.nan,
                            feature_types=self.model_types, enable_categorical=True,
                            nthread=self.threads or -1)
@@ -130,8 +124,6 @@ class XGBModel(GBDT):
         return self._matrix(X, y)  # its histogram cuts are cached by the first fit
 
     def fit(self, X, y, names, categorical, seed, prepared=None):
-        import xgboost as xgb
-
         params = {"objective": "binary:logistic", "tree_method": "hist", "verbosity": 0,
                   "seed": seed, "nthread": self.threads or -1, "max_cat_to_onehot": 1,
                   **self.params}
@@ -148,8 +140,6 @@ class XGBModel(GBDT):
 
     @classmethod
     def load(cls, path):
-        import xgboost as xgb
-
         obj = cls({}, 0)
         obj.model = xgb.Booster(model_file=str(path))
         obj.model_names = obj.model.feature_names

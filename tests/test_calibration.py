@@ -14,20 +14,14 @@ import polars as pl
 import pytest
 
 from isicstack.data.metric import fold_scores
-from isicstack.evaluation.calibration import (
-    CalMap,
-    fit_map,
-    nested_calibrate,
-    prior_shift,
-    safe_logit,
-    sigmoid,
-)
+from isicstack.evaluation.calibration import fit_map, nested_calibrate, prior_shift
 from isicstack.evaluation.calibration_metrics import (
     losses,
     monotone_floor,
     reliability,
     row_losses,
 )
+from isicstack.inference.calibration_maps import CalMap, safe_logit, sigmoid
 
 
 def planted(n: int = 30000, seed: int = 0) -> dict[str, np.ndarray]:
@@ -161,14 +155,14 @@ def trained(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="module")
 def calibrated(trained: Path, mini_isic: Path) -> dict:
-    from isicstack.pipelines.calibrate import CalibrateConfig, run
+    from isicstack.evaluation.calibrate import CalibrateConfig, run
 
     return run(CalibrateConfig(artifacts=str(trained), data_dir=str(mini_isic), n_boot=50))
 
 
 def test_stage_writes_maps_and_nested_oof(trained: Path, calibrated: dict, mini_isic: Path):
-    from isicstack.evaluation.calibration_maps import read_map
-    from isicstack.pipelines.calibrate import training_prior
+    from isicstack.evaluation.calibrate import training_prior
+    from isicstack.inference.calibration_maps import read_map
 
     folds = pl.read_parquet(trained / "folds.parquet")
     y = folds["target"].to_numpy()
@@ -189,7 +183,7 @@ def test_stage_writes_maps_and_nested_oof(trained: Path, calibrated: dict, mini_
 
 
 def test_stale_map_is_refused(trained: Path, calibrated: dict, tmp_path: Path):
-    from isicstack.evaluation.calibration_maps import apply_maps, read_map
+    from isicstack.inference.calibration_maps import apply_maps, read_map
 
     copy = tmp_path / "art"
     shutil.copytree(trained, copy)
@@ -235,7 +229,7 @@ def test_predict_adds_risk_and_package_ships_maps(trained: Path, calibrated: dic
 
 def test_calibrate_config_resolves():
     from isicstack.config import ConfigError, load_config
-    from isicstack.pipelines.calibrate import CalibrateConfig
+    from isicstack.evaluation.calibrate import CalibrateConfig
 
     cfg = load_config(CalibrateConfig, "calibrate", "smoke", ["method=isotonic"])
     assert cfg.method == "isotonic" and cfg.n_boot == 50
@@ -248,7 +242,7 @@ def test_prior_weight_of_lightgbm_is_unbalance_counts_the_kept_negatives():
     the positive weight is 10, not the data's negatives/positives (which would double-count
     the subsampling); CatBoost's auto weights are refused, not guessed."""
     from isicstack.data.io import DataError
-    from isicstack.pipelines.calibrate import _weight
+    from isicstack.evaluation.calibrate import _weight
 
     assert _weight({"is_unbalance": True}, 10, 5000, 10.0) == 10.0
     assert _weight({"is_unbalance": True}, 10, 5000, 0.0) == 500.0
@@ -264,7 +258,7 @@ def test_image_run_prior_reads_grouped_and_flat_configs(tmp_path: Path):
 
     from isicstack.config import save_config
     from isicstack.config_keys import flatten, with_keys
-    from isicstack.pipelines.calibrate import training_prior
+    from isicstack.evaluation.calibrate import training_prior
     from isicstack.vision.config import ImageConfig
 
     cfg = with_keys(ImageConfig(), {"data.neg_ratio": 4.0, "optim.pos_weight": 2.0})

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from isicstack.evaluation.subgroups import (
+from isicstack.evaluation.subgroup_tables import (
     MISSING,
     SubgroupConfig,
     age_labels,
@@ -52,8 +52,8 @@ def test_cells_count_and_refuse_small_ones():
 @pytest.fixture(scope="module")
 def art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folds, a LightGBM run, its calibration, and a 'perfect' OOF (the oracle's risk)."""
-    from isicstack.pipelines.calibrate import CalibrateConfig
-    from isicstack.pipelines.calibrate import run as calibrate
+    from isicstack.evaluation.calibrate import CalibrateConfig
+    from isicstack.evaluation.calibrate import run as calibrate
     from isicstack.tabular.cv import ModelSpec, TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
@@ -70,7 +70,7 @@ def art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPath
 
 def test_subgroups_command(art: Path, mini_isic: Path):
     from isicstack.config import load_config
-    from isicstack.pipelines.subgroups import SubgroupsConfig, run
+    from isicstack.evaluation.subgroups import SubgroupsConfig, run
 
     cfg = load_config(SubgroupsConfig, "subgroups", "smoke",
                       [f"artifacts={art}", f"data_dir={mini_isic}", "cells.min_positives=5"])
@@ -89,10 +89,10 @@ def test_subgroups_command(art: Path, mini_isic: Path):
 
 def test_loco_and_report_sections(art: Path, mini_isic: Path, tmp_path: Path):
     from isicstack.config import load_config
-    from isicstack.pipelines.loco import LocoConfig
-    from isicstack.pipelines.loco import run as loco
-    from isicstack.pipelines.report import ReportConfig
-    from isicstack.pipelines.report import run as report
+    from isicstack.evaluation.loco import LocoConfig
+    from isicstack.evaluation.loco import run as loco
+    from isicstack.evaluation.report import ReportConfig
+    from isicstack.evaluation.report import run as report
 
     res = loco(load_config(LocoConfig, "loco", "smoke", [
         f"artifacts={art}", f"data_dir={mini_isic}", "models=[lgbm]", "min_positives=3",
@@ -126,7 +126,7 @@ def test_loco_and_report_sections(art: Path, mini_isic: Path, tmp_path: Path):
 
 
 def test_loco_refuses_oof_features(art: Path, mini_isic: Path):
-    from isicstack.pipelines.loco import LocoConfig, tabular_config
+    from isicstack.evaluation.loco import LocoConfig, tabular_config
 
     with pytest.raises(ValueError, match="leak the held-out centre"):
         tabular_config(LocoConfig(artifacts=str(art), data_dir=str(mini_isic),
@@ -138,11 +138,11 @@ def test_real_dev_tables_render(real_dev: Path, tmp_path: Path):
     """Subgroup and per-centre tables on the real rows (skips without ../shared/real-dev)."""
     from isicstack.config import load_config
     from isicstack.data.folds import FoldsConfig, ensure_folds
-    from isicstack.pipelines.loco import LocoConfig, read_sections
-    from isicstack.pipelines.loco import markdown as loco_md
-    from isicstack.pipelines.loco import run as loco
-    from isicstack.pipelines.subgroups import SubgroupsConfig
-    from isicstack.pipelines.subgroups import run as subgroups
+    from isicstack.evaluation.loco import LocoConfig, read_sections
+    from isicstack.evaluation.loco import markdown as loco_md
+    from isicstack.evaluation.loco import run as loco
+    from isicstack.evaluation.subgroups import SubgroupsConfig
+    from isicstack.evaluation.subgroups import run as subgroups
     from isicstack.tabular.cv import TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 

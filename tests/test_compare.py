@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
+from isicstack.evaluation.evaluate import EvaluateConfig, compare
+from isicstack.evaluation.evaluate import run as evaluate
 from isicstack.evaluation.paired import (
     Scored,
     corrected_t,
@@ -23,8 +25,6 @@ from isicstack.evaluation.paired import (
     paired,
     weighted_pauc,
 )
-from isicstack.pipelines.compare import EvaluateConfig, compare
-from isicstack.pipelines.compare import run as evaluate
 
 SMALL = ["bags=1", "threads=1", "features.groups=[raw,lesion,categorical]"]
 

@@ -155,8 +155,8 @@ def test_explain_config_resolves():
 def _report(d: dict[str, Path], out: Path, **kw: object) -> dict:
     from isicstack.evaluation.drift import DriftConfig
     from isicstack.evaluation.operating_point import OperatingPointConfig
-    from isicstack.pipelines.report import ReportConfig
-    from isicstack.pipelines.report import run as report
+    from isicstack.evaluation.report import ReportConfig
+    from isicstack.evaluation.report import run as report
 
     return report(ReportConfig(data_dir=str(d["data"]), artifacts=str(d["artifacts"]),
                                out=str(out), operating_point=OperatingPointConfig(n_boot=20),

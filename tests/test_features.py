@@ -274,7 +274,7 @@ def test_oof_features_made_on_other_folds_are_refused(grouped, test, tmp_path):
     """An OOF score used as a feature must come from the folds in use (content-checked)."""
     from isicstack.data.io import DataError
     from isicstack.data.provenance import fold_hash
-    from isicstack.pipelines.compare import reused_oof_features
+    from isicstack.evaluation.evaluate import reused_oof_features
 
     _write_oof(tmp_path, "cnn", grouped, test)
     cfg = FeatureConfig(oof_names=["cnn"])  # naming scores to read implies the 'oof' group

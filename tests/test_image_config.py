@@ -14,13 +14,13 @@ import yaml
 from isicstack.config import (
     CONFIG_DIR,
     ConfigError,
-    build,
     load_config,
     read_run_config,
     save_config,
     to_dict,
     tuned_record,
 )
+from isicstack.config_build import build
 from isicstack.config_keys import field_paths, flatten, migrate, nest, with_keys
 from isicstack.vision.config import ImageConfig
 

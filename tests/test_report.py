@@ -14,7 +14,7 @@ from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
 from isicstack.evaluation.drift import DriftConfig
 from isicstack.evaluation.operating_point import OperatingPointConfig
-from isicstack.pipelines.report import ReportConfig, run
+from isicstack.evaluation.report import ReportConfig, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUICK = {"drift": DriftConfig(num_rounds=30)}  # a small drift model: the report is under test

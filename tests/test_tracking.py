@@ -20,8 +20,8 @@ from app_fixtures import make_clinic_artifacts
 from browser_fixtures import free_port
 
 from isicstack import tracking
-from isicstack.pipelines.runs import RunsConfig
-from isicstack.pipelines.runs import run as runs
+from isicstack.evaluation.ledger import RunsConfig
+from isicstack.evaluation.ledger import run as runs
 from isicstack.stacking.stack import StackConfig
 from isicstack.stacking.stack import run as stack
 from isicstack.vision.mlflow_log import OncePerProcess
@@ -191,7 +191,7 @@ def test_lightning_banners_once_and_no_advertisement():
 def test_report_folder_is_logged_with_its_figures(tmp_path: Path, monkeypatch):
     """The report stage's hook (``log_run("report", out, cfg.artifacts, cfg)``): each model's
     OOF pAUC, the config from ``cfg`` (the folder has no config.yaml), the PNGs as figures."""
-    from isicstack.pipelines.report import ReportConfig
+    from isicstack.evaluation.report import ReportConfig
 
     monkeypatch.setenv(tracking.ENV, "auto")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -21,6 +21,7 @@ from isicstack.config_keys import with_keys
 from isicstack.data.crops import BadImageError, CropStore
 from isicstack.data.io import DataError, write_parquet
 from isicstack.data.layout import folds_path, oof_path
+from isicstack.vision.backbone import create_backbone
 from isicstack.vision.data import (
     CropDataset,
     FolderSource,
@@ -31,7 +32,6 @@ from isicstack.vision.data import (
     train_transform,
 )
 from isicstack.vision.inputs import add_fusion, score_features
-from isicstack.vision.model import create_backbone
 from isicstack.vision.sampler import BalancedEpochSampler
 from isicstack.vision.train import ImageConfig, run
 

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from isicstack.data.colour import shades_of_gray
 from isicstack.data.crops import BadImageError, CropStore, decode_named, jpeg_size
 from isicstack.vision.augment import ColourJitter
 from isicstack.vision.batch_augment import packed_canvas, padded_batch, slices
@@ -33,18 +34,6 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
 Augment = Literal["none", "flips", "strong"]
 NO_TAB = np.zeros(0, np.float32)  # the tab row of a model without tabular inputs
 RING = 4  # batch buffers a threaded CropDataset reuses in turn
-
-
-def shades_of_gray(image: np.ndarray, power: int = 6) -> np.ndarray:
-    """Shades-of-Gray colour constancy (Finlayson 2004): equalise the Minkowski-p channel norms.
-
-    Removes the illuminant / camera colour cast that differs between hospitals.
-    """
-    img = image.astype(np.float32)
-    norm = np.power(np.mean(np.power(img, power), axis=(0, 1)), 1.0 / power)
-    norm = norm / max(float(np.sqrt(np.sum(norm**2))), 1e-6)
-    scale = 1.0 / np.maximum(norm * np.sqrt(3.0), 1e-6)
-    return np.clip(img * scale, 0, 255).astype(np.uint8)
 
 
 class ImageSource(Protocol):

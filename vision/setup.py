@@ -21,12 +21,12 @@ import polars as pl
 
 from isicstack.config import (
     ConfigError,
-    build,
     read_saved_config,
     save_config,
     to_dict,
     tuned_record,
 )
+from isicstack.config_build import build
 from isicstack.config_keys import flatten
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json

@@ -15,6 +15,7 @@ patient folds, and would carry the held-out centre's labels). Writes ``<out>/<co
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,13 @@ import numpy as np
 import polars as pl
 
 from isicstack.config import load_config, save_config
+from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import TRAIN_META, resolve_data_dir
 from isicstack.data.metric import pauc, roc_auc
 from isicstack.data.provenance import fold_hash
-from isicstack.evaluation.subgroups import MISSING, SubgroupConfig, cell, fmt
+from isicstack.evaluation.subgroup_tables import MISSING, SubgroupConfig, cell, fmt
+from isicstack.stacking.inputs import load_oof
 from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
 
 log = logging.getLogger(__name__)
@@ -97,8 +100,6 @@ def per_centre(labels: np.ndarray, y: np.ndarray, patients: np.ndarray, loco: np
 
 def patient_cv(artifacts: str, name: str, folds: pl.DataFrame) -> np.ndarray | None:
     """The patient-grouped OOF scores of ``name`` when they exist for these folds."""
-    from isicstack.stacking.inputs import load_oof
-
     try:
         return load_oof(artifacts, name, folds)
     except (DataError, FileNotFoundError) as err:
@@ -108,8 +109,6 @@ def patient_cv(artifacts: str, name: str, folds: pl.DataFrame) -> np.ndarray | N
 
 def run(cfg: LocoConfig) -> dict[str, Any]:
     """Train every model once per held-out centre; write the per-centre table."""
-    from isicstack.data.folds import read_folds
-
     tcfg = tabular_config(cfg)
     data = prepare(tcfg)
     folds = read_folds(tcfg.artifacts)
@@ -154,8 +153,6 @@ def run(cfg: LocoConfig) -> dict[str, Any]:
 
 def read_sections(artifacts: str | Path, folds_now: str) -> list[dict[str, Any]]:
     """Every ``<artifacts>/loco/*.json``, each marked when made on other folds than these."""
-    import json
-
     out = []
     for path in sorted((Path(artifacts) / "loco").glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ class mix), then a monotone map (``method``). The calibrated OOF is nested: fold
 a map fitted on the other folds (``evaluation.calibration.nested_calibrate``), so its Brier
 score is honest.
 The map fitted on every OOF row is what ``isic predict``, the Kaggle package and the app apply
-(read through ``evaluation/calibration_maps.py``, which also says where the maps live).
+(read through ``inference/calibration_maps.py``, which also says where the maps live).
 
 The stack is calibrated on the scale ``stacker.json`` outputs at inference: the chosen method's
 own CV scores, recomputed here. Its nested OOF (``oof/stack.parquet``) maps each fold through
@@ -21,6 +21,7 @@ Outputs (never under ``oof/``, which the stack reads as its inputs): ``<out>/<mo
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,10 +38,12 @@ from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
 from isicstack.data.provenance import file_sha256, fold_hash
 from isicstack.evaluation.calibration import CalMap, fit_map, nested_calibrate, prior_shift
-from isicstack.evaluation.calibration_maps import calibration_dir, map_path
 from isicstack.evaluation.calibration_report import oracle_prob, summarise
+from isicstack.inference.calibration_maps import calibration_dir, map_path
 from isicstack.run_record import finish_run
 from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof
+from isicstack.stacking.methods import Stacker, cross_validate
+from isicstack.vision.config import ImageConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,6 @@ def _weight(params: dict[str, Any], pos: int, neg: int, neg_ratio: float) -> flo
 def _image_sampling(path: Path) -> dict[str, Any]:
     """An image run's sampling keys, flat as the prior reads them (an older run's config with
     the flat keys is migrated first, so both read alike)."""
-    from isicstack.vision.config import ImageConfig
-
     doc = read_saved_config(ImageConfig, path)
     found = {"neg_ratio": (doc.get("data") or {}).get("neg_ratio"),
              "pos_weight": (doc.get("optim") or {}).get("pos_weight")}
@@ -121,10 +122,6 @@ def training_prior(artifacts: str | Path, name: str, y: np.ndarray) -> dict[str,
 
 def stack_scores(artifacts: str | Path, folds: pl.DataFrame) -> np.ndarray:
     """The stack's OOF on its inference scale: the saved method's own CV over its inputs."""
-    import json
-
-    from isicstack.stacking.methods import Stacker, cross_validate
-
     rdir = run_dir(artifacts, STACK)
     st = Stacker.from_dict(json.loads((rdir / "stacker.json").read_text(encoding="utf-8")))
     cfg_path = rdir / "config.yaml"

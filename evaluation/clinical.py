@@ -1,6 +1,6 @@
 """The report's clinical sections in one place: calibration, subgroups, per-centre CV.
 
-``pipelines/report.py`` calls :func:`section` once and :func:`markdown` once, so these
+``evaluation/report.py`` calls :func:`section` once and :func:`markdown` once, so these
 sections grow here without growing the report module. Each part reads artifacts only: the
 calibrated scores of ``isic calibrate``, the OOF files, the LOCO results of ``isic loco``.
 """
@@ -15,11 +15,11 @@ from typing import Any
 import polars as pl
 
 from isicstack.data.provenance import fold_hash
-from isicstack.evaluation import calibration_report, subgroups
-from isicstack.evaluation.subgroups import SubgroupConfig
-from isicstack.pipelines.loco import markdown as loco_markdown
-from isicstack.pipelines.loco import read_sections
-from isicstack.pipelines.subgroups import section as subgroup_section
+from isicstack.evaluation import calibration_report, subgroup_tables
+from isicstack.evaluation.loco import markdown as loco_markdown
+from isicstack.evaluation.loco import read_sections
+from isicstack.evaluation.subgroup_tables import SubgroupConfig
+from isicstack.evaluation.subgroups import section as subgroup_section
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def markdown(parts: dict[str, Any] | None) -> list[str]:
     if not parts:
         return []
     lines = calibration_report.markdown(parts.get("calibration"))
-    lines += subgroups.markdown(parts.get("subgroups"))
+    lines += subgroup_tables.markdown(parts.get("subgroups"))
     loco = parts.get("loco")
     if isinstance(loco, dict):  # a skipped part
         lines += [f"\nPer-centre CV {loco['note']}"]

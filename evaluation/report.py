@@ -14,20 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
-from isicstack.data.folds import read_folds
-from isicstack.data.io import DataError, atomic_path, write_json, write_text
-from isicstack.data.layout import folds_path, resolve_data_dir, run_dir
+from isicstack.data.folds import folds_data_dir, read_folds
+from isicstack.data.io import DataError, write_json, write_text
+from isicstack.data.layout import run_dir
 from isicstack.data.metric import MIN_TPR, fmt_score, fold_summary
 from isicstack.data.provenance import fold_hash, read_provenance
-from isicstack.evaluation import drift
+from isicstack.evaluation import clinical, drift
 from isicstack.evaluation import operating_point as opoint
 from isicstack.evaluation import oracle as oracle_corr
+from isicstack.evaluation.calibrate import STACK, model_scores
 from isicstack.evaluation.drift import DriftConfig
 from isicstack.explain import report as gradcam
-from isicstack.pipelines import clinical
-from isicstack.pipelines.calibrate import STACK, model_scores
+from isicstack.explain.figures import save_png
 from isicstack.stacking.inputs import discover, load_oof
+from isicstack.stacking.methods import logit
 from isicstack.tracking import log_run
 
 log = logging.getLogger(__name__)
@@ -69,32 +72,6 @@ def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], d
     return preds, skipped
 
 
-def report_data_dir(cfg: ReportConfig) -> Path:
-    """``auto`` means the data the folds were made from (``folds.json``), when it still exists."""
-    if cfg.data_dir == "auto":
-        info = folds_path(cfg.artifacts).with_suffix(".json")
-        made_from = json.loads(info.read_text())["data_dir"] if info.is_file() else None
-        if made_from and Path(made_from).is_dir():
-            return Path(made_from)
-    return resolve_data_dir(cfg.data_dir, cfg.profile)
-
-
-def _pyplot() -> Any:
-    """pyplot on the file-only Agg backend (no display on servers or in CI)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path, dpi: int) -> str:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    return path.name
-
-
 def _nan(x: float | None) -> float:
     """A plottable number: a fold score that is undefined (single-class folds) is NaN."""
     return float("nan") if x is None else x
@@ -102,9 +79,9 @@ def _nan(x: float | None) -> float:
 
 def plot_cv(summary: dict[str, dict], path: Path, dpi: int) -> str:
     """Fold pAUC mean ± std (bars) and pooled OOF pAUC (dots) per model."""
-    plt = _pyplot()
     names = list(summary)
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
+    fig = Figure(figsize=(7, 0.5 * len(names) + 1.5))
+    ax = fig.subplots()
     pos = np.arange(len(names))
     ax.barh(pos, [_nan(summary[n]["fold_pauc_mean"]) for n in names],
             xerr=[_nan(summary[n]["fold_pauc_std"]) for n in names], color="#9ecae1",
@@ -114,17 +91,13 @@ def plot_cv(summary: dict[str, dict], path: Path, dpi: int) -> str:
     ax.set_xlim(0, 0.2)
     ax.set_xlabel("pAUC (TPR ≥ 0.8), max 0.2")
     ax.legend(loc="lower right")
-    name = _save(fig, path, dpi)
-    plt.close(fig)
-    return name
+    return save_png(fig, path, dpi)
 
 
 def plot_roc(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: int) -> str:
     """Full ROC and a zoom on the scored region, which is shaded."""
-    from sklearn.metrics import roc_curve
-
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig = Figure(figsize=(12, 5))
+    axes = fig.subplots(1, 2)
     for name, p in preds.items():
         fpr, tpr, _ = roc_curve(y, p)
         for ax in axes:
@@ -136,9 +109,7 @@ def plot_roc(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: int) 
         ax.set(xlim=(0, 1), ylim=ylim, xlabel="false positive rate",
                ylabel="true positive rate", title=title)
     axes[1].legend(loc="lower right", fontsize=8)
-    name = _save(fig, path, dpi)
-    plt.close(fig)
-    return name
+    return save_png(fig, path, dpi)
 
 
 def plot_scores(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: int,
@@ -148,12 +119,10 @@ def plot_scores(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: in
     Probabilities are binned on the logit scale: most of them sit near 0, where the ranking of
     the pAUC region is decided.
     """
-    from isicstack.stacking.methods import logit
-
-    plt = _pyplot()
     cols = min(3, len(preds))
     rows = -(-len(preds) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.3 * rows), squeeze=False)
+    fig = Figure(figsize=(4.5 * cols, 3.3 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (name, p) in zip(axes.flat, preds.items(), strict=False):
         prob = bool(((p >= 0) & (p <= 1)).all())
         x = logit(p) if prob else p
@@ -166,9 +135,7 @@ def plot_scores(y: np.ndarray, preds: dict[str, np.ndarray], path: Path, dpi: in
     for ax in list(axes.flat)[len(preds):]:
         ax.axis("off")
     fig.tight_layout()
-    name = _save(fig, path, dpi)
-    plt.close(fig)
-    return name
+    return save_png(fig, path, dpi)
 
 
 def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str:
@@ -266,7 +233,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
             n: opoint.operating_point(y, model_scores(cfg.artifacts, n, folds) if n == STACK
                                       else p, patients, cfg.operating_point)
             for n, p in preds.items()}
-    data_dir = report_data_dir(cfg)
+    data_dir = folds_data_dir(cfg.data_dir, cfg.artifacts, cfg.profile)
     section = oracle_corr.oracle_section(data_dir, folds.get_column("isic_id"), preds)
     if section:
         info["oracle_corr"] = section

@@ -29,6 +29,7 @@ from isicstack.data.metric import fold_summary, seed_spread
 from isicstack.data.provenance import fold_hash
 from isicstack.evaluation.paired import Scored, paired
 from isicstack.evaluation.runs import FOLD_COLS, expand, load_eval
+from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ def eval_path(artifacts: str | Path, name: str) -> Path:
 
 def run(cfg: EvaluateConfig) -> dict[str, Any]:
     """Repeated CV of the tabular configuration: OOF pAUC per model per fold seed."""
-    from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
-
     tab = load_config(TabularConfig, "tabular", cfg.profile,
                       [f"data_dir={cfg.data_dir}", f"artifacts={cfg.artifacts}",
                        *cfg.stage_overrides])

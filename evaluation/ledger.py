@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from isicstack.extras import require
 from isicstack.tracking import EXPERIMENT, reachable, store_uri
 
@@ -62,9 +65,6 @@ def tracked_runs(artifacts: str | os.PathLike[str], stage: str = "",
 
 def print_table(uri: str, rows: list[dict[str, Any]], stage: str = "") -> None:
     """The rows as a rich table (a note when there are none)."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     if not console.is_terminal:  # a pipe or file: no 80-column wrap of ids and hashes
         console = Console(width=160)
