@@ -3,8 +3,9 @@
 Commands (each a config dataclass and ``run``, listed in ``pipelines/stages.py``):
 ``report`` (``isic report``: CV table, curves, clinical sections, Grad-CAM grid), ``evaluate``
 (``isic evaluate``: repeated CV over fold seeds; ``isic compare``: paired test of two sets of
-runs), ``calibrate``, ``subgroups``, ``loco`` (leave one centre out), ``clinical`` (the report's
-clinical sections together) and ``ledger`` (``isic runs``: the tracked runs as one table).
+runs), ``calibrate``, ``subgroups``, ``loco`` (leave one centre out) and ``ledger``
+(``isic runs``: the tracked runs as one table); ``clinical`` gathers the report's clinical
+sections (calibration, subgroups, per-centre CV).
 
 Measures, below the commands (a second import contract in ``pyproject.toml``): small pure
 functions on arrays and polars frames: ``paired`` (intervals and paired tests over patients and

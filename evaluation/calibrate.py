@@ -37,9 +37,9 @@ from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
 from isicstack.data.provenance import file_sha256, fold_hash
-from isicstack.evaluation.calibration import CalMap, fit_map, nested_calibrate, prior_shift
+from isicstack.evaluation.calibration import fit_map, nested_calibrate, prior_shift
 from isicstack.evaluation.calibration_report import oracle_prob, summarise
-from isicstack.inference.calibration_maps import calibration_dir, map_path
+from isicstack.inference.calibration_maps import CalMap, calibration_dir, map_path
 from isicstack.run_record import finish_run
 from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof
 from isicstack.stacking.methods import Stacker, cross_validate

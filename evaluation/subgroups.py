@@ -1,5 +1,5 @@
 """``isic subgroups``: pAUC, AUC, sensitivity and specificity by site, sex, age band, centre,
-tile type and diagnosis, for the OOF scores of any stage (``evaluation.subgroups``).
+tile type and diagnosis, for the OOF scores of any stage (``evaluation.subgroup_tables``).
 
 The same ``section`` feeds the report; as a command it writes ``<out>/subgroups.json`` and
 ``subgroups.md`` (``out`` = ``<artifacts>/subgroups``). The metadata columns come from the data

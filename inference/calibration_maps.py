@@ -92,8 +92,6 @@ class CalMap:
         return cal
 
 
-
-
 def calibration_dir(artifacts: str | Path, out: str = "") -> Path:
     """Where the maps and calibrated OOF scores live."""
     return Path(out) if out else Path(artifacts) / FOLDER
