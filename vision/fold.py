@@ -14,7 +14,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -26,16 +26,14 @@ from pytorch_lightning.loggers import CSVLogger
 from isicstack.data.io import write_json, write_parquet
 from isicstack.data.layout import run_dir
 from isicstack.data.metric import fmt_score, fold_scores
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import CropDataset, eval_transform, make_loader
 from isicstack.vision.datamodule import FoldDataModule
 from isicstack.vision.distributed import barrier, eval_sampler, gather_rows, global_rank
 from isicstack.vision.inputs import TrainInputs
 from isicstack.vision.mlflow_log import fold_loggers
 from isicstack.vision.model import ImageClassifier, build_model
-
-if TYPE_CHECKING:
-    from isicstack.vision.config import ImageConfig
-    from isicstack.vision.setup import Sources
+from isicstack.vision.setup import Sources
 
 log = logging.getLogger(__name__)
 
