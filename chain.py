@@ -146,7 +146,8 @@ def load_chain(config_dir: str | os.PathLike[str] | None = None) -> Chain:
     if path is None:
         raise ConfigError(f"no {CHAIN_FILE} in the config folders (it declares the runs of "
                           "`make all`)")
-    return parse_chain(read_yaml(path), str(path), path.read_text(encoding="utf-8"))
+    return parse_chain(read_yaml(path, "a mapping with 'runs'"), str(path),
+                       path.read_text(encoding="utf-8"))
 
 
 def image_only_run(name: str = "") -> str:

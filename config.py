@@ -130,14 +130,15 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return nest(dotted)
 
 
-def read_yaml(path: Traversable) -> dict[str, Any]:
-    """A YAML mapping; a syntax error or a non-mapping names the file."""
+def read_yaml(path: Traversable, expected: str = "a mapping with 'base' and 'profiles'"
+              ) -> dict[str, Any]:
+    """A YAML mapping; a syntax error or a non-mapping names the file (and ``expected``)."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'base' and 'profiles'")
+        raise ConfigError(f"{path}: expected {expected}")
     return doc
 
 
@@ -185,7 +186,7 @@ def stage_values(stage: str, profile: str = "default",
     tuned = tuned_dir(config_dir) / f"{stage}.yaml"
     record = None
     if use_tuned and tuned.is_file():
-        doc_tuned = migrate(read_yaml(tuned), moved, str(tuned))
+        doc_tuned = migrate(read_yaml(tuned, "a mapping of config keys"), moved, str(tuned))
         record = {"file": tuned.name, "sha256": hashlib.sha256(tuned.read_bytes()).hexdigest(),
                   "tuned_by": doc_tuned.pop(TUNED_BY, None), "keys": dotted_keys(doc_tuned)}
         values = _merge(values, doc_tuned)
@@ -246,10 +247,7 @@ def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
 def read_saved_config(cls: type, path: Path) -> dict[str, Any]:
     """A config file a run saved, as a mapping of ``cls``'s current keys: one written before
     keys moved into groups is migrated (see :mod:`isicstack.config_keys`)."""
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys")
-    return migrate(doc, moved_keys(cls), str(path))
+    return migrate(read_yaml(path, "a mapping of config keys"), moved_keys(cls), str(path))
 
 
 def read_run_config(cls: type, rdir: Path) -> Any:
