@@ -84,6 +84,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# the environment variables a launcher sets for a process's global rank, in the order
+# Lightning reads them (lightning_fabric's _get_rank: LOCAL_RANK before SLURM_PROCID, which can
+# be set without SLURM managing the processes)
+RANK_KEYS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def launcher_rank() -> int:
+    """This process's global rank as its launcher set it (0 when none did): read without
+    importing torch, so the chain runner knows whether it is a DDP rank other than 0."""
+    for key in RANK_KEYS:
+        value = os.environ.get(key)
+        if value is not None:
+            return int(value)
+    return 0
+
+
 def run_conditions(threads: int, loader_workers: int = 0, precision: str = "32-true",
                    stage: str | None = None) -> dict[str, Any]:
     """The record of one run: ``threads`` = compute threads actually used (torch or GBDT),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from isicstack.chain import Chain, ChainRun, load_chain
+from isicstack.conditions import launcher_rank
 from isicstack.config import ConfigError
 from isicstack.data.layout import oof_path
 from isicstack.pipelines.stages import STAGES, stage_config
@@ -104,7 +105,7 @@ def execute(calls: list[ChainCall], resolved: list[tuple[Any, Callable]], profil
             os.environ.pop(RUN_ENV, None)
         seconds[c.run.name] = round(time.perf_counter() - t0, 3)
         absent = [n for n in c.run.provides if not oof_path(artifacts, n).is_file()]
-        if absent and not _other_rank():  # only global rank 0 writes a run's files
+        if absent and launcher_rank() == 0:  # only global rank 0 writes a run's files
             raise ConfigError(f"chain run {c.run.name!r} declares provides {absent} but wrote "
                               f"no {oof_path(artifacts, absent[0])}: its stage's output names "
                               "and the chain entry disagree")
@@ -123,11 +124,6 @@ def parse_run_args(items: list[str]) -> dict[str, list[str]]:
         except ValueError as err:  # an unclosed quote
             raise ConfigError(f"--args {item!r}: {err}") from None
     return out
-
-
-def _other_rank() -> bool:
-    """A DDP process other than global rank 0 (which alone writes a run's files)."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) != 0
 
 
 def provider_of(chain: Chain, output: str) -> str:

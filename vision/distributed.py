@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.utils.data import Dataset, DistributedSampler
+
+from isicstack.conditions import launcher_rank
 
 
 def initialized() -> bool:
@@ -27,8 +28,8 @@ def initialized() -> bool:
 
 def global_rank() -> int:
     """This process's global rank: the process group's, else what the launcher set in the
-    environment (Lightning's ``rank_zero_only.rank``, read from ``RANK``/``LOCAL_RANK``)."""
-    return dist.get_rank() if initialized() else int(getattr(rank_zero_only, "rank", 0) or 0)
+    environment (read as Lightning reads it: :func:`isicstack.conditions.launcher_rank`)."""
+    return dist.get_rank() if initialized() else launcher_rank()
 
 
 def is_rank_zero() -> bool:
