@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 import yaml
 
-from isicstack.config import read_saved_config
+from isicstack.config_keys import migrate, moved_keys
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
@@ -83,10 +83,11 @@ def _weight(params: dict[str, Any], pos: int, neg: int, neg_ratio: float) -> flo
     return float(params.get("scale_pos_weight", 1.0))
 
 
-def _image_sampling(path: Path) -> dict[str, Any]:
-    """An image run's sampling keys, flat as the prior reads them (an older run's config with
-    the flat keys is migrated first, so both read alike)."""
-    doc = read_saved_config(ImageConfig, path)
+def _image_sampling(saved: dict[str, Any], path: Path) -> dict[str, Any]:
+    """An image run's sampling keys (its ``config.yaml`` as read from ``path``), flat as the
+    prior reads them (an older run's config with the flat keys is migrated first, so both read
+    alike)."""
+    doc = migrate(saved, moved_keys(ImageConfig), str(path))
     found = {"neg_ratio": (doc.get("data") or {}).get("neg_ratio"),
              "pos_weight": (doc.get("optim") or {}).get("pos_weight")}
     return {k: v for k, v in found.items() if v is not None}
@@ -98,7 +99,7 @@ def training_prior(artifacts: str | Path, name: str, y: np.ndarray) -> dict[str,
     cfg_path = run_dir(artifacts, name) / "config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else None
     if isinstance(cfg, dict) and "fusion" in cfg and "models" not in cfg:  # an image run
-        cfg = _image_sampling(cfg_path)
+        cfg = _image_sampling(cfg, cfg_path)
     if not isinstance(cfg, dict) or "neg_ratio" not in cfg:
         why = ("level-2 model fitted on the data's own class mix" if name.startswith(STACK)
                else f"no training sampling recorded ({cfg_path} has no neg_ratio)")
