@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
-from isicstack.config import find_config, load_config
+from isicstack.config import find_config, load_config, read_yaml
 
 
 @dataclass
@@ -56,7 +55,7 @@ def load_space(cfg: TuneConfig) -> dict[str, dict[str, Any]]:
     if path is None or not path.is_file():
         raise FileNotFoundError(f"{path or f'configs/tune/{cfg.stage}.yaml'}: no search space file "
                                 f"for stage {cfg.stage!r}")
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    doc = read_yaml(path, "a mapping of search spaces by section")
     section = space_section(cfg)
     if section not in doc:
         raise ValueError(f"{path}: no search space {section!r}; has {list(doc)}")
