@@ -149,7 +149,7 @@ dashboard: $(STAMP) ## optuna-dashboard on the study DB at 127.0.0.1:DASH_PORT (
 app: $(STAMP) ## the clinician web page (Gradio) at 127.0.0.1:APP_PORT over ARTIFACTS' saved models
 	$(ISIC) app --profile $(PROFILE) artifacts=$(ARTIFACTS) port=$(APP_PORT) $(STAGE_ARGS)
 
-# The run ledger (isicstack/tracking.py): the store ARTIFACTS' stages log to (ISIC_TRACKING,
+# The run ledger (isicstack/ledger/store.py): the store ARTIFACTS' stages log to (ISIC_TRACKING,
 # MLFLOW_TRACKING_URI, else sqlite:///ARTIFACTS/mlflow.db); for a tracking server, open that one.
 # Without MLflow's GenAI job runner (7 worker processes) and telemetry, unless set otherwise.
 .PHONY: mlflow-ui
@@ -160,7 +160,7 @@ mlflow-ui: $(STAMP) ## MLflow UI over the tracked stage runs at 127.0.0.1:MLFLOW
 	  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
 	  $(BIN)/mlflow ui --host 127.0.0.1 \
 	  --port $(MLFLOW_PORT) --workers 1 --default-artifact-root "$(abspath $(ARTIFACTS))/mlartifacts" \
-	  --backend-store-uri "$$($(BIN)/python -c 'import sys; from isicstack.tracking import store_uri; \
+	  --backend-store-uri "$$($(BIN)/python -c 'import sys; from isicstack.ledger.store import store_uri; \
 	  print(store_uri(sys.argv[1]))' $(ARTIFACTS))"
 
 evaluate: data ## repeated CV over fold seeds of the tabular config (NAME=run name)

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from isicstack.app.inputs import FIELDS, InputError, parse_metadata, read_upload
 from isicstack.app.patient import crops_by_id, read_patient_csv, render_patient
 from isicstack.app.service import Clinic, Result
-from isicstack.config import ConfigError
-from isicstack.evaluation.operating_point import OperatingPointConfig
+from isicstack.app.validate import FIELDS, InputError, parse_metadata, read_upload
+from isicstack.calibration.operating_point import OperatingPointConfig
 from isicstack.extras import require
+from isicstack.settings.layers import ConfigError
 
 log = logging.getLogger(__name__)
 

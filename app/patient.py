@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.app.inputs import UPLOAD_PATIENT, InputError, read_upload
+from isicstack.app.validate import UPLOAD_PATIENT, InputError, read_upload
 from isicstack.data.io import NULL_VALUES
 from isicstack.data.schema import BY_NAME, columns_for
 

@@ -23,19 +23,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.app.inputs import FIELDS, UPLOAD_ID, InputError, metadata_row
 from isicstack.app.patient import PatientResult, single_lesion_warning, uses_patient_context
-from isicstack.chain import image_only_run
+from isicstack.app.validate import FIELDS, UPLOAD_ID, InputError, metadata_row
+from isicstack.calibration import operating_point as opoint
+from isicstack.calibration.maps import read_map
+from isicstack.calibration.scores import model_scores
 from isicstack.data.colour import shades_of_gray
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError
-from isicstack.evaluation import operating_point as opoint
-from isicstack.evaluation.calibrate import model_scores
 from isicstack.explain.explain import crop_maps, load_image_only
 from isicstack.explain.figures import overlay, upscale
 from isicstack.extras import MissingExtraError
-from isicstack.inference.calibration_maps import read_map
 from isicstack.inference.predict import PredictConfig, resolve_models, score_all
+from isicstack.settings.chain import image_only_run
 
 log = logging.getLogger(__name__)
 

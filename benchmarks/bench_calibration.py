@@ -105,11 +105,11 @@ def real_dev(n_boot: int) -> dict[str, Any]:
     data = Path(REAL_DEV)
     if not (data / "train-metadata.csv").is_file():
         return {"skipped": f"{REAL_DEV}/train-metadata.csv not found"}
-    from isicstack.config import load_config
     from isicstack.data.folds import FoldsConfig, ensure_folds
     from isicstack.evaluation.calibrate import CalibrateConfig, run
     from isicstack.evaluation.calibration_metrics import reliability
     from isicstack.evaluation.calibration_report import read_calibrated
+    from isicstack.settings.layers import load_config
     from isicstack.tabular.cv import TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 

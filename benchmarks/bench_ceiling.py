@@ -39,14 +39,13 @@ from scipy.stats import spearmanr
 from sklearn.isotonic import IsotonicRegression
 
 from isicstack.conditions import cpu_has_bf16, cpu_model
-from isicstack.config import load_config
 from isicstack.data.io import write_json
 from isicstack.data.layout import resolve_data_dir
-from isicstack.data.metric import pauc
+from isicstack.data.metric import logit, pauc
 from isicstack.data.predictions import load_oof
-from isicstack.data.synthetic import SynthConfig
 from isicstack.evaluation.oracle import oracle_parts, veil_shares
-from isicstack.stacking.methods import logit
+from isicstack.settings.layers import load_config
+from isicstack.synthetic.generate import SynthConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -33,8 +33,8 @@ import numpy as np
 import polars as pl
 
 from isicstack.data.io import write_json
-from isicstack.data.synthetic import SynthConfig, generate
 from isicstack.stacking.methods import fit_stacker
+from isicstack.synthetic.generate import SynthConfig, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

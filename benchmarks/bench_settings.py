@@ -28,12 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from isicstack.config_keys import move
 from isicstack.data.io import write_json
 from isicstack.data.metric import seed_spread
+from isicstack.evaluation.compared_runs import load_stage_run
 from isicstack.evaluation.evaluate import compare
 from isicstack.evaluation.paired import pauc_interval
-from isicstack.evaluation.runs import load_stage_run
+from isicstack.settings.keys import move
 from isicstack.vision.config import ImageConfig
 
 ROOT = Path(__file__).resolve().parents[1]

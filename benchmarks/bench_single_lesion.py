@@ -45,7 +45,7 @@ def score(test: pl.DataFrame, stacker: Any, predictors: list[Any]) -> dict[str, 
 
 def variants(test: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """The three ways a lesion is handed to the models."""
-    from isicstack.app.inputs import FIELDS
+    from isicstack.app.validate import FIELDS
 
     alone = test.with_columns(patient_id=pl.col("isic_id"))
     keep = {"isic_id", "patient_id", *(f.name for f in FIELDS)}
@@ -56,8 +56,8 @@ def variants(test: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 def maps(chain: str, data: str, names: list[str]) -> dict[str, Any]:
     """Calibration maps of ``names`` fitted on the chain's OOF scores (written to a temp dir)."""
+    from isicstack.calibration.maps import CalMap
     from isicstack.evaluation.calibrate import CalibrateConfig, run
-    from isicstack.inference.calibration_maps import CalMap
 
     with tempfile.TemporaryDirectory() as tmp:
         run(CalibrateConfig(artifacts=chain, data_dir=data, out=tmp, n_boot=0, models=names))
@@ -67,9 +67,9 @@ def maps(chain: str, data: str, names: list[str]) -> dict[str, Any]:
 
 def thresholds(chain: str, names: list[str]) -> dict[str, float]:
     """Each model's review threshold on its inference scale (OOF, sensitivity 0.8)."""
+    from isicstack.calibration.operating_point import threshold_at_tpr
+    from isicstack.calibration.scores import model_scores
     from isicstack.data.folds import read_folds
-    from isicstack.evaluation.calibrate import model_scores
-    from isicstack.evaluation.operating_point import threshold_at_tpr
 
     folds = read_folds(chain)
     y = folds["target"].to_numpy()

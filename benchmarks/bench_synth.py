@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from isicstack.data.io import write_json
-from isicstack.data.synthetic import SynthConfig, generate, simulate
-from isicstack.data.synthetic_images import encode_images, image_params
+from isicstack.synthetic.generate import SynthConfig, generate, simulate
+from isicstack.synthetic.images import encode_images, image_params
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

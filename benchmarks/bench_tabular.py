@@ -43,10 +43,10 @@ def isic(*args: str) -> float:
 
 
 def real_dev(tmp: Path) -> dict:
+    from isicstack.evaluation.compared_runs import load_eval
     from isicstack.evaluation.evaluate import EvaluateConfig, compare, eval_path
     from isicstack.evaluation.evaluate import run as evaluate
     from isicstack.evaluation.paired import pauc_interval
-    from isicstack.evaluation.runs import load_eval
 
     art = tmp / "real_dev"
     isic("folds", f"data_dir={REAL_DEV}", f"artifacts={art}")

@@ -6,7 +6,7 @@ Usage::
 
 Runs ``make all``'s chain on the synthetic smoke profile (3,000 rows, 3 folds) into a temporary
 folder, each stage in its own process as ``make`` runs it, with tracking on (the default store,
-created by the first tracked stage). Each process reports ``isicstack.tracking.COSTS``: the time
+created by the first tracked stage). Each process reports ``isicstack.ledger.store.COSTS``: the time
 inside the tracking calls themselves (MLflow's import, opening or creating the store, creating
 the run, params / metrics / tags / artifacts, the image folds' Lightning logger), not a
 difference of two noisy end-to-end runs. These calls do not grow with the data (the image
@@ -29,7 +29,7 @@ from isicstack.data.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ("import json, os, sys\n"
-          "from isicstack import tracking\n"
+          "from isicstack.ledger import store as tracking\n"
           "from isicstack.pipelines.cli import main\n"
           "rc = main(sys.argv[1:])\n"
           "costs = {os.path.basename(k): v for k, v in tracking.COSTS.items()}\n"

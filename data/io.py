@@ -15,11 +15,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from isicstack.data.schema import BY_NAME, Split, columns_for
+
+if TYPE_CHECKING:  # a type only: writing JSON or parquet does not load matplotlib
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,15 @@ def write_text(text: str, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def save_png(fig: Figure, path: Path, dpi: int) -> str:
+    """Write ``fig`` to ``path`` (temp file, then rename) -> its file name. Figures are built
+    as ``matplotlib.figure.Figure`` (no pyplot): no backend or display to choose, nothing
+    left open."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return path.name
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:

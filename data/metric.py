@@ -166,3 +166,11 @@ def tie_break(u: np.ndarray, x: np.ndarray) -> np.ndarray:
     rows that ``x`` ranks apart (pAUC and the ranking are kept)."""
     return (1.0 - TIE_BREAK) * u + TIE_BREAK * (0.5 + np.arctan(x) / np.pi)
 
+
+CLIP = 1e-6  # :func:`logit` clips probabilities to [CLIP, 1 - CLIP]
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities clipped away from 0 and 1."""
+    p = np.clip(np.asarray(p, dtype=np.float64), CLIP, 1.0 - CLIP)
+    return np.log(p) - np.log1p(-p)

@@ -1,5 +1,6 @@
 """The one reader of prediction files (``oof/<name>.parquet``: isic_id, fold, pred; ``test/``:
-isic_id, pred), for every stage that consumes another's scores (features, fusion, stacking).
+isic_id, pred), for every stage that consumes another's scores (features, fusion, stacking,
+calibration, the report): by path, or by run name under ``artifacts/`` (:func:`read_run_oof`).
 
 Validation is the same everywhere: the file exists (else a message saying which stage to run),
 has its columns, no duplicated ``isic_id``, finite scores; aligned onto the consumer's rows it
@@ -18,8 +19,10 @@ import numpy as np
 import polars as pl
 
 from isicstack.data.io import DataError
+from isicstack.data.layout import IMAGE_PART_SUFFIX, oof_path, test_pred_path
 from isicstack.data.provenance import fold_hash
 
+STACK_PREFIX = "stack"  # level-2 outputs: oof/stack*.parquet
 Kind = Literal["oof", "test"]
 COLUMNS: dict[str, tuple[str, ...]] = {"oof": ("isic_id", "fold", "pred"),
                                        "test": ("isic_id", "pred")}
@@ -91,3 +94,27 @@ def load_test(path: str | os.PathLike[str], ids: pl.Series, hint: str = "",
     """Test scores in ``ids`` order."""
     return align(read_predictions(path, "test", hint), ids, path, "test", exact
                  ).get_column("pred").to_numpy()
+
+
+def discover(artifacts: str | os.PathLike[str], include_stack: bool = False,
+             include_parts: bool = False) -> list[str]:
+    """Sorted names of the OOF files in ``artifacts/oof``. Left out by default: level-2 outputs,
+    and a fused image run's image term alone (``*_image_part``), a second-pass GBDT feature that
+    scores only what the table leaves unexplained (as a stack input it lowered the stack's
+    pAUC on the synthetic default). Name it in the stack's ``inputs`` to use it anyway."""
+    folder = oof_path(artifacts, "x").parent
+    names = sorted(p.stem for p in folder.glob("*.parquet"))
+    return [n for n in names if (include_stack or not n.startswith(STACK_PREFIX))
+            and (include_parts or not n.endswith(IMAGE_PART_SUFFIX))]
+
+
+def read_run_oof(artifacts: str | os.PathLike[str], name: str, folds: pl.DataFrame) -> np.ndarray:
+    """OOF scores of run ``name`` in ``folds`` row order; same ids and same fold, or a
+    DataError (an OOF file made on other folds would leak training rows into its reader)."""
+    return load_oof(oof_path(artifacts, name), folds, f"run the stage that writes {name!r}")
+
+
+def read_run_test(artifacts: str | os.PathLike[str], name: str, ids: pl.Series) -> np.ndarray:
+    """Test scores of run ``name`` in ``ids`` order; every test id present exactly once."""
+    return load_test(test_pred_path(artifacts, name), ids,
+                     f"run the stage that writes {name!r}", exact=True)

@@ -10,6 +10,6 @@ sections (calibration, subgroups, per-centre CV).
 Measures, below the commands (a second import contract in ``pyproject.toml``): small pure
 functions on arrays and polars frames: ``paired`` (intervals and paired tests over patients and
 folds), ``operating_point``, ``drift``, ``oracle``, ``calibration`` (fitting maps; the map as
-prediction applies it lives in ``inference/calibration_maps.py``), ``calibration_metrics``,
+prediction applies it lives in ``calibration/maps.py``), ``calibration_metrics``,
 ``calibration_report``, ``subgroup_tables`` and ``runs`` (reading saved runs to compare).
 """

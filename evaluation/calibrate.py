@@ -8,7 +8,7 @@ class mix), then a monotone map (``method``). The calibrated OOF is nested: fold
 a map fitted on the other folds (``evaluation.calibration.nested_calibrate``), so its Brier
 score is honest.
 The map fitted on every OOF row is what ``isic predict``, the Kaggle package and the app apply
-(read through ``inference/calibration_maps.py``, which also says where the maps live).
+(read through ``calibration/maps.py``, which also says where the maps live).
 
 The stack is calibrated on the scale ``stacker.json`` outputs at inference: the chosen method's
 own CV scores, recomputed here. Its nested OOF (``oof/stack.parquet``) maps each fold through
@@ -21,7 +21,6 @@ Outputs (never under ``oof/``, which the stack reads as its inputs): ``<out>/<mo
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -32,23 +31,20 @@ import numpy as np
 import polars as pl
 import yaml
 
-from isicstack.config_keys import migrate, moved_keys
+from isicstack.calibration.fit import fit_map, nested_calibrate, prior_shift
+from isicstack.calibration.maps import CalMap, calibration_dir, map_path
+from isicstack.calibration.scores import STACK, model_scores
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
+from isicstack.data.predictions import STACK_PREFIX, discover
 from isicstack.data.provenance import file_sha256, fold_hash
-from isicstack.evaluation.calibration import fit_map, nested_calibrate, prior_shift
 from isicstack.evaluation.calibration_report import oracle_prob, summarise
-from isicstack.inference.calibration_maps import CalMap, calibration_dir, map_path
-from isicstack.run_record import finish_run
-from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof
-from isicstack.stacking.methods import Stacker, cross_validate
+from isicstack.ledger.finish import finish_run
+from isicstack.settings.keys import migrate, moved_keys
 from isicstack.vision.config import ImageConfig
 
 log = logging.getLogger(__name__)
-
-STACK = "stack"
-
 
 @dataclass
 class CalibrateConfig:
@@ -119,26 +115,6 @@ def training_prior(artifacts: str | Path, name: str, y: np.ndarray) -> dict[str,
             "pos_weight": weight,
             "why": f"{kind}: {ratio:g} negatives per positive kept (0 = all), positives "
                    f"weighted {weight:g}"}
-
-
-def stack_scores(artifacts: str | Path, folds: pl.DataFrame) -> np.ndarray:
-    """The stack's OOF on its inference scale: the saved method's own CV over its inputs."""
-    rdir = run_dir(artifacts, STACK)
-    st = Stacker.from_dict(json.loads((rdir / "stacker.json").read_text(encoding="utf-8")))
-    cfg_path = rdir / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
-    X = np.column_stack([load_oof(artifacts, n, folds) for n in st.inputs])
-    y = folds.get_column("target").to_numpy().astype(np.int64)
-    return cross_validate(st.method, X, y, folds.get_column("fold").to_numpy(), st.inputs,
-                          int(cfg.get("n_quantiles", 1001)),
-                          float(cfg.get("logistic_c", 1.0))).oof
-
-
-def model_scores(artifacts: str | Path, name: str, folds: pl.DataFrame) -> np.ndarray:
-    """The scores a map is fitted on: the OOF file, or for the stack its inference scale."""
-    if name == STACK and (run_dir(artifacts, STACK) / "stacker.json").is_file():
-        return stack_scores(artifacts, folds)
-    return load_oof(artifacts, name, folds)
 
 
 def calibrate_model(cfg: CalibrateConfig, name: str, folds: pl.DataFrame,

@@ -15,8 +15,8 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from isicstack.calibration.maps import safe_logit
 from isicstack.evaluation.paired import patient_draws, percentile_interval
-from isicstack.inference.calibration_maps import safe_logit
 
 LOG_CLIP = 1e-15  # log loss of a probability of exactly 0 or 1 would be infinite
 

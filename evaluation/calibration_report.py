@@ -17,11 +17,11 @@ import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 
+from isicstack.data.io import save_png
 from isicstack.data.layout import ORACLE, oof_path
 from isicstack.data.metric import fold_scores, pauc
 from isicstack.data.provenance import file_sha256
 from isicstack.evaluation import calibration_metrics as cm
-from isicstack.explain.figures import save_png
 
 STAGES = {"raw": "model score", "prior": "prior-corrected", "calibrated": "calibrated (nested)",
           "oracle": "oracle (true probability)"}

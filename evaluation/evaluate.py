@@ -22,13 +22,13 @@ import numpy as np
 import polars as pl
 
 from isicstack.conditions import describe, differing, run_conditions, usable_cores
-from isicstack.config import load_config
 from isicstack.data.folds import make_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.metric import fold_summary, seed_spread
 from isicstack.data.provenance import fold_hash
+from isicstack.evaluation.compared_runs import FOLD_COLS, expand, load_eval
 from isicstack.evaluation.paired import Scored, paired
-from isicstack.evaluation.runs import FOLD_COLS, expand, load_eval
+from isicstack.settings.layers import load_config
 from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
 
 log = logging.getLogger(__name__)

@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.config import load_config, save_config
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import TRAIN_META, resolve_data_dir
 from isicstack.data.metric import pauc, roc_auc
+from isicstack.data.predictions import read_run_oof
 from isicstack.data.provenance import fold_hash
 from isicstack.evaluation.subgroup_tables import MISSING, SubgroupConfig, cell, fmt
-from isicstack.stacking.inputs import load_oof
+from isicstack.settings.layers import load_config, save_config
 from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def per_centre(labels: np.ndarray, y: np.ndarray, patients: np.ndarray, loco: np
 def patient_cv(artifacts: str, name: str, folds: pl.DataFrame) -> np.ndarray | None:
     """The patient-grouped OOF scores of ``name`` when they exist for these folds."""
     try:
-        return load_oof(artifacts, name, folds)
+        return read_run_oof(artifacts, name, folds)
     except (DataError, FileNotFoundError) as err:
         log.warning("loco: no patient-grouped CV beside %s: %s", name, err)
         return None

@@ -19,8 +19,8 @@ from scipy.stats import spearmanr
 
 from isicstack.data.io import DataError
 from isicstack.data.layout import ORACLE
-from isicstack.data.synthetic import SynthConfig, crop_params, simulate
-from isicstack.data.synthetic_images import crop_rng, veil_share
+from isicstack.synthetic.generate import SynthConfig, crop_params, simulate
+from isicstack.synthetic.images import crop_rng, veil_share
 
 log = logging.getLogger(__name__)
 

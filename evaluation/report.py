@@ -17,21 +17,19 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from isicstack.calibration import operating_point as opoint
+from isicstack.calibration.scores import STACK, model_scores
 from isicstack.data.folds import folds_data_dir, read_folds
-from isicstack.data.io import DataError, write_json, write_text
+from isicstack.data.io import DataError, save_png, write_json, write_text
 from isicstack.data.layout import run_dir
-from isicstack.data.metric import MIN_TPR, fmt_score, fold_summary
+from isicstack.data.metric import MIN_TPR, fmt_score, fold_summary, logit
+from isicstack.data.predictions import discover, read_run_oof
 from isicstack.data.provenance import fold_hash, read_provenance
 from isicstack.evaluation import clinical, drift
-from isicstack.evaluation import operating_point as opoint
 from isicstack.evaluation import oracle as oracle_corr
-from isicstack.evaluation.calibrate import STACK, model_scores
 from isicstack.evaluation.drift import DriftConfig
-from isicstack.explain import report as gradcam
-from isicstack.explain.figures import save_png
-from isicstack.stacking.inputs import discover, load_oof
-from isicstack.stacking.methods import logit
-from isicstack.tracking import log_run
+from isicstack.explain import report_section as gradcam
+from isicstack.ledger.store import log_run
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,7 @@ def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], d
     preds, skipped = {}, {}
     for name in names:
         try:
-            preds[name] = load_oof(cfg.artifacts, name, folds)
+            preds[name] = read_run_oof(cfg.artifacts, name, folds)
         except (DataError, FileNotFoundError) as err:
             if cfg.models:
                 raise

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from isicstack.calibration.operating_point import threshold_at_tpr
 from isicstack.data.layout import TRAIN_META
-from isicstack.evaluation.operating_point import threshold_at_tpr
 from isicstack.evaluation.paired import patient_draws, percentile_interval, weighted_pauc
 
 AGE = "age_band"

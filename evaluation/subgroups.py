@@ -16,17 +16,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.config import save_config
 from isicstack.data.folds import folds_data_dir, read_folds
 from isicstack.data.io import DataError, write_json, write_text
 from isicstack.data.layout import oof_path
+from isicstack.data.predictions import discover, read_run_oof
 from isicstack.evaluation.subgroup_tables import (
     SubgroupConfig,
     group_frame,
     markdown,
     subgroup_tables,
 )
-from isicstack.stacking.inputs import discover, load_oof
+from isicstack.settings.layers import save_config
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def section(cfg: SubgroupConfig, artifacts: str | Path, data_dir: Path,
     models, failed = {}, {}
     for name in choose_models(artifacts, cfg.models):
         try:
-            pred = load_oof(artifacts, name, folds)
+            pred = read_run_oof(artifacts, name, folds)
         except (DataError, FileNotFoundError) as err:
             failed[name] = str(err)
             continue

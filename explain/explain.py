@@ -21,11 +21,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from isicstack.chain import image_only_run
 from isicstack.data.io import write_json
 from isicstack.data.layout import TRAIN_IMAGES, resolve_data_dir
 from isicstack.explain.cam import cam_maps, last_stage_name
 from isicstack.explain.figures import panel, write_png
+from isicstack.settings.chain import image_only_run
 from isicstack.vision.data import CropDataset, eval_transform
 from isicstack.vision.predict import ImagePredictor
 

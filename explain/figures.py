@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from isicstack.data.io import atomic_path
+from isicstack.data.io import atomic_path, save_png
 from isicstack.extras import require
 
 GAP = 4  # pixels between the crop and its overlay
@@ -82,10 +82,3 @@ def grid(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], path: Pat
     return save_png(fig, path, dpi)
 
 
-def save_png(fig: Figure, path: Path, dpi: int) -> str:
-    """Write ``fig`` to ``path`` (temp file, then rename) -> its file name. Figures are built
-    as ``matplotlib.figure.Figure`` (no pyplot): no backend or display to choose, nothing
-    left open."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    return path.name

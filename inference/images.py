@@ -19,8 +19,8 @@ from typing import Any
 
 import polars as pl
 
-from isicstack.chain import image_only_run
 from isicstack.data.io import atomic_path
+from isicstack.settings.chain import image_only_run
 from isicstack.vision.predict import ImagePredictor
 
 log = logging.getLogger(__name__)

@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, datefmt="%H:%M:%S",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import isicstack
-    from isicstack.config import load_config
     from isicstack.inference.predict import PredictConfig, run
+    from isicstack.settings.layers import load_config
 
     where = Path(isicstack.__file__).resolve()
     if site not in where.parents:

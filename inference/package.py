@@ -22,11 +22,11 @@ from typing import Any
 import torch
 import yaml
 
-from isicstack.config import load_config, to_dict
+from isicstack.calibration.maps import calibration_dir, map_path, read_map
 from isicstack.data.io import atomic_path, write_json, write_text
 from isicstack.data.layout import run_dir
-from isicstack.inference.calibration_maps import calibration_dir, map_path, read_map
 from isicstack.inference.predict import STACKER_FILE, PredictConfig, resolve_models
+from isicstack.settings.layers import load_config, to_dict
 
 log = logging.getLogger(__name__)
 

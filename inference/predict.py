@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import polars as pl
 
-from isicstack.config import save_config
+from isicstack.calibration.maps import apply_maps
 from isicstack.data.io import load_metadata, write_csv, write_json, write_parquet
 from isicstack.data.layout import (
     IMAGE_PART_SUFFIX,
@@ -38,12 +38,12 @@ from isicstack.data.layout import (
     run_dir,
     run_stage,
 )
-from isicstack.inference.calibration_maps import apply_maps
+from isicstack.settings.layers import save_config
 from isicstack.stacking.methods import Stacker
 from isicstack.stacking.submission import write_submission
 from isicstack.tabular.predict import BatchFeatures, TabularPredictor
-from isicstack.vision.inputs import require_crops
 from isicstack.vision.predict import ImagePartView, ImagePredictor
+from isicstack.vision.tables import require_crops
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``isic chain <run>``: run a declared run of ``configs/chain.yaml`` (``make <run>`` calls it).
 
 What ``make`` did with a target per run, prerequisites and ``*_ARGS`` variables is done here
-from the one declaration (:mod:`isicstack.chain`): a run whose ``needs`` are missing from
+from the one declaration (:mod:`isicstack.settings.chain`): a run whose ``needs`` are missing from
 ``artifacts/oof`` first runs the runs that provide them (as declared, plus their ``--args``),
 then itself with the user's overrides; a provider is rerun only when its output is missing,
 as make did. After a run, every name it ``provides`` must exist, so a chain entry that drifts
@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from isicstack.chain import Chain, ChainRun, load_chain
 from isicstack.conditions import launcher_rank
-from isicstack.config import ConfigError
 from isicstack.data.layout import oof_path
 from isicstack.pipelines.stages import STAGES, stage_config
+from isicstack.settings.chain import Chain, ChainRun, load_chain
+from isicstack.settings.layers import ConfigError
 
 log = logging.getLogger(__name__)
 

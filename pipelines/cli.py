@@ -3,7 +3,7 @@
 Usage: ``isic <stage> [--profile P] [key=value ...]``. The config of a stage is resolved from
 ``configs/<stage>.yaml`` (profile, then tuned parameters, then overrides) and saved with the
 run's outputs by the stage itself. ``isic <stage> --help`` lists every key of it with its type,
-default and meaning (:mod:`isicstack.config_help`).
+default and meaning (:mod:`isicstack.settings.help`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import traceback
 
 import yaml
 
-from isicstack.config import ConfigError
 from isicstack.data.io import DataError
 from isicstack.extras import MissingExtraError
 from isicstack.pipelines.stages import STAGES, Stage, StageNotBuiltError, stage_config
+from isicstack.settings.layers import ConfigError
 
 __all__ = ["STAGES", "Stage", "build_parser", "main"]  # Stage, STAGES: read by tests, docs
 
@@ -44,7 +44,7 @@ class StageParser(argparse.ArgumentParser):
 
     def format_help(self) -> str:
         if self.stage is not None and self.epilog is None:
-            from isicstack.config_help import epilog
+            from isicstack.settings.help import epilog
 
             spec = STAGES[self.stage]
             self.epilog = epilog(spec.module, spec.config_class, spec.yaml, self.help_profile)

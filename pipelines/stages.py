@@ -8,7 +8,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from isicstack.config import load_config
+from isicstack.settings.layers import load_config
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "synth": Stage("isicstack.data.synthetic", "SynthConfig", "synth",
+    "synth": Stage("isicstack.synthetic.generate", "SynthConfig", "synth",
                    "generate a synthetic data set in the exact ISIC 2024 layout"),
     "folds": Stage("isicstack.data.folds", "FoldsConfig", "folds",
                    "write artifacts/folds.parquet (patient-grouped, stratified)"),
@@ -51,7 +51,7 @@ STAGES: dict[str, Stage] = {
                      "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])"),
     "app": Stage("isicstack.app.page", "AppConfig", "app",
                  "the clinician web page (Gradio) on 127.0.0.1:<port>"),
-    "runs": Stage("isicstack.evaluation.ledger", "RunsConfig", "runs",
+    "runs": Stage("isicstack.evaluation.runs_table", "RunsConfig", "runs",
                   "the tracked (MLflow) stage runs: name, stage, profile, fold hash, OOF pAUC, "
                   "when (`isic runs image` = stage=image)"),
     "calibrate": Stage("isicstack.evaluation.calibrate", "CalibrateConfig", "calibrate",

@@ -19,7 +19,6 @@ from typing import Any
 import optuna
 import yaml
 
-from isicstack.config import TUNED_BY, tuned_dir
 from isicstack.data.folds import read_folds
 from isicstack.data.io import write_text
 from isicstack.data.metric import pauc
@@ -36,6 +35,7 @@ from isicstack.pipelines.tune_space import (  # noqa: F401 - TuneConfig: the sta
     stage_config,
     suggest,
 )
+from isicstack.settings.layers import TUNED_BY, tuned_dir
 from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
 
 log = logging.getLogger(__name__)

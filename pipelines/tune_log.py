@@ -1,8 +1,9 @@
 """Optuna trials in the MLflow ledger: one MLflow run per finished trial, linked to its study.
 
-Each study gets the experiment ``optuna/<study name>`` on the store of :mod:`isicstack.tracking`;
-a trial's run carries its parameters, its value as ``oof_pauc``, the running fold pAUCs it
-reported (the pruner's series) and the tags ``optuna.study`` / ``optuna.trial`` / ``optuna.state``.
+Each study gets the experiment ``optuna/<study name>`` on the store of
+:mod:`isicstack.ledger.store`; a trial's run carries its parameters, its value as ``oof_pauc``,
+the running fold pAUCs it reported (the pruner's series) and the tags ``optuna.study`` /
+``optuna.trial`` / ``optuna.state``.
 
 Why not optuna-integration's ``MLflowCallback``: it is deprecated since Optuna 4.9 (removed in
 6.0), sets MLflow's global state, and an unavailable store raises out of ``study.optimize``; here a
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from isicstack.tracking import COSTS, client_for, clip, mlflow_key, tracking_uri, warn_failed
+from isicstack.ledger.store import COSTS, client_for, clip, mlflow_key, tracking_uri, warn_failed
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 

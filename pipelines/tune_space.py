@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from isicstack.config import find_config, load_config, read_yaml
+from isicstack.settings.layers import find_config, load_config, read_yaml
 
 
 @dataclass

@@ -9,7 +9,7 @@ level-1 OOF matrix read once per study.
 
 Search-space keys are the stage's config keys, dotted for a nested one (``optim.lr``); an
 image space written with the flat keys of before the groups (``lr``) is read as the new ones,
-and so is a best trial of a study that drew them (:mod:`isicstack.config_keys`).
+and so is a best trial of a study that drew them (:mod:`isicstack.settings.keys`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 import optuna
 from pytorch_lightning import Callback
 
-from isicstack.config_keys import field_paths, lookup, moved_keys, nest, rename_moved, with_keys
 from isicstack.data.metric import pauc
+from isicstack.ledger.store import suspended
 from isicstack.pipelines.tune_space import load_space, pruning_reporter, stage_config, suggest
+from isicstack.settings.keys import field_paths, lookup, moved_keys, nest, rename_moved, with_keys
 from isicstack.stacking.methods import cross_validate
 from isicstack.stacking.stack import StackConfig, load_level1
-from isicstack.tracking import suspended
 from isicstack.vision.train import ImageConfig, run
 
 

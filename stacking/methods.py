@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from isicstack.data.metric import fold_scores, has_both_classes, pauc, tie_break
+from isicstack.data.metric import fold_scores, has_both_classes, logit, pauc, tie_break
 
 METHODS: tuple[str, ...] = ("rank_mean", "rank_weighted", "rank_greedy", "logistic")
 FITTED: frozenset[str] = frozenset({"rank_weighted", "rank_greedy", "logistic"})
-CLIP = 1e-6
 STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 
 
@@ -37,12 +36,6 @@ def apply_cdf(x: np.ndarray, values: np.ndarray, probs: np.ndarray) -> np.ndarra
     x = np.asarray(x, dtype=np.float64)
     u = np.interp(x, values, probs) if values.size > 1 else np.full(x.shape, 0.5)
     return tie_break(u, x)  # keeps order beyond the CDF range
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    """Log-odds of probabilities clipped away from 0 and 1."""
-    p = np.clip(np.asarray(p, dtype=np.float64), CLIP, 1.0 - CLIP)
-    return np.log(p) - np.log1p(-p)
 
 
 @dataclass

@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.table import Table
 
 from isicstack.conditions import run_conditions
-from isicstack.config import tuned_record
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.layout import (
@@ -37,9 +36,10 @@ from isicstack.data.layout import (
     test_pred_path,
 )
 from isicstack.data.metric import fmt_score, fold_summary, pauc
+from isicstack.data.predictions import STACK_PREFIX, discover, read_run_oof, read_run_test
 from isicstack.data.provenance import describe_inputs, fold_hash
-from isicstack.run_record import finish_run
-from isicstack.stacking.inputs import STACK_PREFIX, discover, load_oof, load_test
+from isicstack.ledger.finish import finish_run
+from isicstack.settings.layers import tuned_record
 from isicstack.stacking.methods import METHODS, cross_validate, fit_stacker
 from isicstack.stacking.nested import nested_cross_validate
 from isicstack.stacking.submission import write_submission
@@ -95,7 +95,7 @@ def load_level1(cfg: StackConfig) -> Level1:
     """Read and check every input's OOF file against ``folds.parquet`` (also used by tuning)."""
     folds = read_folds(cfg.artifacts)
     inputs = choose_inputs(cfg)
-    X = np.column_stack([load_oof(cfg.artifacts, n, folds) for n in inputs])
+    X = np.column_stack([read_run_oof(cfg.artifacts, n, folds) for n in inputs])
     return Level1(inputs, folds, X, folds.get_column("target").to_numpy().astype(np.int64),
                   folds.get_column("fold").to_numpy())
 
@@ -149,7 +149,7 @@ def load_test_inputs(cfg: StackConfig, data_dir: Path, inputs: list[str]
             log.warning("stack: no %s and no test predictions; skipping the test set", meta)
             return None
         ids = pl.read_parquet(test_pred_path(cfg.artifacts, have[0])).get_column("isic_id")
-    return ids, np.column_stack([load_test(cfg.artifacts, n, ids) for n in inputs])
+    return ids, np.column_stack([read_run_test(cfg.artifacts, n, ids) for n in inputs])
 
 
 def print_summary(metrics: dict[str, Any]) -> None:

@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.table import Table
 
 from isicstack.conditions import run_conditions, usable_cores
-from isicstack.config import tuned_record
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, load_metadata, write_csv, write_json, write_parquet
 from isicstack.data.layout import (
@@ -35,7 +34,8 @@ from isicstack.data.layout import (
 from isicstack.data.metric import fmt_score, fold_scores, mean_std, pauc, roc_auc
 from isicstack.data.provenance import describe_inputs, fold_hash
 from isicstack.features import FeatureConfig, FeatureSet, build_features
-from isicstack.run_record import finish_run
+from isicstack.ledger.finish import finish_run
+from isicstack.settings.layers import tuned_record
 from isicstack.tabular.models import make_model
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from isicstack.config import load_config
+from isicstack.settings.layers import load_config
 from isicstack.stacking.stack import StackConfig
 from isicstack.stacking.stack import run as stack
 from isicstack.tabular.cv import ModelSpec, TabularConfig

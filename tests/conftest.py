@@ -82,7 +82,7 @@ def real_dev() -> Path:
 @pytest.fixture(scope="session")
 def mini_isic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic data set in the exact Kaggle layout, generated once per session."""
-    from isicstack.data.synthetic import SynthConfig, generate
+    from isicstack.synthetic.generate import SynthConfig, generate
 
     out = tmp_path_factory.mktemp("mini_isic")
     cfg = SynthConfig(rows=1500, test_rows=120, patients=40, prevalence=0.04, image_size=32,

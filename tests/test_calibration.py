@@ -13,15 +13,15 @@ import numpy as np
 import polars as pl
 import pytest
 
+from isicstack.calibration.fit import fit_map, nested_calibrate, prior_shift
+from isicstack.calibration.maps import CalMap, safe_logit, sigmoid
 from isicstack.data.metric import fold_scores
-from isicstack.evaluation.calibration import fit_map, nested_calibrate, prior_shift
 from isicstack.evaluation.calibration_metrics import (
     losses,
     monotone_floor,
     reliability,
     row_losses,
 )
-from isicstack.inference.calibration_maps import CalMap, safe_logit, sigmoid
 
 
 def planted(n: int = 30000, seed: int = 0) -> dict[str, np.ndarray]:
@@ -161,8 +161,8 @@ def calibrated(trained: Path, mini_isic: Path) -> dict:
 
 
 def test_stage_writes_maps_and_nested_oof(trained: Path, calibrated: dict, mini_isic: Path):
+    from isicstack.calibration.maps import read_map
     from isicstack.evaluation.calibrate import training_prior
-    from isicstack.inference.calibration_maps import read_map
 
     folds = pl.read_parquet(trained / "folds.parquet")
     y = folds["target"].to_numpy()
@@ -183,7 +183,7 @@ def test_stage_writes_maps_and_nested_oof(trained: Path, calibrated: dict, mini_
 
 
 def test_stale_map_is_refused(trained: Path, calibrated: dict, tmp_path: Path):
-    from isicstack.inference.calibration_maps import apply_maps, read_map
+    from isicstack.calibration.maps import apply_maps, read_map
 
     copy = tmp_path / "art"
     shutil.copytree(trained, copy)
@@ -228,8 +228,8 @@ def test_predict_adds_risk_and_package_ships_maps(trained: Path, calibrated: dic
 
 
 def test_calibrate_config_resolves():
-    from isicstack.config import ConfigError, load_config
     from isicstack.evaluation.calibrate import CalibrateConfig
+    from isicstack.settings.layers import ConfigError, load_config
 
     cfg = load_config(CalibrateConfig, "calibrate", "smoke", ["method=isotonic"])
     assert cfg.method == "isotonic" and cfg.n_boot == 50
@@ -256,9 +256,9 @@ def test_image_run_prior_reads_grouped_and_flat_configs(tmp_path: Path):
     image config's keys were grouped (flat neg_ratio, pos_weight) gives the same prior."""
     import yaml
 
-    from isicstack.config import save_config
-    from isicstack.config_keys import flatten, with_keys
     from isicstack.evaluation.calibrate import training_prior
+    from isicstack.settings.keys import flatten, with_keys
+    from isicstack.settings.layers import save_config
     from isicstack.vision.config import ImageConfig
 
     cfg = with_keys(ImageConfig(), {"data.neg_ratio": 4.0, "optim.pos_weight": 2.0})

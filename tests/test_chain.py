@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 import yaml
 
-from isicstack.chain import image_only_run, load_chain, parse_chain
-from isicstack.config import ConfigError, load_config
 from isicstack.pipelines.chain_run import parse_run_args, plan, run_chain
+from isicstack.settings.chain import image_only_run, load_chain, parse_chain
+from isicstack.settings.layers import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 COMMON = ["data_dir=auto", "artifacts=a"]

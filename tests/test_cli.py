@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from isicstack.config import load_config
-from isicstack.config_help import stage_keys
 from isicstack.pipelines.cli import STAGES, main
+from isicstack.settings.help import stage_keys
+from isicstack.settings.layers import load_config
 
 
 def test_print_config(capsys):

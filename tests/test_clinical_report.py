@@ -69,8 +69,8 @@ def art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPath
 
 
 def test_subgroups_command(art: Path, mini_isic: Path):
-    from isicstack.config import load_config
     from isicstack.evaluation.subgroups import SubgroupsConfig, run
+    from isicstack.settings.layers import load_config
 
     cfg = load_config(SubgroupsConfig, "subgroups", "smoke",
                       [f"artifacts={art}", f"data_dir={mini_isic}", "cells.min_positives=5"])
@@ -88,11 +88,11 @@ def test_subgroups_command(art: Path, mini_isic: Path):
 
 
 def test_loco_and_report_sections(art: Path, mini_isic: Path, tmp_path: Path):
-    from isicstack.config import load_config
     from isicstack.evaluation.loco import LocoConfig
     from isicstack.evaluation.loco import run as loco
     from isicstack.evaluation.report import ReportConfig
     from isicstack.evaluation.report import run as report
+    from isicstack.settings.layers import load_config
 
     res = loco(load_config(LocoConfig, "loco", "smoke", [
         f"artifacts={art}", f"data_dir={mini_isic}", "models=[lgbm]", "min_positives=3",
@@ -136,13 +136,13 @@ def test_loco_refuses_oof_features(art: Path, mini_isic: Path):
 @pytest.mark.slow
 def test_real_dev_tables_render(real_dev: Path, tmp_path: Path):
     """Subgroup and per-centre tables on the real rows (skips without ../shared/real-dev)."""
-    from isicstack.config import load_config
     from isicstack.data.folds import FoldsConfig, ensure_folds
     from isicstack.evaluation.loco import LocoConfig, read_sections
     from isicstack.evaluation.loco import markdown as loco_md
     from isicstack.evaluation.loco import run as loco
     from isicstack.evaluation.subgroups import SubgroupsConfig
     from isicstack.evaluation.subgroups import run as subgroups
+    from isicstack.settings.layers import load_config
     from isicstack.tabular.cv import TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 

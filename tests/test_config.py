@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from isicstack.config import ConfigError, load_config, parse_overrides, save_config
+from isicstack.settings.layers import ConfigError, load_config, parse_overrides, save_config
 
 
 @dataclass
@@ -92,8 +92,8 @@ def test_every_shipped_config_resolves(monkeypatch):
     every stage). An import error of a stage module fails here, it is not skipped."""
     import importlib
 
-    from isicstack.config import CONFIG_DIR, known_profiles
     from isicstack.pipelines.cli import STAGES
+    from isicstack.settings.layers import CONFIG_DIR, known_profiles
 
     monkeypatch.delenv("ISIC_CONFIG_DIR", raising=False)
     shipped = {p.name[:-5] for p in CONFIG_DIR.iterdir() if p.name.endswith(".yaml")}
@@ -121,8 +121,8 @@ def test_dataclass_defaults_are_the_base_profile(monkeypatch, tmp_path: Path):
     import dataclasses
     import importlib
 
-    from isicstack.config import CONFIG_DIR
     from isicstack.pipelines.cli import STAGES
+    from isicstack.settings.layers import CONFIG_DIR
 
     monkeypatch.delenv("ISIC_CONFIG_DIR", raising=False)
     empty = tmp_path / "no-configs"

@@ -111,24 +111,37 @@ def test_missing_extra_says_how_to_install(monkeypatch, capsys, tmp_path):
         make_model("cat", {}, 5).fit(None, None, [], [], 0)
 
 
-def _contracts() -> list[dict]:
+def _contracts(kind: str = "layers") -> list[dict]:
     doc = tomllib.loads((REPO / "pyproject.toml").read_text())
     contracts = doc["tool"]["importlinter"]["contracts"]
-    assert all(c["type"] == "layers" for c in contracts)
-    return contracts
+    assert {c["type"] for c in contracts} == {"layers", "forbidden"}
+    return [c for c in contracts if c["type"] == kind]
 
 
-def _layer_sets(contract: dict) -> list[list[set[str]]]:
-    """The contract's layers as module sets, once per container (once when it has none)."""
-    return [[{p + m.strip() for m in layer.split("|")} for layer in contract["layers"]]
-            for p in [f"{c}." for c in contract.get("containers", [])] or [""]]
+def _layers(contract: dict, prefix: str = "") -> list:
+    """The contract's layers as grimp layers: ``a | b`` independent rooms, ``a : b`` rooms that
+    may import each other (never in a cycle: test_no_import_cycles)."""
+    import grimp
+
+    out = []
+    for layer in contract["layers"]:
+        sep = ":" if ":" in layer else "|"
+        out.append(grimp.Layer(*[prefix + m.strip() for m in layer.split(sep)],
+                               independent=sep == "|"))
+    return out
+
+
+def _layer_sets(contract: dict) -> list[list]:
+    """The contract's layers, once per container (once when it has none)."""
+    return [_layers(contract, p) for p in [f"{c}." for c in contract.get("containers", [])]
+            or [""]]
 
 
 def test_packages_import_one_way():
     """The import contracts of pyproject.toml (also `make lint`) hold, function-level imports
-    included: no module imports a layer above it or a sibling of its own layer. The same check
-    on the layers reversed finds violations, so it can fail. Every package is placed, and every
-    module of a contract's container is in one of its layers."""
+    included: no module imports a layer above it or an independent sibling of its own layer.
+    The same check on the layers reversed finds violations, so it can fail. Every package is
+    placed, and every module of a contract's container is in one of its layers."""
     grimp = pytest.importorskip("grimp", reason="import-linter (dev extra) not installed")
     graph = grimp.build_graph("isicstack", include_external_packages=False)
     for contract in _contracts():
@@ -136,7 +149,7 @@ def test_packages_import_one_way():
             illegal = graph.find_illegal_dependencies_for_layers(layers)
             assert not illegal, [f"{d.importer} -> {d.imported}" for d in illegal]
             assert graph.find_illegal_dependencies_for_layers(layers[::-1]), contract["name"]
-            placed = {m for layer in layers for m in layer}
+            placed = {m for layer in layers for m in layer.module_tails}
             container = {m.rsplit(".", 1)[0] for m in placed}
             assert len(container) == 1, placed
             inside = set(graph.find_children(container.pop()))
@@ -144,6 +157,25 @@ def test_packages_import_one_way():
                 assert inside == placed, f"{contract['name']}: not placed: {inside ^ placed}"
             else:
                 assert inside - placed <= {"isicstack.__main__"}, f"not placed: {inside - placed}"
+
+
+def test_named_bans_hold_and_can_fail():
+    """Each ``forbidden`` contract (the kernel loads no model library; the app reaches no
+    evaluating command) holds on the import graph, function-level imports included, and names
+    modules that exist, so a ban on something never imported cannot pass by accident."""
+    grimp = pytest.importorskip("grimp", reason="import-linter (dev extra) not installed")
+    graph = grimp.build_graph("isicstack", include_external_packages=True)
+    bans = _contracts("forbidden")
+    assert bans
+    for contract in bans:
+        sources = {m for s in contract["source_modules"]
+                   for m in graph.find_descendants(s) | {s}}
+        assert sources <= graph.modules, contract["name"]
+        for banned in contract["forbidden_modules"]:
+            assert banned in graph.modules, f"{contract['name']}: {banned} is never imported"
+            hits = [(s, banned) for s in sources
+                    if graph.find_shortest_chain(s, banned) is not None]
+            assert not hits, f"{contract['name']}: {hits[:3]}"
 
 
 def test_modules_are_loaded_by_name_only_from_the_top():

@@ -153,8 +153,8 @@ def test_explain_config_resolves():
 
 
 def _report(d: dict[str, Path], out: Path, **kw: object) -> dict:
+    from isicstack.calibration.operating_point import OperatingPointConfig
     from isicstack.evaluation.drift import DriftConfig
-    from isicstack.evaluation.operating_point import OperatingPointConfig
     from isicstack.evaluation.report import ReportConfig
     from isicstack.evaluation.report import run as report
 
@@ -165,7 +165,7 @@ def _report(d: dict[str, Path], out: Path, **kw: object) -> dict:
 
 def test_report_shows_top_positives_and_false_positives(trained: dict[str, Path],
                                                         tmp_path: Path, monkeypatch):
-    from isicstack.explain.report import GradcamReportConfig
+    from isicstack.explain.report_section import GradcamReportConfig
 
     info = _report(trained, tmp_path / "rep")
     cam = info["gradcam"]

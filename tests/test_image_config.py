@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from isicstack.config import (
+from isicstack.settings.build import build
+from isicstack.settings.keys import field_paths, flatten, migrate, nest, with_keys
+from isicstack.settings.layers import (
     CONFIG_DIR,
     ConfigError,
     load_config,
@@ -20,8 +22,6 @@ from isicstack.config import (
     to_dict,
     tuned_record,
 )
-from isicstack.config_build import build
-from isicstack.config_keys import field_paths, flatten, migrate, nest, with_keys
 from isicstack.vision.config import ImageConfig
 
 MOVED = ImageConfig.MOVED_KEYS
@@ -141,7 +141,7 @@ def test_with_keys_copies_groups():
 
 def test_mlflow_params_are_the_dotted_keys(tmp_path: Path):
     """The ledger's params of an image run are its config's dotted keys (tracking.flatten)."""
-    from isicstack.tracking import flatten as params
+    from isicstack.ledger.store import flatten as params
 
     keys = set(params(to_dict(ImageConfig())))
     assert {"model.name", "optim.lr", "data.batch_size", "runtime.precision", "name"} <= keys

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from browser_fixtures import chrome, free_port, missing
 
-from isicstack import tracking
+from isicstack.ledger import store as tracking
 from isicstack.tabular.cv import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isicstack.config import ConfigError, load_config
-from isicstack.evaluation.operating_point import (
+from isicstack.calibration.operating_point import (
     OperatingPointConfig,
     operating_point,
     rates,
     threshold_at_tpr,
 )
+from isicstack.settings.layers import ConfigError, load_config
 
 
 def planted() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

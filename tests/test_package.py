@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 import yaml
 
-from isicstack.config import ConfigError, config_dirs, find_config, load_config, tuned_dir
 from isicstack.pipelines.cli import main
+from isicstack.settings.layers import ConfigError, config_dirs, find_config, load_config, tuned_dir
 from isicstack.tabular.cv import TabularConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,12 +22,12 @@ import polars as pl
 import pytest
 import torch
 
-from isicstack.config import load_config
 from isicstack.data.layout import SAMPLE_SUBMISSION, TEST_IMAGES, TEST_META
 from isicstack.inference.package import MANIFEST, PackageConfig
 from isicstack.inference.package import run as package
 from isicstack.inference.predict import PredictConfig, load_predictors, patient_batches, run
 from isicstack.pipelines.cli import main
+from isicstack.settings.layers import load_config
 from isicstack.stacking.methods import Stacker, fit_stacker
 from isicstack.tabular.cv import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular

@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from isicstack.calibration.operating_point import OperatingPointConfig
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
 from isicstack.evaluation.drift import DriftConfig
-from isicstack.evaluation.operating_point import OperatingPointConfig
 from isicstack.evaluation.report import ReportConfig, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ import pytest
 
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
-from isicstack.stacking.inputs import discover
+from isicstack.data.predictions import discover
 from isicstack.stacking.methods import METHODS, Stacker
 from isicstack.stacking.stack import StackConfig, run
 

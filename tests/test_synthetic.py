@@ -14,7 +14,7 @@ from isicstack.data import layout
 from isicstack.data.crops import CropStore, decode_jpeg
 from isicstack.data.io import load_metadata
 from isicstack.data.schema import LEVELS, TEST_COLUMNS, TRAIN_COLUMNS
-from isicstack.data.synthetic import SynthConfig, generate, simulate
+from isicstack.synthetic.generate import SynthConfig, generate, simulate
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,8 @@ def test_veil_shares_redraw_the_written_crops(mini_isic: Path, tables) -> None:
     assert spearmanr(joined["veil_share"], joined["logit_image"]).statistic > 0.8
     # the layers are those of the written crop: re-rendering from the same parameters and
     # generator gives the stored JPEG back (up to compression), another row's does not
-    from isicstack.data.synthetic import crop_params
-    from isicstack.data.synthetic_images import crop_rng, render
+    from isicstack.synthetic.generate import crop_params
+    from isicstack.synthetic.images import crop_rng, render
 
     c, is_train, lat = simulate(cfg)
     params, rows = crop_params(cfg, c, lat), np.flatnonzero(is_train)
@@ -127,8 +127,8 @@ def test_crops_are_the_generator_s_golden_bytes() -> None:
     hash of 200 rendered crops of a small set, recorded when render was split into layers."""
     import hashlib
 
-    from isicstack.data.synthetic import crop_params
-    from isicstack.data.synthetic_images import crop_rng, render
+    from isicstack.synthetic.generate import crop_params
+    from isicstack.synthetic.images import crop_rng, render
 
     cfg = SynthConfig(rows=400, test_rows=10, patients=20)
     c, _, lat = simulate(cfg)

@@ -19,9 +19,9 @@ import pytest
 from app_fixtures import make_clinic_artifacts
 from browser_fixtures import free_port
 
-from isicstack import tracking
-from isicstack.evaluation.ledger import RunsConfig
-from isicstack.evaluation.ledger import run as runs
+from isicstack.evaluation.runs_table import RunsConfig
+from isicstack.evaluation.runs_table import run as runs
+from isicstack.ledger import store as tracking
 from isicstack.stacking.stack import StackConfig
 from isicstack.stacking.stack import run as stack
 from isicstack.vision.mlflow_log import OncePerProcess
@@ -121,7 +121,7 @@ def test_failing_store_warns_and_the_run_goes_on(store: str, tracked: Path, mini
             raise RuntimeError("disk full")
 
         monkeypatch.setattr(tracking, "_record", broken)
-    with caplog.at_level(logging.WARNING, logger="isicstack.tracking"):
+    with caplog.at_level(logging.WARNING, logger="isicstack.ledger.store"):
         metrics = _stack(mini_isic, art)
     assert metrics["stack"]["oof_pauc"] > 0 and (art / "runs" / "stack" / "metrics.json").is_file()
     warnings = [r for r in caplog.records if "the run goes on" in r.getMessage()]
@@ -136,7 +136,7 @@ def test_without_mlflow_one_line_says_how(tmp_path: Path, monkeypatch, caplog):
     monkeypatch.setattr(tracking, "_NOTED", [])
     monkeypatch.setattr(tracking, "_FAILED", set())
     monkeypatch.setattr(tracking, "_CLIENTS", {})
-    with caplog.at_level(logging.INFO, logger="isicstack.tracking"):
+    with caplog.at_level(logging.INFO, logger="isicstack.ledger.store"):
         assert tracking.log_run("tabular", tmp_path, tmp_path) is None
         assert tracking.log_run("stack", tmp_path, tmp_path) is None
     lines = [r.getMessage() for r in caplog.records]

@@ -16,9 +16,9 @@ import polars as pl
 import pytest
 import yaml
 
-from isicstack.config import load_config, tuned_record
 from isicstack.data.provenance import fold_hash
 from isicstack.pipelines.tune import TuneConfig, pruning_reporter, run, split_params, suggest
+from isicstack.settings.layers import load_config, tuned_record
 from isicstack.tabular.cv import TabularConfig
 from isicstack.vision.config import ImageConfig
 

@@ -16,11 +16,11 @@ import pytorch_lightning as lightning
 import torch
 from vision_fixtures import copy_artifacts, crop, image_cfg, make_vision_data
 
-from isicstack.config import load_config
-from isicstack.config_keys import with_keys
 from isicstack.data.crops import BadImageError, CropStore
 from isicstack.data.io import DataError, write_parquet
 from isicstack.data.layout import folds_path, oof_path
+from isicstack.settings.keys import with_keys
+from isicstack.settings.layers import load_config
 from isicstack.vision.backbone import create_backbone
 from isicstack.vision.data import (
     CropDataset,
@@ -31,8 +31,8 @@ from isicstack.vision.data import (
     open_source,
     train_transform,
 )
-from isicstack.vision.inputs import add_fusion, score_features
 from isicstack.vision.sampler import BalancedEpochSampler
+from isicstack.vision.tables import add_fusion, score_features
 from isicstack.vision.train import ImageConfig, run
 
 

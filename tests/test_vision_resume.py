@@ -15,10 +15,10 @@ import torch
 import yaml
 from vision_fixtures import N_TRAIN, copy_artifacts, image_cfg, make_vision_data
 
-from isicstack.config_keys import flatten
 from isicstack.data.folds import make_folds
 from isicstack.data.io import DataError, write_parquet
 from isicstack.data.layout import folds_path, oof_path
+from isicstack.settings.keys import flatten
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.train import run
 

@@ -15,13 +15,13 @@ import pytorch_lightning as lightning
 import torch
 from vision_fixtures import N_TEST, N_TRAIN, copy_artifacts, image_cfg, make_vision_data
 
-from isicstack.config_keys import with_keys
 from isicstack.data import layout
 from isicstack.data.crops import BadImageError, encode_jpeg, write_crops
 from isicstack.data.layout import folds_path, oof_path
 from isicstack.data.metric import pauc
 from isicstack.inference.images import PredictImagesConfig
 from isicstack.inference.images import run as predict_images
+from isicstack.settings.keys import with_keys
 from isicstack.vision.train import run
 
 

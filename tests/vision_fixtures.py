@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from isicstack.config_keys import with_keys
 from isicstack.data import layout
 from isicstack.data.crops import encode_jpeg, write_crops
 from isicstack.data.folds import make_folds
 from isicstack.data.io import write_parquet
 from isicstack.data.layout import folds_path, oof_path
 from isicstack.data.schema import columns_for
+from isicstack.settings.keys import with_keys
 from isicstack.vision.train import ImageConfig
 
 N_TRAIN, N_TEST, SIZE = 60, 9, 32

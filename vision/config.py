@@ -7,7 +7,7 @@ sweep names what it tunes (``optim.lr``). Keys are dotted on the command line
 (``model.name=resnet34 optim.steps=60``) and nested in YAML.
 
 ``ImageConfig.MOVED_KEYS`` maps every key of the flat config used before the groups to its new
-place, once, here. Through it (:mod:`isicstack.config_keys`), files written with the flat keys
+place, once, here. Through it (:mod:`isicstack.settings.keys`), files written with the flat keys
 are read as the new ones, with one warning naming the file: the YAML layers, a tuned file, a
 saved run's ``config.yaml`` (prediction, Grad-CAM, the app, the Kaggle package, a resume check)
 and Optuna search spaces; an old flat key on the command line is refused with its new name

@@ -1,9 +1,10 @@
 """The image stage's Lightning side of tracking, and a quiet console.
 
 Why here: a fold's Trainer is the only place its per-step losses exist. Every fold logs into the
-stage run's one MLflow run (:func:`isicstack.tracking.open_run`), its series prefixed by the fold
-(``fold0-train/loss``), so ``mlflow.search_runs`` returns one run per stage run; the config,
-OOF/fold scores and provenance are added when the stage ends (:func:`isicstack.tracking.log_run`).
+stage run's one MLflow run (:func:`isicstack.ledger.store.open_run`), its series prefixed by
+the fold (``fold0-train/loss``), so ``mlflow.search_runs`` returns one run per stage run; the
+config, OOF/fold scores and provenance are added when the stage ends
+(:func:`isicstack.ledger.store.log_run`).
 
 Lightning repeats its device lines ("GPU available ...", "Using bfloat16 AMP") for every Trainer,
 i.e. for every fold, and advertises litlogger each time: each distinct line is shown once per
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from isicstack.tracking import COSTS, open_run
+from isicstack.ledger.store import COSTS, open_run
 
 LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero",
                      "lightning_fabric.utilities.rank_zero",

@@ -19,14 +19,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from isicstack.config import read_run_config
-from isicstack.config_keys import with_keys
 from isicstack.data.layout import IMAGE_PART_SUFFIX as PART_SUFFIX
 from isicstack.data.layout import read_json, require_files, run_dir, trained_folds
+from isicstack.settings.keys import with_keys
+from isicstack.settings.layers import read_run_config
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import CropDataset, eval_transform, make_loader, open_source
-from isicstack.vision.inputs import FUSION_FILE, TAB_COLS, score_features, standardise
 from isicstack.vision.model import IMAGE_PART, ImageClassifier, build_model
+from isicstack.vision.tables import FUSION_FILE, TAB_COLS, score_features, standardise
 from isicstack.vision.train import resolve_runtime
 
 log = logging.getLogger(__name__)

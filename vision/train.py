@@ -41,13 +41,13 @@ from isicstack.data.io import write_parquet
 from isicstack.data.layout import image_part_name, oof_path, run_dir, test_pred_path
 from isicstack.data.metric import fmt_score, fold_scores
 from isicstack.data.provenance import fold_hash
-from isicstack.run_record import finish_run
+from isicstack.ledger.finish import finish_run
 from isicstack.vision.backbone import pretrained_overlay
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.distributed import is_rank_zero
 from isicstack.vision.fold import train_fold
 from isicstack.vision.model import IMAGE_PART
-from isicstack.vision.setup import build_inputs, open_sources, prepare_run_dir
+from isicstack.vision.prepare import build_inputs, open_sources, prepare_run_dir
 
 log = logging.getLogger(__name__)
 

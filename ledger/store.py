@@ -31,8 +31,8 @@ from urllib.parse import urlparse
 import yaml
 
 from isicstack.conditions import describe
-from isicstack.config import to_dict
-from isicstack.config_keys import flatten  # params: the config's dotted keys (optim.lr)
+from isicstack.settings.keys import flatten  # params: the config's dotted keys (optim.lr)
+from isicstack.settings.layers import to_dict
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from isicstack.config import ConfigError
+from isicstack.settings.layers import ConfigError
 
 COUNTS = ("tp", "fp", "tn", "fn")
 RATES = ("precision", "recall", "specificity", "f1", "review_per_1000")

@@ -33,8 +33,8 @@ import polars as pl
 from isicstack.data import layout
 from isicstack.data.crops import write_crops
 from isicstack.data.io import write_csv, write_parquet
-from isicstack.data.synthetic_images import encode_images, image_params
-from isicstack.data.synthetic_levels import (
+from isicstack.synthetic.images import encode_images, image_params
+from isicstack.synthetic.levels import (
     BENIGN_DETAIL,
     FAMILY,
     HOSPITALS,
@@ -42,7 +42,7 @@ from isicstack.data.synthetic_levels import (
     MALIGNANT,
     MITOTIC,
 )
-from isicstack.data.synthetic_tables import kaggle_frame
+from isicstack.synthetic.tables import kaggle_frame
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.config import (
-    ConfigError,
-    read_saved_config,
-    save_config,
-    to_dict,
-    tuned_record,
-)
-from isicstack.config_build import build
-from isicstack.config_keys import flatten
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError, write_json
 from isicstack.data.layout import (
@@ -47,11 +38,20 @@ from isicstack.data.provenance import (
     read_provenance,
     write_provenance,
 )
+from isicstack.settings.build import build
+from isicstack.settings.keys import flatten
+from isicstack.settings.layers import (
+    ConfigError,
+    read_saved_config,
+    save_config,
+    to_dict,
+    tuned_record,
+)
 from isicstack.vision.cache import build_cache, check_crops
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import BlankForBad, ImageSource, open_source
 from isicstack.vision.distributed import is_rank_zero
-from isicstack.vision.inputs import (
+from isicstack.vision.tables import (
     FUSION_FILE,
     TAB_COLS,
     TrainInputs,

@@ -1,8 +1,8 @@
 """A mapping -> a typed stage config: every key known, every value of its declared type.
 
-Kept apart from :mod:`isicstack.config`, which finds and layers the YAML files: this module only
-turns one merged mapping into the dataclass, naming the dotted key of any unknown key or wrong
-type (a silently ignored typo in a sweep wastes hours).
+Kept apart from :mod:`isicstack.settings.layers`, which finds and layers the YAML files: this
+module only turns one merged mapping into the dataclass, naming the dotted key of any unknown
+key or wrong type (a silently ignored typo in a sweep wastes hours).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from isicstack.config_keys import ConfigError, moved_keys, moved_message
+from isicstack.settings.keys import ConfigError, moved_keys, moved_message
 
 T = TypeVar("T")
 

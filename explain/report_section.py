@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.chain import image_only_run
 from isicstack.data.layout import TRAIN_IMAGES, run_dir, trained_folds
 from isicstack.explain.explain import check_ids, crop_maps, load_image_only
 from isicstack.explain.figures import grid, overlay
 from isicstack.extras import MissingExtraError
+from isicstack.settings.chain import image_only_run
 
 log = logging.getLogger(__name__)
 

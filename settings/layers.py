@@ -7,7 +7,7 @@ Unknown keys and wrong types are errors naming the key, because a silently ignor
 sweep wastes hours.
 
 Keys that moved (a stage's flat config split into groups, ``MOVED_KEYS`` on its dataclass, see
-:mod:`isicstack.config_keys`): every YAML layer, tuned file and saved run config written with
+:mod:`isicstack.settings.keys`): every YAML layer, tuned file and saved run config written with
 the old flat keys is migrated as it is read, with one warning naming the file; an old flat key
 as a ``key=value`` override is refused with its new name.
 
@@ -32,8 +32,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from isicstack.config_build import build
-from isicstack.config_keys import (
+from isicstack.data.io import write_text
+from isicstack.settings.build import build
+from isicstack.settings.keys import (
     ConfigError,
     flatten,
     migrate,
@@ -42,7 +43,6 @@ from isicstack.config_keys import (
     nest,
     refuse_moved,
 )
-from isicstack.data.io import write_text
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
 
 def read_saved_config(cls: type, path: Path) -> dict[str, Any]:
     """A config file a run saved, as a mapping of ``cls``'s current keys: one written before
-    keys moved into groups is migrated (see :mod:`isicstack.config_keys`)."""
+    keys moved into groups is migrated (see :mod:`isicstack.settings.keys`)."""
     return migrate(read_yaml(path, "a mapping of config keys"), moved_keys(cls), str(path))
 
 

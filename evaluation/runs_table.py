@@ -1,5 +1,5 @@
 """``isic runs``: the tracked stage runs as one table (name, stage, profile, fold hash, OOF pAUC,
-when), newest first, from the store the stages log to (:mod:`isicstack.tracking`).
+when), newest first, from the store the stages log to (:mod:`isicstack.ledger.store`).
 
 Why: "which of my last 40 runs scored best, on which folds?" without opening 40 folders. It only
 reads: a store that does not exist yet shows no runs and is not created.
@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from isicstack.extras import require
-from isicstack.tracking import EXPERIMENT, reachable, store_uri
+from isicstack.ledger.store import EXPERIMENT, reachable, store_uri
 
 log = logging.getLogger(__name__)
 COLUMNS = ("name", "stage", "profile", "fold hash", "OOF pAUC", "when", "run id")

@@ -5,7 +5,7 @@ import torch, LightGBM or Gradio (seconds on a busy CPU), and ``--help`` must be
 nothing. A field's meaning is its trailing ``# comment`` (else the comment lines just above it),
 so it is written once, beside the field. A default is what the stage resolves with no
 ``key=value`` override: the dataclass default under the YAML base, profile and tuned file
-(:func:`isicstack.config.stage_values`). Nested dataclasses give dotted keys
+(:func:`isicstack.settings.layers.stage_values`). Nested dataclasses give dotted keys
 (``drift.auc_warn``); a ``dict`` of dataclasses one per configured entry (``models.lgbm.kind``).
 A user's YAML written with keys that have since moved into a group (the class's ``MOVED_KEYS``,
 read as a literal) is migrated as the stage migrates it, so its values are the ones shown.
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from isicstack.config import ConfigError, find_config, stage_values
-from isicstack.config_keys import MOVED_ATTR
+from isicstack.settings.keys import MOVED_ATTR
+from isicstack.settings.layers import ConfigError, find_config, stage_values
 
 PACKAGE = Path(__file__).resolve().parent
 MISSING = object()  # a key with no default anywhere

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from isicstack.config import save_config
 from isicstack.data.io import write_json
 from isicstack.data.provenance import write_provenance
-from isicstack.tracking import log_run
+from isicstack.ledger.store import log_run
+from isicstack.settings.layers import save_config
 
 
 def finish_run(stage: str, rdir: str | os.PathLike[str], cfg: Any, metrics: dict[str, Any],

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from isicstack.data.schema import LEVELS, TEST_COLUMNS, TRAIN_COLUMNS
-from isicstack.data.synthetic_levels import HOSPITALS, LOC_NAMES, SIMPLE, SITE
+from isicstack.synthetic.levels import HOSPITALS, LOC_NAMES, SIMPLE, SITE
 
 
 def kaggle_frame(c: dict, rows: np.ndarray, rng: np.random.Generator, split: str) -> pl.DataFrame:

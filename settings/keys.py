@@ -1,5 +1,5 @@
 """Dotted keys of nested configs, and keys that moved into a group (kept apart from
-:mod:`isicstack.config`, which reads the files, to keep both short).
+:mod:`isicstack.settings.layers`, which reads the files, to keep both short).
 
 A nested config is addressed by dotted keys (``optim.lr``): on the command line, in Optuna
 search spaces and in MLflow params. :func:`nest` and :func:`flatten` convert between a dotted

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from isicstack.config import ConfigError, find_config, read_yaml
+from isicstack.settings.layers import ConfigError, find_config, read_yaml
 
 CHAIN_FILE = "chain.yaml"
 ROLES = ("image_only",)
