@@ -9,6 +9,12 @@ the bytes differ; the synthetic data the two generated is compared too (it must 
 the comparison to mean anything). Metrics and reports are left out: they hold timings.
 
     python benchmarks/bench_identical.py --before 1a81832 --after HEAD [--profile default]
+    python benchmarks/bench_identical.py --before-clone DIR --after HEAD
+
+``--before-clone``: a clone of the earlier commit that already ran ``make setup`` and ``make
+all`` the same way (pinned to one core, ``ISIC_TRACKING=none``), with its timings in
+``DIR/../<name>.json`` (``commit``, ``setup_seconds``, ``make_all_seconds``): the two runs then
+happen one after the other instead of side by side, each on one core.
 
 Writes ``benchmarks/results/identical.json``.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -83,6 +90,8 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", default="1a81832", help="commit before the redesign")
+    ap.add_argument("--before-clone", type=Path, default=None,
+                    help="a clone of --before that already ran make all (see the docstring)")
     ap.add_argument("--after", default="HEAD")
     ap.add_argument("--profile", default="default")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" /
@@ -90,8 +99,15 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="identical_"))
     runs: dict[str, Any] = {}
+    revs = (args.before, args.after)
+    if args.before_clone is not None:
+        done = args.before_clone
+        record = json.loads((done.parent / f"{done.name}.json").read_text(encoding="utf-8"))
+        args.before = revs[0] if record["commit"].startswith(revs[0]) else record["commit"]
+        runs[args.before] = {**record, "clone": done, "run": "earlier, alone"}
+        revs = (args.after,)
     threads = [threading.Thread(target=clone_and_run, args=(rev, core, args.profile, tmp, runs))
-               for core, rev in enumerate((args.before, args.after))]
+               for core, rev in enumerate(revs)]
     for t in threads:
         t.start()
     for t in threads:
