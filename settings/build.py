@@ -7,6 +7,7 @@ key or wrong type (a silently ignored typo in a sweep wastes hours).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -26,14 +27,11 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
-            try:
+            with contextlib.suppress(ConfigError):  # the next member of the union may fit
                 return _check(value, arg, key)
-            except ConfigError as err:
-                errors.append(str(err))
         raise ConfigError(f"config key {key!r}: {value!r} matches none of {tp}")
     if origin is typing.Literal:
         if value not in args:
