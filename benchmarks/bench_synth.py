@@ -23,7 +23,7 @@ import numpy as np
 
 from isicstack.data.io import write_json
 from isicstack.synthetic.generate import SynthConfig, generate, simulate
-from isicstack.synthetic.images import encode_images, image_params
+from isicstack.synthetic.render import encode_images, image_params
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -24,7 +24,7 @@ from isicstack.data.predictions import load_oof
 from isicstack.data.provenance import fold_hash, read_provenance
 from isicstack.evaluation.paired import Scored
 
-IMAGE_FOLDS = "folds_images.parquet"  # image-only mode's own folds (vision/tables.py)
+IMAGE_FOLDS = "folds_images.parquet"  # image-only mode's own folds (vision/fold_table.py)
 
 
 def scored(label: str, folds: pl.DataFrame, pred: np.ndarray, conditions: dict | None

@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from isicstack.data.io import DataError
 from isicstack.data.layout import ORACLE
 from isicstack.synthetic.generate import SynthConfig, crop_params, simulate
-from isicstack.synthetic.images import crop_rng, veil_share
+from isicstack.synthetic.render import crop_rng, veil_share
 
 log = logging.getLogger(__name__)
 

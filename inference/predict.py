@@ -42,8 +42,8 @@ from isicstack.settings.layers import save_config
 from isicstack.stacking.methods import Stacker
 from isicstack.stacking.submission import write_submission
 from isicstack.tabular.predict import BatchFeatures, TabularPredictor
+from isicstack.vision.fold_table import require_crops
 from isicstack.vision.predict import ImagePartView, ImagePredictor
-from isicstack.vision.tables import require_crops
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ STAGES: dict[str, Stage] = {
                   "Optuna sweep of a stage for OOF pAUC (`isic tune tabular model=xgb`)"),
     "evaluate": Stage("isicstack.evaluation.evaluate", "EvaluateConfig", "evaluate",
                       "repeated CV of the tabular config over several fold seeds"),
-    "predict-images": Stage("isicstack.inference.images", "PredictImagesConfig",
+    "predict-images": Stage("isicstack.inference.predict_images", "PredictImagesConfig",
                             "predict_images", "score an HDF5 or JPEG folder of crops with a "
                             "saved image-only run -> isic_id,pred"),
     "ingest": Stage("isicstack.ingest.ingest", "IngestConfig", "ingest",

@@ -33,7 +33,7 @@ import polars as pl
 from isicstack.data import layout
 from isicstack.data.crops import write_crops
 from isicstack.data.io import write_csv, write_parquet
-from isicstack.synthetic.images import encode_images, image_params
+from isicstack.synthetic.kaggle_tables import kaggle_frame
 from isicstack.synthetic.levels import (
     BENIGN_DETAIL,
     FAMILY,
@@ -42,7 +42,7 @@ from isicstack.synthetic.levels import (
     MALIGNANT,
     MITOTIC,
 )
-from isicstack.synthetic.tables import kaggle_frame
+from isicstack.synthetic.render import encode_images, image_params
 
 log = logging.getLogger(__name__)
 

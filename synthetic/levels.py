@@ -1,6 +1,6 @@
 """Category levels and their weights for the synthetic generator, from real-data ranges.
 
-Kept apart from ``synthetic.py`` so the generative story there reads without ~60 lines of
+Kept apart from ``generate.py`` so the generative story there reads without ~60 lines of
 tables: anatomical locations (with body-coordinate means/sds), hospitals (licence, tile
 lighting), and the diagnosis strings of the ``iddx_*`` columns.
 """

@@ -20,8 +20,8 @@ from isicstack.explain.cam import cam_maps, last_stage_name, target_layer
 from isicstack.explain.explain import ExplainConfig, run
 from isicstack.explain.figures import overlay, panel
 from isicstack.extras import MissingExtraError
-from isicstack.inference.images import PredictImagesConfig
-from isicstack.inference.images import run as predict_images
+from isicstack.inference.predict_images import PredictImagesConfig
+from isicstack.inference.predict_images import run as predict_images
 from isicstack.pipelines.cli import main
 from isicstack.vision.model import ImageClassifier
 

@@ -44,7 +44,7 @@ def generic_case(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_generic_layout_round_trip_into_image_only_folds(tmp_path: Path):
-    from isicstack.vision.tables import image_only_folds
+    from isicstack.vision.fold_table import image_only_folds
 
     images, labels = generic_case(tmp_path)
     out = tmp_path / "out"

@@ -110,7 +110,7 @@ def test_veil_shares_redraw_the_written_crops(mini_isic: Path, tables) -> None:
     # the layers are those of the written crop: re-rendering from the same parameters and
     # generator gives the stored JPEG back (up to compression), another row's does not
     from isicstack.synthetic.generate import crop_params
-    from isicstack.synthetic.images import crop_rng, render
+    from isicstack.synthetic.render import crop_rng, render
 
     c, is_train, lat = simulate(cfg)
     params, rows = crop_params(cfg, c, lat), np.flatnonzero(is_train)
@@ -128,7 +128,7 @@ def test_crops_are_the_generator_s_golden_bytes() -> None:
     import hashlib
 
     from isicstack.synthetic.generate import crop_params
-    from isicstack.synthetic.images import crop_rng, render
+    from isicstack.synthetic.render import crop_rng, render
 
     cfg = SynthConfig(rows=400, test_rows=10, patients=20)
     c, _, lat = simulate(cfg)

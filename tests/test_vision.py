@@ -31,8 +31,8 @@ from isicstack.vision.data import (
     open_source,
     train_transform,
 )
+from isicstack.vision.fold_table import add_fusion, score_features
 from isicstack.vision.sampler import BalancedEpochSampler
-from isicstack.vision.tables import add_fusion, score_features
 from isicstack.vision.train import ImageConfig, run
 
 

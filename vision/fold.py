@@ -30,10 +30,10 @@ from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import CropDataset, eval_transform, make_loader
 from isicstack.vision.datamodule import FoldDataModule
 from isicstack.vision.distributed import barrier, eval_sampler, gather_rows, global_rank
+from isicstack.vision.fold_table import TrainInputs
 from isicstack.vision.mlflow_log import fold_loggers
 from isicstack.vision.model import ImageClassifier, build_model
 from isicstack.vision.prepare import Sources
-from isicstack.vision.tables import TrainInputs
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from isicstack.settings.keys import with_keys
 from isicstack.settings.layers import read_run_config
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import CropDataset, eval_transform, make_loader, open_source
+from isicstack.vision.fold_table import FUSION_FILE, TAB_COLS, score_features, standardise
 from isicstack.vision.model import IMAGE_PART, ImageClassifier, build_model
-from isicstack.vision.tables import FUSION_FILE, TAB_COLS, score_features, standardise
 from isicstack.vision.train import resolve_runtime
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ from isicstack.vision.cache import build_cache, check_crops
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import BlankForBad, ImageSource, open_source
 from isicstack.vision.distributed import is_rank_zero
-from isicstack.vision.tables import (
+from isicstack.vision.fold_table import (
     FUSION_FILE,
     TAB_COLS,
     TrainInputs,

@@ -1,6 +1,6 @@
 """The Kaggle-formatted tables of simulated rows (``train-metadata.csv``, ``test-metadata.csv``).
 
-Kept apart from ``synthetic.py``, which tells the generative story: here the simulated columns
+Kept apart from ``generate.py``, which tells the generative story: here the simulated columns
 become the competition's exact layout, with its missingness (age, sex, site) and the train-only
 columns (target, lesion ids, diagnoses).
 """
