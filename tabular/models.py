@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import lightgbm as lgb
@@ -151,20 +152,29 @@ class XGBModel(GBDT):
         return {n: float(score.get(n, 0.0)) for n in names}
 
 
+# CatBoost and the pandas frame it is fed are the optional extra `catboost`
+CAT_NEEDED_BY, CAT_INSTEAD = "the CatBoost model (models.cat)", "set models.cat.enabled=false"
+
+
+def _catboost() -> ModuleType:
+    """CatBoost, loaded when a cat model is fitted or read (the core install has none)."""
+    return require("catboost", needed_by=CAT_NEEDED_BY, instead=CAT_INSTEAD)
+
+
 class CatModel(GBDT):
     kind = "cat"
     suffix = ".cbm"
 
     @staticmethod
     def _frame(X, names, categorical):
-        pd = require("pandas")
+        pd = require("pandas", needed_by=CAT_NEEDED_BY, instead=CAT_INSTEAD)
         df = pd.DataFrame(X, columns=names)
         for c in categorical:
             df[c] = np.nan_to_num(df[c].to_numpy(), nan=-1).astype(np.int64)
         return df
 
     def fit(self, X, y, names, categorical, seed, prepared=None):
-        CatBoostClassifier = require("catboost").CatBoostClassifier
+        CatBoostClassifier = _catboost().CatBoostClassifier
         params = {"loss_function": "Logloss", "verbose": False, "allow_writing_files": False,
                   "thread_count": self.threads or -1, "random_seed": seed,
                   "iterations": self.num_rounds, **self.params}
@@ -182,7 +192,7 @@ class CatModel(GBDT):
 
     @classmethod
     def load(cls, path):
-        CatBoostClassifier = require("catboost").CatBoostClassifier
+        CatBoostClassifier = _catboost().CatBoostClassifier
         obj = cls({}, 0)
         obj.model = CatBoostClassifier()
         obj.model.load_model(str(path), format="cbm")
