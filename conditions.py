@@ -17,9 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# distributions whose versions can change a score (numerics, defaults, algorithms)
-LIBRARIES: tuple[str, ...] = ("torch", "torchvision", "timm", "pytorch-lightning", "lightgbm",
-                              "xgboost", "catboost", "numpy", "polars", "scikit-learn", "scipy")
+from isicstack.extras import declared
+
 # What two runs must share to be compared as settings. The machine and environment, always;
 # the thread count and loader workers only between runs of one stage (a GBDT's threads and a
 # CNN's are different knobs: comparing a stack with its tabular input is not a comparison of
@@ -50,10 +49,17 @@ def cpu_model() -> str:
     return names[0] if names else platform.processor()
 
 
+def libraries() -> tuple[str, ...]:
+    """The distributions whose versions can change a score (numerics, defaults, algorithms):
+    every one the package declares, extras included (:func:`isicstack.extras.declared`, so a
+    new dependency is recorded with no edit here), sorted; the dev extra's tools are not."""
+    return tuple(sorted(declared()))
+
+
 def library_versions() -> dict[str, str]:
-    """Installed version of each of :data:`LIBRARIES` (absent ones left out)."""
+    """Installed version of each of :func:`libraries` (absent ones left out), sorted by name."""
     out = {}
-    for name in LIBRARIES:
+    for name in libraries():
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,12 @@ def load_clinic(cfg: AppConfig) -> Clinic:
                   cfg.cpu_threads)
 
 
+def _gradio() -> ModuleType:
+    """Gradio, the optional extra ``app`` (the rest of the app runs without it)."""
+    return require("gradio", needed_by="the clinician web app (make app)",
+                   instead="use `isic predict-images` instead")
+
+
 def _field_input(gr: Any, field: Any) -> Any:
     if field.numeric:  # a textbox: empty stays None and our own check words every error
         return gr.Textbox(label=field.label, value="", max_lines=1, elem_id=f"meta-{field.name}",
@@ -145,7 +152,7 @@ def _field_input(gr: Any, field: Any) -> Any:
 def build(clinic: Clinic, cfg: AppConfig) -> Any:
     """The page: upload + optional metadata on the left, result and heatmap on the right."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    gr = require("gradio")
+    gr = _gradio()
     with gr.Blocks(title="isicstack: lesion check", analytics_enabled=False) as page:
         gr.Markdown("## isicstack: one lesion crop\nUpload a crop (JPEG or PNG). Without "
                     "metadata the image-only model scores it; fill in any metadata field to "
@@ -187,7 +194,7 @@ def patient_section(gr: Any, clinic: Clinic, cfg: AppConfig) -> None:
 
 def launch(page: Any, cfg: AppConfig, block: bool = True) -> Any:
     """Serve ``page`` on ``cfg.host:cfg.port`` (system fonts, no share link, no SSR)."""
-    gr = require("gradio")
+    gr = _gradio()
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])
     page.launch(server_name=cfg.host, server_port=cfg.port, share=False, show_error=False,
                 prevent_thread_lock=not block, max_file_size=int(cfg.max_upload_mb * 2**20),
@@ -197,7 +204,7 @@ def launch(page: Any, cfg: AppConfig, block: bool = True) -> Any:
 
 def run(cfg: AppConfig) -> None:
     """``isic app``: load the models, then serve the page until interrupted."""
-    require("gradio")  # fail before loading models when the extra is missing
+    _gradio()  # fail before loading models when the extra is missing
     clinic = load_clinic(cfg)
     log.info("app: http://%s:%d (image run %s; %s)", cfg.host, cfg.port, clinic.image.name,
              f"stack {clinic.stack['name']}" if clinic.stack else

@@ -42,7 +42,8 @@ def tracked_runs(artifacts: str | os.PathLike[str], stage: str = "",
     if not reachable(uri):
         raise ValueError(f"no MLflow server answers at {uri}")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    require("mlflow")
+    require("mlflow", needed_by="the run ledger (isic runs, make mlflow-ui)",
+            instead="read artifacts/runs/<name>/metrics.json")
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)

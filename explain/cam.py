@@ -80,7 +80,8 @@ def cam_maps(nets: Sequence[nn.Module], images: torch.Tensor, layer: str = "",
     ``nets[which[i]]`` alone for crop ``i`` (the report: the fold that held the crop out).
     Fused models are refused: their logit also needs the tabular score.
     """
-    require("pytorch_grad_cam")  # a clear error naming the extra when it is missing
+    require("pytorch_grad_cam", needed_by="Grad-CAM (isic explain, the report's and the app's "
+            "heatmaps)", instead="leave Grad-CAM out (report: gradcam.enabled=false)")
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

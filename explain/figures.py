@@ -28,7 +28,8 @@ def resize_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def overlay(crop: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
     """uint8 RGB: the crop with its Grad-CAM heatmap blended in (jet colour map)."""
-    require("pytorch_grad_cam")
+    require("pytorch_grad_cam", needed_by="the Grad-CAM overlay (isic explain, the report's "
+            "and the app's heatmaps)", instead="leave Grad-CAM out (report: gradcam.enabled=false)")
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     if not 0 <= image_weight <= 1:

@@ -61,7 +61,8 @@ def make_storage(cfg: TuneConfig) -> optuna.storages.BaseStorage:
                   "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     if url.startswith("postgresql"):
-        require("psycopg2")  # the postgres extra; a clear message instead of a driver trace
+        require("psycopg2", needed_by="a PostgreSQL Optuna storage",  # not a driver trace
+                instead="use the default SQLite storage (unset OPTUNA_STORAGE)")
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)

@@ -11,17 +11,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from isicstack.settings.layers import find_config, load_config, read_yaml
+from isicstack.tabular.models import MODEL_KINDS
 
 
 @dataclass
 class TuneConfig:
-    """Config of ``isic tune`` (``configs/tune.yaml``); the search space is ``configs/tune/``."""
+    """Config of ``isic tune`` (``configs/tune.yaml``); search spaces: :func:`load_space`."""
 
     stage: str = "tabular"  # tabular | image | stack
     model: str = "lgbm"  # tabular only: the models.<model> swept
@@ -37,7 +39,7 @@ class TuneConfig:
     heartbeat_interval: int = 30  # seconds between heartbeats; 0 = off
     grace_period: int = 90  # seconds without a heartbeat before a trial is retried
     export: bool = True  # write the best trial to configs/tuned/<stage>.yaml
-    space_file: str = ""  # search space; empty = configs/tune/<stage>.yaml
+    space_file: str = ""  # search space; empty = configs/tune/<stage>.yaml (tabular: optional)
     tuned_dir: str = ""  # where export writes; empty = ./configs/tuned
     stage_overrides: list[str] = field(default_factory=list)  # key=value overrides of that stage
     keep_trials: bool = False  # image stage: keep each trial's artifacts folder
@@ -50,16 +52,38 @@ def space_section(cfg: TuneConfig) -> str:
 
 
 def load_space(cfg: TuneConfig) -> dict[str, dict[str, Any]]:
-    """Search space of ``cfg`` from ``configs/tune/<stage>.yaml``."""
+    """Search space of ``cfg``: ``configs/tune/<stage>.yaml`` (``space_file`` when given). A
+    tabular GBDT's space is registered on its class (``tabular/models.py``), so a new library
+    needs no file; a ``tune/tabular.yaml`` of the user's (``space_file``, ``$ISIC_CONFIG_DIR``
+    or ``./configs``) replaces the spaces of the kinds it names."""
     path = Path(cfg.space_file) if cfg.space_file else find_config(f"tune/{cfg.stage}.yaml")
+    if cfg.space_file and not path.is_file():
+        raise FileNotFoundError(f"{path}: no search space file for stage {cfg.stage!r}")
+    if cfg.stage == "tabular":
+        return _tabular_space(path, cfg.model)
     if path is None or not path.is_file():
-        raise FileNotFoundError(f"{path or f'configs/tune/{cfg.stage}.yaml'}: no search space file "
-                                f"for stage {cfg.stage!r}")
+        raise FileNotFoundError(f"configs/tune/{cfg.stage}.yaml: no search space file for stage "
+                                f"{cfg.stage!r}")
     doc = read_yaml(path, "a mapping of search spaces by section")
     section = space_section(cfg)
     if section not in doc:
         raise ValueError(f"{path}: no search space {section!r}; has {list(doc)}")
     return doc[section]
+
+
+def _tabular_space(path: Traversable | None, model: str) -> dict[str, dict[str, Any]]:
+    """``model``'s section of the user's file ``path`` (None: none), else its registered space;
+    a section naming no registered kind is refused (a typo must not tune the default space)."""
+    known = ", ".join(MODEL_KINDS)
+    if model not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {model!r}; known: {known}")
+    doc = read_yaml(path, "a mapping of search spaces by model kind") if path else {}
+    unknown = sorted(set(doc) - set(MODEL_KINDS))
+    if unknown:
+        raise ValueError(f"{path}: search spaces {unknown} name no model kind; known: {known}")
+    if model in doc:
+        return doc[model]
+    return {key: dict(spec) for key, spec in MODEL_KINDS[model].space.items()}
 
 
 def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -1,16 +1,19 @@
 """One fit/predict/save/load interface over LightGBM, XGBoost and CatBoost.
 
 The CV loop, the tuner and offline inference all talk to this interface, so adding a GBDT is one
-class here and never a copy of the loop. Models are saved in their native formats (LightGBM
-text, XGBoost UBJSON, CatBoost cbm): no pickle, so a saved model survives a library upgrade and
-can be inspected.
+class here, registered with :func:`register_model`, and never a copy of the loop: the class
+carries its ``kind`` (``models.<name>.kind``), its file ``suffix`` (:func:`load_model` picks the
+library by it) and its ``space`` (``isic tune tabular model=<kind>``). Models are saved in
+their native formats (LightGBM text, XGBoost UBJSON, CatBoost cbm): no pickle, so a saved model
+survives a library upgrade and can be inspected.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
 
 import lightgbm as lgb
 import numpy as np
@@ -25,6 +28,10 @@ class GBDT(ABC):
 
     kind: ClassVar[str]
     suffix: ClassVar[str]
+    # search space of `isic tune tabular`: key -> {type: float|int|categorical, low, high, log,
+    # choices}; keys are library parameters, `stage.<key>` set stage options (num_rounds,
+    # neg_ratio). A section of a user's tune/tabular.yaml replaces it (pipelines/tune_space.py)
+    space: ClassVar[dict[str, dict[str, Any]]]
 
     def __init__(self, params: dict[str, Any], num_rounds: int, threads: int = 0) -> None:
         self.params = dict(params)
@@ -68,9 +75,45 @@ class GBDT(ABC):
         return {}
 
 
+# kind -> class, filled by @register_model: make_model, load_model, the predictor and the tuner
+MODEL_KINDS: dict[str, type[GBDT]] = {}
+Model = TypeVar("Model", bound=type[GBDT])
+
+
+def register_model(cls: Model) -> Model:
+    """Class decorator: make ``cls`` a model kind. Its ``kind`` and ``suffix`` must be new (a
+    saved model is loaded by its suffix) and its ``space`` a mapping of parameter specs."""
+    missing = [a for a in ("kind", "suffix", "space") if not getattr(cls, a, None)]
+    if missing:
+        raise TypeError(f"{cls.__name__}: a registered GBDT needs class attribute(s) {missing}")
+    if not all(isinstance(spec, dict) for spec in cls.space.values()):
+        raise TypeError(f"{cls.__name__}.space: each key needs a mapping "
+                        "{type, low, high, log | choices}")
+    for other in MODEL_KINDS.values():
+        if other is not cls and (cls.kind == other.kind or cls.suffix == other.suffix):
+            raise ValueError(f"{cls.__name__}: kind {cls.kind!r} / suffix {cls.suffix!r} "
+                             f"already taken by {other.__name__} ({other.kind}, {other.suffix})")
+    MODEL_KINDS[cls.kind] = cls
+    return cls
+
+
+@register_model
 class LGBMModel(GBDT):
     kind = "lgbm"
     suffix = ".txt"
+    space = {  # ranges the top ISIC 2024 teams used
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+        "num_leaves": {"type": "int", "low": 8, "high": 128, "log": True},
+        "max_depth": {"type": "int", "low": 3, "high": 8},
+        "min_data_in_leaf": {"type": "int", "low": 5, "high": 100, "log": True},
+        "lambda_l1": {"type": "float", "low": 0.001, "high": 10.0, "log": True},
+        "lambda_l2": {"type": "float", "low": 0.001, "high": 10.0, "log": True},
+        "feature_fraction": {"type": "float", "low": 0.3, "high": 1.0},
+        "bagging_fraction": {"type": "float", "low": 0.4, "high": 1.0},
+        "bagging_freq": {"type": "int", "low": 1, "high": 7},
+        "scale_pos_weight": {"type": "float", "low": 0.8, "high": 4.0},
+        "stage.num_rounds": {"type": "int", "low": 100, "high": 500, "log": True},
+    }
 
     def prepare(self, X, y, names, categorical):
         if len(X) > self.params.get("bin_construct_sample_cnt", 200_000):
@@ -105,9 +148,22 @@ class LGBMModel(GBDT):
         return dict(zip(self.model.feature_name(), map(float, gains), strict=True))
 
 
+@register_model
 class XGBModel(GBDT):
     kind = "xgb"
     suffix = ".ubj"
+    space = {
+        "eta": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+        "max_depth": {"type": "int", "low": 3, "high": 8},
+        "lambda": {"type": "float", "low": 0.001, "high": 10.0, "log": True},
+        "alpha": {"type": "float", "low": 0.001, "high": 10.0, "log": True},
+        "subsample": {"type": "float", "low": 0.4, "high": 1.0},
+        "colsample_bytree": {"type": "float", "low": 0.3, "high": 1.0},
+        "colsample_bynode": {"type": "float", "low": 0.4, "high": 1.0},
+        "min_child_weight": {"type": "float", "low": 0.5, "high": 20.0, "log": True},
+        "scale_pos_weight": {"type": "float", "low": 0.8, "high": 4.0},
+        "stage.num_rounds": {"type": "int", "low": 100, "high": 500, "log": True},
+    }
 
     def _matrix(self, X, y=None):
         return xgb.DMatrix(X, label=y, feature_names=self.model_names, missing=np.nan,
@@ -151,20 +207,37 @@ class XGBModel(GBDT):
         return {n: float(score.get(n, 0.0)) for n in names}
 
 
+# CatBoost and the pandas frame it is fed are the optional extra `catboost`
+CAT_NEEDED_BY, CAT_INSTEAD = "the CatBoost model (models.cat)", "set models.cat.enabled=false"
+
+
+def _catboost() -> ModuleType:
+    """CatBoost, loaded when a cat model is fitted or read (the core install has none)."""
+    return require("catboost", needed_by=CAT_NEEDED_BY, instead=CAT_INSTEAD)
+
+
+@register_model
 class CatModel(GBDT):
     kind = "cat"
     suffix = ".cbm"
+    space = {
+        "depth": {"type": "int", "low": 4, "high": 8},
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+        "l2_leaf_reg": {"type": "float", "low": 1.0, "high": 10.0, "log": True},
+        "scale_pos_weight": {"type": "float", "low": 0.8, "high": 4.0},
+        "stage.num_rounds": {"type": "int", "low": 100, "high": 400, "log": True},
+    }
 
     @staticmethod
     def _frame(X, names, categorical):
-        pd = require("pandas")
+        pd = require("pandas", needed_by=CAT_NEEDED_BY, instead=CAT_INSTEAD)
         df = pd.DataFrame(X, columns=names)
         for c in categorical:
             df[c] = np.nan_to_num(df[c].to_numpy(), nan=-1).astype(np.int64)
         return df
 
     def fit(self, X, y, names, categorical, seed, prepared=None):
-        CatBoostClassifier = require("catboost").CatBoostClassifier
+        CatBoostClassifier = _catboost().CatBoostClassifier
         params = {"loss_function": "Logloss", "verbose": False, "allow_writing_files": False,
                   "thread_count": self.threads or -1, "random_seed": seed,
                   "iterations": self.num_rounds, **self.params}
@@ -182,7 +255,7 @@ class CatModel(GBDT):
 
     @classmethod
     def load(cls, path):
-        CatBoostClassifier = require("catboost").CatBoostClassifier
+        CatBoostClassifier = _catboost().CatBoostClassifier
         obj = cls({}, 0)
         obj.model = CatBoostClassifier()
         obj.model.load_model(str(path), format="cbm")
@@ -193,11 +266,8 @@ class CatModel(GBDT):
                         map(float, self.model.get_feature_importance()), strict=True))
 
 
-MODEL_KINDS: dict[str, type[GBDT]] = {m.kind: m for m in (LGBMModel, XGBModel, CatModel)}
-
-
 def make_model(kind: str, params: dict[str, Any], num_rounds: int, threads: int = 0) -> GBDT:
-    """Instantiate the GBDT of ``kind`` (lgbm, xgb, cat)."""
+    """Instantiate the registered GBDT of ``kind`` (lgbm, xgb, cat, ...)."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_KINDS)}")
     return MODEL_KINDS[kind](params, num_rounds, threads)

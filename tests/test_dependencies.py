@@ -13,14 +13,13 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from isicstack.extras import MissingExtraError, require
+from isicstack.extras import DISTRIBUTIONS, MissingExtraError, require
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = [REPO, *(p for p in REPO.iterdir() if (p / "__init__.py").is_file())]
 # import name -> distribution, for when the package is not installed here
-KNOWN = {"PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml",
-         "psycopg2": "psycopg2-binary", "pytorch_lightning": "pytorch-lightning",
-         "pytorch_grad_cam": "grad-cam",
+KNOWN = {**DISTRIBUTIONS, "PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml",
+         "pytorch_lightning": "pytorch-lightning",
          "mlflow": "mlflow"}  # also provided by mlflow-skinny / mlflow-tracing: declared as mlflow
 # dev extra: run by make or by tests only, never imported by the package
 TOOLS = {"pytest", "ruff", "selenium", "import-linter"}
@@ -104,7 +103,7 @@ def test_missing_extra_says_how_to_install(monkeypatch, capsys, tmp_path):
     """Without CatBoost a cat model is a one-line error naming the extra, not a trace."""
     monkeypatch.setitem(sys.modules, "catboost", None)  # import now fails as if not installed
     with pytest.raises(MissingExtraError, match=r"pip install 'isicstack\[catboost\]'.*models"):
-        require("catboost")
+        require("catboost", needed_by="a cat model", instead="set models.cat.enabled=false")
     from isicstack.tabular.models import make_model
 
     with pytest.raises(MissingExtraError, match="models.cat.enabled=false"):
@@ -181,8 +180,9 @@ def test_named_bans_hold_and_can_fail():
 def test_modules_are_loaded_by_name_only_from_the_top():
     """A module imported by name is invisible to the contract, so only two places may do it:
     the CLI's stage table (``pipelines/stages.py``, the top layer: whatever it loads is below
-    it) and ``extras.require`` (optional extras, each named in pyproject's extras)."""
-    by_name, required = set(), set()
+    it) and ``extras.require`` (optional extras, each named in pyproject's extras, each call
+    saying what needs it and how to do without: the message is written where it is needed)."""
+    by_name, required, unsaid = set(), set(), []
     for folder in PACKAGE_DIRS:
         for path in folder.glob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -193,7 +193,11 @@ def test_modules_are_loaded_by_name_only_from_the_top():
                     by_name.add(path.relative_to(REPO).as_posix())
                 elif name == "require" and node.args and isinstance(node.args[0], ast.Constant):
                     required.add(node.args[0].value.split(".")[0])
+                    said = {k.arg for k in node.keywords}
+                    if not {"needed_by", "instead"} <= said:
+                        unsaid.append(f"{path.relative_to(REPO).as_posix()}:{node.lineno}")
     assert by_name == {"pipelines/stages.py", "extras.py"}
+    assert unsaid == [], "require() without needed_by= and instead="
     extras = {canonicalize_name(Requirement(r).name)
               for group, reqs in _project()["optional-dependencies"].items() if group != "dev"
               for r in reqs}

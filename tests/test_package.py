@@ -27,7 +27,7 @@ def test_shipped_configs_found_outside_the_repo(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ISIC_CONFIG_DIR", raising=False)
     assert len(config_dirs()) == 1
-    assert find_config("tabular.yaml") is not None and find_config("tune/tabular.yaml")
+    assert find_config("tabular.yaml") is not None and find_config("tune/image.yaml")
     cfg = load_config(TabularConfig, "tabular", "full", use_tuned=False)
     assert cfg.neg_ratio == 100.0 and cfg.bags == 2
     assert tuned_dir() == tmp_path / "configs" / "tuned"
