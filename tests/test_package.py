@@ -18,8 +18,8 @@ from isicstack.settings.layers import ConfigError, config_dirs, find_config, loa
 from isicstack.tabular.cv import TabularConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SKIP_COPY = shutil.ignore_patterns(".git", ".venv", "artifacts", "build", "dist", "raw",
-                                   "synthetic", "__pycache__", "*.egg-info", ".*_cache", "tuned")
+SKIP_COPY = shutil.ignore_patterns(".git", ".venv", "artifacts", "build", "dist", "raw", "fixtures",
+                                   "datasets", "__pycache__", "*.egg-info", ".*_cache", "tuned")
 
 
 def test_shipped_configs_found_outside_the_repo(tmp_path: Path, monkeypatch):
@@ -92,7 +92,7 @@ def test_wheel_ships_configs_and_runs_print_config(installed: dict):
     site, work, env = installed["site"], installed["work"], installed["env"]
     shipped = sorted(p.name for p in (site / "isicstack" / "configs").glob("*.yaml"))
     assert shipped == sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
-    assert (site / "isicstack" / "configs" / "tune" / "tabular.yaml").is_file()
+    assert (site / "isicstack" / "configs" / "tune" / "image.yaml").is_file()
     where = _run([sys.executable, "-c", "import isicstack; print(isicstack.__file__)"], work, env)
     assert Path(where.strip()).resolve().is_relative_to(site.resolve())
     isic = [sys.executable, "-m", "isicstack.pipelines.cli"]
