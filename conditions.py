@@ -122,7 +122,17 @@ def differing(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]:
     if not a or not b:
         return ["conditions not recorded"]
     keys = MACHINE + (SAME_STAGE if a.get("stage") == b.get("stage") else ())
-    return [k for k in keys if a.get(k) != b.get(k)]
+    return [k for k in keys if _value(a, k, b) != _value(b, k, a)]
+
+
+def _value(rec: dict[str, Any], key: str, other: dict[str, Any]) -> Any:
+    """``rec[key]``; for ``libraries`` only the ones both records list: the recorded set grows
+    with the declared dependencies (an older run lists fewer), and a library one record does not
+    list is unknown there, not different."""
+    value = rec.get(key)
+    if key == "libraries" and isinstance(value, dict) and isinstance(other.get(key), dict):
+        return {k: v for k, v in value.items() if k in other[key]}
+    return value
 
 
 def describe(c: dict[str, Any] | None) -> str:

@@ -186,5 +186,9 @@ def test_threads_are_compared_only_within_one_stage():
                  "libraries": {**tab["libraries"], "torch": "0.0"}}
     assert differing(other_box, tab) == ["cpu_bf16", "libraries"]
     assert differing(None, tab) == ["conditions not recorded"]
+    fewer = {**tab, "libraries": {k: tab["libraries"][k] for k in ("torch", "numpy")}}
+    assert differing(fewer, tab) == []  # an older record lists fewer libraries: not a difference
+    fewer["libraries"]["numpy"] = "0.0"
+    assert differing(fewer, tab) == ["libraries"]
     old = {k: v for k, v in tab.items() if k != "stage"}  # a record of before: strict
     assert differing({**old, "threads": 1}, old) == ["threads"]
