@@ -28,9 +28,13 @@ from torch.utils.data import DistributedSampler
 from isicstack.data import layout
 from isicstack.data.io import write_parquet
 from isicstack.data.layout import folds_path, oof_path
+from isicstack.settings.keys import with_keys
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.datamodule import FoldDataModule
 from isicstack.vision.distributed import eval_sampler, gather_rows
+from isicstack.vision.prepare import Sources
 from isicstack.vision.sampler import BalancedEpochSampler
+from isicstack.vision.tables import TrainInputs
 
 
 def _steps(s: BalancedEpochSampler) -> list[np.ndarray]:
@@ -90,8 +94,13 @@ def test_gather_rows_keeps_each_row_once():
 def test_fold_loaders_take_this_ranks_share():
     n = 41
     src = SimpleNamespace(image=lambda i: np.zeros((4, 4, 3), np.uint8), keys=list)
-    dm = FoldDataModule(src, [f"ISIC_{i}" for i in range(n)], (np.arange(n) % 5 == 0) * 1.0,
-                        np.arange(n) % 2, fold=0, image_size=16, batch_size=4, neg_ratio=2)
+    table = pl.DataFrame({"isic_id": [f"ISIC_{i}" for i in range(n)],
+                          "target": (np.arange(n) % 5 == 0) * 1.0, "fold": np.arange(n) % 2})
+    cfg = with_keys(ImageConfig(), {"model.image_size": 16, "data.batch_size": 4,
+                                    "data.neg_ratio": 2})
+    dm = FoldDataModule(cfg, TrainInputs(table, Path("unused.hdf5")),
+                        Sources(src, None, "memory", bad_ids=["ISIC_3"]), fold=0)
+    assert 3 not in dm.train_rows and dm.train_rows.size == 19  # a bad crop is not trained on
     assert eval_sampler(dm._dataset(dm.valid_rows, False), None) is None  # one process
     assert not isinstance(dm.predict_dataloader().sampler, DistributedSampler)
     dm.trainer = SimpleNamespace(world_size=2, global_rank=1)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from explain_fixtures import RUN, make_image_only_run
 from torch import nn
-from vision_fixtures import SIZE
+from vision_fixtures import SIZE, tiny_model
 
 from isicstack.explain.cam import cam_maps, last_stage_name, target_layer
 from isicstack.explain.explain import ExplainConfig, run
@@ -23,7 +23,6 @@ from isicstack.extras import MissingExtraError
 from isicstack.inference.predict_images import PredictImagesConfig
 from isicstack.inference.predict_images import run as predict_images
 from isicstack.pipelines.cli import main
-from isicstack.vision.model import ImageClassifier
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IDS = ["ISIC_0000000", "ISIC_0000001", "ISIC_0000004"]  # positive, negative, positive
@@ -93,7 +92,7 @@ def test_bad_ids_and_paths_are_named(trained: dict[str, Path], tmp_path: Path, c
 
 
 def test_target_layer_is_last_backbone_stage():
-    net = ImageClassifier("test_resnet")
+    net = tiny_model()
     assert last_stage_name(net.backbone) == "layer4"
     # the deepest stage whose map is at least 4 cells wide at the input size
     assert [last_stage_name(net.backbone, size, 4) for size in (32, 64, 128)] == [
@@ -137,7 +136,7 @@ def test_cam_points_at_the_evidence():
 
 
 def test_fused_model_is_refused():
-    net = ImageClassifier("test_resnet", n_tab=2)
+    net = tiny_model(n_tab=2)
     with pytest.raises(ValueError, match="image-only run"):
         cam_maps([net], torch.zeros(1, 3, SIZE, SIZE))
 
@@ -145,7 +144,7 @@ def test_fused_model_is_refused():
 def test_missing_grad_cam_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'isicstack\[explain\]'"):
-        cam_maps([ImageClassifier("test_resnet")], torch.zeros(1, 3, SIZE, SIZE))
+        cam_maps([tiny_model()], torch.zeros(1, 3, SIZE, SIZE))
 
 
 def test_explain_config_resolves():

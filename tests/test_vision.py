@@ -200,20 +200,6 @@ def test_fusion_features(vision_data: dict[str, Path], tmp_path: Path):
         add_fusion(folds, None, art, "xgb")
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_untrained_fusion_model_ranks_like_the_tabular_score(seed: int):
-    """Before any step, the fused output is monotone in the tabular logit, whatever the init."""
-    from isicstack.vision.model import ImageClassifier
-
-    torch.manual_seed(seed)
-    model = ImageClassifier("test_resnet", n_tab=2).eval()
-    z = torch.linspace(-3, 3, 7)
-    tab = torch.stack([z, torch.randn(7)], dim=1)
-    with torch.no_grad():
-        out = model(torch.randn(7, 3, 32, 32), tab)
-    assert torch.all(out[1:] > out[:-1])
-
-
 @pytest.mark.parametrize("profile", ["default", "smoke", "full", "real_dev", "gpu"])
 def test_profiles_resolve(profile: str):
     cfg = load_config(ImageConfig, "image", profile, ["optim.steps=7"])

@@ -18,6 +18,7 @@ from isicstack.data.io import write_parquet
 from isicstack.data.layout import folds_path, oof_path
 from isicstack.data.schema import columns_for
 from isicstack.settings.keys import with_keys
+from isicstack.vision.model import ImageClassifier, build_model
 from isicstack.vision.train import ImageConfig
 
 N_TRAIN, N_TEST, SIZE = 60, 9, 32
@@ -79,3 +80,10 @@ def copy_artifacts(d: dict[str, Path], dst: Path) -> Path:
         (dst / f).parent.mkdir(parents=True, exist_ok=True)
         (dst / f).write_bytes((d["artifacts"] / f).read_bytes())
     return dst
+
+
+def tiny_model(n_tab: int = 0) -> ImageClassifier:
+    """The image model as every caller builds it (``build_model``), on timm's ``test_resnet``
+    (random init)."""
+    cfg = with_keys(ImageConfig(), {"model.name": "test_resnet"})
+    return build_model(cfg, n_tab, channels_last=False, pretrained=False)

@@ -92,16 +92,19 @@ def pretrained_overlay(model_name: str, pretrained_path: str) -> dict[str, Any] 
     return None
 
 
-def create_backbone(model_name: str, pretrained: bool = False, pretrained_path: str = "",
-                    drop_rate: float = 0.0) -> nn.Module:
-    """``timm.create_model(name, num_classes=0)`` with timm's own pretrained loading."""
+def create_backbone(model_name: str, pretrained: bool = False,
+                    pretrained_path: str = "") -> nn.Module:
+    """``timm.create_model(name, num_classes=0)`` with timm's own pretrained loading.
+
+    ``drop_rate=0``: the dropout is the image model's head (``model.drop_rate``); 0 also
+    overrides a model's own timm default, which would drop features before the head."""
     if not timm.is_model(model_name):
-        raise ValueError(f"model_name {model_name!r} is not a timm model "
+        raise ValueError(f"model.name {model_name!r} is not a timm model "
                          "(see timm.list_models())")
     overlay = pretrained_overlay(model_name, pretrained_path) if pretrained else None
     try:
         model = timm.create_model(model_name, pretrained=pretrained, num_classes=0,
-                                  drop_rate=drop_rate, pretrained_cfg_overlay=overlay)
+                                  drop_rate=0.0, pretrained_cfg_overlay=overlay)
     except (OSError, RuntimeError) as err:  # no network, bad file, keys that do not fit
         where = overlay["file"] if overlay else "timm's hub/cache"
         raise ValueError(f"pretrained weights for {model_name!r} from {where} could not be "

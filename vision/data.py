@@ -34,6 +34,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
 Augment = Literal["none", "flips", "strong"]
 NO_TAB = np.zeros(0, np.float32)  # the tab row of a model without tabular inputs
 RING = 4  # batch buffers a threaded CropDataset reuses in turn
+FAST_DECODE = True  # libjpeg-turbo fast DCT + upsampling: training and prediction decode alike
 
 
 class ImageSource(Protocol):
@@ -47,10 +48,9 @@ class ImageSource(Protocol):
 class HDF5Source:
     """Crops of a Kaggle-layout HDF5 (key = isic_id, value = JPEG bytes)."""
 
-    def __init__(self, path: str | os.PathLike[str], color_constancy: bool = False,
-                 fast: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], color_constancy: bool = False) -> None:
         self.store = CropStore(path)
-        self.path, self.color_constancy, self.fast = self.store.path, color_constancy, fast
+        self.path, self.color_constancy = self.store.path, color_constancy
 
     def keys(self) -> list[str]:
         return CropStore.ids(self.path)
@@ -67,7 +67,7 @@ class HDF5Source:
     def decode(self, isic_id: str, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
         """The crop from its bytes (``read_bytes``), as :meth:`image` returns it; ``out``: a
         contiguous buffer to decode into (it is then a view of ``out``)."""
-        img = decode_named(data, isic_id, self.path, self.fast, out)
+        img = decode_named(data, isic_id, self.path, FAST_DECODE, out)
         if not self.color_constancy:
             return img
         img[...] = shades_of_gray(img)
@@ -77,8 +77,7 @@ class HDF5Source:
 class FolderSource:
     """A folder of JPEG crops; the file stem is the ``isic_id``."""
 
-    def __init__(self, folder: str | os.PathLike[str], color_constancy: bool = False,
-                 fast: bool = True) -> None:
+    def __init__(self, folder: str | os.PathLike[str], color_constancy: bool = False) -> None:
         self.path = Path(folder)
         if not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: image folder not found")
@@ -86,7 +85,7 @@ class FolderSource:
                       if p.suffix in JPEG_SUFFIXES and p.is_file()}
         if not self.files:
             raise FileNotFoundError(f"{self.path}: no .jpg/.jpeg files")
-        self.color_constancy, self.fast = color_constancy, fast
+        self.color_constancy = color_constancy
 
     def keys(self) -> list[str]:
         return list(self.files)
@@ -96,7 +95,7 @@ class FolderSource:
         if path is None:
             raise BadImageError(f"{self.path}: no image for isic_id {isic_id!r}", isic_id,
                                 self.path)
-        img = decode_named(path.read_bytes(), isic_id, path, self.fast)
+        img = decode_named(path.read_bytes(), isic_id, path, FAST_DECODE)
         return shades_of_gray(img) if self.color_constancy else img
 
 
@@ -116,13 +115,13 @@ class BlankForBad:
         return self.source.image(isic_id)
 
 
-def open_source(path: str | os.PathLike[str], color_constancy: bool = False,
-                fast: bool = True) -> HDF5Source | FolderSource:
+def open_source(path: str | os.PathLike[str],
+                color_constancy: bool = False) -> HDF5Source | FolderSource:
     """An HDF5 crop file or a folder of JPEGs, by what ``path`` is."""
     p = Path(path)
     if p.is_dir():
-        return FolderSource(p, color_constancy, fast)
-    return HDF5Source(p, color_constancy, fast)
+        return FolderSource(p, color_constancy)
+    return HDF5Source(p, color_constancy)
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -139,7 +138,7 @@ def eval_transform(size: int) -> v2.Compose:
     return v2.Compose([v2.Resize((size, size), antialias=True), *_finish()])
 
 
-def train_transform(size: int, augment: Augment = "flips") -> v2.Compose:
+def train_transform(size: int, augment: Augment) -> v2.Compose:
     """``flips``: resize + random h/v flips (random init at small size: what learns fastest).
     ``strong``: random resized crop (the resize) + flips + colour jitter (pretrained, large);
     geometry on the uint8 crop, the jitter (torchvision's ColorJitter(0.2, 0.2, 0.2, 0.02) with

@@ -5,7 +5,6 @@ training batch is made (the balanced sampler, the augmentation in the loader or,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,18 +12,25 @@ import pytorch_lightning as lightning
 from torch.utils.data import DataLoader, Dataset
 
 from isicstack.vision.batch_augment import BatchAugment, collate_padded
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import (
     MEAN,
     STD,
-    Augment,
     CropDataset,
-    ImageSource,
     eval_transform,
     make_loader,
     train_transform,
 )
 from isicstack.vision.distributed import eval_sampler, world_of
+from isicstack.vision.prepare import Sources
 from isicstack.vision.sampler import BalancedEpochSampler
+from isicstack.vision.tables import TrainInputs
+
+
+def fold_seed(cfg: ImageConfig, fold: int) -> int:
+    """The seed of a fold's initial weights and of its sampling: folds draw differently, and a
+    fold draws the same when it alone is rerun."""
+    return cfg.seed + fold
 
 
 def stratified_subset(y: np.ndarray, neg_ratio: float, seed: int) -> np.ndarray:
@@ -43,46 +49,44 @@ class FoldDataModule(lightning.LightningDataModule):
     Under DDP (the attached Trainer's world size > 1) each rank gets its share of every loader.
     """
 
-    def __init__(self, source: ImageSource, ids: Sequence[str], targets: np.ndarray,
-                 folds: np.ndarray, fold: int, image_size: int, batch_size: int,
-                 num_workers: int = 0, neg_ratio: float = 10.0, seed: int = 0,
-                 augment: Augment = "flips", tab: np.ndarray | None = None,
-                 val_neg_ratio: float = 10.0, trainable: np.ndarray | None = None,
-                 augment_on: str = "loader") -> None:
+    def __init__(self, cfg: ImageConfig, inputs: TrainInputs, sources: Sources,
+                 fold: int) -> None:
+        """Rows of ``inputs.table`` (isic_id, target, fold); crops from ``sources.train``, those
+        in ``sources.bad_ids`` left out of training (still scored); batches as ``cfg.data``
+        says, drawn with the fold's seed."""
         super().__init__()
-        self.source = source
-        self.ids = np.asarray(ids, dtype=object)
-        self.targets = np.asarray(targets, dtype=np.float32)
-        self.folds = np.asarray(folds)
-        self.fold, self.image_size, self.batch_size = int(fold), image_size, batch_size
-        self.num_workers, self.neg_ratio, self.seed = num_workers, neg_ratio, seed
-        self.augment, self.tab, self.val_neg_ratio = augment, tab, val_neg_ratio
+        table, self.cfg = inputs.table, cfg
+        self.source, self.tab, self.seed = sources.train, inputs.tab(), fold_seed(cfg, fold)
+        self.ids = np.asarray(table["isic_id"].to_list(), dtype=object)
+        self.targets = np.asarray(table["target"].to_numpy(), dtype=np.float32)
+        folds = np.asarray(table["fold"].to_numpy())
         # device: training crops leave the loader decoded and are augmented once on the device
-        self.augmenter = (BatchAugment(image_size, augment, MEAN, STD) if augment_on == "device"
-                          else None)
-        ok = np.ones(len(self.folds), bool) if trainable is None else np.asarray(trainable, bool)
-        self.train_rows = np.flatnonzero((self.folds != self.fold) & ok)
-        self.valid_rows = np.flatnonzero(self.folds == self.fold)
+        self.augmenter = (BatchAugment(cfg.model.image_size, cfg.data.augment, MEAN, STD)
+                          if cfg.data.augment_on == "device" else None)
+        trainable = ~table["isic_id"].is_in(sources.bad_ids).to_numpy()
+        self.train_rows = np.flatnonzero((folds != fold) & trainable)
+        self.valid_rows = np.flatnonzero(folds == fold)
         if not self.valid_rows.size:
             raise ValueError(f"fold {fold}: no validation rows")
 
     def _dataset(self, rows: np.ndarray, train: bool) -> CropDataset:
         device = train and self.augmenter is not None  # decoded by threads, augmented later
-        tf = (None if device else train_transform(self.image_size, self.augment)
-              if train else eval_transform(self.image_size))
+        size = self.cfg.model.image_size
+        tf = (None if device else train_transform(size, self.cfg.data.augment)
+              if train else eval_transform(size))
         return CropDataset(self.source, self.ids[rows].tolist(), tf, self.targets[rows],
                            None if self.tab is None else self.tab[rows],
-                           threads=self.num_workers if device else 0)
+                           threads=self.cfg.data.num_workers if device else 0)
 
     def train_dataloader(self) -> DataLoader:
-        ds = self._dataset(self.train_rows, train=True)
+        ds, dc = self._dataset(self.train_rows, train=True), self.cfg.data
         world, rank = world_of(self.trainer)
-        sampler = BalancedEpochSampler(ds.targets, self.neg_ratio, self.seed, world, rank,
-                                       self.batch_size)
+        sampler = BalancedEpochSampler(ds.targets, dc.neg_ratio, self.seed, world, rank,
+                                       dc.batch_size)
         # BatchNorm fails on a last batch of one; drop the ragged tail when there is a full batch
         # augment_on device: num_workers decode threads in this process, no worker processes
-        return make_loader(ds, self.batch_size, 0 if self.augmenter else self.num_workers,
-                           sampler, drop_last=len(sampler) > self.batch_size,
+        return make_loader(ds, dc.batch_size, 0 if self.augmenter else dc.num_workers,
+                           sampler, drop_last=len(sampler) > dc.batch_size,
                            collate_fn=collate_padded if self.augmenter else None)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -94,7 +98,8 @@ class FoldDataModule(lightning.LightningDataModule):
         return batch
 
     def val_dataloader(self) -> DataLoader:
-        sub = stratified_subset(self.targets[self.valid_rows], self.val_neg_ratio, self.seed)
+        sub = stratified_subset(self.targets[self.valid_rows], self.cfg.data.val_neg_ratio,
+                                self.seed)
         return self.eval_loader(self._dataset(self.valid_rows[sub], train=False))
 
     def predict_dataloader(self) -> DataLoader:
@@ -102,5 +107,5 @@ class FoldDataModule(lightning.LightningDataModule):
 
     def eval_loader(self, ds: Dataset) -> DataLoader:
         """``ds`` in order (this rank's padded share under DDP), at twice the batch size."""
-        return make_loader(ds, 2 * self.batch_size, self.num_workers,
+        return make_loader(ds, 2 * self.cfg.data.batch_size, self.cfg.data.num_workers,
                            eval_sampler(ds, self.trainer))

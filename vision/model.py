@@ -39,31 +39,21 @@ class ImageClassifier(lightning.LightningModule):
     from an image-only run of the same folds, as the sum of both; a short run learns the mix.
     """
 
-    def __init__(
-        self,
-        model_name: str = "resnet50",
-        n_tab: int = 0,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-2,
-        backbone_lr_mult: float = 1.0,
-        pos_weight: float = 1.0,
-        warmup_frac: float = 0.25,
-        schedule: str = "onecycle",
-        pretrained: bool = False,
-        pretrained_path: str = "",
-        drop_rate: float = 0.0,
-        channels_last: bool = False,
-        tta_flip: bool = False,
-    ) -> None:
+    def __init__(self, backbone: nn.Module, cfg: ImageConfig, n_tab: int,
+                 channels_last: bool) -> None:
+        """``backbone`` comes built (:func:`build_model`: training, prediction, Grad-CAM, the
+        app), so its name and weights are read in one place; the rest is read from ``cfg``
+        when used, never copied: the config's dataclass holds the one set of defaults."""
         super().__init__()
-        self.save_hyperparameters()
-        if schedule not in ("onecycle", "cosine"):
-            raise ValueError(f"schedule must be onecycle or cosine, got {schedule!r}")
-        self.backbone = create_backbone(model_name, pretrained, pretrained_path)
+        if cfg.optim.schedule not in ("onecycle", "cosine"):
+            raise ValueError(f"optim.schedule must be onecycle or cosine, "
+                             f"got {cfg.optim.schedule!r}")
+        self.cfg = cfg
+        self.backbone = backbone
         # pooled output width (after a conv head such as MobileNetV3's, when there is one)
-        dim = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
+        dim = int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
         self.n_tab = int(n_tab)
-        self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(dim, 1))
+        self.head = nn.Sequential(nn.Dropout(cfg.model.drop_rate), nn.Linear(dim, 1))
         self.tab_skip: nn.Module | None = None
         if self.n_tab:
             # start as the standardised tabular logit (column 0) with the image part at zero: a
@@ -76,9 +66,9 @@ class ImageClassifier(lightning.LightningModule):
                 self.tab_skip.bias.zero_()
                 self.head[-1].weight.zero_()
                 self.head[-1].bias.zero_()
-        self.register_buffer("pos_weight", torch.tensor(float(pos_weight)), persistent=False)
+        self.register_buffer("pos_weight", torch.tensor(float(cfg.optim.pos_weight)),
+                             persistent=False)
         self.channels_last = channels_last
-        self.tta_flip = tta_flip
         if channels_last:
             self.to(memory_format=torch.channels_last)
         self._val: list[tuple[torch.Tensor, ...]] = []
@@ -151,8 +141,8 @@ class ImageClassifier(lightning.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """``pred``; a fused model also gives ``image_part``, the sigmoid of its image term
         alone: what the CNN adds to the table, a GBDT feature that repeats none of it."""
-        views = [batch["image"]] + ([torch.flip(batch["image"], dims=[3])] if self.tta_flip
-                                    else [])
+        flip = self.cfg.data.tta_flip
+        views = [batch["image"]] + ([torch.flip(batch["image"], dims=[3])] if flip else [])
         img = torch.stack([self.image_logit(v).float() for v in views])  # (views, rows)
         out = {"index": batch["index"].cpu(),
                "pred": torch.sigmoid(img + self.tab_logit(batch["tab"], img.dtype)).mean(0).cpu()}
@@ -161,27 +151,25 @@ class ImageClassifier(lightning.LightningModule):
         return out
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        oc = self.cfg.optim
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
+        for name, p in self.named_parameters():  # none is frozen
             is_backbone = name.startswith("backbone.")
             no_decay = p.ndim <= 1  # biases and norm scales: no weight decay
             groups.setdefault((is_backbone, no_decay), []).append(p)
         params = [
-            {"params": ps, "lr": hp.lr * (hp.backbone_lr_mult if bb else 1.0),
-             "weight_decay": 0.0 if nd else hp.weight_decay}
+            {"params": ps, "lr": oc.lr * (oc.backbone_lr_mult if bb else 1.0),
+             "weight_decay": 0.0 if nd else oc.weight_decay}
             for (bb, nd), ps in groups.items()
         ]
-        opt = torch.optim.AdamW(params, lr=hp.lr)
+        opt = torch.optim.AdamW(params, lr=oc.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        if hp.schedule == "onecycle" and total >= 2:  # random init: warm up, anneal to ~0
+        if oc.schedule == "onecycle" and total >= 2:  # random init: warm up, anneal to ~0
             sched: Any = torch.optim.lr_scheduler.OneCycleLR(
                 opt, max_lr=[g["lr"] for g in params], total_steps=total,
-                pct_start=min(max(hp.warmup_frac, 1.5 / total), 0.9), cycle_momentum=False)
+                pct_start=min(max(oc.warmup_frac, 1.5 / total), 0.9), cycle_momentum=False)
         else:  # pretrained: short linear warmup, cosine decay
-            warmup = int(hp.warmup_frac * total)
+            warmup = int(oc.warmup_frac * total)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: cosine_with_warmup(s, total, warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -191,12 +179,9 @@ def build_model(cfg: ImageConfig, n_tab: int, channels_last: bool,
                 pretrained: bool = True) -> ImageClassifier:
     """The image stage's network from its config, for every caller: training (with the
     config's pretrained weights) and prediction, Grad-CAM and the app (``pretrained=False``:
-    the weights come from a fold's checkpoint), so a new option is added once."""
-    mc, opt = cfg.model, cfg.optim
-    return ImageClassifier(
-        mc.name, n_tab=n_tab, lr=opt.lr, weight_decay=opt.weight_decay,
-        backbone_lr_mult=opt.backbone_lr_mult, pos_weight=opt.pos_weight,
-        warmup_frac=opt.warmup_frac, schedule=opt.schedule,
-        pretrained=mc.pretrained and pretrained,
-        pretrained_path=mc.pretrained_path if pretrained else "", drop_rate=mc.drop_rate,
-        channels_last=channels_last, tta_flip=cfg.data.tta_flip)
+    the weights come from a fold's checkpoint), so a new option is added once. The backbone is
+    built first, then the head: the order the random initial weights are drawn in."""
+    mc = cfg.model
+    backbone = create_backbone(mc.name, mc.pretrained and pretrained,
+                               mc.pretrained_path if pretrained else "")
+    return ImageClassifier(backbone, cfg, n_tab, channels_last)
