@@ -32,9 +32,9 @@ from isicstack.settings.keys import with_keys
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.datamodule import FoldDataModule
 from isicstack.vision.distributed import eval_sampler, gather_rows
+from isicstack.vision.fold_table import TrainInputs
 from isicstack.vision.prepare import Sources
 from isicstack.vision.sampler import BalancedEpochSampler
-from isicstack.vision.tables import TrainInputs
 
 
 def _steps(s: BalancedEpochSampler) -> list[np.ndarray]:

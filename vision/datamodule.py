@@ -22,9 +22,9 @@ from isicstack.vision.data import (
     train_transform,
 )
 from isicstack.vision.distributed import eval_sampler, world_of
+from isicstack.vision.fold_table import TrainInputs
 from isicstack.vision.prepare import Sources
 from isicstack.vision.sampler import BalancedEpochSampler
-from isicstack.vision.tables import TrainInputs
 
 
 def fold_seed(cfg: ImageConfig, fold: int) -> int:

@@ -32,9 +32,9 @@ from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import CropDataset, eval_transform
 from isicstack.vision.datamodule import FoldDataModule, fold_seed
 from isicstack.vision.distributed import barrier, gather_rows, global_rank
+from isicstack.vision.fold_table import TrainInputs
 from isicstack.vision.mlflow_log import fold_loggers
 from isicstack.vision.model import ImageClassifier, build_model
-from isicstack.vision.fold_table import TrainInputs
 from isicstack.vision.prepare import Sources
 
 log = logging.getLogger(__name__)
