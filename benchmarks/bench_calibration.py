@@ -110,7 +110,7 @@ def real_dev(n_boot: int) -> dict[str, Any]:
     from isicstack.evaluation.calibration_metrics import reliability
     from isicstack.evaluation.calibration_report import read_calibrated
     from isicstack.settings.layers import load_config
-    from isicstack.tabular.cv import TabularConfig
+    from isicstack.tabular.config import TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,8 @@ from isicstack.data.provenance import fold_hash
 from isicstack.evaluation.compared_runs import FOLD_COLS, expand, load_eval
 from isicstack.evaluation.paired import Scored, paired
 from isicstack.settings.layers import load_config
-from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
+from isicstack.tabular.config import TabularConfig
+from isicstack.tabular.cv import cross_validate, prepare
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from isicstack.data.predictions import read_run_oof
 from isicstack.data.provenance import fold_hash
 from isicstack.evaluation.subgroup_tables import MISSING, SubgroupConfig, cell, fmt
 from isicstack.settings.layers import load_config, save_config
-from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
+from isicstack.tabular.config import TabularConfig
+from isicstack.tabular.cv import cross_validate, prepare
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ from isicstack.pipelines.tune_space import (  # noqa: F401 - TuneConfig: the sta
     suggest,
 )
 from isicstack.settings.layers import TUNED_BY, tuned_dir
-from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
+from isicstack.tabular.config import TabularConfig
+from isicstack.tabular.cv import cross_validate, prepare
 
 log = logging.getLogger(__name__)
 

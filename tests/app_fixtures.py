@@ -10,7 +10,7 @@ from pathlib import Path
 from isicstack.settings.layers import load_config
 from isicstack.stacking.stack import StackConfig
 from isicstack.stacking.stack import run as stack
-from isicstack.tabular.cv import ModelSpec, TabularConfig
+from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
 from isicstack.vision.train import ImageConfig
 from isicstack.vision.train import run as train_image

@@ -139,7 +139,7 @@ def test_losses_and_reliability_intervals(data):
 def trained(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Path:
     """A LightGBM run (negatives subsampled, positives up-weighted) with saved models."""
-    from isicstack.tabular.cv import ModelSpec, TabularConfig
+    from isicstack.tabular.config import ModelSpec, TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
     art = tmp_path_factory.mktemp("calibrate") / "artifacts"

@@ -54,7 +54,7 @@ def art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPath
     """Folds, a LightGBM run, its calibration, and a 'perfect' OOF (the oracle's risk)."""
     from isicstack.evaluation.calibrate import CalibrateConfig
     from isicstack.evaluation.calibrate import run as calibrate
-    from isicstack.tabular.cv import ModelSpec, TabularConfig
+    from isicstack.tabular.config import ModelSpec, TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
     art = tmp_path_factory.mktemp("clinical") / "artifacts"
@@ -143,7 +143,7 @@ def test_real_dev_tables_render(real_dev: Path, tmp_path: Path):
     from isicstack.evaluation.subgroups import SubgroupsConfig
     from isicstack.evaluation.subgroups import run as subgroups
     from isicstack.settings.layers import load_config
-    from isicstack.tabular.cv import TabularConfig
+    from isicstack.tabular.config import TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
     art, data = tmp_path / "art", real_dev / "tabular"

@@ -29,7 +29,7 @@ from isicstack.inference.predict import PredictConfig, load_predictors, patient_
 from isicstack.pipelines.cli import main
 from isicstack.settings.layers import load_config
 from isicstack.stacking.methods import Stacker, fit_stacker
-from isicstack.tabular.cv import ModelSpec, TabularConfig
+from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
 from isicstack.vision.train import ImageConfig
 from isicstack.vision.train import run as train_image
