@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from isicstack.settings.layers import load_config
-from isicstack.stacking.stack import StackConfig
+from isicstack.stacking.config import StackConfig
 from isicstack.stacking.stack import run as stack
 from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular

@@ -22,7 +22,7 @@ from browser_fixtures import free_port
 from isicstack.evaluation.runs_table import RunsConfig
 from isicstack.evaluation.runs_table import run as runs
 from isicstack.ledger import store as tracking
-from isicstack.stacking.stack import StackConfig
+from isicstack.stacking.config import StackConfig
 from isicstack.stacking.stack import run as stack
 from isicstack.vision.mlflow_log import OncePerProcess
 
