@@ -18,7 +18,7 @@ import numpy as np
 from isicstack.app.patient import crops_by_id, read_patient_csv, render_patient
 from isicstack.app.service import Clinic, Result
 from isicstack.app.validate import FIELDS, InputError, parse_metadata, read_upload
-from isicstack.calibration.operating_point import OperatingPointConfig
+from isicstack.calibration.config import OperatingPointConfig
 from isicstack.extras import require
 from isicstack.settings.layers import ConfigError
 

@@ -57,7 +57,8 @@ def variants(test: pl.DataFrame) -> dict[str, pl.DataFrame]:
 def maps(chain: str, data: str, names: list[str]) -> dict[str, Any]:
     """Calibration maps of ``names`` fitted on the chain's OOF scores (written to a temp dir)."""
     from isicstack.calibration.maps import CalMap
-    from isicstack.evaluation.calibrate import CalibrateConfig, run
+    from isicstack.evaluation.calibrate import run
+    from isicstack.evaluation.config import CalibrateConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         run(CalibrateConfig(artifacts=chain, data_dir=data, out=tmp, n_boot=0, models=names))

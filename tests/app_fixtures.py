@@ -32,8 +32,8 @@ def make_clinic_artifacts(mini_isic: Path, mini_artifacts: Path, art: Path,
     stack(StackConfig(data_dir=str(mini_isic), artifacts=str(art), method="logistic",
                       submission=False))
     if calibrate:
-        from isicstack.evaluation.calibrate import CalibrateConfig
         from isicstack.evaluation.calibrate import run as calibrate_run
+        from isicstack.evaluation.config import CalibrateConfig
 
         calibrate_run(CalibrateConfig(artifacts=str(art), data_dir=str(mini_isic), n_boot=0))
     return art

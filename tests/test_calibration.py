@@ -155,7 +155,8 @@ def trained(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="module")
 def calibrated(trained: Path, mini_isic: Path) -> dict:
-    from isicstack.evaluation.calibrate import CalibrateConfig, run
+    from isicstack.evaluation.calibrate import run
+    from isicstack.evaluation.config import CalibrateConfig
 
     return run(CalibrateConfig(artifacts=str(trained), data_dir=str(mini_isic), n_boot=50))
 
@@ -228,7 +229,7 @@ def test_predict_adds_risk_and_package_ships_maps(trained: Path, calibrated: dic
 
 
 def test_calibrate_config_resolves():
-    from isicstack.evaluation.calibrate import CalibrateConfig
+    from isicstack.evaluation.config import CalibrateConfig
     from isicstack.settings.layers import ConfigError, load_config
 
     cfg = load_config(CalibrateConfig, "calibrate", "smoke", ["method=isotonic"])
