@@ -106,7 +106,8 @@ def real_dev(n_boot: int) -> dict[str, Any]:
     data = Path(REAL_DEV)
     if not (data / "train-metadata.csv").is_file():
         return {"skipped": f"{REAL_DEV}/train-metadata.csv not found"}
-    from isicstack.data.folds import FoldsConfig, ensure_folds
+    from isicstack.data.config import FoldsConfig
+    from isicstack.data.folds import ensure_folds
     from isicstack.evaluation.calibrate import run
     from isicstack.evaluation.calibration_metrics import reliability
     from isicstack.evaluation.calibration_report import read_calibrated

@@ -126,7 +126,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "single_lesion.json"))
     args = ap.parse_args()
     os.chdir(ROOT)  # chain and data are named relative to the repository root
-    from isicstack.inference.predict import PredictConfig, resolve_models
+    from isicstack.inference.config import PredictConfig
+    from isicstack.inference.predict import resolve_models
 
     pcfg = PredictConfig(data_dir=args.data, artifacts=args.chain, accelerator="cpu",
                          num_workers=0, cpu_threads=1)

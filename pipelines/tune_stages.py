@@ -29,7 +29,8 @@ from isicstack.settings.keys import field_paths, lookup, moved_keys, nest, renam
 from isicstack.stacking.config import StackConfig
 from isicstack.stacking.methods import cross_validate
 from isicstack.stacking.stack import load_level1
-from isicstack.vision.train import ImageConfig, run
+from isicstack.vision.config import ImageConfig
+from isicstack.vision.train import run
 
 
 class FoldPruning(Callback):

@@ -12,7 +12,7 @@ from isicstack.stacking.config import StackConfig
 from isicstack.stacking.stack import run as stack
 from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
-from isicstack.vision.train import ImageConfig
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.train import run as train_image
 
 

@@ -199,9 +199,9 @@ def test_stale_map_is_refused(trained: Path, calibrated: dict, tmp_path: Path):
 
 def test_predict_adds_risk_and_package_ships_maps(trained: Path, calibrated: dict,
                                                   mini_isic: Path, tmp_path: Path):
-    from isicstack.inference.package import MANIFEST, PackageConfig
+    from isicstack.inference.config import PackageConfig, PredictConfig
+    from isicstack.inference.package import MANIFEST
     from isicstack.inference.package import run as package
-    from isicstack.inference.predict import PredictConfig
     from isicstack.inference.predict import run as predict
 
     cfg = PredictConfig(data_dir=str(mini_isic), artifacts=str(trained), stacker="",

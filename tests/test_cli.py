@@ -64,7 +64,7 @@ def _boom(exc: BaseException):
 
 def test_unexpected_error_keeps_traceback_with_v(monkeypatch, capsys):
     """A bug (a bare KeyError) says its type and how to see it; -v prints the traceback."""
-    from isicstack.data.folds import FoldsConfig
+    from isicstack.data.config import FoldsConfig
     from isicstack.pipelines import stages
 
     monkeypatch.setattr(stages, "resolve", lambda stage: (FoldsConfig, _boom(KeyError("oops"))))
@@ -78,7 +78,7 @@ def test_unexpected_error_keeps_traceback_with_v(monkeypatch, capsys):
 
 
 def test_data_error_is_one_line_without_v(monkeypatch, capsys):
-    from isicstack.data.folds import FoldsConfig
+    from isicstack.data.config import FoldsConfig
     from isicstack.data.io import DataError
     from isicstack.pipelines import stages
 
@@ -93,7 +93,7 @@ def test_data_error_is_one_line_without_v(monkeypatch, capsys):
 
 def test_bad_input_from_a_dataloader_worker_is_one_line(monkeypatch, capsys):
     """torch re-raises a worker's error with its traceback as text: the CLI keeps one line."""
-    from isicstack.data.folds import FoldsConfig
+    from isicstack.data.config import FoldsConfig
     from isicstack.pipelines import stages
 
     text = ("Caught BadImageError in DataLoader worker process 0.\nOriginal Traceback (most "

@@ -132,7 +132,8 @@ def test_loco_refuses_oof_features(art: Path, mini_isic: Path):
 @pytest.mark.slow
 def test_real_dev_tables_render(real_dev: Path, tmp_path: Path):
     """Subgroup and per-centre tables on the real rows (skips without ../shared/real-dev)."""
-    from isicstack.data.folds import FoldsConfig, ensure_folds
+    from isicstack.data.config import FoldsConfig
+    from isicstack.data.folds import ensure_folds
     from isicstack.evaluation.config import LocoConfig, SubgroupsConfig
     from isicstack.evaluation.loco import markdown as loco_md
     from isicstack.evaluation.loco import read_sections

@@ -21,7 +21,7 @@ from isicstack.explain.config import ExplainConfig
 from isicstack.explain.explain import run
 from isicstack.explain.figures import overlay, panel
 from isicstack.extras import MissingExtraError
-from isicstack.inference.images import PredictImagesConfig
+from isicstack.inference.config import PredictImagesConfig
 from isicstack.inference.images import run as predict_images
 from isicstack.pipelines.cli import main
 from isicstack.vision.model import ImageClassifier

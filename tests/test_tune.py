@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from isicstack.data.provenance import fold_hash
-from isicstack.pipelines.tune import TuneConfig, pruning_reporter, run, split_params, suggest
+from isicstack.pipelines.config import TuneConfig
+from isicstack.pipelines.tune import pruning_reporter, run, split_params, suggest
 from isicstack.settings.layers import load_config, tuned_record
 from isicstack.tabular.config import TabularConfig
 from isicstack.vision.config import ImageConfig

@@ -18,7 +18,7 @@ from isicstack.data.io import write_parquet
 from isicstack.data.layout import folds_path, oof_path
 from isicstack.data.schema import columns_for
 from isicstack.settings.keys import with_keys
-from isicstack.vision.train import ImageConfig
+from isicstack.vision.config import ImageConfig
 
 N_TRAIN, N_TEST, SIZE = 60, 9, 32
 
