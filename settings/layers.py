@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import yaml
 
 from isicstack.data.io import write_text
-from isicstack.settings.build import build
+from isicstack.settings.build import build, default_values
 from isicstack.settings.keys import (
     ConfigError,
     flatten,
@@ -194,6 +194,20 @@ def stage_values(stage: str, profile: str = "default",
     return values, record
 
 
+def config_values(cls: type, stage: str, profile: str = "default",
+                  config_dir: str | os.PathLike[str] | None = None, use_tuned: bool = True
+                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What ``stage`` resolves to before command-line overrides, as a mapping: the defaults of
+    ``cls`` under its YAML layers (:func:`stage_values`, moved keys migrated), ``profile`` set
+    where ``cls`` has that key; and the tuned file's record (None when none was merged).
+    Mappings merge key by key, so a profile setting one GBDT parameter keeps the others."""
+    layers, record = stage_values(stage, profile, config_dir, use_tuned, moved_keys(cls))
+    values = _merge(default_values(cls), layers)
+    if "profile" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
+        values["profile"] = profile  # stages derive profile-specific paths from it
+    return values, record
+
+
 def load_config(
     cls: type[T],
     stage: str,
@@ -203,14 +217,10 @@ def load_config(
     use_tuned: bool = True,
 ) -> T:
     """Resolve the config of ``stage`` (``configs/<stage>.yaml``) into dataclass ``cls``."""
-    moved = moved_keys(cls)
-    values, record = stage_values(stage, profile, config_dir, use_tuned, moved)
-    if "profile" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
-        values["profile"] = profile  # stages derive profile-specific paths from it
+    values, record = config_values(cls, stage, profile, config_dir, use_tuned)
     over = parse_overrides(overrides or [])
-    refuse_moved(over, moved, "override")  # the command line is written now: the new keys
-    values = _merge(values, over)
-    cfg = build(cls, values)
+    refuse_moved(over, moved_keys(cls), "override")  # the command line is written now: new keys
+    cfg = build(cls, _merge(values, over))
     if record is not None:  # not a field: never saved as a setting, read by tuned_record
         object.__setattr__(cfg, "_tuned", record)
     return cfg
