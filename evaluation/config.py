@@ -101,6 +101,7 @@ class CalibrateConfig:
     artifacts: str = "artifacts"  # folds, oof/ and runs/ are read here
     profile: str = "default"    # config profile in use (set by --profile)
     models: list[str] = field(default_factory=list)  # empty: every OOF file, the stack included
+    # prior: the prior correction alone, no map
     method: Literal["platt", "isotonic", "prior"] = "platt"  # the monotone map after the prior
     prior: bool = True          # undo the training-time class ratio before the map
     out: str = ""               # "" = <artifacts>/calibration

@@ -17,6 +17,7 @@ class ExplainConfig:
     data_dir: str = "auto"        # its train-image.hdf5 is the default image source
     artifacts: str = "artifacts"  # holds runs/<name>/
     profile: str = "default"      # config profile in use (set by --profile)
+    # a fused run is refused: its score also needs the tabular features
     name: str = ""  # an image-only run under artifacts/runs/; "" = the chain's (chain.yaml)
     isic_ids: list[str] | str = field(default_factory=list)  # a list, or "ISIC_1,ISIC_2"
     ids_file: str = ""            # more ids: one per line, or a CSV with an isic_id column

@@ -29,6 +29,8 @@ class PredictConfig:
     num_workers: int = 2            # image decode workers
     accelerator: str = "auto"       # auto (GPU when present) | cpu | gpu
     cpu_threads: int = 0            # image models on CPU; 0 = cores minus workers
+    # auto: the calibrated risk (`prob` column, risk.csv) where `isic calibrate` saved a current
+    # map; required: an error without one for the submitted model; off: no calibrated risk
     calibration: Literal["auto", "required", "off"] = "auto"  # risk from `isic calibrate` maps
     submit_calibrated: bool = False  # submission.csv holds the calibrated risk (same ranking)
 

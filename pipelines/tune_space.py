@@ -1,5 +1,5 @@
-"""The config of ``isic tune`` and what every objective shares: the search space (read,
-drawn), the per-fold pruning report and the tuned stage's own config.
+"""What every tuning objective shares: the search space (read, drawn), the per-fold pruning
+report and the tuned stage's own config (``isic tune``'s own config: ``pipelines/config.py``).
 
 Apart from ``tune.py`` (studies, storage, export, the tabular objective) so the image and stack
 objectives (``tune_stages.py``, which import torch) import these without importing ``tune``:

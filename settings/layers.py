@@ -1,10 +1,12 @@
 """Typed stage configs from ``configs/<stage>.yaml`` with profiles and ``key=value`` overrides.
 
-A YAML file holds ``base:`` (every key of the stage's dataclass) and ``profiles:`` (named partial
-overrides such as ``smoke`` or ``full``). Resolution order: dataclass defaults < ``base`` <
-profile < ``configs/tuned/<stage>.yaml`` (when present and enabled) < command-line overrides.
-Unknown keys and wrong types are errors naming the key, because a silently ignored typo in a
-sweep wastes hours.
+Every key's default lives in one place, its dataclass (``<room>/config.py``). A YAML file holds
+``profiles:`` (named partial overrides such as ``smoke`` or ``full``) and may hold ``base:`` for
+a key whose field has no default (no shipped file has one: tests/test_config.py). Resolution
+order: dataclass defaults < ``base`` < profile < ``configs/tuned/<stage>.yaml`` (when present
+and enabled) < command-line overrides; mappings merge key by key at every layer, so a profile
+setting one GBDT parameter keeps the other defaults. Unknown keys and wrong types are errors
+naming the key, because a silently ignored typo in a sweep wastes hours.
 
 Keys that moved (a stage's flat config split into groups, ``MOVED_KEYS`` on its dataclass, see
 :mod:`isicstack.settings.keys`): every YAML layer, tuned file and saved run config written with
@@ -181,7 +183,7 @@ def stage_values(stage: str, profile: str = "default",
         if profile not in known:
             where = ", ".join(str(d) for d in config_dirs(config_dir))
             raise ConfigError(f"unknown profile {profile!r} ({where}); known: {', '.join(known)}")
-        log.debug("%s: no profile %r, using base values", path, profile)
+        log.debug("%s: no profile %r, using the defaults", path, profile)
     values = _merge(values, profiles.get(profile) or {})
     tuned = tuned_dir(config_dir) / f"{stage}.yaml"
     record = None
