@@ -1,7 +1,7 @@
 """The operating point's config (``report.yaml: operating_point``; the app builds one too).
 
-Kept apart from ``operating_point.py`` (NumPy) so the report's config and ``isic report --help``
-load without it.
+Kept apart from ``operating_point.py`` (the computation) so that the report's config, which
+nests it, imports config modules only (``isic report --help`` loads no measure).
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ per stage that lists every config key with its default and meaning without loadi
 library."""
 
 import dataclasses
-import importlib
 import os
 import subprocess
 import sys
@@ -41,14 +40,13 @@ def test_missing_data_dir_is_error(tmp_path: Path, capsys):
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_registered_stage_is_built(stage: str):
-    """Each stage names a ``run`` and a config dataclass in its room's ``config`` module, the
-    class its run module works with."""
+    """Each stage names a ``run`` and a config dataclass defined in its room's ``config``
+    module (the light one ``--help`` imports)."""
     cls, run = resolve(stage)
     spec = STAGES[stage]
     room = spec.run.rsplit(".", 1)[0]
     assert spec.config == f"{room}.config:{cls.__name__}" and cls.__module__ == f"{room}.config"
     assert dataclasses.is_dataclass(cls) and callable(run)
-    assert getattr(importlib.import_module(spec.run), cls.__name__) is cls
 
 
 def _boom(exc: BaseException):
