@@ -26,6 +26,7 @@ import polars as pl
 from isicstack.app.patient import PatientResult, single_lesion_warning, uses_patient_context
 from isicstack.app.validate import FIELDS, UPLOAD_ID, InputError, metadata_row
 from isicstack.calibration import operating_point as opoint
+from isicstack.calibration.config import OperatingPointConfig
 from isicstack.calibration.maps import read_map
 from isicstack.calibration.scores import model_scores
 from isicstack.data.colour import shades_of_gray
@@ -34,7 +35,8 @@ from isicstack.data.io import DataError
 from isicstack.explain.explain import crop_maps, load_image_only
 from isicstack.explain.figures import overlay, upscale
 from isicstack.extras import MissingExtraError
-from isicstack.inference.predict import PredictConfig, resolve_models, score_all
+from isicstack.inference.config import PredictConfig
+from isicstack.inference.predict import resolve_models, score_all
 from isicstack.settings.chain import image_only_run
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,7 @@ def attach_upload(predictors: list[Any]) -> list[UploadSource]:
     return sources
 
 
-def operating_point(artifacts: str, name: str, cfg: opoint.OperatingPointConfig
+def operating_point(artifacts: str, name: str, cfg: OperatingPointConfig
                     ) -> tuple[dict[str, Any] | None, str]:
     """Threshold and OOF rates of ``name`` at ``cfg.target_tpr``, or None and why not.
 
@@ -109,12 +111,12 @@ class Clinic:
     """The image-only run, the stack (when its runs are there) and their operating points."""
 
     def __init__(self, artifacts: str, image_run: str = "", stacker: str = "stack",
-                 fallback: str = "lgbm", op_cfg: opoint.OperatingPointConfig | None = None,
+                 fallback: str = "lgbm", op_cfg: OperatingPointConfig | None = None,
                  layer: str = "", cpu_threads: int = 0) -> None:
         self.artifacts, self.layer = artifacts, layer
         image_run = image_only_run(image_run)  # "": the chain's image-only run
         self.lock = threading.Lock()
-        op_cfg = op_cfg or opoint.OperatingPointConfig(n_boot=200)
+        op_cfg = op_cfg or OperatingPointConfig(n_boot=200)
         self.image = load_image_only(artifacts, image_run, None, "cpu", cpu_threads)
         self.image_sources = attach_upload([self.image])
         self.image_op = operating_point(artifacts, image_run, op_cfg)
@@ -128,7 +130,7 @@ class Clinic:
             log.warning("app: the full stack is not available: %s", err)
 
     def _load_stack(self, stacker: str, fallback: str, cpu_threads: int,
-                    op_cfg: opoint.OperatingPointConfig) -> None:
+                    op_cfg: OperatingPointConfig) -> None:
         pcfg = PredictConfig(artifacts=self.artifacts, stacker=stacker, fallback=fallback,
                              accelerator="cpu", num_workers=0, cpu_threads=cpu_threads,
                              image_batch_size=8)

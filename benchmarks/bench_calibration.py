@@ -60,7 +60,8 @@ def figures(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def synthetic(seeds: list[int], n_boot: int) -> dict[str, Any]:
     """Every chain's models, both maps."""
-    from isicstack.evaluation.calibrate import CalibrateConfig, run
+    from isicstack.evaluation.calibrate import run
+    from isicstack.evaluation.config import CalibrateConfig
 
     per_seed: dict[str, Any] = {}
     for seed in seeds:
@@ -105,12 +106,14 @@ def real_dev(n_boot: int) -> dict[str, Any]:
     data = Path(REAL_DEV)
     if not (data / "train-metadata.csv").is_file():
         return {"skipped": f"{REAL_DEV}/train-metadata.csv not found"}
-    from isicstack.data.folds import FoldsConfig, ensure_folds
-    from isicstack.evaluation.calibrate import CalibrateConfig, run
+    from isicstack.data.config import FoldsConfig
+    from isicstack.data.folds import ensure_folds
+    from isicstack.evaluation.calibrate import run
     from isicstack.evaluation.calibration_metrics import reliability
     from isicstack.evaluation.calibration_report import read_calibrated
+    from isicstack.evaluation.config import CalibrateConfig
     from isicstack.settings.layers import load_config
-    from isicstack.tabular.cv import TabularConfig
+    from isicstack.tabular.config import TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
     with tempfile.TemporaryDirectory() as tmp:

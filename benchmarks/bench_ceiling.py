@@ -45,7 +45,7 @@ from isicstack.data.metric import logit, pauc
 from isicstack.data.predictions import load_oof
 from isicstack.evaluation.oracle import oracle_parts, veil_shares
 from isicstack.settings.layers import load_config
-from isicstack.synthetic.generate import SynthConfig
+from isicstack.synthetic.config import SynthConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

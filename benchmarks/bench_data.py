@@ -59,7 +59,8 @@ def full_metadata() -> Path:
     existing = ROOT / "data" / "synthetic" / "full" / "train-metadata.csv"
     if existing.is_file():
         return existing
-    from isicstack.synthetic.generate import SynthConfig, write_metadata_only
+    from isicstack.synthetic.config import SynthConfig
+    from isicstack.synthetic.generate import write_metadata_only
 
     out = Path(tempfile.mkdtemp(prefix="isic_full_meta_"))
     write_metadata_only(SynthConfig(rows=401_059, patients=1042, prevalence=0.00098,

@@ -72,7 +72,8 @@ def synthetic_frame(rows: int, patients: int, seed: int = 0) -> pl.DataFrame:
 
 def worker(train_path: str, test_path: str, out: str) -> None:
     """Build default features for one frame in this (fresh) process and record the cost."""
-    from isicstack.features import FeatureConfig, build_features
+    from isicstack.features.build import build_features
+    from isicstack.features.config import FeatureConfig
 
     train = pl.read_parquet(train_path)
     test = load_metadata(test_path, "test")

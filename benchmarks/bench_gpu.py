@@ -107,7 +107,8 @@ def worker_rate(n: int, workers: int = 1) -> dict[str, Any]:
 def real_dev_cv(images: Path) -> dict[str, Any]:
     """The ``gpu`` profile's image-only CV on the real-dev crops (paths relative to the repo)."""
     from isicstack.settings.layers import load_config, to_dict
-    from isicstack.vision.train import ImageConfig, run
+    from isicstack.vision.config import ImageConfig
+    from isicstack.vision.train import run
 
     os.chdir(REPO)
     rel = Path(os.path.relpath(images, REPO))

@@ -34,7 +34,8 @@ import polars as pl
 
 from isicstack.data.io import write_json
 from isicstack.stacking.methods import fit_stacker
-from isicstack.synthetic.generate import SynthConfig, generate
+from isicstack.synthetic.config import SynthConfig
+from isicstack.synthetic.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -57,7 +57,8 @@ def variants(test: pl.DataFrame) -> dict[str, pl.DataFrame]:
 def maps(chain: str, data: str, names: list[str]) -> dict[str, Any]:
     """Calibration maps of ``names`` fitted on the chain's OOF scores (written to a temp dir)."""
     from isicstack.calibration.maps import CalMap
-    from isicstack.evaluation.calibrate import CalibrateConfig, run
+    from isicstack.evaluation.calibrate import run
+    from isicstack.evaluation.config import CalibrateConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         run(CalibrateConfig(artifacts=chain, data_dir=data, out=tmp, n_boot=0, models=names))
@@ -125,7 +126,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "single_lesion.json"))
     args = ap.parse_args()
     os.chdir(ROOT)  # chain and data are named relative to the repository root
-    from isicstack.inference.predict import PredictConfig, resolve_models
+    from isicstack.inference.config import PredictConfig
+    from isicstack.inference.predict import resolve_models
 
     pcfg = PredictConfig(data_dir=args.data, artifacts=args.chain, accelerator="cpu",
                          num_workers=0, cpu_threads=1)

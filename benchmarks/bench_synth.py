@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from isicstack.data.io import write_json
-from isicstack.synthetic.generate import SynthConfig, generate, simulate
+from isicstack.synthetic.config import SynthConfig
+from isicstack.synthetic.generate import generate, simulate
 from isicstack.synthetic.render import encode_images, image_params
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -44,7 +44,8 @@ def isic(*args: str) -> float:
 
 def real_dev(tmp: Path) -> dict:
     from isicstack.evaluation.compared_runs import load_eval
-    from isicstack.evaluation.evaluate import EvaluateConfig, compare, eval_path
+    from isicstack.evaluation.config import EvaluateConfig
+    from isicstack.evaluation.evaluate import compare, eval_path
     from isicstack.evaluation.evaluate import run as evaluate
     from isicstack.evaluation.paired import pauc_interval
 

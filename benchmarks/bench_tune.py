@@ -67,7 +67,8 @@ def sweep(art: Path, url: str, name: str, trials: int, workers: int) -> dict:
 
 def tuned_vs_default(art: Path, sweep: dict) -> dict:
     """The sweep's best parameters vs the untuned config over fold seeds 0-4, paired."""
-    from isicstack.evaluation.evaluate import EvaluateConfig, compare
+    from isicstack.evaluation.config import EvaluateConfig
+    from isicstack.evaluation.evaluate import compare
     from isicstack.evaluation.evaluate import run as evaluate
 
     tuned = [f"models.lgbm.num_rounds={v}" if k == "stage.num_rounds"

@@ -241,7 +241,8 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
 def bench_real_dev(args: argparse.Namespace) -> dict[str, Any] | None:
     """(b) image-only 5-fold CV on the real-dev crops within a CPU budget."""
     from isicstack.settings.layers import load_config, to_dict
-    from isicstack.vision.train import ImageConfig, run
+    from isicstack.vision.config import ImageConfig
+    from isicstack.vision.train import run
 
     if not (REAL_IMAGES / "train-image.hdf5").is_file():
         return None

@@ -10,35 +10,14 @@ whole PATIENTS (lesions of one patient are correlated; resampling rows would be 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from isicstack.settings.layers import ConfigError
+from isicstack.calibration.config import OperatingPointConfig
 
 COUNTS = ("tp", "fp", "tn", "fn")
 RATES = ("precision", "recall", "specificity", "f1", "review_per_1000")
-
-
-@dataclass
-class OperatingPointConfig:
-    """Where the threshold sits and how intervals are drawn (``report.yaml: operating_point``)."""
-
-    enabled: bool = True  # add the operating-point section
-    target_tpr: float = 0.8  # threshold = the highest one reaching this sensitivity on OOF
-    n_boot: int = 1000  # bootstrap replicates over patients
-    ci: float = 0.95  # coverage of the intervals
-    seed: int = 0  # bootstrap seed
-
-    def __post_init__(self) -> None:
-        if not 0 < self.target_tpr <= 1:
-            raise ConfigError(
-                f"operating_point.target_tpr must be in (0, 1], got {self.target_tpr}")
-        if not 0 < self.ci < 1:
-            raise ConfigError(f"operating_point.ci must be in (0, 1), got {self.ci}")
-        if self.n_boot < 0:
-            raise ConfigError(f"operating_point.n_boot must be >= 0, got {self.n_boot}")
 
 
 def threshold_at_tpr(y: np.ndarray, pred: np.ndarray, target_tpr: float) -> float:

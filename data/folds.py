@@ -10,29 +10,17 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 from sklearn.model_selection import StratifiedGroupKFold
 
+from isicstack.data.config import FoldsConfig
 from isicstack.data.io import DataError, load_metadata, write_json, write_parquet
 from isicstack.data.layout import TRAIN_META, folds_path, resolve_data_dir
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FoldsConfig:
-    """How the train rows are split into folds."""
-
-    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
-    artifacts: str = "artifacts"  # output folder of every stage (folds.parquet here)
-    profile: str = "default"  # config profile in use (set by --profile)
-    n_folds: int = 5  # patient-grouped folds
-    seed: int = 42  # seed of the fold shuffle
-    force: bool = False  # replace folds made from other data (invalidates OOF files)
 
 
 def make_folds(meta: pl.DataFrame, n_folds: int = 5, seed: int = 42) -> pl.DataFrame:

@@ -1,6 +1,7 @@
 """The evaluation room: every command that judges saved runs, and the measures they share.
 
-Commands (each a config dataclass and ``run``, listed in ``pipelines/stages.py``):
+Commands (each a ``run``, listed in ``pipelines/stages.py``; their config dataclasses, and
+the report sections', in ``config``, the room's bottom layer, which loads no model library):
 ``report`` (``isic report``: CV table, curves, clinical sections, Grad-CAM grid), ``evaluate``
 (``isic evaluate``: repeated CV over fold seeds; ``isic compare``: paired test of two sets of
 runs), ``calibrate``, ``subgroups``, ``loco`` (leave one centre out) and ``ledger``

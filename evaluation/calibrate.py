@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -40,25 +39,12 @@ from isicstack.data.layout import oof_path, resolve_data_dir, run_dir
 from isicstack.data.predictions import STACK_PREFIX, discover
 from isicstack.data.provenance import file_sha256, fold_hash
 from isicstack.evaluation.calibration_report import oracle_prob, summarise
+from isicstack.evaluation.config import CalibrateConfig
 from isicstack.ledger.finish import finish_run
 from isicstack.settings.keys import migrate, moved_keys
 from isicstack.vision.config import ImageConfig
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class CalibrateConfig:
-    """Config of ``isic calibrate`` (``configs/calibrate.yaml``)."""
-
-    data_dir: str = "auto"      # read only for oracle.parquet (synthetic: the true risk)
-    artifacts: str = "artifacts"  # folds, oof/ and runs/ are read here
-    profile: str = "default"    # config profile in use (set by --profile)
-    models: list[str] = field(default_factory=list)  # empty: every OOF file, the stack included
-    method: Literal["platt", "isotonic", "prior"] = "platt"  # the monotone map after the prior
-    prior: bool = True          # undo the training-time class ratio before the map
-    out: str = ""               # "" = <artifacts>/calibration
-    n_boot: int = 1000          # patient-bootstrap replicates of the Brier / log-loss intervals
-    seed: int = 0               # of the bootstrap
 
 
 def source_file(artifacts: str | Path, name: str) -> Path:

@@ -8,7 +8,6 @@ calibrated scores of ``isic calibrate``, the OOF files, the LOCO results of ``is
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,12 @@ import polars as pl
 
 from isicstack.data.provenance import fold_hash
 from isicstack.evaluation import calibration_report, subgroup_tables
+from isicstack.evaluation.config import ClinicalReportConfig
 from isicstack.evaluation.loco import markdown as loco_markdown
 from isicstack.evaluation.loco import read_sections
-from isicstack.evaluation.subgroup_tables import SubgroupConfig
 from isicstack.evaluation.subgroups import section as subgroup_section
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ClinicalReportConfig:
-    """``report.yaml: clinical``: which sections, and their bootstrap sizes."""
-
-    calibration: bool = True  # Brier / log loss / reliability of `isic calibrate`'s output
-    reliability_bins: int = 10  # equal-count bins of the reliability diagram
-    calibration_n_boot: int = 200  # patient-bootstrap replicates of the calibration figures
-    subgroups: SubgroupConfig = field(default_factory=SubgroupConfig)  # cells by site, sex ...
-    loco: bool = True  # show <artifacts>/loco/*.json when `isic loco` wrote them
 
 
 def section(cfg: ClinicalReportConfig, artifacts: str | Path, data_dir: Path,

@@ -9,7 +9,6 @@ rows by patient, so the model cannot win by recognising a patient's other lesion
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +21,11 @@ from sklearn.model_selection import StratifiedGroupKFold
 from isicstack.data.io import load_metadata
 from isicstack.data.layout import TEST_META, TRAIN_META
 from isicstack.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from isicstack.evaluation.config import DriftConfig
 
 log = logging.getLogger(__name__)
 
 FEATURES: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
-
-
-@dataclass
-class DriftConfig:
-    """Adversarial validation settings (``report.yaml: drift``)."""
-
-    enabled: bool = True  # run the drift check
-    auc_warn: float = 0.75  # warn (log + report) above this AUC
-    n_folds: int = 5  # patient-grouped; fewer when the test file has fewer patients
-    num_rounds: int = 100  # LightGBM boosting rounds
-    learning_rate: float = 0.1  # LightGBM learning rate
-    num_leaves: int = 15  # LightGBM leaves per tree
-    max_train_rows: int = 50_000  # train rows are subsampled beyond this (speed at full size)
-    min_test_rows: int = 50  # below this (e.g. Kaggle's 3-row public test) the check is skipped
-    top: int = 10  # features listed in the report
-    seed: int = 0  # seed of the folds, subsample and LightGBM
 
 
 def encode(train: pl.DataFrame, test: pl.DataFrame,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,13 @@ from isicstack.data.io import DataError, write_json, write_parquet
 from isicstack.data.metric import fold_summary, seed_spread
 from isicstack.data.provenance import fold_hash
 from isicstack.evaluation.compared_runs import FOLD_COLS, expand, load_eval
+from isicstack.evaluation.config import EvaluateConfig
 from isicstack.evaluation.paired import Scored, paired
 from isicstack.settings.layers import load_config
-from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
+from isicstack.tabular.config import TabularConfig
+from isicstack.tabular.cv import cross_validate, prepare
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvaluateConfig:
-    """Config of ``isic evaluate`` (``configs/evaluate.yaml``)."""
-
-    name: str = "baseline"  # the evaluation's name: <artifacts>/evals/<name>.json
-    data_dir: str = "auto"  # the train data (auto: real files if present, else synthetic)
-    artifacts: str = "artifacts"  # output folder
-    profile: str = "default"  # config profile of the evaluated tabular stage
-    fold_seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # one CV per seed
-    n_folds: int = 5  # patient-grouped folds per seed
-    models: list[str] = field(default_factory=list)  # empty: every enabled model
-    stage_overrides: list[str] = field(default_factory=list)  # key=value for the tabular stage
 
 
 def eval_path(artifacts: str | Path, name: str) -> Path:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,29 +29,13 @@ from isicstack.data.layout import TRAIN_META, resolve_data_dir
 from isicstack.data.metric import pauc, roc_auc
 from isicstack.data.predictions import read_run_oof
 from isicstack.data.provenance import fold_hash
-from isicstack.evaluation.subgroup_tables import MISSING, SubgroupConfig, cell, fmt
+from isicstack.evaluation.config import LocoConfig, SubgroupConfig
+from isicstack.evaluation.subgroup_tables import MISSING, cell, fmt
 from isicstack.settings.layers import load_config, save_config
-from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
+from isicstack.tabular.config import TabularConfig
+from isicstack.tabular.cv import cross_validate, prepare
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LocoConfig:
-    """Config of ``isic loco`` (``configs/loco.yaml``)."""
-
-    data_dir: str = "auto"           # "auto": the tabular profile's data
-    artifacts: str = "artifacts"     # folds.parquet and the patient-CV OOF files are read here
-    profile: str = "default"         # config profile in use (set by --profile)
-    column: str = "attribution"      # one held-out group per level (null: its own group)
-    models: list[str] = field(default_factory=list)  # tabular model keys; empty: all enabled
-    tabular_profile: str = ""        # profile of configs/tabular.yaml; "" = `profile`
-    tabular_overrides: list[str] = field(default_factory=list)  # e.g. ["bags=1"]
-    min_positives: int = 10          # a centre with fewer is counted, not scored
-    n_boot: int = 200                # bootstrap replicates of each centre's patients
-    ci: float = 0.95                 # interval level
-    seed: int = 0                    # of the bootstrap
-    out: str = ""                    # "" = <artifacts>/loco
 
 
 def tabular_config(cfg: LocoConfig) -> TabularConfig:

@@ -19,7 +19,8 @@ from scipy.stats import spearmanr
 
 from isicstack.data.io import DataError
 from isicstack.data.layout import ORACLE
-from isicstack.synthetic.generate import SynthConfig, crop_params, simulate
+from isicstack.synthetic.config import SynthConfig
+from isicstack.synthetic.generate import crop_params, simulate
 from isicstack.synthetic.render import crop_rng, veil_share
 
 log = logging.getLogger(__name__)

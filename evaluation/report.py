@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,32 +26,13 @@ from isicstack.data.predictions import discover, read_run_oof
 from isicstack.data.provenance import fold_hash, read_provenance
 from isicstack.evaluation import clinical, drift
 from isicstack.evaluation import oracle as oracle_corr
-from isicstack.evaluation.drift import DriftConfig
+from isicstack.evaluation.config import ReportConfig
 from isicstack.explain import report_section as gradcam
 from isicstack.ledger.store import log_run
 
 log = logging.getLogger(__name__)
 
 PLOTS = {"cv": "CV pAUC per model", "roc": "ROC curves", "scores": "score distributions"}
-
-
-@dataclass
-class ReportConfig:
-    """Config of ``isic report`` (``configs/report.yaml``)."""
-
-    data_dir: str = "auto"  # metadata for the drift check, oracle.parquet when synthetic
-    artifacts: str = "artifacts"  # reads oof/, runs/ and folds.parquet
-    profile: str = "default"  # config profile in use (set by --profile)
-    models: list[str] = field(default_factory=list)  # empty: every artifacts/oof/*.parquet
-    out: str = ""  # empty: <artifacts>/report
-    bins: int = 50  # histogram bins of the score plot
-    dpi: int = 110  # PNG resolution
-    operating_point: opoint.OperatingPointConfig = field(
-        default_factory=opoint.OperatingPointConfig)
-    drift: DriftConfig = field(default_factory=DriftConfig)
-    gradcam: gradcam.GradcamReportConfig = field(default_factory=gradcam.GradcamReportConfig)
-    clinical: clinical.ClinicalReportConfig = field(
-        default_factory=clinical.ClinicalReportConfig)  # calibration, subgroups, per centre
 
 
 def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:

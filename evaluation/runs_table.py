@@ -10,27 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from isicstack.evaluation.config import RunsConfig
 from isicstack.extras import require
 from isicstack.ledger.store import EXPERIMENT, reachable, store_uri
 
 log = logging.getLogger(__name__)
 COLUMNS = ("name", "stage", "profile", "fold hash", "OOF pAUC", "when", "run id")
-
-
-@dataclass
-class RunsConfig:
-    """Config of ``isic runs`` (``configs/runs.yaml``)."""
-
-    artifacts: str = "artifacts"  # whose store is read (ISIC_TRACKING, MLFLOW_TRACKING_URI)
-    stage: str = ""  # only runs of this stage: tabular | image | stack | report (empty: all)
-    limit: int = 50  # the newest runs shown
 
 
 def tracked_runs(artifacts: str | os.PathLike[str], stage: str = "",

@@ -14,7 +14,6 @@ its sensitivity is the share of that cancer caught; a benign level gets its spec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +22,12 @@ import polars as pl
 
 from isicstack.calibration.operating_point import threshold_at_tpr
 from isicstack.data.layout import TRAIN_META
+from isicstack.evaluation.config import SubgroupConfig
 from isicstack.evaluation.paired import patient_draws, percentile_interval, weighted_pauc
 
 AGE = "age_band"
 MISSING = "(missing)"
-DEFAULT_COLUMNS = ["anatom_site_general", "sex", AGE, "attribution", "tbp_tile_type", "iddx_3"]
 CELLS_PER_CALL = 2_000_000  # replicates x rows per weighted-pAUC call (~16 MB per array)
-
-
-@dataclass
-class SubgroupConfig:
-    """Which columns, how cells are cut, and when a cell is too small to score."""
-
-    enabled: bool = True  # the report's subgroup section
-    models: list[str] = field(default_factory=list)  # empty: the stack if present, else all
-    columns: list[str] = field(default_factory=lambda: list(DEFAULT_COLUMNS))  # age_band: bands
-    diagnosis_columns: list[str] = field(default_factory=lambda: ["iddx_3"])  # vs all negatives
-    age_bands: list[float] = field(default_factory=lambda: [30.0, 45.0, 60.0, 75.0])  # edges
-    min_positives: int = 10  # a cell with fewer shows a dash and says so
-    min_negatives: int = 10  # likewise for negatives (specificity)
-    target_tpr: float = 0.8  # the overall operating point's threshold, fixed in every cell
-    n_boot: int = 200  # bootstrap replicates of each cell's patients
-    ci: float = 0.95  # interval level
-    seed: int = 0  # of the bootstrap
 
 
 def age_labels(age: np.ndarray, edges: list[float]) -> np.ndarray:

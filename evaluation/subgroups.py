@@ -9,7 +9,7 @@ the folds were made from (``folds.json``) unless ``data_dir`` names another fold
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +20,11 @@ from isicstack.data.folds import folds_data_dir, read_folds
 from isicstack.data.io import DataError, write_json, write_text
 from isicstack.data.layout import oof_path
 from isicstack.data.predictions import discover, read_run_oof
-from isicstack.evaluation.subgroup_tables import (
-    SubgroupConfig,
-    group_frame,
-    markdown,
-    subgroup_tables,
-)
+from isicstack.evaluation.config import SubgroupConfig, SubgroupsConfig
+from isicstack.evaluation.subgroup_tables import group_frame, markdown, subgroup_tables
 from isicstack.settings.layers import save_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SubgroupsConfig:
-    """Config of ``isic subgroups`` (``configs/subgroups.yaml``): where to read, and the cells
-    (``cells.*``: the same keys as the report's ``clinical.subgroups``)."""
-
-    data_dir: str = "auto"  # "auto": the data the folds were made from (folds.json)
-    artifacts: str = "artifacts"  # folds.parquet and oof/ are read here
-    profile: str = "default"  # config profile in use (set by --profile)
-    out: str = ""  # "" = <artifacts>/subgroups
-    cells: SubgroupConfig = field(default_factory=SubgroupConfig)  # models, columns, bootstrap
 
 
 def choose_models(artifacts: str | Path, models: list[str]) -> list[str]:

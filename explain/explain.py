@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch
 from isicstack.data.io import write_json
 from isicstack.data.layout import TRAIN_IMAGES, resolve_data_dir
 from isicstack.explain.cam import cam_maps, last_stage_name
+from isicstack.explain.config import ExplainConfig
 from isicstack.explain.figures import panel, write_png
 from isicstack.settings.chain import image_only_run
 from isicstack.vision.data import CropDataset, eval_transform
@@ -32,27 +33,6 @@ from isicstack.vision.predict import ImagePredictor
 log = logging.getLogger(__name__)
 
 CHUNK = 32  # crops per Grad-CAM pass
-
-
-@dataclass
-class ExplainConfig:
-    """Config of ``isic explain`` (``configs/explain.yaml``)."""
-
-    data_dir: str = "auto"        # its train-image.hdf5 is the default image source
-    artifacts: str = "artifacts"  # holds runs/<name>/
-    profile: str = "default"      # config profile in use (set by --profile)
-    name: str = ""  # an image-only run under artifacts/runs/; "" = the chain's (chain.yaml)
-    isic_ids: list[str] | str = field(default_factory=list)  # a list, or "ISIC_1,ISIC_2"
-    ids_file: str = ""            # more ids: one per line, or a CSV with an isic_id column
-    images: str = ""              # HDF5 or JPEG folder; "" = <data_dir>/train-image.hdf5
-    out: str = ""                 # "" = <artifacts>/explain/<name>
-    layer: str = ""               # "" = the deepest backbone stage with a map >= min_map wide
-    min_map: int = 4              # 64 px ResNet: layer3 (4 x 4), not layer4 (2 x 2)
-    image_weight: float = 0.5     # share of the crop in the overlay
-    display_size: int = 256       # PNG height of each half (small crops are enlarged)
-    max_ids: int = 1000           # more ids are refused
-    accelerator: str = "cpu"      # cpu | gpu | auto
-    cpu_threads: int = 0          # 0 = every core
 
 
 def read_ids(cfg: ExplainConfig) -> list[str]:

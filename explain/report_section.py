@@ -9,7 +9,7 @@ Skipped, with the reason in ``report.md``, when there is no image-only run, no c
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from isicstack.data.layout import TRAIN_IMAGES, run_dir, trained_folds
+from isicstack.explain.config import GradcamReportConfig
 from isicstack.explain.explain import check_ids, crop_maps, load_image_only
 from isicstack.explain.figures import grid, overlay
 from isicstack.extras import MissingExtraError
@@ -25,18 +26,6 @@ from isicstack.settings.chain import image_only_run
 log = logging.getLogger(__name__)
 
 FIGURE = "gradcam.png"
-
-
-@dataclass
-class GradcamReportConfig:
-    """``report.yaml: gradcam``: which image run and how many crops per row."""
-
-    enabled: bool = True          # add the Grad-CAM grid
-    name: str = ""  # an image-only run with OOF scores; "" = the chain's (chain.yaml)
-    top: int = 4                  # crops per row (positives, false positives)
-    layer: str = ""               # "" = the deepest backbone stage with a map >= min_map wide
-    min_map: int = 4              # smallest map width (cells) of the layer
-    image_weight: float = 0.5     # share of the crop in the overlay
 
 
 def pick(y: np.ndarray, pred: np.ndarray, top: int) -> dict[str, np.ndarray]:

@@ -1,5 +1,5 @@
-"""Tabular features for the GBDT: groups selected by name, built per split with polars."""
+"""Tabular features for the GBDT: groups selected by name, built per split with polars.
 
-from isicstack.features.build import GROUPS, FeatureConfig, FeatureSet, build_features
-
-__all__ = ["GROUPS", "FeatureConfig", "FeatureSet", "build_features"]
+``config`` (``FeatureConfig``, the group names; light: a stage's config imports it) and
+``build`` (the ``GROUPS`` registry, ``build_features``).
+"""

@@ -1,7 +1,8 @@
 """Feature groups selected by name, built into one train and one test matrix.
 
-Groups live in a registry (``GROUPS``) so a config picks them by name; adding a group is one
-function and one registry entry, never a version branch. Only test-file columns are read
+Groups live in a registry (``GROUPS``, one builder per name of ``config.GROUP_NAMES``) so a
+config picks them by name; adding a group is its name there, one function and one registry entry
+here, never a version branch. Only test-file columns are read
 (the input frames are narrowed to them first), and per-patient statistics are computed on each
 split separately, as in the competition.
 """
@@ -22,6 +23,7 @@ from isicstack.data.layout import test_pred_path
 from isicstack.data.provenance import fold_hash
 from isicstack.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TEST_COLUMNS
 from isicstack.features import categorical, oof, patient
+from isicstack.features.config import GROUP_NAMES, FeatureConfig, validate
 from isicstack.features.lesion import LESION_FEATURES, RAW_FEATURES, base_frame, finite
 
 log = logging.getLogger(__name__)
@@ -30,28 +32,6 @@ VALID_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 INPUT_COLUMNS: tuple[str, ...] = ("isic_id", "patient_id", *NUMERIC_FEATURES,
                                   *CATEGORICAL_FEATURES)
 assert set(INPUT_COLUMNS) <= set(TEST_COLUMNS)
-
-
-@dataclass
-class FeatureConfig:
-    """Which feature groups to build and how; every field has a YAML-friendly type."""
-
-    groups: list[str] = field(  # feature groups to build (registry names)
-        default_factory=lambda: ["raw", "lesion", "patient", "ugly_duckling", "categorical"]
-    )
-    patient_contexts: list[str] = field(  # groupings of the per-patient normalised features
-        default_factory=lambda: ["patient", "patient_location", "patient_site"]
-    )
-    patient_rank: bool = True  # also within-patient ranks
-    oof_names: list[str] = field(default_factory=list)  # other runs' OOF scores as features
-    oof_noise_sd: float = 0.0  # noise on train-side OOF features (trust them less)
-    oof_rank: bool = False  # also each OOF score's within-patient rank
-    seed: int = 0  # seed of that noise
-
-    def __post_init__(self) -> None:
-        if self.oof_names and "oof" not in self.groups:  # naming scores to read implies them
-            self.groups = [*self.groups, "oof"]
-        validate(self)
 
 
 @dataclass
@@ -190,20 +170,7 @@ GROUPS: dict[str, Callable[[_Job], Block]] = {
     "categorical": _categorical,
     "oof": _oof,
 }
-
-
-def validate(cfg: FeatureConfig) -> None:
-    """Reject unknown or repeated groups/contexts and an oof group without names."""
-    unknown = [g for g in cfg.groups if g not in GROUPS]
-    if unknown:
-        raise ValueError(f"unknown feature group(s) {unknown}; known: {', '.join(GROUPS)}")
-    if len(set(cfg.groups)) != len(cfg.groups):
-        raise ValueError(f"feature groups repeated: {cfg.groups}")
-    patient.check_contexts(cfg.patient_contexts)
-    if "oof" in cfg.groups and not cfg.oof_names:
-        raise ValueError("feature group 'oof' needs oof_names (the stages whose OOF to read)")
-    if cfg.oof_noise_sd < 0:
-        raise ValueError(f"oof_noise_sd must be >= 0, got {cfg.oof_noise_sd}")
+assert tuple(GROUPS) == GROUP_NAMES  # the names a config is checked against (features/config.py)
 
 
 def _narrow(df: pl.DataFrame, what: str) -> pl.DataFrame:

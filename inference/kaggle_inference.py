@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, datefmt="%H:%M:%S",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import isicstack
-    from isicstack.inference.predict import PredictConfig, run
+    from isicstack.inference.config import PredictConfig
+    from isicstack.inference.predict import run
     from isicstack.settings.layers import load_config
 
     where = Path(isicstack.__file__).resolve()

@@ -15,7 +15,6 @@ import logging
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +24,14 @@ import yaml
 from isicstack.calibration.maps import calibration_dir, map_path, read_map
 from isicstack.data.io import atomic_path, write_json, write_text
 from isicstack.data.layout import run_dir
-from isicstack.inference.predict import STACKER_FILE, PredictConfig, resolve_models
+from isicstack.inference.config import PackageConfig, PredictConfig
+from isicstack.inference.predict import STACKER_FILE, resolve_models
 from isicstack.settings.layers import load_config, to_dict
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]  # the project root (the `isicstack` package)
 MANIFEST = "MANIFEST.json"
-
-
-@dataclass
-class PackageConfig:
-    """Config of ``isic kaggle-package`` (``configs/package.yaml``)."""
-
-    data_dir: str = "auto"  # unused: the package holds no data
-    artifacts: str = "artifacts"  # holds the runs/ to ship
-    profile: str = "default"  # config profile in use (set by --profile)
-    out_dir: str = "dist/kaggle"  # package folder written
-    predict_profile: str = ""  # profile of configs/predict.yaml to ship; "" = `profile`
-    predict_overrides: list[str] = field(default_factory=list)  # e.g. ["stacker=", "models=[]"]
-    wheel: bool = True  # build and include the isicstack wheel
-    dataset_id: str = "your-kaggle-username/isicstack-models"  # Kaggle dataset id
-    dataset_title: str = "isicstack models"  # Kaggle dataset title
 
 
 def build_wheel(dest: Path) -> Path:

@@ -20,9 +20,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -38,6 +37,7 @@ from isicstack.data.layout import (
     run_dir,
     run_stage,
 )
+from isicstack.inference.config import PredictConfig
 from isicstack.settings.layers import save_config
 from isicstack.stacking.methods import Stacker
 from isicstack.stacking.submission import write_submission
@@ -78,27 +78,6 @@ def load_predictors(names: list[str], factory: Callable[[str], Predictor]) -> li
     return list(loaded.values())
 
 STACKER_FILE = "stacker.json"
-
-
-@dataclass
-class PredictConfig:
-    """Config of ``isic predict`` (``configs/predict.yaml``)."""
-
-    data_dir: str = "auto"          # the test directory
-    artifacts: str = "artifacts"    # holds runs/<model>/, calibration/ (only those are read)
-    profile: str = "default"        # config profile in use (set by --profile)
-    out: str = ""                   # submission path; "" = <artifacts>/submission.csv
-    preds_dir: str = ""             # per-model test scores; "" = <artifacts>/predict
-    stacker: str = "stack"          # run folder of stacker.json; "" = use `fallback`
-    fallback: str = "lgbm"          # single model submitted when there is no stacker
-    models: list[str] = field(default_factory=list)  # extra models to score for inspection
-    batch_rows: int = 50_000        # rows per batch (whole patients; a bigger patient alone)
-    image_batch_size: int = 256     # crops per batch of the image models
-    num_workers: int = 2            # image decode workers
-    accelerator: str = "auto"       # auto (GPU when present) | cpu | gpu
-    cpu_threads: int = 0            # image models on CPU; 0 = cores minus workers
-    calibration: Literal["auto", "required", "off"] = "auto"  # risk from `isic calibrate` maps
-    submit_calibrated: bool = False  # submission.csv holds the calibrated risk (same ranking)
 
 
 def patient_batches(patient: pl.Series, batch_rows: int) -> list[np.ndarray]:

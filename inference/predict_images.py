@@ -13,33 +13,18 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from isicstack.data.io import atomic_path
+from isicstack.inference.config import PredictImagesConfig
 from isicstack.settings.chain import image_only_run
 from isicstack.vision.predict import ImagePredictor
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PredictImagesConfig:
-    """Config of ``isic predict-images`` (``configs/predict_images.yaml``)."""
-
-    artifacts: str = "artifacts"  # holds runs/<name>/
-    profile: str = "default"      # config profile in use (set by --profile)
-    name: str = ""  # the saved image-only run under artifacts/runs/; "" = the chain's
-    images: str = ""              # an HDF5 crop file or a folder of JPEGs
-    out: str = ""                 # "" = <artifacts>/predict_images/<name>.csv
-    chunk_rows: int = 4096        # crops per chunk: memory is flat in the crop count
-    batch_size: int = 256         # crops per forward pass
-    num_workers: int = 0          # JPEG decode workers
-    accelerator: str = "auto"     # auto (GPU when present) | cpu | gpu
-    cpu_threads: int = 0          # 0 = cores minus workers
 
 
 def output_path(cfg: PredictImagesConfig) -> Path:

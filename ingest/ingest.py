@@ -13,9 +13,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -24,6 +24,7 @@ from PIL import Image
 from isicstack.data.colour import shades_of_gray
 from isicstack.data.crops import decode_jpeg, encode_jpeg, write_crops
 from isicstack.data.io import DataError, write_csv, write_json
+from isicstack.ingest.config import IngestConfig
 from isicstack.ingest.layouts import read_labels
 
 log = logging.getLogger(__name__)
@@ -32,25 +33,6 @@ IMAGES = "images.hdf5"
 LABELS = "labels.csv"
 SUMMARY = "ingest.json"
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-
-
-@dataclass
-class IngestConfig:
-    """Config of ``isic ingest`` (``configs/ingest.yaml``)."""
-
-    images: str = ""  # folder of <id>.jpg files (searched recursively)
-    labels: str = ""  # the layout's label CSV
-    layout: Literal["isic2019", "isic2020", "generic"] = "generic"  # isic2019: target = MEL
-    out: str = ""     # writes images.hdf5, labels.csv, ingest.json
-    metadata: str = ""  # isic2019 only: ISIC_2019_Training_Metadata.csv (age, sex, lesion_id)
-    size: int = 128  # centre square crop resized to size x size px; 0 keeps the image as is
-    color_constancy: bool = False  # Shades of Gray before resizing
-    jpeg_quality: int = 90  # of the written crops
-    on_bad_image: Literal["error", "list"] = "error"  # list: skip unreadable images, name them
-    workers: int = 1  # processes decoding/resizing/encoding (the HDF5 is written by one)
-    id_column: str = "isic_id"  # generic layout only
-    target_column: str = "target"  # generic layout only
-    patient_column: str = "patient_id"  # generic layout only; used when present
 
 
 def find_images(folder: Path) -> tuple[dict[str, Path], list[str]]:

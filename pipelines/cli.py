@@ -15,12 +15,14 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable
 
 import yaml
 
 from isicstack.data.io import DataError
 from isicstack.extras import MissingExtraError
-from isicstack.pipelines.stages import STAGES, Stage, StageNotBuiltError, stage_config
+from isicstack.pipelines.stages import STAGES, Stage, config_class, stage_config
+from isicstack.settings.help import epilog
 from isicstack.settings.layers import ConfigError
 
 __all__ = ["STAGES", "Stage", "build_parser", "main"]  # Stage, STAGES: read by tests, docs
@@ -37,17 +39,16 @@ STAGE_FLAGS = {"synth": SYNTH_FLAGS, "ingest": INGEST_FLAGS, "explain": EXPLAIN_
 
 class StageParser(argparse.ArgumentParser):
     """A stage's parser: its ``--help`` ends with every config key, default and meaning, read
-    from the config dataclass's source only when help is asked for (no stage import)."""
+    from the stage's config class only when help is asked for (its light ``config`` module is
+    imported, never the stage's run module)."""
 
     stage: str | None = None
     help_profile = "default"
 
     def format_help(self) -> str:
         if self.stage is not None and self.epilog is None:
-            from isicstack.settings.help import epilog
-
-            spec = STAGES[self.stage]
-            self.epilog = epilog(spec.module, spec.config_class, spec.yaml, self.help_profile)
+            self.epilog = epilog(config_class(self.stage), STAGES[self.stage].yaml,
+                                 self.help_profile)
         return super().format_help()
 
 
@@ -142,20 +143,32 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in vars(args).items():
         if key.startswith("flag_") and value is not None:
             overrides.append(f"{key[5:]}={value}")
-    try:
-        cfg, run = stage_config(args.stage, args.profile, overrides)
-        if args.print_config:
-            print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), end="")
-            return 0
+    return _guarded(args.stage, args.verbose,
+                    lambda: _run_stage(args.stage, args.profile, overrides, args.print_config))
+
+
+def _run_stage(stage: str, profile: str, overrides: list[str], print_config: bool) -> None:
+    """Resolve the stage's config, then print it (``--print-config``) or run the stage."""
+    cfg, run = stage_config(stage, profile, overrides)
+    if print_config:
+        print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), end="")
+    else:
         run(cfg)
-    except (StageNotBuiltError, ConfigError, MissingExtraError) as err:
-        return _fail(args.stage, err, 2, args.verbose)
+
+
+def _guarded(name: str, verbose: bool, call: Callable[[], object]) -> int:
+    """Exit status of ``call()``: bad input is one line (2: a config or a missing extra, 1:
+    data, files, a bad-input error from a DataLoader worker); any other error propagates."""
+    try:
+        call()
+    except (ConfigError, MissingExtraError) as err:
+        return _fail(name, err, 2, verbose)
     except (FileNotFoundError, ValueError, KeyError) as err:
-        return _fail(args.stage, err, 1, args.verbose)
+        return _fail(name, err, 1, verbose)
     except RuntimeError as err:
         if worker_error(err) is None:
             raise
-        return _fail(args.stage, err, 1, args.verbose)
+        return _fail(name, err, 1, verbose)
     return 0
 
 
@@ -184,7 +197,7 @@ def _fail(stage: str, err: BaseException, code: int, verbose: bool) -> int:
     """
     from_worker = worker_error(err)
     expected = from_worker is not None or isinstance(
-        err, (DataError, ConfigError, StageNotBuiltError, FileNotFoundError, MissingExtraError))
+        err, (DataError, ConfigError, FileNotFoundError, MissingExtraError))
     if verbose:
         traceback.print_exception(err, file=sys.stderr)
     message = from_worker or (str(err) if expected else f"{type(err).__name__}: {err}")
@@ -196,18 +209,9 @@ def _fail(stage: str, err: BaseException, code: int, verbose: bool) -> int:
 def _chain(args: argparse.Namespace) -> int:
     from isicstack.pipelines.chain_run import parse_run_args, run_chain
 
-    try:
-        run_chain(args.run, args.profile, args.data_dir, args.artifacts,
-                  parse_run_args(args.args), args.overrides, args.dry_run)
-    except (StageNotBuiltError, ConfigError, MissingExtraError) as err:
-        return _fail("chain", err, 2, args.verbose)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        return _fail("chain", err, 1, args.verbose)
-    except RuntimeError as err:
-        if worker_error(err) is None:
-            raise
-        return _fail("chain", err, 1, args.verbose)
-    return 0
+    return _guarded("chain", args.verbose, lambda: run_chain(
+        args.run, args.profile, args.data_dir, args.artifacts, parse_run_args(args.args),
+        args.overrides, args.dry_run))
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -25,9 +25,9 @@ from isicstack.data.metric import pauc
 from isicstack.data.provenance import fold_hash
 from isicstack.extras import require
 from isicstack.pipelines import tune_stages
+from isicstack.pipelines.config import TuneConfig
 from isicstack.pipelines.tune_log import trial_callbacks
-from isicstack.pipelines.tune_space import (  # noqa: F401 - TuneConfig: the stage's config
-    TuneConfig,
+from isicstack.pipelines.tune_space import (
     load_space,
     pruning_reporter,
     space_section,
@@ -36,7 +36,8 @@ from isicstack.pipelines.tune_space import (  # noqa: F401 - TuneConfig: the sta
     suggest,
 )
 from isicstack.settings.layers import TUNED_BY, tuned_dir
-from isicstack.tabular.cv import TabularConfig, cross_validate, prepare
+from isicstack.tabular.config import TabularConfig
+from isicstack.tabular.cv import cross_validate, prepare
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""The config of ``isic tune`` and what every objective shares: the search space (read,
-drawn), the per-fold pruning report and the tuned stage's own config.
+"""What every tuning objective shares: the search space (read, drawn), the per-fold pruning
+report and the tuned stage's own config (``isic tune``'s own config: ``pipelines/config.py``).
 
 Apart from ``tune.py`` (studies, storage, export, the tabular objective) so the image and stack
 objectives (``tune_stages.py``, which import torch) import these without importing ``tune``:
@@ -10,40 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from isicstack.pipelines.config import TuneConfig
 from isicstack.settings.layers import find_config, load_config, read_yaml
 from isicstack.tabular.models import MODEL_KINDS
-
-
-@dataclass
-class TuneConfig:
-    """Config of ``isic tune`` (``configs/tune.yaml``); search spaces: :func:`load_space`."""
-
-    stage: str = "tabular"  # tabular | image | stack
-    model: str = "lgbm"  # tabular only: the models.<model> swept
-    data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
-    artifacts: str = "artifacts"  # the tuned stage's artifacts folder
-    profile: str = "default"  # profile of the tuned stage (set by --profile)
-    trials: int = 30  # trials to run; 0 = until timeout
-    timeout: int = 0  # seconds; 0 = no limit
-    storage: str = ""  # SQLAlchemy URL; empty = $OPTUNA_STORAGE, else sqlite in artifacts
-    study_name: str = ""  # empty = <stage>-<model>-<profile>
-    seed: int = 0  # TPE sampler seed (< 0: random)
-    pruning: bool = True  # median-prune a trial on its per-fold scores
-    heartbeat_interval: int = 30  # seconds between heartbeats; 0 = off
-    grace_period: int = 90  # seconds without a heartbeat before a trial is retried
-    export: bool = True  # write the best trial to configs/tuned/<stage>.yaml
-    space_file: str = ""  # search space; empty = configs/tune/<stage>.yaml (tabular: optional)
-    tuned_dir: str = ""  # where export writes; empty = ./configs/tuned
-    stage_overrides: list[str] = field(default_factory=list)  # key=value overrides of that stage
-    keep_trials: bool = False  # image stage: keep each trial's artifacts folder
-    enqueue_defaults: bool = True  # a new study's first trial = the current config's values
 
 
 def space_section(cfg: TuneConfig) -> str:

@@ -26,9 +26,11 @@ from isicstack.data.metric import pauc
 from isicstack.ledger.store import suspended
 from isicstack.pipelines.tune_space import load_space, pruning_reporter, stage_config, suggest
 from isicstack.settings.keys import field_paths, lookup, moved_keys, nest, rename_moved, with_keys
+from isicstack.stacking.config import StackConfig
 from isicstack.stacking.methods import cross_validate
-from isicstack.stacking.stack import StackConfig, load_level1
-from isicstack.vision.train import ImageConfig, run
+from isicstack.stacking.stack import load_level1
+from isicstack.vision.config import ImageConfig
+from isicstack.vision.train import run
 
 
 class FoldPruning(Callback):

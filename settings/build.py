@@ -76,6 +76,33 @@ def _check(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def default_values(cls: type) -> dict[str, Any]:
+    """The defaults of dataclass ``cls`` as plain data, the bottom layer a stage resolves on:
+    nested dataclasses as mappings (a field whose factory is a dataclass gives that class's own
+    defaults, without building it); a field without a default is left out (it is required)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        factory = f.default_factory
+        if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+            out[f.name] = default_values(factory)
+        elif factory is not dataclasses.MISSING:
+            out[f.name] = _plain(factory())
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = _plain(f.default)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A default as YAML-like data: dataclasses as mappings, lists and mappings copied."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     """Instantiate dataclass ``cls`` from a mapping, checking every key and type."""
     hints = typing.get_type_hints(cls)

@@ -1,10 +1,12 @@
 """Typed stage configs from ``configs/<stage>.yaml`` with profiles and ``key=value`` overrides.
 
-A YAML file holds ``base:`` (every key of the stage's dataclass) and ``profiles:`` (named partial
-overrides such as ``smoke`` or ``full``). Resolution order: dataclass defaults < ``base`` <
-profile < ``configs/tuned/<stage>.yaml`` (when present and enabled) < command-line overrides.
-Unknown keys and wrong types are errors naming the key, because a silently ignored typo in a
-sweep wastes hours.
+Every key's default lives in one place, its dataclass (``<room>/config.py``). A YAML file holds
+``profiles:`` (named partial overrides such as ``smoke`` or ``full``) and may hold ``base:`` for
+a key whose field has no default (no shipped file has one: tests/test_config.py). Resolution
+order: dataclass defaults < ``base`` < profile < ``configs/tuned/<stage>.yaml`` (when present
+and enabled) < command-line overrides; mappings merge key by key at every layer, so a profile
+setting one GBDT parameter keeps the other defaults. Unknown keys and wrong types are errors
+naming the key, because a silently ignored typo in a sweep wastes hours.
 
 Keys that moved (a stage's flat config split into groups, ``MOVED_KEYS`` on its dataclass, see
 :mod:`isicstack.settings.keys`): every YAML layer, tuned file and saved run config written with
@@ -33,7 +35,7 @@ from typing import Any, TypeVar
 import yaml
 
 from isicstack.data.io import write_text
-from isicstack.settings.build import build
+from isicstack.settings.build import build, default_values
 from isicstack.settings.keys import (
     ConfigError,
     flatten,
@@ -181,7 +183,7 @@ def stage_values(stage: str, profile: str = "default",
         if profile not in known:
             where = ", ".join(str(d) for d in config_dirs(config_dir))
             raise ConfigError(f"unknown profile {profile!r} ({where}); known: {', '.join(known)}")
-        log.debug("%s: no profile %r, using base values", path, profile)
+        log.debug("%s: no profile %r, using the defaults", path, profile)
     values = _merge(values, profiles.get(profile) or {})
     tuned = tuned_dir(config_dir) / f"{stage}.yaml"
     record = None
@@ -194,6 +196,20 @@ def stage_values(stage: str, profile: str = "default",
     return values, record
 
 
+def config_values(cls: type, stage: str, profile: str = "default",
+                  config_dir: str | os.PathLike[str] | None = None, use_tuned: bool = True
+                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What ``stage`` resolves to before command-line overrides, as a mapping: the defaults of
+    ``cls`` under its YAML layers (:func:`stage_values`, moved keys migrated), ``profile`` set
+    where ``cls`` has that key; and the tuned file's record (None when none was merged).
+    Mappings merge key by key, so a profile setting one GBDT parameter keeps the others."""
+    layers, record = stage_values(stage, profile, config_dir, use_tuned, moved_keys(cls))
+    values = _merge(default_values(cls), layers)
+    if "profile" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
+        values["profile"] = profile  # stages derive profile-specific paths from it
+    return values, record
+
+
 def load_config(
     cls: type[T],
     stage: str,
@@ -203,14 +219,10 @@ def load_config(
     use_tuned: bool = True,
 ) -> T:
     """Resolve the config of ``stage`` (``configs/<stage>.yaml``) into dataclass ``cls``."""
-    moved = moved_keys(cls)
-    values, record = stage_values(stage, profile, config_dir, use_tuned, moved)
-    if "profile" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
-        values["profile"] = profile  # stages derive profile-specific paths from it
+    values, record = config_values(cls, stage, profile, config_dir, use_tuned)
     over = parse_overrides(overrides or [])
-    refuse_moved(over, moved, "override")  # the command line is written now: the new keys
-    values = _merge(values, over)
-    cfg = build(cls, values)
+    refuse_moved(over, moved_keys(cls), "override")  # the command line is written now: new keys
+    cfg = build(cls, _merge(values, over))
     if record is not None:  # not a field: never saved as a setting, read by tuned_record
         object.__setattr__(cfg, "_tuned", record)
     return cfg

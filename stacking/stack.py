@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,28 +40,14 @@ from isicstack.data.predictions import STACK_PREFIX, discover, read_run_oof, rea
 from isicstack.data.provenance import describe_inputs, fold_hash
 from isicstack.ledger.finish import finish_run
 from isicstack.settings.layers import tuned_record
-from isicstack.stacking.methods import METHODS, cross_validate, fit_stacker
+from isicstack.stacking.config import METHODS, StackConfig
+from isicstack.stacking.methods import cross_validate, fit_stacker
 from isicstack.stacking.nested import nested_cross_validate
 from isicstack.stacking.submission import write_submission
 
 log = logging.getLogger(__name__)
 
 NAME = "stack"
-
-
-@dataclass
-class StackConfig:
-    """Config of ``isic stack`` (``configs/stacking.yaml``)."""
-
-    data_dir: str = "auto"  # its test-metadata.csv, when present, is scored into submission.csv
-    artifacts: str = "artifacts"  # reads oof/ and test/; writes runs/stack/, submission.csv
-    profile: str = "default"  # config profile in use (set by --profile)
-    inputs: list[str] = field(default_factory=list)  # empty: every artifacts/oof/*.parquet
-    method: str = "auto"  # auto | rank_mean | rank_weighted | rank_greedy | logistic
-    candidates: list[str] = field(default_factory=lambda: list(METHODS))  # auto chooses among these
-    n_quantiles: int = 1001  # CDF knots stored per input (rank methods)
-    logistic_c: float = 1.0  # inverse L2 strength of the logistic stacker
-    submission: bool = True  # write submission.csv when the data dir has test-metadata.csv
 
 
 def choose_inputs(cfg: StackConfig) -> list[str]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import polars as pl
 from isicstack.data import layout
 from isicstack.data.crops import write_crops
 from isicstack.data.io import write_csv, write_parquet
+from isicstack.synthetic.config import SynthConfig
 from isicstack.synthetic.kaggle_tables import kaggle_frame
 from isicstack.synthetic.levels import (
     BENIGN_DETAIL,
@@ -45,23 +45,6 @@ from isicstack.synthetic.levels import (
 from isicstack.synthetic.render import encode_images, image_params
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SynthConfig:
-    """Size, difficulty and output folder of a synthetic data set."""
-
-    rows: int = 20000  # train rows (lesions)
-    test_rows: int = 2000  # rows of the test files
-    patients: int = 300  # patients the train rows belong to
-    prevalence: float = 0.01  # share of malignant train rows
-    image_size: int = 64  # crop side in px
-    seed: int = 0  # same seed, same data set
-    out: str = "datasets/synthetic/default"  # output folder (the Kaggle file layout)
-    workers: int = 2  # processes encoding the crops
-    jpeg_quality: int = 90  # JPEG quality of the crops (1-100)
-
-
 
 
 def _allocate(rng: np.random.Generator, rows: int, patients: int) -> np.ndarray:

@@ -21,7 +21,8 @@ import polars as pl
 from isicstack.data.layout import read_json, require_files, run_dir, trained_folds
 from isicstack.features.build import build_test_features
 from isicstack.settings.layers import read_run_config
-from isicstack.tabular.cv import TabularConfig, to_matrix
+from isicstack.tabular.config import TabularConfig
+from isicstack.tabular.cv import to_matrix
 from isicstack.tabular.models import GBDT, MODEL_KINDS, load_model
 
 log = logging.getLogger(__name__)

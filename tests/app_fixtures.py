@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 from isicstack.settings.layers import load_config
-from isicstack.stacking.stack import StackConfig
+from isicstack.stacking.config import StackConfig
 from isicstack.stacking.stack import run as stack
-from isicstack.tabular.cv import ModelSpec, TabularConfig
+from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
-from isicstack.vision.train import ImageConfig
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.train import run as train_image
 
 
@@ -32,8 +32,8 @@ def make_clinic_artifacts(mini_isic: Path, mini_artifacts: Path, art: Path,
     stack(StackConfig(data_dir=str(mini_isic), artifacts=str(art), method="logistic",
                       submission=False))
     if calibrate:
-        from isicstack.evaluation.calibrate import CalibrateConfig
         from isicstack.evaluation.calibrate import run as calibrate_run
+        from isicstack.evaluation.config import CalibrateConfig
 
         calibrate_run(CalibrateConfig(artifacts=str(art), data_dir=str(mini_isic), n_boot=0))
     return art

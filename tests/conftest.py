@@ -82,7 +82,8 @@ def real_dev() -> Path:
 @pytest.fixture(scope="session")
 def mini_isic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic data set in the exact Kaggle layout, generated once per session."""
-    from isicstack.synthetic.generate import SynthConfig, generate
+    from isicstack.synthetic.config import SynthConfig
+    from isicstack.synthetic.generate import generate
 
     out = tmp_path_factory.mktemp("mini_isic")
     cfg = SynthConfig(rows=1500, test_rows=120, patients=40, prevalence=0.04, image_size=32,
@@ -93,7 +94,8 @@ def mini_isic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mini_artifacts(mini_isic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifacts folder holding 3 folds of ``mini_isic`` (other stages write beside them)."""
-    from isicstack.data.folds import FoldsConfig, ensure_folds
+    from isicstack.data.config import FoldsConfig
+    from isicstack.data.folds import ensure_folds
 
     art = tmp_path_factory.mktemp("artifacts")
     ensure_folds(FoldsConfig(data_dir=str(mini_isic), artifacts=str(art), n_folds=3, seed=0))

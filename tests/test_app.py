@@ -13,7 +13,8 @@ import pytest
 from app_fixtures import make_clinic_artifacts
 from PIL import Image
 
-from isicstack.app.page import AppConfig, handle, load_clinic, render
+from isicstack.app.config import AppConfig
+from isicstack.app.page import handle, load_clinic, render
 from isicstack.app.validate import InputError, metadata_row, parse_metadata, read_upload
 from isicstack.data.crops import CropStore
 from isicstack.pipelines.cli import main

@@ -17,7 +17,8 @@ from app_fixtures import make_clinic_artifacts
 from browser_fixtures import chrome, free_port, missing
 from PIL import Image
 
-from isicstack.app.page import AppConfig, build, launch, load_clinic
+from isicstack.app.config import AppConfig
+from isicstack.app.page import build, launch, load_clinic
 from isicstack.data.crops import CropStore
 
 pytestmark = pytest.mark.slow

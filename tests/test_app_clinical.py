@@ -11,7 +11,8 @@ import pytest
 from app_fixtures import make_clinic_artifacts
 from PIL import Image
 
-from isicstack.app.page import AppConfig, handle_patient, load_clinic, render
+from isicstack.app.config import AppConfig
+from isicstack.app.page import handle_patient, load_clinic, render
 from isicstack.app.patient import measured_shift, read_patient_csv, single_lesion_warning
 from isicstack.app.validate import InputError, read_upload
 from isicstack.data.crops import CropStore

@@ -139,7 +139,7 @@ def test_losses_and_reliability_intervals(data):
 def trained(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Path:
     """A LightGBM run (negatives subsampled, positives up-weighted) with saved models."""
-    from isicstack.tabular.cv import ModelSpec, TabularConfig
+    from isicstack.tabular.config import ModelSpec, TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
     art = tmp_path_factory.mktemp("calibrate") / "artifacts"
@@ -155,7 +155,8 @@ def trained(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="module")
 def calibrated(trained: Path, mini_isic: Path) -> dict:
-    from isicstack.evaluation.calibrate import CalibrateConfig, run
+    from isicstack.evaluation.calibrate import run
+    from isicstack.evaluation.config import CalibrateConfig
 
     return run(CalibrateConfig(artifacts=str(trained), data_dir=str(mini_isic), n_boot=50))
 
@@ -198,9 +199,9 @@ def test_stale_map_is_refused(trained: Path, calibrated: dict, tmp_path: Path):
 
 def test_predict_adds_risk_and_package_ships_maps(trained: Path, calibrated: dict,
                                                   mini_isic: Path, tmp_path: Path):
-    from isicstack.inference.package import MANIFEST, PackageConfig
+    from isicstack.inference.config import PackageConfig, PredictConfig
+    from isicstack.inference.package import MANIFEST
     from isicstack.inference.package import run as package
-    from isicstack.inference.predict import PredictConfig
     from isicstack.inference.predict import run as predict
 
     cfg = PredictConfig(data_dir=str(mini_isic), artifacts=str(trained), stacker="",
@@ -228,7 +229,7 @@ def test_predict_adds_risk_and_package_ships_maps(trained: Path, calibrated: dic
 
 
 def test_calibrate_config_resolves():
-    from isicstack.evaluation.calibrate import CalibrateConfig
+    from isicstack.evaluation.config import CalibrateConfig
     from isicstack.settings.layers import ConfigError, load_config
 
     cfg = load_config(CalibrateConfig, "calibrate", "smoke", ["method=isotonic"])

@@ -54,8 +54,9 @@ def test_bad_chain_is_refused_naming_the_run(text: str, message: str):
 def test_declared_outputs_are_what_the_stages_write():
     """Each run's `provides` equals its stage's output names under the run's own overrides, on
     every profile (execute() also checks after a run; this catches drift without training)."""
-    from isicstack.tabular.cv import TabularConfig
-    from isicstack.vision.train import ImageConfig, output_name
+    from isicstack.tabular.config import TabularConfig
+    from isicstack.vision.config import ImageConfig
+    from isicstack.vision.train import output_name
 
     for profile in ("smoke", "default", "full"):
         for run in load_chain().runs:

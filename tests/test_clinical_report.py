@@ -11,13 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from isicstack.evaluation.subgroup_tables import (
-    MISSING,
-    SubgroupConfig,
-    age_labels,
-    markdown,
-    subgroup_tables,
-)
+from isicstack.evaluation.config import SubgroupConfig
+from isicstack.evaluation.subgroup_tables import MISSING, age_labels, markdown, subgroup_tables
 
 
 def test_age_bands():
@@ -52,9 +47,9 @@ def test_cells_count_and_refuse_small_ones():
 @pytest.fixture(scope="module")
 def art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folds, a LightGBM run, its calibration, and a 'perfect' OOF (the oracle's risk)."""
-    from isicstack.evaluation.calibrate import CalibrateConfig
     from isicstack.evaluation.calibrate import run as calibrate
-    from isicstack.tabular.cv import ModelSpec, TabularConfig
+    from isicstack.evaluation.config import CalibrateConfig
+    from isicstack.tabular.config import ModelSpec, TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
     art = tmp_path_factory.mktemp("clinical") / "artifacts"
@@ -69,7 +64,8 @@ def art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPath
 
 
 def test_subgroups_command(art: Path, mini_isic: Path):
-    from isicstack.evaluation.subgroups import SubgroupsConfig, run
+    from isicstack.evaluation.config import SubgroupsConfig
+    from isicstack.evaluation.subgroups import run
     from isicstack.settings.layers import load_config
 
     cfg = load_config(SubgroupsConfig, "subgroups", "smoke",
@@ -88,9 +84,8 @@ def test_subgroups_command(art: Path, mini_isic: Path):
 
 
 def test_loco_and_report_sections(art: Path, mini_isic: Path, tmp_path: Path):
-    from isicstack.evaluation.loco import LocoConfig
+    from isicstack.evaluation.config import LocoConfig, ReportConfig
     from isicstack.evaluation.loco import run as loco
-    from isicstack.evaluation.report import ReportConfig
     from isicstack.evaluation.report import run as report
     from isicstack.settings.layers import load_config
 
@@ -126,7 +121,8 @@ def test_loco_and_report_sections(art: Path, mini_isic: Path, tmp_path: Path):
 
 
 def test_loco_refuses_oof_features(art: Path, mini_isic: Path):
-    from isicstack.evaluation.loco import LocoConfig, tabular_config
+    from isicstack.evaluation.config import LocoConfig
+    from isicstack.evaluation.loco import tabular_config
 
     with pytest.raises(ValueError, match="leak the held-out centre"):
         tabular_config(LocoConfig(artifacts=str(art), data_dir=str(mini_isic),
@@ -136,14 +132,15 @@ def test_loco_refuses_oof_features(art: Path, mini_isic: Path):
 @pytest.mark.slow
 def test_real_dev_tables_render(real_dev: Path, tmp_path: Path):
     """Subgroup and per-centre tables on the real rows (skips without ../shared/real-dev)."""
-    from isicstack.data.folds import FoldsConfig, ensure_folds
-    from isicstack.evaluation.loco import LocoConfig, read_sections
+    from isicstack.data.config import FoldsConfig
+    from isicstack.data.folds import ensure_folds
+    from isicstack.evaluation.config import LocoConfig, SubgroupsConfig
     from isicstack.evaluation.loco import markdown as loco_md
+    from isicstack.evaluation.loco import read_sections
     from isicstack.evaluation.loco import run as loco
-    from isicstack.evaluation.subgroups import SubgroupsConfig
     from isicstack.evaluation.subgroups import run as subgroups
     from isicstack.settings.layers import load_config
-    from isicstack.tabular.cv import TabularConfig
+    from isicstack.tabular.config import TabularConfig
     from isicstack.tabular.cv import run as train_tabular
 
     art, data = tmp_path / "art", real_dev / "tabular"

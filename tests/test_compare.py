@@ -16,7 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
-from isicstack.evaluation.evaluate import EvaluateConfig, compare
+from isicstack.evaluation.config import EvaluateConfig
+from isicstack.evaluation.evaluate import compare
 from isicstack.evaluation.evaluate import run as evaluate
 from isicstack.evaluation.paired import (
     Scored,

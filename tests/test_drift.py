@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from isicstack.data.io import load_metadata
-from isicstack.evaluation.drift import FEATURES, DriftConfig, drift_check, drift_section, markdown
+from isicstack.evaluation.config import DriftConfig
+from isicstack.evaluation.drift import FEATURES, drift_check, drift_section, markdown
 
 FAST = DriftConfig(num_rounds=60, n_folds=4)
 # AUC without a shift. It sits below 0.5 here (0.36-0.39 over seeds 0-3): per-patient columns

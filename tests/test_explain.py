@@ -17,10 +17,11 @@ from torch import nn
 from vision_fixtures import SIZE, tiny_model
 
 from isicstack.explain.cam import cam_maps, last_stage_name, target_layer
-from isicstack.explain.explain import ExplainConfig, run
+from isicstack.explain.config import ExplainConfig
+from isicstack.explain.explain import run
 from isicstack.explain.figures import overlay, panel
 from isicstack.extras import MissingExtraError
-from isicstack.inference.predict_images import PredictImagesConfig
+from isicstack.inference.config import PredictImagesConfig
 from isicstack.inference.predict_images import run as predict_images
 from isicstack.pipelines.cli import main
 
@@ -152,9 +153,8 @@ def test_explain_config_resolves():
 
 
 def _report(d: dict[str, Path], out: Path, **kw: object) -> dict:
-    from isicstack.calibration.operating_point import OperatingPointConfig
-    from isicstack.evaluation.drift import DriftConfig
-    from isicstack.evaluation.report import ReportConfig
+    from isicstack.calibration.config import OperatingPointConfig
+    from isicstack.evaluation.config import DriftConfig, ReportConfig
     from isicstack.evaluation.report import run as report
 
     return report(ReportConfig(data_dir=str(d["data"]), artifacts=str(d["artifacts"]),
@@ -164,7 +164,7 @@ def _report(d: dict[str, Path], out: Path, **kw: object) -> dict:
 
 def test_report_shows_top_positives_and_false_positives(trained: dict[str, Path],
                                                         tmp_path: Path, monkeypatch):
-    from isicstack.explain.report_section import GradcamReportConfig
+    from isicstack.explain.config import GradcamReportConfig
 
     info = _report(trained, tmp_path / "rep")
     cam = info["gradcam"]

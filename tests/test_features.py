@@ -14,7 +14,8 @@ import pytest
 from isicstack.data import layout
 from isicstack.data.io import load_metadata, write_parquet
 from isicstack.data.schema import TEST_COLUMNS, TRAIN_ONLY
-from isicstack.features import GROUPS, FeatureConfig, build_features
+from isicstack.features.build import GROUPS, build_features
+from isicstack.features.config import FeatureConfig
 from isicstack.features.lesion import EPS, LESION_FEATURES, RAW_FEATURES
 
 ROWWISE = ["raw", "lesion", "patient", "ugly_duckling", "categorical"]

@@ -5,7 +5,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from isicstack.data.folds import FoldsConfig, ensure_folds, make_folds, read_folds
+from isicstack.data.config import FoldsConfig
+from isicstack.data.folds import ensure_folds, make_folds, read_folds
 from isicstack.data.io import DataError, load_metadata
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from isicstack.settings.build import build
+from isicstack.settings.build import build, default_values
 from isicstack.settings.keys import field_paths, flatten, migrate, nest, with_keys
 from isicstack.settings.layers import (
     CONFIG_DIR,
@@ -39,10 +39,11 @@ def flat(doc: dict) -> dict:
 
 
 def flat_layers(src: Path, dst: Path) -> Path:
-    """``src``'s configs/image.yaml with every layer rewritten with the flat keys."""
+    """``src``'s configs/image.yaml with every layer rewritten with the flat keys, and a
+    ``base`` holding every default (as a user's file from before the groups did)."""
     doc = yaml.safe_load(src.read_text())
     dst.mkdir(parents=True, exist_ok=True)
-    out = {"base": flat(doc["base"]),
+    out = {"base": flat(default_values(ImageConfig)),
            "profiles": {n: flat(p) for n, p in doc["profiles"].items()}}
     (dst / "image.yaml").write_text(yaml.safe_dump(out, sort_keys=False))
     return dst

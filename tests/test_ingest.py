@@ -13,7 +13,8 @@ from PIL import Image
 
 from isicstack.data.crops import CropStore
 from isicstack.data.io import DataError
-from isicstack.ingest.ingest import IMAGES, LABELS, SUMMARY, IngestConfig, ingest
+from isicstack.ingest.config import IngestConfig
+from isicstack.ingest.ingest import IMAGES, LABELS, SUMMARY, ingest
 
 REPO = Path(__file__).resolve().parents[1]
 OTHER_ISIC = Path(os.environ.get("ISIC_SHARED", REPO.parent / "shared")) / "fixtures" / "other-isic"

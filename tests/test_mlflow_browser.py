@@ -21,7 +21,7 @@ import pytest
 from browser_fixtures import chrome, free_port, missing
 
 from isicstack.ledger import store as tracking
-from isicstack.tabular.cv import ModelSpec, TabularConfig
+from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
 
 pytestmark = pytest.mark.slow

@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isicstack.calibration.operating_point import (
-    OperatingPointConfig,
-    operating_point,
-    rates,
-    threshold_at_tpr,
-)
+from isicstack.calibration.config import OperatingPointConfig
+from isicstack.calibration.operating_point import operating_point, rates, threshold_at_tpr
 from isicstack.settings.layers import ConfigError, load_config
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from isicstack.pipelines.cli import main
 from isicstack.settings.layers import ConfigError, config_dirs, find_config, load_config, tuned_dir
-from isicstack.tabular.cv import TabularConfig
+from isicstack.tabular.config import TabularConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SKIP_COPY = shutil.ignore_patterns(".git", ".venv", "artifacts", "build", "dist", "raw", "fixtures",

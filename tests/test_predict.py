@@ -23,15 +23,16 @@ import pytest
 import torch
 
 from isicstack.data.layout import SAMPLE_SUBMISSION, TEST_IMAGES, TEST_META
-from isicstack.inference.package import MANIFEST, PackageConfig
+from isicstack.inference.config import PackageConfig, PredictConfig
+from isicstack.inference.package import MANIFEST
 from isicstack.inference.package import run as package
-from isicstack.inference.predict import PredictConfig, load_predictors, patient_batches, run
+from isicstack.inference.predict import load_predictors, patient_batches, run
 from isicstack.pipelines.cli import main
 from isicstack.settings.layers import load_config
 from isicstack.stacking.methods import Stacker, fit_stacker
-from isicstack.tabular.cv import ModelSpec, TabularConfig
+from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
-from isicstack.vision.train import ImageConfig
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.train import run as train_image
 
 VISION = "vision_test_resnet"

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from isicstack.calibration.operating_point import OperatingPointConfig
+from isicstack.calibration.config import OperatingPointConfig
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
-from isicstack.evaluation.drift import DriftConfig
-from isicstack.evaluation.report import ReportConfig, run
+from isicstack.evaluation.config import DriftConfig, ReportConfig
+from isicstack.evaluation.report import run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUICK = {"drift": DriftConfig(num_rounds=30)}  # a small drift model: the report is under test

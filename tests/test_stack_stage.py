@@ -15,8 +15,9 @@ import pytest
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
 from isicstack.data.predictions import discover
-from isicstack.stacking.methods import METHODS, Stacker
-from isicstack.stacking.stack import StackConfig, run
+from isicstack.stacking.config import METHODS, StackConfig
+from isicstack.stacking.methods import Stacker
+from isicstack.stacking.stack import run
 
 
 def _write_input(art: Path, name: str, folds: pl.DataFrame, test_ids: pl.Series,

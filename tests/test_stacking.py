@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from isicstack.data.metric import pauc
-from isicstack.stacking.methods import METHODS, Stacker, cross_validate, fit_stacker
+from isicstack.stacking.config import METHODS
+from isicstack.stacking.methods import Stacker, cross_validate, fit_stacker
 from isicstack.stacking.nested import nested_cross_validate, to_common_scale
 
 

@@ -14,7 +14,8 @@ from isicstack.data import layout
 from isicstack.data.crops import CropStore, decode_jpeg
 from isicstack.data.io import load_metadata
 from isicstack.data.schema import LEVELS, TEST_COLUMNS, TRAIN_COLUMNS
-from isicstack.synthetic.generate import SynthConfig, generate, simulate
+from isicstack.synthetic.config import SynthConfig
+from isicstack.synthetic.generate import generate, simulate
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from isicstack.data.io import DataError
-from isicstack.tabular.cv import ModelSpec, TabularConfig, downsample, run
+from isicstack.tabular.config import ModelSpec, TabularConfig
+from isicstack.tabular.cv import downsample, run
 from isicstack.tabular.models import MODEL_KINDS, load_model, make_model
 
 

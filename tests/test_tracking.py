@@ -19,10 +19,10 @@ import pytest
 from app_fixtures import make_clinic_artifacts
 from browser_fixtures import free_port
 
-from isicstack.evaluation.runs_table import RunsConfig
+from isicstack.evaluation.config import RunsConfig
 from isicstack.evaluation.runs_table import run as runs
 from isicstack.ledger import store as tracking
-from isicstack.stacking.stack import StackConfig
+from isicstack.stacking.config import StackConfig
 from isicstack.stacking.stack import run as stack
 from isicstack.vision.mlflow_log import OncePerProcess
 
@@ -191,7 +191,7 @@ def test_lightning_banners_once_and_no_advertisement():
 def test_report_folder_is_logged_with_its_figures(tmp_path: Path, monkeypatch):
     """The report stage's hook (``log_run("report", out, cfg.artifacts, cfg)``): each model's
     OOF pAUC, the config from ``cfg`` (the folder has no config.yaml), the PNGs as figures."""
-    from isicstack.evaluation.report import ReportConfig
+    from isicstack.evaluation.config import ReportConfig
 
     monkeypatch.setenv(tracking.ENV, "auto")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

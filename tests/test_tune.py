@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from isicstack.data.provenance import fold_hash
-from isicstack.pipelines.tune import TuneConfig, pruning_reporter, run, split_params, suggest
+from isicstack.pipelines.config import TuneConfig
+from isicstack.pipelines.tune import pruning_reporter, run, split_params, suggest
 from isicstack.settings.layers import load_config, tuned_record
-from isicstack.tabular.cv import TabularConfig
+from isicstack.tabular.config import TabularConfig
 from isicstack.vision.config import ImageConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,6 +22,7 @@ from isicstack.data.layout import folds_path, oof_path
 from isicstack.settings.keys import with_keys
 from isicstack.settings.layers import load_config
 from isicstack.vision.backbone import create_backbone
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.data import (
     CropDataset,
     FolderSource,
@@ -33,7 +34,7 @@ from isicstack.vision.data import (
 )
 from isicstack.vision.fold_table import add_fusion, score_features
 from isicstack.vision.sampler import BalancedEpochSampler
-from isicstack.vision.train import ImageConfig, run
+from isicstack.vision.train import run
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from isicstack.data import layout
 from isicstack.data.crops import BadImageError, encode_jpeg, write_crops
 from isicstack.data.layout import folds_path, oof_path
 from isicstack.data.metric import pauc
-from isicstack.inference.predict_images import PredictImagesConfig
+from isicstack.inference.config import PredictImagesConfig
 from isicstack.inference.predict_images import run as predict_images
 from isicstack.settings.keys import with_keys
 from isicstack.vision.train import run

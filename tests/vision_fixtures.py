@@ -18,8 +18,8 @@ from isicstack.data.io import write_parquet
 from isicstack.data.layout import folds_path, oof_path
 from isicstack.data.schema import columns_for
 from isicstack.settings.keys import with_keys
+from isicstack.vision.config import ImageConfig
 from isicstack.vision.model import ImageClassifier, build_model
-from isicstack.vision.train import ImageConfig
 
 N_TRAIN, N_TEST, SIZE = 60, 9, 32
 

@@ -36,6 +36,7 @@ class ModelConfig:
 class OptimConfig:
     """The fit: step budget, AdamW, schedule, loss weighting, weight averaging, validation."""
 
+    # 240: ~4 passes over all positives + 10x fresh negatives per fold
     steps: int = 240               # optimizer steps per fold
     lr: float = 1e-3               # peak AdamW learning rate
     weight_decay: float = 1e-2     # AdamW weight decay
@@ -52,16 +53,19 @@ class OptimConfig:
 class DataConfig:
     """What a step sees and how crops get there: batches, sampling, augmentation, decoding."""
 
+    # 32: 64 costs twice the time; its effect was never measured paired
     batch_size: int = 32           # crops per optimizer step (per device)
     neg_ratio: float = 10.0        # negatives per positive, drawn anew each pass
     val_neg_ratio: float = 10.0    # negatives per positive in the validation subset
     augment: Literal["none", "flips", "strong"] = "flips"  # strong: resized crop, flips, jitter
     augment_on: Literal["loader", "device"] = "loader"  # device: on the batch after transfer
     tta_flip: bool = False         # also score a horizontally flipped pass, averaged
+    # on vs off on the real-dev crops: benchmarks/bench_colour.py
     color_constancy: bool = False  # Shades of Gray on every crop
     data_mode: Literal["auto", "memory", "stream"] = "auto"  # stream: decode per sample from HDF5
     cache_max_gb: float = 4.0      # auto: decode-once cache when it fits in this much memory
     on_bad_image: Literal["error", "skip"] = "error"  # skip: leave a bad crop out, list it
+    # memory mode needs none; stream mode: set to the cores to spare
     num_workers: int = 0           # decode workers (augment_on device: decode threads)
 
 
