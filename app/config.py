@@ -5,13 +5,19 @@ the scoring service (torch) so ``isic app --help`` loads neither.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from isicstack.settings.command import Command
 from isicstack.settings.keys import ConfigError
 
 
 @dataclass
 class AppConfig:
     """Config of ``isic app`` (``configs/app.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "app", "isicstack.app.page",
+        "the clinician web page (Gradio) on 127.0.0.1:<port>")
 
     artifacts: str = "artifacts"     # holds the saved runs the page scores with
     profile: str = "default"         # config profile in use (set by --profile)

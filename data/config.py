@@ -5,11 +5,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from isicstack.settings.command import Command
 
 
 @dataclass
 class FoldsConfig:
     """How the train rows are split into folds."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "folds", "isicstack.data.folds",
+        "write artifacts/folds.parquet (patient-grouped, stratified)")
 
     data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
     artifacts: str = "artifacts"  # output folder of every stage (folds.parquet here)

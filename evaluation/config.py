@@ -10,10 +10,11 @@ read these without them. The room's bottom layer: it imports nothing of the room
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from isicstack.calibration.config import OperatingPointConfig
 from isicstack.explain.config import GradcamReportConfig
+from isicstack.settings.command import Command
 
 DEFAULT_COLUMNS = ["anatom_site_general", "sex", "age_band", "attribution", "tbp_tile_type",
                    "iddx_3"]  # the subgroup cells' columns (age_band: cut from age_approx)
@@ -67,6 +68,10 @@ class ClinicalReportConfig:
 class ReportConfig:
     """Config of ``isic report`` (``configs/report.yaml``)."""
 
+    COMMAND: ClassVar[Command] = Command(
+        "report", "isicstack.evaluation.report",
+        "CV table, ROC curves and score distributions")
+
     data_dir: str = "auto"  # metadata for the drift check, oracle.parquet when synthetic
     artifacts: str = "artifacts"  # reads oof/, runs/ and folds.parquet
     profile: str = "default"  # config profile in use (set by --profile)
@@ -86,6 +91,10 @@ class SubgroupsConfig:
     """Config of ``isic subgroups`` (``configs/subgroups.yaml``): where to read, and the cells
     (``cells.*``: the same keys as the report's ``clinical.subgroups``)."""
 
+    COMMAND: ClassVar[Command] = Command(
+        "subgroups", "isicstack.evaluation.subgroups",
+        "pAUC, AUC, sensitivity/specificity by site, sex, age, centre, diagnosis")
+
     data_dir: str = "auto"  # "auto": the data the folds were made from (folds.json)
     artifacts: str = "artifacts"  # folds.parquet and oof/ are read here
     profile: str = "default"  # config profile in use (set by --profile)
@@ -96,6 +105,10 @@ class SubgroupsConfig:
 @dataclass
 class CalibrateConfig:
     """Config of ``isic calibrate`` (``configs/calibrate.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "calibrate", "isicstack.evaluation.calibrate",
+        "calibrated risk per model: prior correction + out-of-fold map (JSON)")
 
     data_dir: str = "auto"      # read only for oracle.parquet (synthetic: the true risk)
     artifacts: str = "artifacts"  # folds, oof/ and runs/ are read here
@@ -113,6 +126,10 @@ class CalibrateConfig:
 class EvaluateConfig:
     """Config of ``isic evaluate`` (``configs/evaluate.yaml``)."""
 
+    COMMAND: ClassVar[Command] = Command(
+        "evaluate", "isicstack.evaluation.evaluate",
+        "repeated CV of the tabular config over several fold seeds")
+
     name: str = "baseline"  # the evaluation's name: <artifacts>/evals/<name>.json
     data_dir: str = "auto"  # the train data (auto: real files if present, else synthetic)
     artifacts: str = "artifacts"  # output folder
@@ -126,6 +143,10 @@ class EvaluateConfig:
 @dataclass
 class LocoConfig:
     """Config of ``isic loco`` (``configs/loco.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "loco", "isicstack.evaluation.loco",
+        "leave-one-centre-out CV of the tabular stage (column=attribution)")
 
     data_dir: str = "auto"           # "auto": the tabular profile's data
     artifacts: str = "artifacts"     # folds.parquet and the patient-CV OOF files are read here
@@ -144,6 +165,11 @@ class LocoConfig:
 @dataclass
 class RunsConfig:
     """Config of ``isic runs`` (``configs/runs.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "runs", "isicstack.evaluation.runs_table",
+        "the tracked (MLflow) stage runs: name, stage, profile, fold hash, OOF pAUC, when "
+        "(`isic runs image` = stage=image)")
 
     artifacts: str = "artifacts"  # whose store is read (ISIC_TRACKING, MLFLOW_TRACKING_URI)
     stage: str = ""  # only runs of this stage: tabular | image | stack | report (empty: all)

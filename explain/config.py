@@ -8,11 +8,18 @@ Kept apart from ``explain.py`` and ``report_section.py`` (torch): the report's c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from isicstack.settings.command import Command
 
 
 @dataclass
 class ExplainConfig:
     """Config of ``isic explain`` (``configs/explain.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "explain", "isicstack.explain.explain",
+        "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])")
 
     data_dir: str = "auto"        # its train-image.hdf5 is the default image source
     artifacts: str = "artifacts"  # holds runs/<name>/

@@ -9,12 +9,18 @@ package read these without loading a model library.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from isicstack.settings.command import Command
 
 
 @dataclass
 class PredictConfig:
     """Config of ``isic predict`` (``configs/predict.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "predict", "isicstack.inference.predict",
+        "offline inference from saved models on a test directory")
 
     data_dir: str = "auto"          # the test directory
     artifacts: str = "artifacts"    # holds runs/<model>/, calibration/ (only those are read)
@@ -39,6 +45,11 @@ class PredictConfig:
 class PredictImagesConfig:
     """Config of ``isic predict-images`` (``configs/predict_images.yaml``)."""
 
+    COMMAND: ClassVar[Command] = Command(
+        "predict-images", "isicstack.inference.predict_images",
+        "score an HDF5 or JPEG folder of crops with a saved image-only run -> isic_id,pred",
+        yaml="predict_images")
+
     artifacts: str = "artifacts"  # holds runs/<name>/
     profile: str = "default"      # config profile in use (set by --profile)
     name: str = ""  # the saved image-only run under artifacts/runs/; "" = the chain's
@@ -54,6 +65,10 @@ class PredictImagesConfig:
 @dataclass
 class PackageConfig:
     """Config of ``isic kaggle-package`` (``configs/package.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "kaggle-package", "isicstack.inference.package",
+        "dist/kaggle: wheel + saved models + run_inference.py for Kaggle", yaml="package")
 
     data_dir: str = "auto"  # unused: the package holds no data
     artifacts: str = "artifacts"  # holds the runs/ to ship

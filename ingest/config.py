@@ -5,12 +5,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
+
+from isicstack.settings.command import Command
 
 
 @dataclass
 class IngestConfig:
     """Config of ``isic ingest`` (``configs/ingest.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "ingest", "isicstack.ingest.ingest",
+        "other ISIC data (JPEG folder + label CSV) -> HDF5 crops + labels.csv")
 
     images: str = ""  # folder of <id>.jpg files (searched recursively)
     labels: str = ""  # the layout's label CSV

@@ -6,11 +6,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from isicstack.settings.command import Command
 
 
 @dataclass
 class TuneConfig:
     """Config of ``isic tune`` (``configs/tune.yaml``); search spaces: ``tune_space.load_space``."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "tune", "isicstack.pipelines.tune",
+        "Optuna sweep of a stage for OOF pAUC (`isic tune tabular model=xgb`)")
 
     stage: str = "tabular"  # tabular | image | stack
     model: str = "lgbm"  # tabular only: the models.<model> swept

@@ -169,7 +169,8 @@ def stage_values(stage: str, profile: str = "default",
     doc: dict[str, Any] = {}
     if path is None:
         where = ", ".join(str(d) for d in config_dirs(config_dir))
-        log.warning("no %s.yaml in %s: using the dataclass defaults", stage, where)
+        # the defaults are the dataclass's; a YAML only adds profiles (a new command needs none)
+        log.debug("no %s.yaml in %s: the dataclass defaults, no profiles", stage, where)
     else:
         doc = read_yaml(path)
         stray = set(doc) - {"base", "profiles"}

@@ -7,6 +7,9 @@ read it without them. ``methods.py`` implements one method per name of ``METHODS
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from isicstack.settings.command import Command
 
 METHODS: tuple[str, ...] = ("rank_mean", "rank_weighted", "rank_greedy", "logistic")
 
@@ -14,6 +17,10 @@ METHODS: tuple[str, ...] = ("rank_mean", "rank_weighted", "rank_greedy", "logist
 @dataclass
 class StackConfig:
     """Config of ``isic stack`` (``configs/stacking.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "stack", "isicstack.stacking.stack",
+        "level-2 model over OOF predictions and submission.csv", yaml="stacking")
 
     data_dir: str = "auto"  # its test-metadata.csv, when present, is scored into submission.csv
     artifacts: str = "artifacts"  # reads oof/ and test/; writes runs/stack/, submission.csv

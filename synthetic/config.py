@@ -6,11 +6,18 @@ generator (NumPy, polars, the image encoder).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from isicstack.settings.command import Command
 
 
 @dataclass
 class SynthConfig:
     """Size, difficulty and output folder of a synthetic data set."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "synth", "isicstack.synthetic.generate",
+        "generate a synthetic data set in the exact ISIC 2024 layout")
 
     rows: int = 20000  # train rows (lesions)
     test_rows: int = 2000  # rows of the test files

@@ -7,9 +7,10 @@ Kept apart from ``cv.py`` (LightGBM, XGBoost): evaluation, tuning, prediction an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from isicstack.features.config import FeatureConfig
+from isicstack.settings.command import Command
 
 
 @dataclass
@@ -25,6 +26,10 @@ class ModelSpec:
 @dataclass
 class TabularConfig:
     """Config of ``isic train-tabular`` (``configs/tabular.yaml``)."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "train-tabular", "isicstack.tabular.cv",
+        "features + LightGBM/XGBoost/CatBoost CV, OOF and test predictions", yaml="tabular")
 
     data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
     artifacts: str = "artifacts"  # reads folds.parquet; writes runs/, oof/, test/

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from isicstack.settings.command import Command
+
 
 @dataclass
 class ModelConfig:
@@ -84,6 +86,10 @@ class RuntimeConfig:
 @dataclass
 class ImageConfig:
     """Image stage settings (``configs/image.yaml``); see :mod:`isicstack.vision.train`."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "train-image", "isicstack.vision.train",
+        "timm CNN on HDF5 crops per fold, fused with the tabular OOF score", yaml="image")
 
     data_dir: str = "auto"  # auto: real Kaggle files if present, else datasets/synthetic/<profile>
     artifacts: str = "artifacts"   # reads folds and tabular scores; writes runs/, oof/, test/
