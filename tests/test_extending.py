@@ -21,7 +21,8 @@ from isicstack import extras
 from isicstack.conditions import library_versions
 from isicstack.extras import DISTRIBUTIONS, MissingExtraError, require
 from isicstack.pipelines.tune_space import TuneConfig, load_space
-from isicstack.tabular.cv import ModelSpec, TabularConfig, run
+from isicstack.tabular.config import ModelSpec, TabularConfig
+from isicstack.tabular.cv import run
 from isicstack.tabular.models import (
     GBDT,
     MODEL_KINDS,
