@@ -25,6 +25,7 @@ from isicstack.data.layout import run_dir
 from isicstack.data.metric import MIN_TPR, fmt_score, fold_summary, logit
 from isicstack.data.predictions import discover, read_run_oof
 from isicstack.data.provenance import fold_hash, read_provenance
+from isicstack.data.sections import left_out_lines
 from isicstack.evaluation import clinical, drift
 from isicstack.evaluation import oracle as oracle_corr
 from isicstack.evaluation.drift import DriftConfig
@@ -56,18 +57,19 @@ class ReportConfig:
 
 
 def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """OOF scores by name; discovered files that do not match the folds are skipped, not fatal."""
+    """OOF scores by name; discovered files that do not match the folds are left out (with
+    why), not fatal."""
     names = cfg.models or discover(cfg.artifacts, include_stack=True, include_parts=True)
-    preds, skipped = {}, {}
+    preds, left_out = {}, {}
     for name in names:
         try:
             preds[name] = read_run_oof(cfg.artifacts, name, folds)
         except (DataError, FileNotFoundError) as err:
             if cfg.models:
                 raise
-            log.warning("report: skipping %s: %s", name, err)
-            skipped[name] = str(err)
-    return preds, skipped
+            log.warning("report: leaving %s out: %s", name, err)
+            left_out[name] = str(err)
+    return preds, left_out
 
 
 def _nan(x: float | None) -> float:
@@ -164,8 +166,7 @@ def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str
     lines += clinical.markdown(info.get("clinical"))
     lines += oracle_corr.markdown(info.get("oracle_corr"))
     lines += drift.markdown(info.get("drift"), top)
-    for name, skipped in info["skipped"].items():
-        lines.append(f"\nSkipped `{name}`: {skipped}")
+    lines += left_out_lines(info["left_out"])
     lines += [f"\n## {PLOTS[k]}\n\n![{PLOTS[k]}]({v})" for k, v in images.items()]
     lines += gradcam.markdown(info.get("gradcam"))
     return "\n".join(lines) + "\n"
@@ -218,10 +219,10 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     out = Path(cfg.out) if cfg.out else Path(cfg.artifacts) / "report"
     y = folds.get_column("target").to_numpy().astype(np.int64)
     fold = folds.get_column("fold").to_numpy()
-    preds, skipped = load_models(cfg, folds)
+    preds, left_out = load_models(cfg, folds)
     info: dict[str, Any] = {
         "artifacts": str(cfg.artifacts), "rows": len(y), "positives": int(y.sum()),
-        "n_folds": int(np.unique(fold).size), "skipped": skipped,
+        "n_folds": int(np.unique(fold).size), "left_out": left_out,
         "models": {n: fold_summary(y, p, fold) for n, p in preds.items()}}
     if preds and cfg.operating_point.enabled and y.any():
         patients = folds.get_column("patient_id").to_numpy()

@@ -46,9 +46,9 @@ def test_report_writes_png_md_json(art: Path):
         assert (rep / name).read_bytes()[:8] == PNG_MAGIC
         assert f"]({name})" in (rep / "report.md").read_text()
     md = (rep / "report.md").read_text()
-    assert "| good |" in md and "| weak |" in md and "stale" in md  # skipped, with the reason
+    assert "| good |" in md and "| weak |" in md and "\n`stale` left out: " in md  # and why
     saved = json.loads((rep / "report.json").read_text())
-    assert set(saved["models"]) == {"good", "weak"} and "stale" in saved["skipped"]
+    assert set(saved["models"]) == {"good", "weak"} and "stale" in saved["left_out"]
     folds = pl.read_parquet(art / "folds.parquet")
     good = pl.read_parquet(art / "oof" / "good.parquet")
     assert saved["models"]["good"]["oof_pauc"] == pytest.approx(
@@ -146,3 +146,21 @@ def test_report_flags_tuned_runs_and_the_nested_stack(art: Path):
     assert "study `s1`, trial 7 of 30, chosen on these same folds, so its CV is optimistic" in md
     assert "`weak`: tuned parameters from study `s1`, trial 7 of 30, chosen on other folds" in md
     assert "Its CV row is nested" in md and "fold 1: logistic" in md and "0.1234" in md
+
+
+def test_every_section_says_nothing_here_one_way():
+    """A section with nothing to show is ``{"skipped": reason}``, whichever it is, and reads
+    the same in report.md: its title, then ``Skipped: <reason>``."""
+    from isicstack.data.sections import skipped
+    from isicstack.evaluation import calibration_report, clinical, drift, oracle, subgroup_tables
+    from isicstack.explain import report_section as gradcam
+
+    sec = skipped("nothing to read", path="x")
+    rendered = {"drift": drift.markdown(sec), "oracle": oracle.markdown(sec),
+                "calibration": calibration_report.markdown(sec),
+                "subgroups": subgroup_tables.markdown(sec), "gradcam": gradcam.markdown(sec),
+                "loco": clinical.markdown({"loco": sec})}
+    for name, lines in rendered.items():
+        assert len(lines) == 2 and lines[0].startswith("\n## "), (name, lines)
+        assert lines[1] == "Skipped: nothing to read", (name, lines)
+    assert len({lines[0] for lines in rendered.values()}) == len(rendered)  # each its own title
