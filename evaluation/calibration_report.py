@@ -23,6 +23,7 @@ from isicstack.data.metric import fold_scores, pauc
 from isicstack.data.provenance import file_sha256
 from isicstack.data.sections import left_out_lines, skipped, skipped_lines
 from isicstack.evaluation import calibration_metrics as cm
+from isicstack.ledger.result import METRICS, read_result
 
 TITLE = "Calibration: how far a score is from a probability"
 
@@ -109,11 +110,10 @@ def section(artifacts: str | Path, folds: pl.DataFrame, data_dir: Path, out: Pat
         models[name] = summarise(y, cols, patients, fold, oracle, n_boot, seed)
         curves[name] = {k: cm.reliability(y, cols[k], patients, bins, n_boot, seed)
                         for k in ("prior", "calibrated")}
-    meta = json.loads((folder / "metrics.json").read_text()) if (
-        folder / "metrics.json").is_file() else {}
+    method = read_result(folder).details.get("method") if (folder / METRICS).is_file() else None
     image = plot_reliability(curves, out / "reliability.png", dpi) if curves else None
     return {"models": models, "curves": curves, "left_out": left_out, "image": image,
-            "method": meta.get("method"), "n_boot": n_boot, "oracle": oracle is not None}
+            "method": method, "n_boot": n_boot, "oracle": oracle is not None}
 
 
 def plot_reliability(curves: dict[str, dict[str, dict]], path: Path, dpi: int) -> str:

@@ -7,7 +7,6 @@ only the metadata (drift check) and, for synthetic data, ``oracle.parquet``.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from isicstack.evaluation import clinical, drift
 from isicstack.evaluation import oracle as oracle_corr
 from isicstack.evaluation.drift import DriftConfig
 from isicstack.explain import report_section as gradcam
+from isicstack.ledger.result import METRICS, read_result
 from isicstack.ledger.store import log_run
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,21 @@ def stack_notes(stack: dict[str, Any]) -> list[str]:
     return lines
 
 
+def stack_details(artifacts: str) -> dict[str, Any] | None:
+    """What the stack notes show (method, inputs, oracle, how its CV was made), read from its
+    run's result; None without a stack run (or, said in the log, with one that does not read)."""
+    rdir = run_dir(artifacts, STACK)
+    if not (rdir / METRICS).is_file():
+        return None
+    try:
+        details = read_result(rdir).details
+    except ValueError as err:
+        log.warning("report: stack notes left out: %s", err)
+        return None
+    return {k: details.get(k) for k in ("chosen", "input_names", "oracle", "cv",
+                                        "best_of_methods")}
+
+
 def run(cfg: ReportConfig) -> dict[str, Any]:
     """Write ``report.md``, ``report.json`` and the PNG plots under the report folder."""
     folds = read_folds(cfg.artifacts)
@@ -238,11 +253,9 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         info["oracle_corr"] = section
     if cfg.drift.enabled:
         info["drift"] = drift.drift_section(data_dir, cfg.drift)
-    stack_metrics = run_dir(cfg.artifacts, "stack") / "metrics.json"
-    if stack_metrics.is_file():
-        m = json.loads(stack_metrics.read_text(encoding="utf-8"))
-        info["stack"] = {k: m.get(k) for k in ("chosen", "input_names", "oracle", "cv",
-                                               "best_of_methods")}
+    stack = stack_details(cfg.artifacts)
+    if stack is not None:
+        info["stack"] = stack
     info["tuned"] = tuned_runs(cfg.artifacts, list(preds), fold_hash(folds))
     info["clinical"] = clinical.section(cfg.clinical, cfg.artifacts, data_dir, folds, out,
                                         cfg.dpi)
@@ -256,6 +269,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                                               out, cfg.dpi)
     write_json(info, out / "report.json")
     write_text(markdown(info, images, cfg.drift.top), out / "report.md")
-    log_run("report", out, cfg.artifacts, cfg)
+    log_run("report", out, cfg.artifacts, cfg, metrics={  # models.<name>.oof_pauc
+        "models": {n: {"oof_pauc": m["oof_pauc"]} for n, m in info["models"].items()}})
     log.info("report: wrote %s (%d model(s))", out / "report.md", len(preds))
     return info

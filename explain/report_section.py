@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.data.layout import TRAIN_IMAGES, run_dir, trained_folds
+from isicstack.data.layout import TRAIN_IMAGES, run_dir
 from isicstack.data.sections import skipped, skipped_lines
 from isicstack.explain.explain import check_ids, crop_maps, load_image_only
 from isicstack.explain.figures import grid, overlay
 from isicstack.extras import MissingExtraError
+from isicstack.ledger.result import trained_folds
 from isicstack.settings.chain import image_only_run
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _render(cfg: GradcamReportConfig, artifacts: str, images: Path, folds: pl.Da
             pred: np.ndarray, chosen: dict[str, np.ndarray], out: Path, dpi: int
             ) -> dict[str, Any]:
     predictor = load_image_only(artifacts, cfg.name, images, "cpu")
-    trained = trained_folds(run_dir(artifacts, cfg.name), "folds")
+    trained = trained_folds(run_dir(artifacts, cfg.name))
     idx = np.concatenate(list(chosen.values()))
     ids = folds["isic_id"].to_numpy()[idx].tolist()
     check_ids(predictor.source, ids)

@@ -1,6 +1,20 @@
 """The ``isic`` stages: where each one's config class and ``run`` live, and which YAML
 configures it. Read by the command line (``cli``) and by the chain runner (``chain_run``), which
-runs a declared run through the same resolution as ``isic <stage>``."""
+runs a declared run through the same resolution as ``isic <stage>``.
+
+What ``run(cfg)`` returns, by kind of stage:
+
+- writes run folders (``train-tabular``, ``train-image``, ``stack``, ``calibrate``):
+  ``list[RunResult]`` (:mod:`isicstack.ledger.result`), one per folder written, as its
+  ``metrics.json`` holds it;
+- writes one document (``report``, ``evaluate``, ``subgroups``, ``loco``, ``explain``,
+  ``predict``, ``ingest``): that document as the dict written to its JSON file
+  (``report.json``, ...), so a caller reads what a later reader of the file reads;
+  ``predict-images`` (a CSV): the dict it logs (``out``, ``rows``, ``seconds``);
+- writes one file or folder (``synth``, ``folds``, ``kaggle-package``): its ``Path``;
+- ``tune``: the ``optuna.Study`` (its trials are the result; Optuna's own type);
+- ``runs``: the table's rows; ``app``: nothing (it serves until stopped).
+"""
 
 from __future__ import annotations
 
