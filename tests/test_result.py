@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -168,22 +169,27 @@ def test_unreadable_results_name_the_file(tmp_path: Path, text: str | None, erro
     assert str(tmp_path) in str(info.value)
 
 
-def test_finish_run_writes_the_result_and_returns_it_as_read(tmp_path: Path):
-    from isicstack.stacking.stack import StackConfig
+@dataclass
+class _Config:
+    """A stage's config as finish_run saves it (any dataclass)."""
 
+    artifacts: str = "artifacts"
+
+
+def test_finish_run_writes_the_result_and_returns_it_as_read(tmp_path: Path):
     started = time.perf_counter() - 2.0
     result = RunResult("stack", "stack", 0.1, 0.8, 10, 2, {0: FoldScore(0.1, 0.8)},
                        details={"cv": {"picks": {0: "logistic"}}})
-    out = finish_run(result, tmp_path, StackConfig(artifacts=str(tmp_path)), tmp_path, started,
+    out = finish_run(result, tmp_path, _Config(str(tmp_path)), tmp_path, started,
                      provenance={"inputs": {}, "fold_hash": "ab", "conditions": {"threads": 1}},
                      track=False)
     assert out.seconds >= 2.0 and out.details["cv"]["picks"] == {"0": "logistic"}  # JSON's keys
     assert out == read_result(tmp_path) and out.folds == result.folds
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["conditions"]["stage"] == "stack" and prov["fold_hash"] == "ab"
-    assert (tmp_path / "config.yaml").is_file()
+    assert (tmp_path / "config.yaml").read_text() == f"artifacts: {tmp_path}\n"
     own = finish_run(RunResult("image", "v", None, None, 0, 0, seconds=7.5), tmp_path,
-                     StackConfig(), tmp_path, started, track=False)
+                     _Config(), tmp_path, started, track=False)
     assert own.seconds == 7.5  # a stage's own timing stays
 
 
