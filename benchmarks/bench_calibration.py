@@ -38,7 +38,8 @@ GOAL = 1.10
 
 
 def figures(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The per-model figures kept in the results file."""
+    """The per-model figures kept in the results file (``metrics``: the calibrate run's
+    details)."""
     out = {}
     for name, m in metrics["models"].items():
         loss = m["losses"]
@@ -73,10 +74,10 @@ def synthetic(seeds: list[int], n_boot: int) -> dict[str, Any]:
         for method in METHODS:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                m = run(CalibrateConfig(artifacts=str(art), data_dir=SYNTHETIC, method=method,
-                                        out=tmp, n_boot=n_boot))
+                [m] = run(CalibrateConfig(artifacts=str(art), data_dir=SYNTHETIC,
+                                          method=method, out=tmp, n_boot=n_boot))
                 per_seed[str(seed)][method] = {"seconds": round(time.perf_counter() - t0, 1),
-                                               "models": figures(m)}
+                                               "models": figures(m.details)}
             print(f"seed {seed} {method}: " + ", ".join(
                 f"{n} {r['calibrated']['brier']:.5f} ({r['ratio']:.3f} x oracle)"
                 for n, r in per_seed[str(seed)][method]["models"].items()), flush=True)
@@ -119,13 +120,13 @@ def real_dev(n_boot: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         ensure_folds(FoldsConfig(data_dir=str(data), artifacts=tmp, n_folds=5, seed=0))
         train_tabular(load_config(TabularConfig, "tabular", "real_dev", [f"artifacts={tmp}"]))
-        m = run(CalibrateConfig(artifacts=tmp, data_dir=str(data), n_boot=n_boot))
+        [m] = run(CalibrateConfig(artifacts=tmp, data_dir=str(data), n_boot=n_boot))
         folds = pl.read_parquet(Path(tmp) / "folds.parquet")
         y, patients = folds["target"].to_numpy(), folds["patient_id"].to_numpy()
         curves = {n: reliability(y, read_calibrated(Path(tmp) / "calibration", n, folds)[
-            "calibrated"], patients, 8, n_boot) for n in m["models"]}
-    return {"data": REAL_DEV, "rows": m["rows"], "positives": m["positives"],
-            "models": figures(m), "reliability": curves}
+            "calibrated"], patients, 8, n_boot) for n in m.details["models"]}
+    return {"data": REAL_DEV, "rows": m.n, "positives": m.n_pos,
+            "models": figures(m.details), "reliability": curves}
 
 
 def main() -> None:

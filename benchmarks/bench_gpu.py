@@ -116,13 +116,13 @@ def real_dev_cv(images: Path) -> dict[str, Any]:
         f"images_path={rel / 'train-image.hdf5'}", f"labels_path={rel / 'labels.csv'}",
         "resume=false"])
     t0 = time.perf_counter()
-    m = run(cfg)
+    [m] = run(cfg)
     seconds = time.perf_counter() - t0
-    crops = len(m["folds"]) * cfg.optim.steps * cfg.data.batch_size
-    return {"config": to_dict(cfg), "oof_pauc": m["oof"]["pauc"], "oof_auc": m["oof"]["auc"],
-            "mean_fold_pauc": m["mean_fold_pauc"],
-            "fold_pauc": {k: v["pauc"] for k, v in m["folds"].items()},
-            "precision": m["precision"], "seconds": round(seconds, 1),
+    crops = len(m.folds) * cfg.optim.steps * cfg.data.batch_size
+    return {"config": to_dict(cfg), "oof_pauc": m.pauc, "oof_auc": m.auc,
+            "mean_fold_pauc": m.fold_pauc_mean,
+            "fold_pauc": {str(k): f.pauc for k, f in m.folds.items()},
+            "precision": m.details["precision"], "seconds": round(seconds, 1),
             "trained_crops": crops, "end_to_end_img_s": round(crops / seconds, 1)}
 
 

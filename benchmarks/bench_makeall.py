@@ -50,6 +50,7 @@ from runner import fresh_clone, run_logged  # noqa: E402
 
 from isicstack.conditions import run_conditions  # noqa: E402
 from isicstack.data.io import write_json  # noqa: E402
+from isicstack.ledger.result import METRICS, read_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "makeall.json"
@@ -95,16 +96,15 @@ def part_time(cores: int, recipe: str, make: list[str], keep: bool, rev: str
         print(f"  {target}: {seconds[target]:.0f}s", flush=True)
     profile = {}  # inside the stages: features, GBDT fits, crop decoding, training, scoring
     for run in sorted((clone / "artifacts" / "runs").iterdir()):
-        metrics = run / "metrics.json"
-        if metrics.is_file():
-            m = json.loads(metrics.read_text())
-            inner = {**m, **(m.get("timings") or {})}  # the image stage's breakdown, flat
+        if (run / METRICS).is_file():  # either commit's shape: read_result reads both
+            r = read_result(run)
+            inner = {"seconds": r.seconds, **r.details, **(r.details.get("timings") or {})}
             profile[run.name] = {k: inner.get(k) for k in PROFILE_KEYS}  # None: not that stage
-    stack = json.loads((clone / "artifacts" / "runs" / "stack" / "metrics.json").read_text())
+    stack = read_result(clone / "artifacts" / "runs" / "stack")
     out = {"cores": cores, "recipe": recipe, "commit": commit, "make": make, "seconds": seconds,
            "total_seconds": round(sum(seconds.values()), 1),
            "minutes": round(sum(seconds.values()) / 60, 1),
-           "profile": profile, "stack_oof_pauc": stack["stack"]["oof_pauc"],
+           "profile": profile, "stack_oof_pauc": stack.pauc,
            "loadavg_start": load0, "loadavg_end": os.getloadavg(),
            "conditions": run_conditions(threads=cores, stage="make all")}
     if not keep:

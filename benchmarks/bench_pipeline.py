@@ -38,6 +38,7 @@ from isicstack.data.metric import pauc, seed_spread
 from isicstack.data.predictions import load_oof
 from isicstack.evaluation.evaluate import compare
 from isicstack.evaluation.oracle import oracle_parts, rank_correlations
+from isicstack.ledger.result import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAINS = "artifacts/bench_pipeline"  # relative to ROOT (the script runs there)
@@ -79,7 +80,7 @@ def scores(art: Path, profile: str) -> dict[str, Any]:
         prob = folds.select("isic_id").join(pl.read_parquet(oracle, columns=["isic_id", "prob"]),
                                             on="isic_id", maintain_order="left")
         out["oracle_pauc"] = pauc(y, prob["prob"].to_numpy())
-    stack = json.loads((art / "runs" / "stack" / "metrics.json").read_text())
+    stack = read_result(art / "runs" / "stack").details  # a chain of before reads alike
     out["stack_method"] = stack["chosen"]
     out["stack_inputs"] = stack["input_names"]
     out["stack_picks"] = stack.get("cv", {}).get("picks")

@@ -28,6 +28,7 @@ import polars as pl
 
 from isicstack.data.io import write_json
 from isicstack.data.metric import pauc
+from isicstack.ledger.result import METRICS, read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DEV = ROOT.parent / "shared" / "real-dev" / "tabular"
@@ -81,11 +82,11 @@ def synthetic(tmp: Path, profile: str) -> dict:
     oracle_pauc = pauc(folds["target"].to_numpy(), folds["prob"].to_numpy())
     out: dict = {"rows": folds.height, "positives": int(folds["target"].sum()),
                  "wall_seconds": round(wall, 1), "oracle_pauc": round(oracle_pauc, 5)}
-    for metrics in sorted((art / "runs").glob("*/metrics.json")):
-        m = json.loads(metrics.read_text())
-        out[m["model"]] = {"oof_pauc": round(m["oof_pauc"], 5), "oof_auc": round(m["oof_auc"], 4),
-                           "fraction_of_oracle": round(m["oof_pauc"] / oracle_pauc, 3),
-                           "seconds": m["seconds"]}
+    for metrics in sorted((art / "runs").glob(f"*/{METRICS}")):
+        r = read_result(metrics.parent)
+        out[r.name] = {"oof_pauc": round(r.pauc, 5), "oof_auc": round(r.auc, 4),
+                       "fraction_of_oracle": round(r.pauc / oracle_pauc, 3),
+                       "seconds": r.seconds}
     return out
 
 

@@ -255,12 +255,12 @@ def bench_real_dev(args: argparse.Namespace) -> dict[str, Any] | None:
                  "resume=false", *args.overrides]
     cfg: ImageConfig = load_config(ImageConfig, "image", "real_dev", overrides)
     t0 = time.perf_counter()
-    metrics = run(cfg)
+    [result] = run(cfg)
     seconds = time.perf_counter() - t0
     out = {"mode": "real_dev", "env": env_info(), "config": to_dict(cfg),
-           "oof_pauc": metrics["oof"]["pauc"], "oof_auc": metrics["oof"]["auc"],
-           "mean_fold_pauc": metrics["mean_fold_pauc"],
-           "fold_pauc": {k: v["pauc"] for k, v in metrics["folds"].items()},
+           "oof_pauc": result.pauc, "oof_auc": result.auc,
+           "mean_fold_pauc": result.fold_pauc_mean,
+           "fold_pauc": {str(k): f.pauc for k, f in result.folds.items()},
            "seconds": round(seconds, 1), "budget_s": args.budget_min * 60,
            "budget_used": round(seconds / (args.budget_min * 60), 3)}
     print(f"real-dev image-only CV: OOF pAUC {out['oof_pauc']:.4f} (AUC {out['oof_auc']:.4f}) "

@@ -100,14 +100,6 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def trained_folds(rdir: Path, key: str) -> list[int]:
-    """Fold ids the run trained, from the per-fold entries of its ``metrics.json``."""
-    metrics = read_json(rdir / "metrics.json", "metrics.json (lists the trained folds)")
-    if not metrics.get(key):
-        raise ValueError(f"{rdir / 'metrics.json'}: no per-fold entries under {key!r}")
-    return sorted(int(k) for k in metrics[key])
-
-
 def require_files(paths: list[Path], what: str) -> None:
     """Fail on the first missing model file, naming it (not just 'a file is missing')."""
     for path in paths:

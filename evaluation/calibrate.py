@@ -41,6 +41,7 @@ from isicstack.data.provenance import file_sha256, fold_hash
 from isicstack.evaluation.calibration_report import oracle_prob, summarise
 from isicstack.evaluation.config import CalibrateConfig
 from isicstack.ledger.finish import finish_run
+from isicstack.ledger.result import METRICS, RunResult
 from isicstack.settings.keys import migrate, moved_keys
 from isicstack.vision.config import ImageConfig
 
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 def source_file(artifacts: str | Path, name: str) -> Path:
     """The run file a map belongs to: retraining rewrites it, which makes the map stale."""
     rdir = run_dir(artifacts, name)
-    return rdir / ("stacker.json" if name == STACK else "metrics.json")
+    return rdir / ("stacker.json" if name == STACK else METRICS)
 
 
 def _weight(params: dict[str, Any], pos: int, neg: int, neg_ratio: float) -> float:
@@ -142,8 +143,9 @@ def choose_models(cfg: CalibrateConfig) -> list[str]:
     return names
 
 
-def run(cfg: CalibrateConfig) -> dict[str, Any]:
-    """``isic calibrate``: maps, calibrated OOF and a Brier / log-loss summary per model."""
+def run(cfg: CalibrateConfig) -> list[RunResult]:
+    """``isic calibrate``: maps, calibrated OOF and a Brier / log-loss summary per model; its
+    result (one folder, the maps' own; no pooled OOF score: ``details["models"]`` per model)."""
     started = time.perf_counter()
     folds = read_folds(cfg.artifacts)
     folder = calibration_dir(cfg.artifacts, cfg.out)
@@ -159,6 +161,7 @@ def run(cfg: CalibrateConfig) -> dict[str, Any]:
         log.info("calibrate %s: Brier %.5f -> %.5f%s", name, s["raw"]["brier"],
                  s["calibrated"]["brier"],
                  f" (oracle {s['oracle']['brier']:.5f})" if "oracle" in s else "")
-    metrics = {"method": cfg.method, "prior": cfg.prior, "rows": int(y.size),
-               "positives": int(y.sum()), "fold_hash": fold_hash(folds), "models": models}
-    return finish_run("calibrate", folder, cfg, metrics, cfg.artifacts, started, track=False)
+    result = RunResult("calibrate", folder.name, None, None, int(y.size), int(y.sum()),
+                       fold_hash=fold_hash(folds),
+                       details={"method": cfg.method, "prior": cfg.prior, "models": models})
+    return [finish_run(result, folder, cfg, cfg.artifacts, started, track=False)]

@@ -21,7 +21,11 @@ from isicstack.data.io import save_png
 from isicstack.data.layout import ORACLE, oof_path
 from isicstack.data.metric import fold_scores, pauc
 from isicstack.data.provenance import file_sha256
+from isicstack.data.sections import left_out_lines, skipped, skipped_lines
 from isicstack.evaluation import calibration_metrics as cm
+from isicstack.ledger.result import METRICS, read_result
+
+TITLE = "Calibration: how far a score is from a probability"
 
 STAGES = {"raw": "model score", "prior": "prior-corrected", "calibrated": "calibrated (nested)",
           "oracle": "oracle (true probability)"}
@@ -83,34 +87,33 @@ def stale(artifacts: Path, folder: Path, name: str) -> str:
     doc = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
     src = oof_path(artifacts, name)
     if not src.is_file() or file_sha256(src) != doc.get("oof_sha256"):
-        return f"`{name}`: its OOF file changed since `isic calibrate`; rerun it"
+        return "its OOF file changed since `isic calibrate`; rerun it"
     return ""
 
 
 def section(artifacts: str | Path, folds: pl.DataFrame, data_dir: Path, out: Path, dpi: int,
             bins: int = 10, n_boot: int = 200, seed: int = 0) -> dict[str, Any] | None:
-    """Per-model summary and the reliability PNG, or a note when nothing was calibrated."""
+    """Per-model summary and the reliability PNG, or skipped when nothing was calibrated."""
     folder = Path(artifacts) / "calibration"
     names = sorted(p.stem for p in (folder / "oof").glob("*.parquet"))
     if not names:
-        return {"note": "no calibrated scores: run `isic calibrate` (then the report again)"}
+        return skipped("no calibrated scores: run `isic calibrate` (then the report again)")
     y = folds["target"].to_numpy().astype(np.int64)
     patients, fold = folds["patient_id"].to_numpy(), folds["fold"].to_numpy()
     oracle = oracle_prob(data_dir, folds)
-    models, curves, notes = {}, {}, []
+    models, curves, left_out = {}, {}, {}
     for name in names:
         if (why := stale(Path(artifacts), folder, name)):
-            notes.append(why)
+            left_out[name] = why
             continue
         cols = read_calibrated(folder, name, folds)
         models[name] = summarise(y, cols, patients, fold, oracle, n_boot, seed)
         curves[name] = {k: cm.reliability(y, cols[k], patients, bins, n_boot, seed)
                         for k in ("prior", "calibrated")}
-    meta = json.loads((folder / "metrics.json").read_text()) if (
-        folder / "metrics.json").is_file() else {}
+    method = read_result(folder).details.get("method") if (folder / METRICS).is_file() else None
     image = plot_reliability(curves, out / "reliability.png", dpi) if curves else None
-    return {"models": models, "curves": curves, "notes": notes, "image": image,
-            "method": meta.get("method"), "n_boot": n_boot, "oracle": oracle is not None}
+    return {"models": models, "curves": curves, "left_out": left_out, "image": image,
+            "method": method, "n_boot": n_boot, "oracle": oracle is not None}
 
 
 def plot_reliability(curves: dict[str, dict[str, dict]], path: Path, dpi: int) -> str:
@@ -156,9 +159,9 @@ def markdown(sec: dict[str, Any] | None) -> list[str]:
     then log loss and calibration slope, then the diagram."""
     if not sec:
         return []
-    lines = ["\n## Calibration: how far a score is from a probability\n"]
-    if "note" in sec:
-        return [*lines, sec["note"]]
+    if (done := skipped_lines(TITLE, sec)) is not None:
+        return done
+    lines = [f"\n## {TITLE}\n"]
     models = sec["models"]
     lines.append(f"Map: `{sec['method']}` after the prior correction for each model's training "
                  "class ratio. *Calibrated* scores are nested: fold k is mapped by a map fitted "
@@ -197,7 +200,7 @@ def markdown(sec: dict[str, Any] | None) -> list[str]:
                  f"right; < 1: too extreme). Largest per-fold pAUC change from calibrating: "
                  f"{shift:.1e} (each map is monotone; the pooled OOF pAUC can move a little, "
                  "since each fold has its own map).")
-    lines += [f"\nSkipped {n}" for n in sec["notes"]]
+    lines += left_out_lines(sec["left_out"])
     if sec.get("image"):
         lines.append(f"\n![reliability diagram]({sec['image']})")
     return lines

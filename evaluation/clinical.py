@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from isicstack.data.provenance import fold_hash
+from isicstack.data.sections import skipped, skipped_lines
 from isicstack.evaluation import calibration_report, subgroup_tables
 from isicstack.evaluation.config import ClinicalReportConfig
 from isicstack.evaluation.loco import markdown as loco_markdown
@@ -41,7 +42,7 @@ def section(cfg: ClinicalReportConfig, artifacts: str | Path, data_dir: Path,
             parts[name] = job()
         except (ValueError, KeyError, FileNotFoundError) as err:
             log.warning("report: %s section skipped: %s", name, err)
-            parts[name] = {"note": f"skipped: {type(err).__name__}: {err}"}
+            parts[name] = skipped(f"{type(err).__name__}: {err}")
     return parts
 
 
@@ -53,8 +54,8 @@ def markdown(parts: dict[str, Any] | None) -> list[str]:
     lines = calibration_report.markdown(parts.get("calibration"))
     lines += subgroup_tables.markdown(parts.get("subgroups"))
     loco = parts.get("loco")
-    if isinstance(loco, dict):  # a skipped part
-        lines += [f"\nPer-centre CV {loco['note']}"]
+    if isinstance(loco, dict):  # a skipped part (else a list: one section per column)
+        lines += skipped_lines("Leave-one-centre-out CV", loco) or []
     elif loco:
         lines += loco_markdown(loco)
     return lines

@@ -21,11 +21,13 @@ from sklearn.model_selection import StratifiedGroupKFold
 from isicstack.data.io import load_metadata
 from isicstack.data.layout import TEST_META, TRAIN_META
 from isicstack.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from isicstack.data.sections import skipped, skipped_lines
 from isicstack.evaluation.config import DriftConfig
 
 log = logging.getLogger(__name__)
 
 FEATURES: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
+TITLE = "Drift check (adversarial validation)"
 
 
 def encode(train: pl.DataFrame, test: pl.DataFrame,
@@ -71,9 +73,8 @@ def drift_check(train: pl.DataFrame, test: pl.DataFrame, cfg: DriftConfig,
     out: dict[str, Any] = {"source": source, "train_rows": train.height,
                            "test_rows": test.height, "auc_warn": cfg.auc_warn}
     if test.height < cfg.min_test_rows:
-        out["skipped"] = (f"the test file has {test.height} row(s); adversarial validation "
-                          f"needs at least {cfg.min_test_rows} (drift.min_test_rows)")
-        return out
+        return skipped(f"the test file has {test.height} row(s); adversarial validation needs "
+                       f"at least {cfg.min_test_rows} (drift.min_test_rows)", **out)
     if train.height > cfg.max_train_rows:
         train = train.sample(cfg.max_train_rows, seed=cfg.seed)
         out["train_rows_used"] = cfg.max_train_rows
@@ -108,9 +109,9 @@ def markdown(section: dict[str, Any] | None, top: int = 10) -> list[str]:
     """Report lines: the AUC, a warning when high, and the features that separate the sets."""
     if not section:
         return []
-    lines = ["\n## Drift check (adversarial validation)\n"]
-    if "skipped" in section:
-        return lines + [f"Skipped: {section['skipped']}."]
+    if (done := skipped_lines(TITLE, section)) is not None:
+        return done
+    lines = [f"\n## {TITLE}\n"]
     lines.append(f"A LightGBM trained to tell test rows ({section['test_rows']}) from train rows "
                  f"({section.get('train_rows_used', section['train_rows'])}) of "
                  f"`{section['source']}` on the test file's columns, {section['n_folds']}-fold "

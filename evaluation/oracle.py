@@ -19,11 +19,13 @@ from scipy.stats import spearmanr
 
 from isicstack.data.io import DataError
 from isicstack.data.layout import ORACLE
+from isicstack.data.sections import skipped, skipped_lines
 from isicstack.synthetic.config import SynthConfig
 from isicstack.synthetic.generate import crop_params, simulate
 from isicstack.synthetic.render import crop_rng, veil_share
 
 log = logging.getLogger(__name__)
+TITLE = "What each model learned (synthetic oracle)"
 
 
 def oracle_parts(path: str | os.PathLike[str], ids: pl.Series) -> pl.DataFrame | None:
@@ -76,7 +78,7 @@ def oracle_section(data_dir: Path, ids: pl.Series,
         parts = oracle_parts(path, ids)
     except DataError as err:
         log.warning("report: oracle correlations skipped: %s", err)
-        return {"path": str(path), "skipped": str(err)}
+        return skipped(str(err), path=str(path))
     if parts is None or not preds:
         return None
     return {"path": str(path), "spearman": rank_correlations(preds, parts)}
@@ -86,11 +88,11 @@ def markdown(section: dict[str, Any] | None) -> list[str]:
     """Report lines: a model x oracle-part table of Spearman correlations."""
     if not section:
         return []
-    if "skipped" in section:
-        return [f"\nOracle correlations skipped: {section['skipped']}"]
+    if (done := skipped_lines(TITLE, section)) is not None:
+        return done
     corr = section["spearman"]
     parts = list(next(iter(corr.values())))
-    lines = ["\n## What each model learned (synthetic oracle)\n",
+    lines = [f"\n## {TITLE}\n",
              f"Spearman rank correlation of the OOF scores with each part of the true logit "
              f"(`{section['path']}`). `logit_image` is drawn only in the crops: a tabular model "
              "sits near 0 there, an image model that learned should not.\n",

@@ -7,7 +7,6 @@ only the metadata (drift check) and, for synthetic data, ``oracle.parquet``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,12 @@ from isicstack.data.layout import run_dir
 from isicstack.data.metric import MIN_TPR, fmt_score, fold_summary, logit
 from isicstack.data.predictions import discover, read_run_oof
 from isicstack.data.provenance import fold_hash, read_provenance
+from isicstack.data.sections import left_out_lines
 from isicstack.evaluation import clinical, drift
 from isicstack.evaluation import oracle as oracle_corr
 from isicstack.evaluation.config import ReportConfig
 from isicstack.explain import report_section as gradcam
+from isicstack.ledger.result import METRICS, read_result
 from isicstack.ledger.store import log_run
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,19 @@ PLOTS = {"cv": "CV pAUC per model", "roc": "ROC curves", "scores": "score distri
 
 
 def load_models(cfg: ReportConfig, folds: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """OOF scores by name; discovered files that do not match the folds are skipped, not fatal."""
+    """OOF scores by name; discovered files that do not match the folds are left out (with
+    why), not fatal."""
     names = cfg.models or discover(cfg.artifacts, include_stack=True, include_parts=True)
-    preds, skipped = {}, {}
+    preds, left_out = {}, {}
     for name in names:
         try:
             preds[name] = read_run_oof(cfg.artifacts, name, folds)
         except (DataError, FileNotFoundError) as err:
             if cfg.models:
                 raise
-            log.warning("report: skipping %s: %s", name, err)
-            skipped[name] = str(err)
-    return preds, skipped
+            log.warning("report: leaving %s out: %s", name, err)
+            left_out[name] = str(err)
+    return preds, left_out
 
 
 def _nan(x: float | None) -> float:
@@ -144,8 +146,7 @@ def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str
     lines += clinical.markdown(info.get("clinical"))
     lines += oracle_corr.markdown(info.get("oracle_corr"))
     lines += drift.markdown(info.get("drift"), top)
-    for name, skipped in info["skipped"].items():
-        lines.append(f"\nSkipped `{name}`: {skipped}")
+    lines += left_out_lines(info["left_out"])
     lines += [f"\n## {PLOTS[k]}\n\n![{PLOTS[k]}]({v})" for k, v in images.items()]
     lines += gradcam.markdown(info.get("gradcam"))
     return "\n".join(lines) + "\n"
@@ -192,16 +193,31 @@ def stack_notes(stack: dict[str, Any]) -> list[str]:
     return lines
 
 
+def stack_details(artifacts: str) -> dict[str, Any] | None:
+    """What the stack notes show (method, inputs, oracle, how its CV was made), read from its
+    run's result; None without a stack run (or, said in the log, with one that does not read)."""
+    rdir = run_dir(artifacts, STACK)
+    if not (rdir / METRICS).is_file():
+        return None
+    try:
+        details = read_result(rdir).details
+    except ValueError as err:
+        log.warning("report: stack notes left out: %s", err)
+        return None
+    return {k: details.get(k) for k in ("chosen", "input_names", "oracle", "cv",
+                                        "best_of_methods")}
+
+
 def run(cfg: ReportConfig) -> dict[str, Any]:
     """Write ``report.md``, ``report.json`` and the PNG plots under the report folder."""
     folds = read_folds(cfg.artifacts)
     out = Path(cfg.out) if cfg.out else Path(cfg.artifacts) / "report"
     y = folds.get_column("target").to_numpy().astype(np.int64)
     fold = folds.get_column("fold").to_numpy()
-    preds, skipped = load_models(cfg, folds)
+    preds, left_out = load_models(cfg, folds)
     info: dict[str, Any] = {
         "artifacts": str(cfg.artifacts), "rows": len(y), "positives": int(y.sum()),
-        "n_folds": int(np.unique(fold).size), "skipped": skipped,
+        "n_folds": int(np.unique(fold).size), "left_out": left_out,
         "models": {n: fold_summary(y, p, fold) for n, p in preds.items()}}
     if preds and cfg.operating_point.enabled and y.any():
         patients = folds.get_column("patient_id").to_numpy()
@@ -217,11 +233,9 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         info["oracle_corr"] = section
     if cfg.drift.enabled:
         info["drift"] = drift.drift_section(data_dir, cfg.drift)
-    stack_metrics = run_dir(cfg.artifacts, "stack") / "metrics.json"
-    if stack_metrics.is_file():
-        m = json.loads(stack_metrics.read_text(encoding="utf-8"))
-        info["stack"] = {k: m.get(k) for k in ("chosen", "input_names", "oracle", "cv",
-                                               "best_of_methods")}
+    stack = stack_details(cfg.artifacts)
+    if stack is not None:
+        info["stack"] = stack
     info["tuned"] = tuned_runs(cfg.artifacts, list(preds), fold_hash(folds))
     info["clinical"] = clinical.section(cfg.clinical, cfg.artifacts, data_dir, folds, out,
                                         cfg.dpi)
@@ -235,6 +249,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                                               out, cfg.dpi)
     write_json(info, out / "report.json")
     write_text(markdown(info, images, cfg.drift.top), out / "report.md")
-    log_run("report", out, cfg.artifacts, cfg)
+    log_run("report", out, cfg.artifacts, cfg, metrics={  # models.<name>.oof_pauc
+        "models": {n: {"oof_pauc": m["oof_pauc"]} for n, m in info["models"].items()}})
     log.info("report: wrote %s (%d model(s))", out / "report.md", len(preds))
     return info

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from isicstack.evaluation.config import RunsConfig
 from isicstack.extras import require
+from isicstack.ledger.result import POOLED_PAUC
 from isicstack.ledger.store import EXPERIMENT, reachable, store_uri
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def tracked_runs(artifacts: str | os.PathLike[str], stage: str = "",
                               order_by=["attributes.start_time DESC"])
     rows = []
     for r in runs:
-        tags, pauc = r.data.tags, r.data.metrics.get("oof_pauc")
+        tags, pauc = r.data.tags, r.data.metrics.get(POOLED_PAUC)  # a run result's, any stage
         rows.append({"name": r.info.run_name, "stage": tags.get("isic.stage", ""),
                      "profile": tags.get("isic.profile", ""),
                      "fold_hash": tags.get("isic.fold_hash", ""), "oof_pauc": pauc,

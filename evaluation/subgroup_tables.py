@@ -22,8 +22,11 @@ import polars as pl
 
 from isicstack.calibration.operating_point import threshold_at_tpr
 from isicstack.data.layout import TRAIN_META
+from isicstack.data.sections import left_out_lines, skipped_lines
 from isicstack.evaluation.config import SubgroupConfig
 from isicstack.evaluation.paired import patient_draws, percentile_interval, weighted_pauc
+
+TITLE = "Subgroups: for whom the model works"
 
 AGE = "age_band"
 MISSING = "(missing)"
@@ -45,7 +48,7 @@ def age_labels(age: np.ndarray, edges: list[float]) -> np.ndarray:
 
 def group_frame(data_dir: Path, ids: pl.Series, cfg: SubgroupConfig
                 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Each configured column's labels in ``ids`` order, and the columns skipped, with why."""
+    """Each configured column's labels in ``ids`` order, and the columns left out, with why."""
     path = Path(data_dir) / TRAIN_META
     if not path.is_file():
         return {}, dict.fromkeys(cfg.columns, f"{path} not found")
@@ -54,18 +57,18 @@ def group_frame(data_dir: Path, ids: pl.Series, cfg: SubgroupConfig
     meta = pl.DataFrame({"isic_id": ids}).join(
         pl.read_csv(path, columns=["isic_id", *sorted(wanted)], infer_schema=False),
         on="isic_id", how="left", maintain_order="left")
-    labels, skipped = {}, {}
+    labels, left_out = {}, {}
     for col in cfg.columns:
         src = "age_approx" if col == AGE else col
         if src not in have:
-            skipped[col] = f"no column {src!r} in {path.name} (test-time data has no diagnosis)"
+            left_out[col] = f"no column {src!r} in {path.name} (test-time data has no diagnosis)"
             continue
         if col == AGE:
             age = meta[src].cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
             labels[col] = age_labels(age, cfg.age_bands)
         else:
             labels[col] = meta[src].fill_null(MISSING).to_numpy().astype(object)
-    return labels, skipped
+    return labels, left_out
 
 
 def _rate(num: np.ndarray, den: np.ndarray, counts: np.ndarray, ci: float
@@ -179,9 +182,9 @@ def markdown(sec: dict[str, Any] | None) -> list[str]:
     """Report lines: per model and column, one table of cells."""
     if not sec:
         return []
-    lines = ["\n## Subgroups: for whom the model works\n"]
-    if "note" in sec:
-        return [*lines, sec["note"]]
+    if (done := skipped_lines(TITLE, sec)) is not None:
+        return done
+    lines = [f"\n## {TITLE}\n"]
     cfg = sec["config"]
     lines.append(f"Threshold: the overall operating point (sensitivity ≥ {cfg['target_tpr']:.2f} "
                  "on every OOF row), held fixed in each cell. Intervals: "
@@ -196,5 +199,5 @@ def markdown(sec: dict[str, Any] | None) -> list[str]:
             lines.append(f"| **{col}**{' (diagnosis)' if spec['mode'] == 'diagnosis' else ''}"
                          " | | | | | | | | |")
             lines += [row(c["group"], c) for c in spec["cells"]]
-    lines += [f"\nColumn `{c}` skipped: {why}" for c, why in sec.get("skipped", {}).items()]
+    lines += left_out_lines(sec.get("left_out", {}))
     return lines

@@ -20,6 +20,7 @@ from isicstack.data.folds import folds_data_dir, read_folds
 from isicstack.data.io import DataError, write_json, write_text
 from isicstack.data.layout import oof_path
 from isicstack.data.predictions import discover, read_run_oof
+from isicstack.data.sections import skipped
 from isicstack.evaluation.config import SubgroupConfig, SubgroupsConfig
 from isicstack.evaluation.subgroup_tables import group_frame, markdown, subgroup_tables
 from isicstack.settings.layers import save_config
@@ -39,9 +40,9 @@ def choose_models(artifacts: str | Path, models: list[str]) -> list[str]:
 def section(cfg: SubgroupConfig, artifacts: str | Path, data_dir: Path,
             folds: pl.DataFrame) -> dict[str, Any]:
     """Every chosen model's subgroup tables (models that fail to load are named, not fatal)."""
-    labels, skipped = group_frame(data_dir, folds["isic_id"], cfg)
+    labels, left_out = group_frame(data_dir, folds["isic_id"], cfg)
     if not labels:
-        return {"note": f"no subgroup column found in {data_dir}: {skipped}"}
+        return skipped(f"no subgroup column found in {data_dir}: {left_out}")
     y = folds["target"].to_numpy().astype(np.int64)
     patients = folds["patient_id"].to_numpy()
     models, failed = {}, {}
@@ -53,7 +54,7 @@ def section(cfg: SubgroupConfig, artifacts: str | Path, data_dir: Path,
             continue
         models[name] = subgroup_tables(labels, y, pred, patients, cfg)
     return {"config": asdict(cfg), "models": models,
-            "skipped": {**skipped, **{f"model {k}": v for k, v in failed.items()}}}
+            "left_out": {**left_out, **{f"model {k}": v for k, v in failed.items()}}}
 
 
 def run(cfg: SubgroupsConfig) -> dict[str, Any]:

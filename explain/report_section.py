@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.data.layout import TRAIN_IMAGES, run_dir, trained_folds
+from isicstack.data.layout import TRAIN_IMAGES, run_dir
+from isicstack.data.sections import skipped, skipped_lines
 from isicstack.explain.config import GradcamReportConfig
 from isicstack.explain.explain import check_ids, crop_maps, load_image_only
 from isicstack.explain.figures import grid, overlay
 from isicstack.extras import MissingExtraError
+from isicstack.ledger.result import trained_folds
 from isicstack.settings.chain import image_only_run
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ def _render(cfg: GradcamReportConfig, artifacts: str, images: Path, folds: pl.Da
             pred: np.ndarray, chosen: dict[str, np.ndarray], out: Path, dpi: int
             ) -> dict[str, Any]:
     predictor = load_image_only(artifacts, cfg.name, images, "cpu")
-    trained = trained_folds(run_dir(artifacts, cfg.name), "folds")
+    trained = trained_folds(run_dir(artifacts, cfg.name))
     idx = np.concatenate(list(chosen.values()))
     ids = folds["isic_id"].to_numpy()[idx].tolist()
     check_ids(predictor.source, ids)
@@ -64,29 +66,29 @@ def gradcam_section(cfg: GradcamReportConfig, artifacts: str, data_dir: Path,
                     dpi: int) -> dict[str, Any]:
     """``{"image": ..., "positives": [...], ...}``, or ``{"skipped": reason}``."""
     if not cfg.enabled:
-        return {"skipped": "disabled (gradcam.enabled=false)"}
+        return skipped("disabled (gradcam.enabled=false)")
     cfg = replace(cfg, name=image_only_run(cfg.name))
     if cfg.name not in preds:
-        return {"skipped": f"no image-only run `{cfg.name}` with OOF scores for these folds "
-                           "(make train-image-only)"}
+        return skipped(f"no image-only run `{cfg.name}` with OOF scores for these folds "
+                       "(make train-image-only)")
     images = data_dir / TRAIN_IMAGES
     if not images.is_file():
-        return {"skipped": f"{images}: the crops are not there"}
+        return skipped(f"{images}: the crops are not there")
     y = folds["target"].to_numpy().astype(np.int64)
     chosen = pick(y, preds[cfg.name], cfg.top)
     try:
         return _render(cfg, artifacts, images, folds, preds[cfg.name], chosen, out, dpi)
     except (MissingExtraError, FileNotFoundError, ValueError) as err:
         log.warning("report: Grad-CAM skipped: %s", err)
-        return {"skipped": str(err)}
+        return skipped(str(err))
 
 
 def markdown(section: dict[str, Any] | None) -> list[str]:
     """Report lines: the figure and what it shows, or why it is missing."""
     if not section:
         return []
-    if "skipped" in section:
-        return [f"\n## Grad-CAM\n\nSkipped: {section['skipped']}"]
+    if (done := skipped_lines("Grad-CAM", section)) is not None:
+        return done
     return [f"\n## Grad-CAM of `{section['name']}`\n",
             "Top row: the highest-scoring positives; bottom row: the highest-scoring negatives "
             "(the first false positives at any threshold). Red = the regions that raised the "

@@ -3,8 +3,10 @@
 Why: each run already leaves ``metrics.json``, ``config.yaml`` and ``provenance.json`` (inputs by
 content, fold hash, the conditions of :mod:`isicstack.conditions`), but comparing 40 runs meant
 opening files one by one. :func:`log_run` copies those records into MLflow (params = the flat
-resolved config, metrics = OOF / fold pAUC and AUC and seconds, tags = stage, profile, fold and
-input hashes, conditions; the files as artifacts); nothing is recomputed, so there is one writer.
+resolved config, metrics = the numbers the caller hands over: a stage run's result, in one shape
+for every stage (:class:`~isicstack.ledger.result.RunResult`: OOF / fold pAUC and AUC, seconds,
+the stage's details); tags = stage, profile, fold and input hashes, conditions; the files as
+artifacts); nothing is recomputed, so there is one writer, and the ledger knows no stage.
 
 Where runs go, ``ISIC_TRACKING``: ``auto`` (default) = ``MLFLOW_TRACKING_URI`` when set, else
 ``sqlite:///<artifacts>/mlflow.db`` (artifacts in ``<artifacts>/mlartifacts``); ``none`` = off;
@@ -22,7 +24,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -149,42 +151,25 @@ def _read(path: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def summary(stage: str, m: dict[str, Any]) -> dict[str, Any]:
-    """The stage's headline block in one shape: oof_pauc, oof_auc, fold_pauc {fold: v}, ..."""
-    if stage == "image" and isinstance(m.get("oof"), dict):
-        folds = m.get("folds") or {}
-        out = {"oof_pauc": m["oof"].get("pauc"), "oof_auc": m["oof"].get("auc"),
-               "fold_pauc": {k: f.get("pauc") for k, f in folds.items()},
-               "fold_auc": {k: f.get("auc") for k, f in folds.items()},
-               "fold_seconds": {k: f.get("seconds") for k, f in folds.items()},
-               "fold_pauc_mean": m.get("mean_fold_pauc"), "seconds": m.get("seconds")}
-        if isinstance(m.get("image_part"), dict):
-            out["image_part_oof_pauc"] = m["image_part"].get("pauc")
-        return out
-    if stage == "stack" and isinstance(m.get("stack"), dict):
-        out = dict(m["stack"])
-        out["best_of_methods_oof_pauc"] = (m.get("best_of_methods") or {}).get("oof_pauc")
-        for group in ("methods", "inputs"):
-            for name, block in (m.get(group) or {}).items():
-                out[f"{group}.{name}.oof_pauc"] = block.get("oof_pauc")
-        return out
-    if stage == "report":
-        return {f"models.{n}.oof_pauc": b.get("oof_pauc")
-                for n, b in (m.get("models") or {}).items()}
-    return m
+def _numbers(block: Mapping[str, Any], prefix: str = "", step: int | None = None
+             ) -> Iterator[tuple[str, int, float]]:
+    """``(key, step, value)`` of every number in ``block``: nested keys are dotted, and a key
+    of digits (a fold id) is the step of a series (``fold_pauc`` {0: v, 1: v} = one series)."""
+    for key, value in block.items():
+        k = str(key)
+        name, at = (prefix, int(k)) if k.isdigit() and step is None else (
+            f"{prefix}.{k}" if prefix else k, step)
+        if isinstance(value, Mapping):
+            yield from _numbers(value, name, at)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and name:
+            yield name, at or 0, float(value)
 
 
-def _metrics(block: dict[str, Any], now: int) -> list[Any]:
-    """Numbers of ``block`` as MLflow metrics; a per-fold mapping is a series over folds."""
+def _metrics(block: Mapping[str, Any], now: int) -> list[Any]:
+    """The numbers of ``block`` as MLflow metrics (see :func:`_numbers`)."""
     from mlflow.entities import Metric
 
-    out = []
-    for key, value in block.items():
-        series = value if isinstance(value, dict) else {"0": value}
-        for step, v in series.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and str(step).isdigit():
-                out.append(Metric(mlflow_key(key), float(v), now, int(step)))
-    return out
+    return [Metric(mlflow_key(k), v, now, step) for k, step, v in _numbers(block)]
 
 
 def _tags(stage: str, folder: Path, artifacts: str | os.PathLike[str], cfg: dict[str, Any],
@@ -201,38 +186,40 @@ def _tags(stage: str, folder: Path, artifacts: str | os.PathLike[str], cfg: dict
 
 
 def _record(client: Any, exp_id: str, stage: str, folder: Path,
-            artifacts: str | os.PathLike[str], cfg: Any) -> str:
+            artifacts: str | os.PathLike[str], cfg: Any, metrics: Mapping[str, Any]) -> str:
     """Create (or complete the open) MLflow run of ``folder`` and log its records."""
     from mlflow.entities import Param, RunTag
 
-    metrics = _read(folder / "metrics.json") or _read(folder / "report.json")
     config = _read(folder / "config.yaml") or (to_dict(cfg) if cfg is not None else {})
     prov = _read(folder / "provenance.json")
     now = int(time.time() * 1000)
-    block = summary(stage, metrics)
-    seconds = block.get("seconds") if isinstance(block.get("seconds"), (int, float)) else 0
+    seconds = metrics.get("seconds")
+    seconds = seconds if isinstance(seconds, (int, float)) else 0
     run_id = (_ACTIVE.pop(str(folder.resolve()), None) or {}).get("run_id") or client.create_run(
         exp_id, start_time=now - int(1000 * seconds), run_name=folder.name).info.run_id
     tags = [RunTag(k, v) for k, v in _tags(stage, folder, artifacts, config, prov).items()]
     params = [Param(mlflow_key(k), clip(v, 6000)) for k, v in flatten(config).items()]
     for i in range(0, max(len(tags), len(params)), 100):
         client.log_batch(run_id, params=params[i:i + 100], tags=tags[i:i + 100])
-    entries = _metrics(block, now)
+    entries = _metrics(metrics, now)
     for i in range(0, len(entries), 1000):
         client.log_batch(run_id, metrics=entries[i:i + 1000])
     for name in FILES:
         if (folder / name).is_file():
             client.log_artifact(run_id, str(folder / name))
-    for png in sorted(folder.glob("*.png")) if stage == "report" else []:
+    for png in sorted(folder.glob("*.png")):  # a report's figures (run folders have none)
         client.log_artifact(run_id, str(png), "figures")
     client.set_terminated(run_id, "FINISHED", end_time=now)
     return run_id
 
 
 def log_run(stage: str, folder: str | os.PathLike[str], artifacts: str | os.PathLike[str],
-            cfg: Any = None) -> str | None:
+            cfg: Any = None, metrics: Mapping[str, Any] | None = None) -> str | None:
     """Log the finished run in ``folder`` as one MLflow run; its id, or None. Never raises:
-    tracking must not cost a finished run. ``cfg`` is used when the folder has no config.yaml."""
+    tracking must not cost a finished run. ``cfg`` is used when the folder has no config.yaml;
+    ``metrics``: the numbers to log, from the caller, which knows what its run produced (a
+    stage run's :meth:`~isicstack.ledger.result.RunResult.ledger_metrics`, the report's
+    per-model scores), nested keys dotted, a fold id a step; ``seconds`` dates the run's start."""
     uri = tracking_uri(artifacts)
     if uri is None:
         return None
@@ -241,7 +228,7 @@ def log_run(stage: str, folder: str | os.PathLike[str], artifacts: str | os.Path
         found = client_for(uri)
         if found is None:
             return None
-        run_id = _record(*found, stage, folder, artifacts, cfg)
+        run_id = _record(*found, stage, folder, artifacts, cfg, metrics or {})
         log.info("tracking: %s run %s logged to %s (run %s)", stage, folder.name, uri, run_id)
         return run_id
     except Exception as err:

@@ -7,6 +7,19 @@ The table is collected, not written: every config dataclass that declares a ``CO
 command is its run module plus its config class. The config modules import no model library:
 ``isic <stage> --help`` imports the config class alone (:func:`config_class`); the run module
 (torch, a GBDT library, Gradio) is imported only to run the stage (:func:`resolve`).
+
+What ``run(cfg)`` returns, by kind of stage:
+
+- writes run folders (``train-tabular``, ``train-image``, ``stack``, ``calibrate``):
+  ``list[RunResult]`` (:mod:`isicstack.ledger.result`), one per folder written, as its
+  ``metrics.json`` holds it;
+- writes one document (``report``, ``evaluate``, ``subgroups``, ``loco``, ``explain``,
+  ``predict``, ``ingest``): that document as the dict written to its JSON file
+  (``report.json``, ...), so a caller reads what a later reader of the file reads;
+  ``predict-images`` (a CSV): the dict it logs (``out``, ``rows``, ``seconds``);
+- writes one file or folder (``synth``, ``folds``, ``kaggle-package``): its ``Path``;
+- ``tune``: the ``optuna.Study`` (its trials are the result; Optuna's own type);
+- ``runs``: the table's rows; ``app``: nothing (it serves until stopped).
 """
 
 from __future__ import annotations

@@ -86,11 +86,11 @@ def image_objective(cfg: Any) -> tuple[Callable[[optuna.Trial], float], dict]:
         pruner = FoldPruning(pruning_reporter(trial, cfg.pruning))
         try:
             with suspended():  # the trial is logged by tune's callback, not its private run
-                metrics = run(trial_cfg, callbacks=[pruner])
+                [result] = run(trial_cfg, callbacks=[pruner])
         finally:
             if not cfg.keep_trials:
                 shutil.rmtree(art, ignore_errors=True)
-        score = metrics["oof"]["pauc"]
+        score = result.pauc
         return float("nan") if score is None else float(score)
 
     def export(best: dict[str, Any]) -> dict[str, Any]:

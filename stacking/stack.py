@@ -39,6 +39,7 @@ from isicstack.data.metric import fmt_score, fold_summary, pauc
 from isicstack.data.predictions import STACK_PREFIX, discover, read_run_oof, read_run_test
 from isicstack.data.provenance import describe_inputs, fold_hash
 from isicstack.ledger.finish import finish_run
+from isicstack.ledger.result import RunResult, fold_scores_of
 from isicstack.settings.layers import tuned_record
 from isicstack.stacking.config import METHODS, StackConfig
 from isicstack.stacking.methods import cross_validate, fit_stacker
@@ -138,22 +139,25 @@ def load_test_inputs(cfg: StackConfig, data_dir: Path, inputs: list[str]
     return ids, np.column_stack([read_run_test(cfg.artifacts, n, ids) for n in inputs])
 
 
-def print_summary(metrics: dict[str, Any]) -> None:
+def print_summary(result: RunResult) -> None:
     """A table of each input and each method: OOF pAUC/AUC, fold spread, the chosen one."""
     table = Table(title="stacking CV (out-of-fold; OOF = pooled over folds, fold = per-fold mean)")
     for col in ("model", "kind", "OOF pAUC", "OOF AUC", "fold pAUC mean ± std"):
         table.add_column(col, justify="right")
-    rows = [(n, "input", m) for n, m in metrics["inputs"].items()]
-    rows += [(n + (" *" if n == metrics["chosen"] else ""),
-              "method (optimistic)" if metrics["cv"]["kind"] == "nested" else "method", m)
-             for n, m in metrics["methods"].items()]
-    rows.append(("stack", metrics["cv"]["kind"], metrics["stack"]))
+    d = result.details
+    rows = [(n, "input", m) for n, m in d["inputs"].items()]
+    rows += [(n + (" *" if n == d["chosen"] else ""),
+              "method (optimistic)" if d["cv"]["kind"] == "nested" else "method", m)
+             for n, m in d["methods"].items()]
+    rows.append(("stack", d["cv"]["kind"], {
+        "oof_pauc": result.pauc, "oof_auc": result.auc,
+        "fold_pauc_mean": result.fold_pauc_mean, "fold_pauc_std": result.fold_pauc_std}))
     for name, kind, m in rows:
         table.add_row(name, kind, f"{m['oof_pauc']:.4f}", f"{m['oof_auc']:.4f}",
                       f"{fmt_score(m['fold_pauc_mean'])} ± {fmt_score(m['fold_pauc_std'])}")
     Console().print(table)
-    if metrics.get("oracle"):
-        o = metrics["oracle"]
+    if d.get("oracle"):
+        o = d["oracle"]
         Console().print(f"oracle pAUC {o['oracle_pauc']:.4f}; stack = "
                         f"{100 * o['stack_fraction']:.1f}% of it")
 
@@ -176,8 +180,9 @@ def stack_cv(cfg: StackConfig, methods: list[str], X: np.ndarray, y: np.ndarray,
                                  "training rows"}
 
 
-def run(cfg: StackConfig) -> dict[str, Any]:
-    """``isic stack``: CV of every method, refit of the chosen one, level-2 OOF/test, submission."""
+def run(cfg: StackConfig) -> list[RunResult]:
+    """``isic stack``: CV of every method, refit of the chosen one, level-2 OOF/test, submission.
+    Its result (one run folder, ``runs/stack``)."""
     started = time.perf_counter()
     methods = check_methods(cfg)
     data_dir = resolve_data_dir(cfg.data_dir, cfg.profile)
@@ -185,23 +190,23 @@ def run(cfg: StackConfig) -> dict[str, Any]:
     inputs, folds, X, y, fold = data.inputs, data.folds, data.X, data.y, data.fold
     test = load_test_inputs(cfg, data_dir, inputs)  # fail on missing test files before the CV
 
-    metrics: dict[str, Any] = {"inputs": {n: fold_summary(y, X[:, j], fold)
+    details: dict[str, Any] = {"inputs": {n: fold_summary(y, X[:, j], fold)
                                           for j, n in enumerate(inputs)}, "methods": {}}
     oofs = {}
     for m in methods:
         cv = cross_validate(m, X, y, fold, inputs, cfg.n_quantiles, cfg.logistic_c)
         oofs[m] = cv.scaled  # one scale across folds: the pooled figures compare methods
-        metrics["methods"][m] = fold_summary(y, cv.scaled, fold)
+        details["methods"][m] = fold_summary(y, cv.scaled, fold)
         log.info("stack %-13s CV pAUC %.4f (folds %s ± %s)", m,
-                 metrics["methods"][m]["oof_pauc"],
-                 fmt_score(metrics["methods"][m]["fold_pauc_mean"]),
-                 fmt_score(metrics["methods"][m]["fold_pauc_std"]))
+                 details["methods"][m]["oof_pauc"],
+                 fmt_score(details["methods"][m]["fold_pauc_mean"]),
+                 fmt_score(details["methods"][m]["fold_pauc_std"]))
     chosen = cfg.method if cfg.method != "auto" else max(
-        methods, key=lambda m: metrics["methods"][m]["oof_pauc"])  # ties: first listed
-    stack_oof, metrics["cv"] = stack_cv(cfg, methods, X, y, fold, inputs, oofs, chosen)
-    metrics["best_of_methods"] = {"method": chosen, **metrics["methods"][chosen],
+        methods, key=lambda m: details["methods"][m]["oof_pauc"])  # ties: first listed
+    stack_oof, details["cv"] = stack_cv(cfg, methods, X, y, fold, inputs, oofs, chosen)
+    details["best_of_methods"] = {"method": chosen, **details["methods"][chosen],
                                   "note": "optimistic: the method was chosen on these OOF "
-                                          "scores" if metrics["cv"]["kind"] == "nested"
+                                          "scores" if details["cv"]["kind"] == "nested"
                                   else "the configured method (no choice on OOF scores)"}
     stacker = fit_stacker(chosen, X, y, inputs, cfg.n_quantiles, cfg.logistic_c)
     log.info("stack: chose %s (%s); weights %s", chosen, cfg.method,
@@ -215,20 +220,24 @@ def run(cfg: StackConfig) -> dict[str, Any]:
     if test is not None:
         test_frame = pl.DataFrame({"isic_id": test[0], "pred": stacker.predict(test[1])})
         write_parquet(test_frame, test_pred_path(cfg.artifacts, NAME))
-    metrics.update(chosen=chosen, method=cfg.method, input_names=inputs, rows=len(y),
-                   positives=int(y.sum()), n_folds=int(np.unique(fold).size),
-                   weights=stacker.weights, stack=fold_summary(y, stack_oof, fold),
+    own = fold_summary(y, stack_oof, fold)
+    details.update(chosen=chosen, method=cfg.method, input_names=inputs,
+                   weights=stacker.weights,
                    oracle=oracle_scores(data_dir, folds, stack_oof, test_frame))
     write_json(stacker.to_dict(), out / "stacker.json")
     read = {"folds": folds_path(cfg.artifacts),
             **{f"oof:{n}": oof_path(cfg.artifacts, n) for n in inputs},
             **{f"test:{n}": test_pred_path(cfg.artifacts, n) for n in inputs}}
-    metrics = finish_run("stack", out, cfg, metrics, cfg.artifacts, started, provenance={
-        "inputs": describe_inputs(read), "fold_hash": fold_hash(folds),
+    hashed = fold_hash(folds)
+    result = RunResult("stack", NAME, own["oof_pauc"], own["oof_auc"], len(y), int(y.sum()),
+                       fold_scores_of(own["fold_pauc"], own["fold_auc"]), fold_hash=hashed,
+                       details=details)
+    result = finish_run(result, out, cfg, cfg.artifacts, started, provenance={
+        "inputs": describe_inputs(read), "fold_hash": hashed,
         "conditions": run_conditions(1), "tuned": tuned_record(cfg)})
     if cfg.submission and test_frame is not None and (data_dir / TEST_META).is_file():
         sample = data_dir / SAMPLE_SUBMISSION
         write_submission(test_frame, data_dir / TEST_META, sample if sample.is_file() else None,
                          Path(cfg.artifacts) / "submission.csv")
-    print_summary(metrics)
-    return metrics
+    print_summary(result)
+    return [result]

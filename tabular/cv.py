@@ -31,10 +31,11 @@ from isicstack.data.layout import (
     run_dir,
     test_pred_path,
 )
-from isicstack.data.metric import fmt_score, fold_scores, mean_std, pauc, roc_auc
+from isicstack.data.metric import fmt_score, fold_scores, pauc, roc_auc
 from isicstack.data.provenance import describe_inputs, fold_hash
 from isicstack.features.build import FeatureSet, build_features
 from isicstack.ledger.finish import finish_run
+from isicstack.ledger.result import RunResult, fold_scores_of
 from isicstack.settings.layers import tuned_record
 from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.models import make_model
@@ -53,13 +54,6 @@ class CVResult:
     seconds: float
     models: list[Any] = field(default_factory=list)
     fit_seconds: float = 0.0  # of ``seconds``: in the GBDT library's fit (the rest: predict)
-
-    def summary(self, y: np.ndarray) -> dict[str, Any]:
-        mean, std = mean_std(list(self.fold_pauc.values()))
-        return {"oof_pauc": pauc(y, self.oof), "oof_auc": roc_auc(y, self.oof),
-                "fold_pauc": self.fold_pauc, "fold_auc": self.fold_auc,
-                "fold_pauc_mean": mean, "fold_pauc_std": std,
-                "seconds": round(self.seconds, 2), "fit_seconds": round(self.fit_seconds, 2)}
 
 
 def downsample(y: np.ndarray, neg_ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -172,7 +166,8 @@ def prepare(cfg: TabularConfig) -> TabularData:
                        X_test, provenance, round(features_s, 2))
 
 
-def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResult) -> dict:
+def write_outputs(cfg: TabularConfig, name: str, data: TabularData,
+                  res: CVResult) -> RunResult:
     """OOF/test parquet, native models, importances, metrics and config of model ``name``."""
     write_parquet(pl.DataFrame({"isic_id": data.train_ids,
                                 "fold": pl.Series(data.fold, dtype=pl.Int16),
@@ -192,29 +187,33 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData, res: CVResul
                   .sort("gain", descending=True), out / "importance.csv")
     write_json({"numeric": data.features.numeric, "categorical": data.features.categorical,
                 "categories": data.features.categories}, out / "features.json")
-    metrics = {"model": name, "rows": len(data.y), "positives": int(data.y.sum()),
-               "n_features": len(names), "features_seconds": data.features_seconds,
-               **res.summary(data.y)}
-    return finish_run("tabular", out, cfg, metrics, cfg.artifacts, provenance={
+    result = RunResult(
+        "tabular", name, pauc(data.y, res.oof), roc_auc(data.y, res.oof), len(data.y),
+        int(data.y.sum()), fold_scores_of(res.fold_pauc, res.fold_auc), round(res.seconds, 2),
+        data.provenance.get("fold_hash"),
+        {"n_features": len(names), "features_seconds": data.features_seconds,
+         "fit_seconds": round(res.fit_seconds, 2)})
+    return finish_run(result, out, cfg, cfg.artifacts, provenance={
         "inputs": data.provenance.get("inputs", {}), "fold_hash": data.provenance.get("fold_hash"),
         "conditions": run_conditions(cfg.threads or usable_cores()),
         "tuned": tuned_record(cfg, name.removesuffix(cfg.suffix) if cfg.suffix else name)})
 
 
-def print_summary(rows: list[dict]) -> None:
+def print_summary(results: list[RunResult]) -> None:
     """A table of each model's OOF pAUC, fold spread and time."""
     table = Table(title="tabular CV (OOF = pooled over folds; fold = per-fold mean)")
     for col in ("model", "OOF pAUC", "OOF AUC", "fold pAUC mean ± std", "seconds"):
         table.add_column(col, justify="right")
-    for m in rows:
-        table.add_row(m["model"], f"{m['oof_pauc']:.4f}", f"{m['oof_auc']:.4f}",
-                      f"{fmt_score(m['fold_pauc_mean'])} ± {fmt_score(m['fold_pauc_std'])}",
-                      f"{m['seconds']}")
+    for r in results:
+        table.add_row(r.name, f"{r.pauc:.4f}", f"{r.auc:.4f}",
+                      f"{fmt_score(r.fold_pauc_mean)} ± {fmt_score(r.fold_pauc_std)}",
+                      f"{r.seconds}")
     Console().print(table)
 
 
-def run(cfg: TabularConfig) -> list[dict]:
-    """``isic train-tabular``: every enabled model, written under ``artifacts/``."""
+def run(cfg: TabularConfig) -> list[RunResult]:
+    """``isic train-tabular``: every enabled model, written under ``artifacts/``; one result
+    per model (run folder), in the configured order."""
     enabled = {n: s for n, s in cfg.models.items() if s.enabled}
     if not enabled:
         raise ValueError("tabular: no model enabled in config key 'models'")

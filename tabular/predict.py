@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.data.layout import read_json, require_files, run_dir, trained_folds
+from isicstack.data.layout import read_json, require_files, run_dir
 from isicstack.features.build import build_test_features
+from isicstack.ledger.result import METRICS, trained_folds
 from isicstack.settings.layers import read_run_config
 from isicstack.tabular.config import TabularConfig
 from isicstack.tabular.cv import to_matrix
@@ -69,9 +70,9 @@ class TabularPredictor:
                                                  for c in feats["categorical"]}
         suffix = MODEL_KINDS[self.cfg.models[key].kind].suffix
         self.paths = [rdir / "models" / f"fold{k}_bag{b}{suffix}"
-                      for k in trained_folds(rdir, "fold_pauc") for b in range(self.cfg.bags)]
+                      for k in trained_folds(rdir) for b in range(self.cfg.bags)]
         require_files(self.paths, f"saved model of tabular run {name!r} (save_models: true)")
-        self.files = [rdir / "config.yaml", rdir / "features.json", rdir / "metrics.json",
+        self.files = [rdir / "config.yaml", rdir / "features.json", rdir / METRICS,
                       *self.paths]
         self.models: list[GBDT] = [load_model(p) for p in self.paths]
         f = self.cfg.features

@@ -7,7 +7,6 @@ rendered from ``CASES`` (``python tests/test_bad_inputs.py`` rewrites it), so th
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -21,6 +20,7 @@ import polars as pl
 import pytest
 
 from isicstack.data.io import write_csv
+from isicstack.ledger.result import read_result
 from isicstack.pipelines.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -262,9 +262,9 @@ def test_bad_input(case: Case, env: Env, capsys, caplog, monkeypatch):
         assert "Traceback" not in seen and not (env.tmp / "submission.csv").exists()
         assert not (env.tmp / "scores.csv").exists()
     if "data.on_bad_image=skip" in case.command:  # the skipped crop is listed in the run's metrics
-        metrics = json.loads((env.art / "runs" / "vision_check" / "metrics.json").read_text())
-        assert metrics["bad_images"] == [env.sub["isic_id"]]
-        assert metrics["data_mode"] == ("stream" if "data.data_mode=stream" in case.command
+        details = read_result(env.art / "runs" / "vision_check").details
+        assert details["bad_images"] == [env.sub["isic_id"]]
+        assert details["data_mode"] == ("stream" if "data.data_mode=stream" in case.command
                                         else "memory")
 
 

@@ -21,18 +21,18 @@ import pytest
 import torch
 
 from isicstack.calibration.maps import read_map
-from isicstack.data.layout import run_stage, trained_folds
+from isicstack.data.layout import run_stage
 from isicstack.data.metric import pauc
 from isicstack.data.predictions import discover, read_run_oof, read_run_test
 from isicstack.data.provenance import file_sha256, fold_hash, read_provenance
-from isicstack.evaluation.calibrate import CalibrateConfig
+from isicstack.evaluation.config import CalibrateConfig
 from isicstack.inference.package import MANIFEST, package_files
 from isicstack.inference.predict import PredictConfig, run
-from isicstack.ledger.store import summary
+from isicstack.ledger.result import read_result, trained_folds
 from isicstack.settings.layers import load_config, read_run_config
+from isicstack.stacking.config import StackConfig
 from isicstack.stacking.methods import Stacker
-from isicstack.stacking.stack import StackConfig
-from isicstack.tabular.cv import TabularConfig
+from isicstack.tabular.config import TabularConfig
 from isicstack.vision.config import ImageConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "before_3da1b5a"
@@ -144,17 +144,19 @@ def test_old_run_records_read(name: str):
     assert stage == run_stage(RUN, name)
     cfg = read_run_config(CONFIGS[stage], rdir)
     assert cfg.profile == "smoke" and cfg.artifacts == "/tmp/fx/art"
-    metrics = json.loads((rdir / "metrics.json").read_text())
-    head = summary(stage, metrics)
+    metrics = json.loads((rdir / "metrics.json").read_text())  # the old shape, as written
+    result = read_result(rdir)  # read through the one result type
+    assert (result.stage, result.name, result.fold_hash) == (stage, name, prov["fold_hash"])
+    assert sorted(result.folds) == [0, 1, 2] and result.n == metrics.get("rows", result.n)
     if stage == "tabular":
         assert metrics["model"] == name and cfg.models[cfg.model_key(name)].enabled
-        assert trained_folds(rdir, "fold_pauc") == [0, 1, 2]
+        assert trained_folds(rdir) == [0, 1, 2]
         assert cfg.features.oof_names == (
             ["vision_imgonly", "vision_fused_image_part"] if cfg.suffix == "_img" else [])
     elif stage == "image":
         assert f"vision_{cfg.name}" == name and cfg.model.name == "test_resnet"
         assert cfg.fusion == (name == "vision_fused")
-        assert trained_folds(rdir, "folds") == [0, 1, 2]
+        assert trained_folds(rdir) == [0, 1, 2]
     else:
         stacker = Stacker.from_dict(json.loads((rdir / "stacker.json").read_text()))
         assert cfg.method == metrics["method"] == "auto" and metrics["chosen"] == stacker.method
@@ -163,7 +165,7 @@ def test_old_run_records_read(name: str):
     # the recorded OOF pAUC is the current metric of the old OOF file
     folds = pl.read_parquet(RUN / "folds.parquet")
     oof = read_run_oof(RUN, name, folds)
-    assert pauc(folds["target"].to_numpy(), oof) == pytest.approx(head["oof_pauc"], abs=1e-12)
+    assert pauc(folds["target"].to_numpy(), oof) == pytest.approx(result.pauc, abs=1e-12)
 
 
 @pytest.mark.parametrize("name", RUNS)

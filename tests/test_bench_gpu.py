@@ -58,13 +58,15 @@ def test_worker_rate_runs_on_cpu(bench: ModuleType):
 def test_real_dev_cv_uses_the_gpu_profile(bench: ModuleType, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch):
     import isicstack.vision.train as train
+    from isicstack.ledger.result import FoldScore, RunResult
 
     seen = {}
 
     def fake_run(cfg):
         seen["cfg"] = cfg
-        return {"oof": {"pauc": 0.1, "auc": 0.8}, "mean_fold_pauc": 0.1, "precision": "bf16",
-                "folds": {str(k): {"pauc": 0.1} for k in range(5)}}
+        return [RunResult("image", "vision_x", 0.1, 0.8, 100, 5,
+                          {k: FoldScore(0.1, 0.8, 1.0) for k in range(5)},
+                          details={"precision": "bf16"})]
 
     monkeypatch.setattr(train, "run", fake_run)
     monkeypatch.chdir(tmp_path)
@@ -74,6 +76,8 @@ def test_real_dev_cv_uses_the_gpu_profile(bench: ModuleType, tmp_path: Path,
         "resnet50", 128, 128, 600)
     assert not cfg.resume and not Path(cfg.images_path).is_absolute()
     assert out["trained_crops"] == 5 * 600 * 128 and out["oof_pauc"] == 0.1
+    assert out["mean_fold_pauc"] == pytest.approx(0.1) and out["precision"] == "bf16"
+    assert out["fold_pauc"] == {str(k): 0.1 for k in range(5)}
 
 
 def test_main_with_faked_gpu_writes_results(bench: ModuleType, tmp_path: Path,

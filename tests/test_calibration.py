@@ -155,10 +155,14 @@ def trained(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="module")
 def calibrated(trained: Path, mini_isic: Path) -> dict:
+    """The calibrate run's per-model summary (its result's details, as metrics.json holds it)."""
     from isicstack.evaluation.calibrate import run
     from isicstack.evaluation.config import CalibrateConfig
+    from isicstack.ledger.result import read_result
 
-    return run(CalibrateConfig(artifacts=str(trained), data_dir=str(mini_isic), n_boot=50))
+    [result] = run(CalibrateConfig(artifacts=str(trained), data_dir=str(mini_isic), n_boot=50))
+    assert result == read_result(trained / "calibration") and result.stage == "calibrate"
+    return result.details
 
 
 def test_stage_writes_maps_and_nested_oof(trained: Path, calibrated: dict, mini_isic: Path):

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 import yaml
 
+from isicstack.ledger.result import read_result
 from isicstack.pipelines.chain_run import parse_run_args, plan, run_chain
 from isicstack.settings.chain import image_only_run, load_chain, parse_chain
 from isicstack.settings.layers import ConfigError, load_config
@@ -167,8 +168,8 @@ def test_a_run_added_to_the_chain_runs_end_to_end(mini_isic: Path, mini_artifact
         assert oof["isic_id"].equals(folds["isic_id"])
     lgbm, s2 = (pl.read_parquet(art / "oof" / f"{n}.parquet")["pred"] for n in ("lgbm", "lgbm_s2"))
     assert not lgbm.equals(s2)  # its own seed: another run, not a copy
-    metrics = yaml.safe_load((art / "runs" / "stack" / "metrics.json").read_text())
-    assert "lgbm_s2" in metrics["input_names"] and metrics["seconds"] > 0
+    stack = read_result(art / "runs" / "stack")
+    assert "lgbm_s2" in stack.details["input_names"] and stack.seconds > 0
     for run, stage in (("lgbm_s2", "tabular"), ("stack", "stack")):  # one epilogue (run_record)
         rdir = art / "runs" / run
         assert {"metrics.json", "config.yaml", "provenance.json"} <= {p.name for p in

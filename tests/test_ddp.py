@@ -12,7 +12,6 @@ drops it.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from torch.utils.data import DistributedSampler
 from isicstack.data import layout
 from isicstack.data.io import write_parquet
 from isicstack.data.layout import folds_path, oof_path
+from isicstack.ledger.result import read_result
 from isicstack.settings.keys import with_keys
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.datamodule import FoldDataModule
@@ -150,10 +150,10 @@ def test_train_image_ddp_two_cpu_processes(mini_isic: Path, mini_artifacts: Path
     assert done.returncode == 0, log[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log  # a second process really trained
     rdir = art / "runs" / "vision_ddp"
-    metrics = json.loads((rdir / "metrics.json").read_text())
-    assert metrics["world_size"] == 2
+    details = read_result(rdir).details
+    assert details["world_size"] == 2
     for k in folds["fold"].unique().to_list():
-        fold = metrics["folds"][str(k)]
+        fold = details["fold_records"][str(k)]
         assert fold["world_size"] == 2 and fold["steps"] == 4
         assert fold["n_valid"] == folds.filter(pl.col("fold") == k).height
         assert sorted(p.name for p in (rdir / f"fold{k}").glob("*.ckpt")) == ["last.ckpt"]

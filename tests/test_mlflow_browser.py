@@ -7,7 +7,6 @@ the ``mlflow`` extra; skips, saying so, where they are missing. Never downloads 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -21,6 +20,7 @@ import pytest
 from browser_fixtures import chrome, free_port, missing
 
 from isicstack.ledger import store as tracking
+from isicstack.ledger.result import read_result
 from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run as train_tabular
 
@@ -110,12 +110,12 @@ def test_ui_lists_the_smoke_run_with_its_oof_pauc(ledger, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, exp_id, run, art = ledger
-    metrics = json.loads((art / "runs" / "lgbm" / "metrics.json").read_text())
+    result = read_result(art / "runs" / "lgbm")
     wait = WebDriverWait(browser, WAIT)
     browser.get(f"{url}/#/experiments/{exp_id}/runs?workflowType=machine_learning")
     wait.until(ec.element_to_be_clickable((By.LINK_TEXT, "lgbm"))).click()
     wait.until(lambda d: _metric_shown(d.find_element(By.TAG_NAME, "body").text, "oof_pauc")
                is not None)
     text = browser.find_element(By.TAG_NAME, "body").text
-    assert _metric_shown(text, "oof_pauc") == pytest.approx(metrics["oof_pauc"], abs=1e-9)
+    assert _metric_shown(text, "oof_pauc") == pytest.approx(result.pauc, abs=1e-9)
     assert run.data.tags["isic.fold_hash"] in text  # the tags section: which folds

@@ -46,9 +46,9 @@ def test_report_writes_png_md_json(art: Path):
         assert (rep / name).read_bytes()[:8] == PNG_MAGIC
         assert f"]({name})" in (rep / "report.md").read_text()
     md = (rep / "report.md").read_text()
-    assert "| good |" in md and "| weak |" in md and "stale" in md  # skipped, with the reason
+    assert "| good |" in md and "| weak |" in md and "\n`stale` left out: " in md  # and why
     saved = json.loads((rep / "report.json").read_text())
-    assert set(saved["models"]) == {"good", "weak"} and "stale" in saved["skipped"]
+    assert set(saved["models"]) == {"good", "weak"} and "stale" in saved["left_out"]
     folds = pl.read_parquet(art / "folds.parquet")
     good = pl.read_parquet(art / "oof" / "good.parquet")
     assert saved["models"]["good"]["oof_pauc"] == pytest.approx(
@@ -121,10 +121,29 @@ def test_report_drift_section_on_the_folds_data(art: Path, mini_isic: Path):
     assert "What each model learned" in md  # the oracle of the same data
 
 
-def test_report_flags_tuned_runs_and_the_nested_stack(art: Path):
+# the stack's metrics.json as `isic stack` wrote it before the one result shape (trimmed)
+STACK_BEFORE = {
+    "best_of_methods": {"fold_auc": {"0": 0.83, "1": 0.84}, "fold_pauc": {"0": 0.12, "1": 0.11},
+                        "fold_pauc_mean": 0.115, "fold_pauc_std": 0.005, "method": "rank_mean",
+                        "note": "optimistic: the method was chosen on these OOF scores",
+                        "oof_auc": 0.84, "oof_pauc": 0.1234},
+    "chosen": "rank_mean",
+    "cv": {"inner_pauc": {"0": {"rank_mean": 0.1}, "1": {"rank_mean": 0.1}}, "kind": "nested",
+           "picks": {"0": "rank_mean", "1": "logistic"}, "scale": "per outer fold, ..."},
+    "input_names": ["good", "weak"], "inputs": {}, "method": "auto", "methods": {},
+    "n_folds": 2, "oracle": None, "positives": 83, "rows": 3000, "seconds": 3.672,
+    "stack": {"fold_auc": {"0": 0.82, "1": 0.85}, "fold_pauc": {"0": 0.1, "1": 0.12},
+              "fold_pauc_mean": 0.11, "fold_pauc_std": 0.01, "oof_auc": 0.83, "oof_pauc": 0.105},
+    "weights": [0.5, 0.5]}
+
+
+@pytest.mark.parametrize("shape", ["before", "now"])
+def test_report_flags_tuned_runs_and_the_nested_stack(art: Path, shape: str):
     """A run whose config merged tuned parameters chosen on these folds is marked optimistic;
-    the stack's note says its CV row is nested and shows the best-of figure apart."""
+    the stack's note says its CV row is nested and shows the best-of figure apart, read from
+    the stack's result in either shape."""
     from isicstack.data.provenance import fold_hash, write_provenance
+    from isicstack.ledger.result import FoldScore, RunResult
 
     folds = pl.read_parquet(art / "folds.parquet")
     by = {"study": "s1", "trial": 7, "value": 0.15, "finished_trials": 30,
@@ -134,10 +153,12 @@ def test_report_flags_tuned_runs_and_the_nested_stack(art: Path):
     write_provenance(art / "runs" / "weak", {}, tuned={"file": "tabular.yaml", "sha256": "x",
                                                        "tuned_by": {**by, "fold_hash": "other"}})
     (art / "runs" / "stack").mkdir(parents=True)
-    (art / "runs" / "stack" / "metrics.json").write_text(json.dumps({
-        "chosen": "rank_mean", "input_names": ["good", "weak"],
-        "cv": {"kind": "nested", "picks": {"0": "rank_mean", "1": "logistic"}},
-        "best_of_methods": {"method": "rank_mean", "oof_pauc": 0.1234}}))
+    used = {"stack", "rows", "positives", "seconds", "n_folds"}
+    doc = STACK_BEFORE if shape == "before" else RunResult(
+        "stack", "stack", 0.105, 0.83, 3000, 83,
+        {0: FoldScore(0.1, 0.82), 1: FoldScore(0.12, 0.85)}, 3.672, "abc",
+        {k: v for k, v in STACK_BEFORE.items() if k not in used}).to_dict()
+    (art / "runs" / "stack" / "metrics.json").write_text(json.dumps(doc))
     info = run(ReportConfig(artifacts=str(art), **QUICK))
     md = (art / "report" / "report.md").read_text()
     assert "| good † |" in md and "| weak † |" in md
@@ -146,3 +167,21 @@ def test_report_flags_tuned_runs_and_the_nested_stack(art: Path):
     assert "study `s1`, trial 7 of 30, chosen on these same folds, so its CV is optimistic" in md
     assert "`weak`: tuned parameters from study `s1`, trial 7 of 30, chosen on other folds" in md
     assert "Its CV row is nested" in md and "fold 1: logistic" in md and "0.1234" in md
+
+
+def test_every_section_says_nothing_here_one_way():
+    """A section with nothing to show is ``{"skipped": reason}``, whichever it is, and reads
+    the same in report.md: its title, then ``Skipped: <reason>``."""
+    from isicstack.data.sections import skipped
+    from isicstack.evaluation import calibration_report, clinical, drift, oracle, subgroup_tables
+    from isicstack.explain import report_section as gradcam
+
+    sec = skipped("nothing to read", path="x")
+    rendered = {"drift": drift.markdown(sec), "oracle": oracle.markdown(sec),
+                "calibration": calibration_report.markdown(sec),
+                "subgroups": subgroup_tables.markdown(sec), "gradcam": gradcam.markdown(sec),
+                "loco": clinical.markdown({"loco": sec})}
+    for name, lines in rendered.items():
+        assert len(lines) == 2 and lines[0].startswith("\n## "), (name, lines)
+        assert lines[1] == "Skipped: nothing to read", (name, lines)
+    assert len({lines[0] for lines in rendered.values()}) == len(rendered)  # each its own title

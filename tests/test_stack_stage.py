@@ -15,6 +15,7 @@ import pytest
 from isicstack.data.io import DataError
 from isicstack.data.metric import pauc
 from isicstack.data.predictions import discover
+from isicstack.ledger.result import RunResult, read_result
 from isicstack.stacking.config import METHODS, StackConfig
 from isicstack.stacking.methods import Stacker
 from isicstack.stacking.stack import run
@@ -53,12 +54,14 @@ def stack_art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack_run(stack_art: Path, mini_isic: Path):
-    return run(StackConfig(data_dir=str(mini_isic), artifacts=str(stack_art)))
+def stack_run(stack_art: Path, mini_isic: Path) -> RunResult:
+    [result] = run(StackConfig(data_dir=str(mini_isic), artifacts=str(stack_art)))
+    return result
 
 
 def test_stack_end_to_end(stack_run, stack_art: Path, mini_isic: Path):
-    m = stack_run
+    assert stack_run == read_result(stack_art / "runs" / "stack") and stack_run.stage == "stack"
+    m = stack_run.details
     assert m["input_names"] == ["model_a", "model_b"]
     assert set(m["methods"]) == set(METHODS)
     assert m["chosen"] == max(METHODS, key=lambda k: m["methods"][k]["oof_pauc"])
@@ -67,10 +70,13 @@ def test_stack_end_to_end(stack_run, stack_art: Path, mini_isic: Path):
     assert oof.columns == ["isic_id", "fold", "pred"]
     assert oof["isic_id"].equals(folds["isic_id"]) and oof["fold"].equals(folds["fold"])
     y = folds["target"].to_numpy()
-    assert pauc(y, oof["pred"].to_numpy()) == pytest.approx(m["stack"]["oof_pauc"])
+    assert pauc(y, oof["pred"].to_numpy()) == pytest.approx(stack_run.pauc)
+    assert (stack_run.n, stack_run.n_pos, set(stack_run.folds)) == (
+        folds.height, int(y.sum()), set(np.unique(folds["fold"])))
     assert 0 < m["oracle"]["stack_fraction"] <= 1.05
     # method auto: the stack's CV is the nested one, the best method's own CV is kept beside it
-    assert m["cv"]["kind"] == "nested" and set(m["cv"]["picks"]) == set(np.unique(folds["fold"]))
+    assert m["cv"]["kind"] == "nested" and set(m["cv"]["picks"]) == {
+        str(k) for k in np.unique(folds["fold"])}
     assert m["best_of_methods"]["method"] == m["chosen"]
     assert m["best_of_methods"]["oof_pauc"] == m["methods"][m["chosen"]]["oof_pauc"]
     assert oof["pred"].min() >= 0 and oof["pred"].max() <= 1  # one scale: training-row CDF
@@ -99,8 +105,8 @@ def test_stack_logs_discovered_inputs_and_honours_config(stack_art, mini_isic, c
     cfg = StackConfig(data_dir=str(mini_isic), artifacts=str(art), inputs=["model_b"],
                       method="rank_mean", candidates=["rank_mean"], submission=False)
     with caplog.at_level(logging.INFO):
-        m = run(cfg)
-    assert m["input_names"] == ["model_b"] and m["chosen"] == "rank_mean"
+        [result] = run(cfg)
+    assert result.details["input_names"] == ["model_b"] and result.details["chosen"] == "rank_mean"
     assert not any("all OOF files" in r.message for r in caplog.records)
     caplog.clear()
     # a fused run's image term alone is a GBDT feature, not a level-1 model: left out too

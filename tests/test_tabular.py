@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from isicstack.data.io import DataError
+from isicstack.ledger.result import read_result
 from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import downsample, run
 from isicstack.tabular.models import MODEL_KINDS, load_model, make_model
@@ -70,10 +71,11 @@ def test_outputs_keyed_by_isic_id(tab_run, mini_isic: Path, mini_artifacts: Path
         run_dir = mini_artifacts / "runs" / name
         assert len(list((run_dir / "models").iterdir())) == 3 * 2  # folds x bags
         assert (run_dir / "config.yaml").is_file() and (run_dir / "importance.csv").is_file()
-    metrics = {m["model"]: m for m in tab_run}
+    results = {r.name: r for r in tab_run}  # one result per model, as its metrics.json holds it
+    assert results == {n: read_result(mini_artifacts / "runs" / n) for n in ("lgbm", "xgb")}
     # the synthetic target has table signal: clearly above the constant predictor (0.02)
-    assert metrics["lgbm"]["oof_pauc"] > 0.06
-    assert set(metrics["xgb"]["fold_pauc"]) == {0, 1, 2}
+    assert results["lgbm"].stage == "tabular" and results["lgbm"].pauc > 0.06
+    assert set(results["xgb"].folds) == {0, 1, 2} and results["xgb"].details["n_features"] > 0
 
 
 def test_rerun_is_identical(tab_run, mini_isic: Path, mini_artifacts: Path, tmp_path: Path):

@@ -22,6 +22,7 @@ from browser_fixtures import free_port
 from isicstack.evaluation.config import RunsConfig
 from isicstack.evaluation.runs_table import run as runs
 from isicstack.ledger import store as tracking
+from isicstack.ledger.result import RunResult, read_result
 from isicstack.stacking.config import StackConfig
 from isicstack.stacking.stack import run as stack
 from isicstack.vision.mlflow_log import OncePerProcess
@@ -29,9 +30,10 @@ from isicstack.vision.mlflow_log import OncePerProcess
 mlflow = pytest.importorskip("mlflow")
 
 
-def _stack(mini_isic: Path, art: Path) -> dict:
-    return stack(StackConfig(data_dir=str(mini_isic), artifacts=str(art), method="logistic",
-                             submission=False))
+def _stack(mini_isic: Path, art: Path) -> RunResult:
+    [result] = stack(StackConfig(data_dir=str(mini_isic), artifacts=str(art), method="logistic",
+                                 submission=False))
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +59,16 @@ def test_one_run_per_stage_run_with_its_scores(tracked: Path, monkeypatch):
     frame = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT])
     assert sorted(frame["tags.mlflow.runName"]) == ["lgbm", "stack", "vision_imgonly"]
     runs_ = _runs(tracked)
-    expected = {"lgbm": ("tabular", lambda m: m["oof_pauc"]),
-                "vision_imgonly": ("image", lambda m: m["oof"]["pauc"]),
-                "stack": ("stack", lambda m: m["stack"]["oof_pauc"])}
-    for name, (stage, pauc) in expected.items():
+    for name, stage in {"lgbm": "tabular", "vision_imgonly": "image", "stack": "stack"}.items():
         run, folder = runs_[name], tracked / "runs" / name
-        metrics = json.loads((folder / "metrics.json").read_text())
+        result = read_result(folder)  # one shape, whichever stage wrote it
         prov = json.loads((folder / "provenance.json").read_text())
-        assert run.info.status == "FINISHED"
-        assert run.data.metrics["oof_pauc"] == pytest.approx(pauc(metrics), abs=1e-12)
+        assert run.info.status == "FINISHED" and result.stage == stage
+        assert run.data.metrics["oof_pauc"] == pytest.approx(result.pauc, abs=1e-12)
+        assert run.data.metrics["n_pos"] == result.n_pos and run.data.metrics["seconds"] > 0
         tags = run.data.tags
         assert tags["isic.stage"] == stage and tags["isic.fold_hash"] == prov["fold_hash"]
+        assert result.fold_hash == prov["fold_hash"]
         assert tags["isic.cond.threads"] == str(prov["conditions"]["threads"])
         assert tags["isic.input.folds"] == prov["inputs"]["folds"]["sha256"]
         client = mlflow.tracking.MlflowClient()
@@ -75,6 +76,14 @@ def test_one_run_per_stage_run_with_its_scores(tracked: Path, monkeypatch):
         assert {"metrics.json", "config.yaml", "provenance.json"} <= files
         folds = client.get_metric_history(run.info.run_id, "fold_pauc")
         assert sorted(m.step for m in folds) == [0, 1, 2]
+        assert {m.step: m.value for m in folds} == pytest.approx(
+            {k: f.pauc for k, f in result.folds.items()}, abs=1e-12)
+    # what only one stage has reaches the ledger too, nested keys dotted, folds as steps
+    stack_metrics = runs_["stack"].data.metrics
+    assert "methods.logistic.oof_pauc" in stack_metrics
+    assert stack_metrics["best_of_methods.oof_pauc"] == pytest.approx(
+        read_result(tracked / "runs" / "stack").details["best_of_methods"]["oof_pauc"])
+    assert "features_seconds" in runs_["lgbm"].data.metrics
     image = runs_["vision_imgonly"]
     params = image.data.params  # the image config's dotted keys
     assert params["optim.steps"] == "4" and params["model.name"] == "test_resnet"
@@ -122,8 +131,8 @@ def test_failing_store_warns_and_the_run_goes_on(store: str, tracked: Path, mini
 
         monkeypatch.setattr(tracking, "_record", broken)
     with caplog.at_level(logging.WARNING, logger="isicstack.ledger.store"):
-        metrics = _stack(mini_isic, art)
-    assert metrics["stack"]["oof_pauc"] > 0 and (art / "runs" / "stack" / "metrics.json").is_file()
+        result = _stack(mini_isic, art)
+    assert result.pauc > 0 and (art / "runs" / "stack" / "metrics.json").is_file()
     warnings = [r for r in caplog.records if "the run goes on" in r.getMessage()]
     assert len(warnings) == 1
 
@@ -189,8 +198,9 @@ def test_lightning_banners_once_and_no_advertisement():
 
 
 def test_report_folder_is_logged_with_its_figures(tmp_path: Path, monkeypatch):
-    """The report stage's hook (``log_run("report", out, cfg.artifacts, cfg)``): each model's
-    OOF pAUC, the config from ``cfg`` (the folder has no config.yaml), the PNGs as figures."""
+    """The report stage's hook (``log_run("report", out, cfg.artifacts, cfg, metrics)``): each
+    model's OOF pAUC as the report hands it over, the config from ``cfg`` (the folder has no
+    config.yaml), the PNGs as figures."""
     from isicstack.evaluation.config import ReportConfig
 
     monkeypatch.setenv(tracking.ENV, "auto")
@@ -199,7 +209,8 @@ def test_report_folder_is_logged_with_its_figures(tmp_path: Path, monkeypatch):
     out.mkdir()
     (out / "report.json").write_text(json.dumps({"models": {"lgbm": {"oof_pauc": 0.125}}}))
     (out / "roc.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    run_id = tracking.log_run("report", out, tmp_path, ReportConfig(artifacts=str(tmp_path)))
+    run_id = tracking.log_run("report", out, tmp_path, ReportConfig(artifacts=str(tmp_path)),
+                              metrics={"models": {"lgbm": {"oof_pauc": 0.125}}})
     client = mlflow.tracking.MlflowClient(tracking.store_uri(tmp_path))
     run = client.get_run(run_id)
     assert run.data.metrics["models.lgbm.oof_pauc"] == 0.125

@@ -275,7 +275,7 @@ def test_gpu_bf16_channels_last(vision_data: dict[str, Path], tmp_path: Path):
     rt = resolve_runtime(cfg)
     assert rt["on_gpu"] and rt["channels_last"] and rt["precision"] in ("bf16-mixed", "16-mixed")
     probe = _MemoryFormat()
-    out = run(cfg, callbacks=[probe])
-    assert out["precision"] == rt["precision"]
+    [out] = run(cfg, callbacks=[probe])
+    assert out.details["precision"] == rt["precision"]
     assert probe.weights and all(probe.weights)
     assert probe.inputs and all(probe.inputs)

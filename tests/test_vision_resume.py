@@ -46,11 +46,12 @@ def test_interrupted_run_resumes_from_last_ckpt(vision_data: dict[str, Path], tm
     last = art / "runs" / "vision_res" / "fold2" / "last.ckpt"
     step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
     assert 0 < step < 6
-    out = run(cfg)
-    assert out["folds"]["2"]["resumed_from_step"] == step and out["folds"]["2"]["steps"] == 6
+    [out] = run(cfg)
+    record = out.details["fold_records"]["2"]
+    assert record["resumed_from_step"] == step and record["steps"] == 6
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 6
-    again = run(cfg)  # finished fold: predictions reused, nothing retrained
-    assert again["folds"]["2"] == out["folds"]["2"]
+    [again] = run(cfg)  # finished fold: predictions reused, nothing retrained
+    assert again.details["fold_records"]["2"] == record and again.folds == out.folds
 
 
 class _StopWhenScoring(lightning.Callback):
@@ -69,14 +70,15 @@ def test_run_killed_while_scoring_resumes_by_scoring(vision_data: dict[str, Path
     fold_dir = art / "runs" / "vision_kill" / "fold2"
     assert not (fold_dir / "fold.json").exists()
     weights = torch.load(fold_dir / "last.ckpt", map_location="cpu", weights_only=True)
-    out = run(cfg)
-    assert out["folds"]["2"]["steps"] == 6 and out["folds"]["2"]["resumed_from_step"] == 6
+    [out] = run(cfg)
+    record = out.details["fold_records"]["2"]
+    assert record["steps"] == 6 and record["resumed_from_step"] == 6
     after = torch.load(fold_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert all(torch.equal(after["state_dict"][k], v) for k, v in weights["state_dict"].items())
-    fresh = run(replace(cfg, name="kill_ref", resume=False))  # same seed, scored in one go
+    [fresh] = run(replace(cfg, name="kill_ref", resume=False))  # same seed, scored in one go
     assert np.allclose(pl.read_parquet(art / "oof" / "vision_kill.parquet")["pred"],
                        pl.read_parquet(art / "oof" / "vision_kill_ref.parquet")["pred"])
-    assert fresh["folds"]["2"]["steps"] == 6
+    assert fresh.details["fold_records"]["2"]["steps"] == 6
 
 
 def flat_config(path: Path) -> None:
@@ -94,15 +96,15 @@ def test_unchanged_run_saved_with_flat_keys_resumes(vision_data: dict[str, Path]
     its finished fold is reused (migrated before the resume check), not retrained."""
     art = copy_artifacts(vision_data, tmp_path / "art")
     cfg = image_cfg(vision_data, art, {"optim.steps": 2}, fusion=False, folds=[0], name="old")
-    first = run(cfg)
+    [first] = run(cfg)
     saved = art / "runs" / "vision_old" / "config.yaml"
     flat_config(saved)
     assert "model_name" in yaml.safe_load(saved.read_text())
     with caplog.at_level(logging.INFO):
-        again = run(cfg)
+        [again] = run(cfg)
     assert "starting fresh" not in caplog.text and "reusing its predictions" in caplog.text
     assert f"{saved}: written with flat keys" in caplog.text
-    assert again["folds"]["0"] == first["folds"]["0"]
+    assert again.details["fold_records"]["0"] == first.details["fold_records"]["0"]
     assert yaml.safe_load(saved.read_text())["model"]["name"] == "test_resnet"  # rewritten
 
 
@@ -111,22 +113,21 @@ def test_changed_input_is_not_resumed(vision_data: dict[str, Path], tmp_path: Pa
     """A finished fold is reused only while every input is unchanged; the log names the input."""
     art = copy_artifacts(vision_data, tmp_path / "art")
     cfg = image_cfg(vision_data, art, folds=[0], name="prov")
-    first = run(cfg)
+    [first] = run(cfg)
     oof = pl.read_parquet(oof_path(art, "lgbm"))
     write_parquet(oof.with_columns(pred=1 - pl.col("pred")), oof_path(art, "lgbm"))
     with caplog.at_level(logging.WARNING):
-        second = run(cfg)
+        [second] = run(cfg)
     assert "input tabular_oof changed" in caplog.text and "starting fresh" in caplog.text
-    assert second["folds"]["0"]["seconds"] != first["folds"]["0"]["seconds"] or \
-        second["oof"] != first["oof"]
+    assert second.folds[0] != first.folds[0] or second.pauc != first.pauc
 
 
 def test_init_from_needs_the_same_folds(vision_data: dict[str, Path], tmp_path: Path):
     art = copy_artifacts(vision_data, tmp_path / "art")
     run(image_cfg(vision_data, art, {"optim.steps": 3}, fusion=False, name="imgonly"))
-    fused = run(image_cfg(vision_data, art, {"optim.steps": 2}, name="fused",
-                          init_from="vision_imgonly"))
-    assert fused["init_from"] == "vision_imgonly" and fused["oof"]["n"] == N_TRAIN
+    [fused] = run(image_cfg(vision_data, art, {"optim.steps": 2}, name="fused",
+                            init_from="vision_imgonly"))
+    assert fused.details["init_from"] == "vision_imgonly" and fused.n == N_TRAIN
     folds = pl.read_parquet(folds_path(art))
     other = make_folds(folds.select("isic_id", "patient_id", "target"), 3, 99)
     write_parquet(other, folds_path(art))

@@ -21,6 +21,7 @@ from isicstack.data.layout import folds_path, oof_path
 from isicstack.data.metric import pauc
 from isicstack.inference.config import PredictImagesConfig
 from isicstack.inference.predict_images import run as predict_images
+from isicstack.ledger.result import RunResult, read_result
 from isicstack.settings.keys import with_keys
 from isicstack.vision.train import run
 
@@ -30,7 +31,7 @@ def vision_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_vision_data(tmp_path_factory.mktemp("vision_run"))
 
 
-def _check_outputs(art: Path, name: str, folds: pl.DataFrame, test: bool) -> dict:
+def _check_outputs(art: Path, name: str, folds: pl.DataFrame, test: bool) -> RunResult:
     oof = pl.read_parquet(oof_path(art, name))
     assert oof.columns == ["isic_id", "fold", "pred"]
     assert oof["isic_id"].n_unique() == oof.height
@@ -41,35 +42,36 @@ def _check_outputs(art: Path, name: str, folds: pl.DataFrame, test: bool) -> dic
         tst = pl.read_parquet(layout.test_pred_path(art, name))
         assert tst.columns == ["isic_id", "pred"] and tst.height == N_TEST
         assert tst["isic_id"].n_unique() == N_TEST
-    metrics = json.loads((art / "runs" / name / "metrics.json").read_text())
+    result = read_result(art / "runs" / name)
+    assert result.stage == "image" and result.name == name
     assert (art / "runs" / name / "config.yaml").is_file()
     prov = json.loads((art / "runs" / name / "provenance.json").read_text())
-    assert prov["fold_hash"] == metrics["fold_hash"] and "images" in prov["inputs"]
-    return metrics
+    assert prov["fold_hash"] == result.fold_hash and "images" in prov["inputs"]
+    return result
 
 
 def test_run_fusion_end_to_end(vision_data: dict[str, Path]):
     art = vision_data["artifacts"]
-    out = run(image_cfg(vision_data, None, {"data.tta_flip": True, "optim.val_every": 2,
-                                            "optim.steps": 4}))
+    [out] = run(image_cfg(vision_data, None, {"data.tta_flip": True, "optim.val_every": 2,
+                                              "optim.steps": 4}))
     folds = pl.read_parquet(folds_path(art))
     m = _check_outputs(art, "vision_test_resnet", folds, test=True)
-    assert out["fusion"] is True and set(m["folds"]) == {"0", "1", "2"}
-    assert all(f["steps"] == 4 for f in m["folds"].values())
-    assert m["oof"]["n"] == N_TRAIN and m["oof"]["pauc"] is not None
+    assert out == m and out.details["fusion"] is True and set(m.folds) == {0, 1, 2}
+    assert all(f["steps"] == 4 for f in m.details["fold_records"].values())
+    assert m.n == N_TRAIN and m.pauc is not None
     assert {"tabular_oof", "tabular_test", "folds"} <= set(
         json.loads((art / "runs" / "vision_test_resnet" / "provenance.json").read_text())
         ["inputs"])
     oof = pl.read_parquet(oof_path(art, "vision_test_resnet"))
     ref = oof.join(folds, on="isic_id", maintain_order="left")
-    assert m["oof"]["pauc"] == pytest.approx(pauc(ref["target"].to_numpy(), ref["pred"].to_numpy()))
+    assert m.pauc == pytest.approx(pauc(ref["target"].to_numpy(), ref["pred"].to_numpy()))
     # the image term alone (tabular term left out), for the second GBDT pass
     part = pl.read_parquet(oof_path(art, "vision_test_resnet_image_part"))
     assert part.columns == ["isic_id", "fold", "pred"] and part.height == N_TRAIN
     assert part["pred"].is_between(0, 1).all()
     assert part.select("isic_id", "fold").equals(oof.select("isic_id", "fold"))
     assert not np.allclose(part["pred"].to_numpy(), oof["pred"].to_numpy())
-    assert m["image_part"]["pauc"] == pytest.approx(
+    assert m.details["image_part"]["pauc"] == pytest.approx(
         pauc(ref["target"].to_numpy(), part["pred"].to_numpy()))
     tst = pl.read_parquet(layout.test_pred_path(art, "vision_test_resnet_image_part"))
     assert tst.columns == ["isic_id", "pred"] and tst.height == N_TEST
@@ -88,25 +90,26 @@ def test_run_image_only_fusion_off(vision_data: dict[str, Path], tmp_path: Path)
     cfg = image_cfg(vision_data, tmp_path / "img", fusion=False, folds=[0], n_folds=3, name="io",
                     images_path=str(vision_data["data"] / "train-image.hdf5"),
                     labels_path=str(vision_data["labels"]), data_dir="/nonexistent")
-    out = run(cfg)
+    [out] = run(cfg)
     img_folds = pl.read_parquet(tmp_path / "img" / "folds_images.parquet")
     assert img_folds.height == N_TRAIN and img_folds["patient_id"].null_count() == 0
     _check_outputs(tmp_path / "img", "vision_io", img_folds, test=False)
-    assert "test_path" not in out
+    assert "test_path" not in out.details
     with pytest.raises(ValueError, match="fusion=false"):
         run(replace(cfg, fusion=True))
 
 
 def test_predict_images_hdf5_and_jpeg_folder(vision_data: dict[str, Path], tmp_path: Path):
     art = copy_artifacts(vision_data, tmp_path / "art")
-    trained = run(image_cfg(vision_data, art, {"optim.steps": 3}, fusion=False, name="imgonly"))
+    [trained] = run(image_cfg(vision_data, art, {"optim.steps": 3}, fusion=False,
+                              name="imgonly"))
     h5 = vision_data["data"] / "test-image.hdf5"
     out = predict_images(PredictImagesConfig(artifacts=str(art), images=str(h5),
                                              out=str(tmp_path / "h5.csv"), chunk_rows=4,
                                              cpu_threads=1, accelerator="cpu"))
     got = pl.read_csv(out["out"])
     assert got.columns == ["isic_id", "pred"] and got.height == N_TEST
-    ref = pl.read_parquet(trained["test_path"]).join(got, on="isic_id")
+    ref = pl.read_parquet(trained.details["test_path"]).join(got, on="isic_id")
     np.testing.assert_allclose(ref["pred"], ref["pred_right"], atol=1e-6)  # = training's test
     folder = tmp_path / "jpegs"
     folder.mkdir()
@@ -167,8 +170,8 @@ def test_corrupt_training_crop_named_or_skipped(vision_data: dict[str, Path], tm
         run(cfg)
     assert not list((art / "runs" / "vision_test_resnet").glob("fold*/fold.json"))
     seen = _TrainIds()
-    out = run(with_keys(cfg, {"data.on_bad_image": "skip"}), callbacks=[seen])
-    assert out["bad_images"] == [victim] and out["data_mode"] == mode
+    [out] = run(with_keys(cfg, {"data.on_bad_image": "skip"}), callbacks=[seen])
+    assert out.details["bad_images"] == [victim] and out.details["data_mode"] == mode
     assert len(seen.ids) == 2 and set(seen.ids[0]) == others - {victim}  # left out
     oof = pl.read_parquet(oof_path(art, "vision_test_resnet"))
     assert oof.filter(pl.col("isic_id") == victim)["pred"].is_between(0, 1).all()  # scored
@@ -222,20 +225,20 @@ def test_tiny_model_learns_planted_colour_signal(tmp_path: Path, augment: dict):
                      "data.neg_ratio": 4, **augment}, fusion=False, name="learn", n_folds=3,
                     images_path=str(tmp_path / "train-image.hdf5"),
                     labels_path=str(tmp_path / "labels.csv"))
-    out = run(cfg)
-    assert out["oof"]["auc"] > 0.95 and out["oof"]["pauc"] > 0.15, out["oof"]
+    [out] = run(cfg)
+    assert out.auc > 0.95 and out.pauc > 0.15, out
 
 
 def test_ema_weights_are_the_ones_scored_and_saved(vision_data: dict[str, Path], tmp_path: Path):
     """ema_decay > 0: the fold is scored with the EMA weights, and last.ckpt holds those same
     weights (so predict-images reproduces the run's test predictions)."""
     art = copy_artifacts(vision_data, tmp_path / "art")
-    plain = run(image_cfg(vision_data, art, {"optim.steps": 6}, fusion=False, name="plain",
-                          folds=[0]))
-    ema = run(image_cfg(vision_data, art, {"optim.steps": 6, "optim.ema_decay": 0.5,
-                                           "optim.ema_start": 0.0},
-                        fusion=False, name="ema", folds=[0]))
-    a, b = (pl.read_parquet(r["test_path"])["pred"].to_numpy() for r in (plain, ema))
+    [plain] = run(image_cfg(vision_data, art, {"optim.steps": 6}, fusion=False, name="plain",
+                            folds=[0]))
+    [ema] = run(image_cfg(vision_data, art, {"optim.steps": 6, "optim.ema_decay": 0.5,
+                                             "optim.ema_start": 0.0},
+                          fusion=False, name="ema", folds=[0]))
+    a, b = (pl.read_parquet(r.details["test_path"])["pred"].to_numpy() for r in (plain, ema))
     assert not np.allclose(a, b)  # same seed and batches: only the averaging differs
     ckpt = torch.load(art / "runs" / "vision_ema" / "fold0" / "last.ckpt", map_location="cpu",
                       weights_only=True)
@@ -244,7 +247,7 @@ def test_ema_weights_are_the_ones_scored_and_saved(vision_data: dict[str, Path],
                                              images=str(vision_data["data"] / "test-image.hdf5"),
                                              out=str(tmp_path / "ema.csv"), cpu_threads=1,
                                              accelerator="cpu"))
-    same = pl.read_parquet(ema["test_path"]).join(pl.read_csv(got["out"]), on="isic_id")
+    same = pl.read_parquet(ema.details["test_path"]).join(pl.read_csv(got["out"]), on="isic_id")
     np.testing.assert_allclose(same["pred"], same["pred_right"], atol=1e-6)
     with pytest.raises(ValueError, match="ema_decay"):
         run(image_cfg(vision_data, art, {"optim.ema_decay": 1.0}, fusion=False, name="bad"))

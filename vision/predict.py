@@ -20,7 +20,8 @@ import polars as pl
 import torch
 
 from isicstack.data.layout import IMAGE_PART_SUFFIX as PART_SUFFIX
-from isicstack.data.layout import read_json, require_files, run_dir, trained_folds
+from isicstack.data.layout import read_json, require_files, run_dir
+from isicstack.ledger.result import METRICS, trained_folds
 from isicstack.settings.keys import with_keys
 from isicstack.settings.layers import read_run_config
 from isicstack.vision.config import ImageConfig
@@ -86,9 +87,9 @@ class ImagePredictor:
         if part and self.fusion is None:
             raise ValueError(f"{name}: {rdir.name} is not a fused image run, so it has no image "
                              "term apart from its output; use its own name")
-        paths = checkpoint_paths(rdir, trained_folds(rdir, "folds"))
+        paths = checkpoint_paths(rdir, trained_folds(rdir))
         require_files(paths, f"checkpoint of image run {name!r}")
-        self.files = [rdir / "config.yaml", rdir / "metrics.json", *paths]
+        self.files = [rdir / "config.yaml", rdir / METRICS, *paths]
         if self.fusion is not None:
             self.files.append(rdir / FUSION_FILE)
         self._paths, self._channels_last = paths, rt["channels_last"]

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import timm
 import torch
@@ -42,6 +41,7 @@ from isicstack.data.layout import image_part_name, oof_path, run_dir, test_pred_
 from isicstack.data.metric import fmt_score, fold_scores
 from isicstack.data.provenance import fold_hash
 from isicstack.ledger.finish import finish_run
+from isicstack.ledger.result import FoldScore, RunResult
 from isicstack.vision.backbone import pretrained_overlay
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.distributed import is_rank_zero
@@ -124,8 +124,9 @@ def write_predictions(artifacts: str, name: str, results: list[dict[str, Any]],
     return oof, oof_file, test_file
 
 
-def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Train every selected fold; write OOF, test predictions, metrics, config, provenance."""
+def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> list[RunResult]:
+    """Train every selected fold; write OOF, test predictions, metrics, config, provenance.
+    The run's result (one run folder), or none on a DDP rank other than 0 (it writes none)."""
     t0 = time.perf_counter()
     _check(cfg)
     rt = resolve_runtime(cfg)
@@ -156,22 +157,20 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
                  "" if rt["on_gpu"] else f", {rt['cpu_threads']} CPU thread(s)")
     results = [train_fold(cfg, inputs, sources, k, rdir, rt, callbacks) for k in folds]
     if not is_rank_zero():  # rank 0 has the same gathered predictions and writes them
-        return {"name": name, "rank_zero": False}
+        return []
     oof, oof_file, test_file = write_predictions(cfg.artifacts, name, results)
     scored = oof.join(inputs.table.select("isic_id", "target"), on="isic_id", how="left",
                       maintain_order="left")
     y = scored["target"].to_numpy()
-    metrics: dict[str, Any] = {  # keys as before the config's groups: readers of metrics.json
-        "name": name, "model_name": cfg.model.name, "image_size": cfg.model.image_size,
+    records = {str(r["metrics"]["fold"]): r["metrics"] for r in results}
+    pooled, seconds = fold_scores(y, scored["pred"].to_numpy()), round(time.perf_counter() - t0, 1)
+    details: dict[str, Any] = {  # keys as before the config's groups: readers of metrics.json
+        "model_name": cfg.model.name, "image_size": cfg.model.image_size,
         "steps": cfg.optim.steps, "fusion": bool(inputs.tab_cols), "init_from": cfg.init_from,
         "precision": rt["precision"], "data_mode": sources.mode,
         "world_size": max(r["metrics"].get("world_size", 1) for r in results),
-        "folds": {str(r["metrics"]["fold"]): r["metrics"] for r in results},
-        "oof": {**fold_scores(y, scored["pred"].to_numpy()), "n": oof.height,
-                "n_pos": int(y.sum())},
+        "fold_records": records,  # each fold's fold.json (steps, resumed_from_step, rows ...)
         "bad_images": sources.bad_ids,
-        "fold_hash": fold_hash(inputs.table),
-        "seconds": round(time.perf_counter() - t0, 1),
         # where the time went (the profile of `make all`, bench_makeall.py): decoding the crops
         # into memory (or checking them) once, then per fold training and scoring
         "timings": {"crops_seconds": round(t_sources, 1),
@@ -181,23 +180,25 @@ def run(cfg: ImageConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
                                                for r in results), 1)},
         "oof_path": str(oof_file),
     }
-    fold_pauc = [r["metrics"]["pauc"] for r in results if r["metrics"]["pauc"] is not None]
-    metrics["mean_fold_pauc"] = float(np.mean(fold_pauc)) if fold_pauc else None
     if test_file is not None:
-        metrics["test_path"] = str(test_file)
+        details["test_path"] = str(test_file)
     if inputs.tab_cols:  # a fused run: also its image term alone (see predict_step)
-        metrics[IMAGE_PART] = None
+        details[IMAGE_PART] = None
         part = image_part_name(name)
         if all(IMAGE_PART in r["oof"].columns for r in results):
             part_oof, part_file, part_test = write_predictions(cfg.artifacts, part, results,
                                                                IMAGE_PART)
-            metrics[IMAGE_PART] = {"name": part, "oof_path": str(part_file),
+            details[IMAGE_PART] = {"name": part, "oof_path": str(part_file),
                                    "test_path": part_test and str(part_test),
                                    **fold_scores(y, part_oof["pred"].to_numpy())}
         else:  # folds finished by a version that did not write the image term
             log.warning("%s: a resumed fold has no %s column; %s not written (rerun with "
                         "resume=false)", name, IMAGE_PART, part)
-    finish_run("image", rdir, cfg, metrics, cfg.artifacts)  # provenance: written at the start
-    log.info("%s: OOF pAUC %s AUC %s over %d rows (%.0fs)", name, fmt_score(metrics["oof"]["pauc"]),
-             fmt_score(metrics["oof"]["auc"]), oof.height, metrics["seconds"])
-    return metrics
+    result = RunResult(
+        "image", name, pooled["pauc"], pooled["auc"], oof.height, int(y.sum()),
+        {int(k): FoldScore(m["pauc"], m["auc"], m.get("seconds")) for k, m in records.items()},
+        seconds, fold_hash(inputs.table), details)
+    result = finish_run(result, rdir, cfg, cfg.artifacts)  # provenance: written at the start
+    log.info("%s: OOF pAUC %s AUC %s over %d rows (%.0fs)", name, fmt_score(result.pauc),
+             fmt_score(result.auc), oof.height, result.seconds)
+    return [result]
