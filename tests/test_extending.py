@@ -20,7 +20,8 @@ from packaging.utils import canonicalize_name
 from isicstack import extras
 from isicstack.conditions import library_versions
 from isicstack.extras import DISTRIBUTIONS, MissingExtraError, require
-from isicstack.pipelines.tune_space import TuneConfig, load_space
+from isicstack.pipelines.config import TuneConfig
+from isicstack.pipelines.tune_space import load_space
 from isicstack.tabular.config import ModelSpec, TabularConfig
 from isicstack.tabular.cv import run
 from isicstack.tabular.models import (
@@ -92,8 +93,8 @@ def test_the_cv_loop_and_the_predictor_use_a_registered_gbdt(tiny, mini_isic: Pa
     cfg = TabularConfig(data_dir=str(mini_isic), artifacts=str(art), bags=1, threads=1,
                         models={"tiny": ModelSpec("tiny", num_rounds=1,
                                                   params={"shrink": 0.5})})
-    [metrics] = run(cfg)
-    assert metrics["model"] == "tiny"
+    [result] = run(cfg)
+    assert (result.stage, result.name) == ("tabular", "tiny")
     folds = pl.read_parquet(art / "folds.parquet")
     oof = pl.read_parquet(art / "oof" / "tiny.parquet")
     for k in range(3):  # each fold scored with the other folds' positive rate, shrunk by half
