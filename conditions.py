@@ -25,6 +25,10 @@ from isicstack.extras import declared
 # threads). ``precision`` and ``cpu_count`` are recorded but follow from the CPU and the recipe.
 MACHINE: tuple[str, ...] = ("cpu_model", "cpu_bf16", "gpu", "libraries")
 SAME_STAGE: tuple[str, ...] = ("threads", "loader_workers")
+# Extras whose libraries fit a model, so their versions can change a score; the others (the
+# app, the ledger, the dashboard, a database driver, Grad-CAM's figures) are recorded, not
+# compared.
+MODEL_EXTRAS: tuple[str, ...] = ("catboost",)
 
 
 def _cpuinfo() -> str:
@@ -50,10 +54,16 @@ def cpu_model() -> str:
 
 
 def libraries() -> tuple[str, ...]:
-    """The distributions whose versions can change a score (numerics, defaults, algorithms):
-    every one the package declares, extras included (:func:`isicstack.extras.declared`, so a
-    new dependency is recorded with no edit here), sorted; the dev extra's tools are not."""
+    """The distributions recorded with every run: every one the package declares, extras
+    included (:func:`isicstack.extras.declared`, so a new dependency is recorded with no edit
+    here), sorted; the dev extra's tools are not."""
     return tuple(sorted(declared()))
+
+
+def scoring_libraries() -> frozenset[str]:
+    """The recorded distributions whose versions can change a score (numerics, defaults,
+    algorithms), compared by :func:`differing`: the core dependencies and :data:`MODEL_EXTRAS`."""
+    return frozenset(n for n, extra in declared().items() if not extra or extra in MODEL_EXTRAS)
 
 
 def library_versions() -> dict[str, str]:
@@ -126,12 +136,14 @@ def differing(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]:
 
 
 def _value(rec: dict[str, Any], key: str, other: dict[str, Any]) -> Any:
-    """``rec[key]``; for ``libraries`` only the ones both records list: the recorded set grows
-    with the declared dependencies (an older run lists fewer), and a library one record does not
-    list is unknown there, not different."""
+    """``rec[key]``; for ``libraries`` only those that can change a score
+    (:func:`scoring_libraries`) and that both records list: the recorded set grows with the
+    declared dependencies (an older run lists fewer), and a library one record does not list is
+    unknown there, not different."""
     value = rec.get(key)
     if key == "libraries" and isinstance(value, dict) and isinstance(other.get(key), dict):
-        return {k: v for k, v in value.items() if k in other[key]}
+        scoring = scoring_libraries()
+        return {k: v for k, v in value.items() if k in other[key] and k in scoring}
     return value
 
 

@@ -2,7 +2,7 @@
 calibrate``), its Grad-CAM and the model's sensitivity / specificity at the configured threshold
 out; or one patient's lesions (a CSV and their crops) scored together.
 
-``inputs`` checks uploads and metadata, ``patient`` a patient's CSV and the one-lesion warning,
+``validate`` checks uploads and metadata, ``patient`` a patient's CSV and the one-lesion warning,
 ``service`` scores them with the saved models (no web code), ``page`` is the Gradio page and
 the ``isic app`` stage.
 """

@@ -1,7 +1,7 @@
 """``isic app`` / ``make app``: the Gradio page, bound to 127.0.0.1 unless ``host`` says otherwise.
 
 Every outcome of a request is text in the page: a bad upload or metadata value gets its own
-sentence (``app.inputs``), and an unexpected error is logged with its traceback on the server
+sentence (``app.validate``), and an unexpected error is logged with its traceback on the server
 while the page only names its type. Fonts are the system's (no web-font fetch: clinic networks
 are often closed).
 """

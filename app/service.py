@@ -5,7 +5,7 @@ score, the Grad-CAM overlay and the operating point. Without metadata the score 
 image-only run's (``ImagePredictor``: the path ``isic predict-images`` uses); with metadata it is
 the full chain of ``isic predict`` (``resolve_models`` + the saved stacker), where the upload is
 a one-lesion patient and unknown columns are null. The threshold of each model is picked on its
-OOF scores at ``target_tpr`` (``evaluation.operating_point``), and the sensitivity/specificity
+OOF scores at ``target_tpr`` (``calibration.operating_point``), and the sensitivity/specificity
 shown are that model's OOF values there, with patient-bootstrap intervals. Where ``isic
 calibrate`` saved a current map for the scoring model, the score also becomes a calibrated risk.
 A one-lesion upload cannot have patient-relative features (``app.patient`` says so); a patient's

@@ -12,7 +12,7 @@ Both steps are increasing and every map ends with a tiny strictly increasing ter
 ``data.metric.tie_break`` as the stack's rank methods), so within one map the ranking, hence
 pAUC, is unchanged: isotonic's flat steps do not create ties. A map is a plain dict
 (``CalMap.to_dict``): inference needs no pickle and no training rows. This module fits maps;
-the map itself and its ``apply`` live with inference (``calibration/maps.py``).
+the map itself and its ``apply`` are in ``calibration/maps.py``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """The calibration maps of ``isic calibrate`` as inference uses them: the map (``CalMap``, its
 ``apply``), where saved maps live, reading one, applying them.
 
-``evaluation/calibrate.py`` fits and writes the maps; ``isic predict``, the Kaggle package and
-the app only read them, so the predict path needs nothing of the fitting stage (the evaluation
-room sits above inference). A map is used only while the run file it was
-fitted for (checked by SHA-256) is the one on disk: a retrained model has no calibrated risk
-until ``isic calibrate`` runs again.
+``calibration/fit.py`` fits them and ``isic calibrate`` (``evaluation/calibrate.py``) writes
+them; ``isic predict``, the Kaggle package and the app only read them here. A map is used
+only while the run file it was fitted for (checked by SHA-256) is the one on disk: a retrained
+model has no calibrated risk until ``isic calibrate`` runs again.
 """
 
 from __future__ import annotations

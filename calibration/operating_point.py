@@ -17,7 +17,6 @@ import numpy as np
 from isicstack.calibration.config import OperatingPointConfig
 
 COUNTS = ("tp", "fp", "tn", "fn")
-RATES = ("precision", "recall", "specificity", "f1", "review_per_1000")
 
 
 def threshold_at_tpr(y: np.ndarray, pred: np.ndarray, target_tpr: float) -> float:

@@ -115,7 +115,3 @@ def columns_for(split: Split) -> tuple[str, ...]:
         return TEST_COLUMNS
     raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
-
-def polars_schema(split: Split) -> dict[str, pl.DataType]:
-    """Name -> dtype for the columns of ``split``, used to read CSVs without type guessing."""
-    return {name: BY_NAME[name].dtype for name in columns_for(split)}

@@ -5,7 +5,7 @@ Per model: the prior shift its training sampling implies (read from the run's sa
 ``optim.pos_weight`` of a CNN (flat ``neg_ratio`` / ``pos_weight`` in runs saved before the
 image config's keys were grouped); 0 for the stack, whose level-2 model sees the data's own
 class mix), then a monotone map (``method``). The calibrated OOF is nested: fold k is mapped by
-a map fitted on the other folds (``evaluation.calibration.nested_calibrate``), so its Brier
+a map fitted on the other folds (``calibration.fit.nested_calibrate``), so its Brier
 score is honest.
 The map fitted on every OOF row is what ``isic predict``, the Kaggle package and the app apply
 (read through ``calibration/maps.py``, which also says where the maps live).

@@ -5,7 +5,7 @@ fold-averaged score from the shared prediction path (``ImagePredictor``, what ``
 predict-images`` writes) and the map is the mean of every fold model's Grad-CAM, so both describe
 the same ensemble; ``explain.json`` beside the PNGs lists each id's probability and file.
 For a training crop, the folds that trained on it take part too; the report's figures use the
-fold that held each crop out instead (``explain.report``).
+fold that held each crop out instead (``explain.report_section``).
 """
 
 from __future__ import annotations

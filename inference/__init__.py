@@ -2,6 +2,6 @@
 
 ``isic predict`` (the offline test path), ``isic kaggle-package`` (that path shipped as one
 Kaggle dataset, with ``kaggle_inference.py`` as its ``run_inference.py``) and
-``isic predict-images`` (crops alone, through an image-only run); ``calibration_maps``: the
-saved maps of ``isic calibrate`` as prediction, the package and the app apply them.
+``isic predict-images`` (crops alone, through an image-only run). The saved maps of ``isic
+calibrate`` that prediction applies are read through ``calibration.maps``.
 """

@@ -17,7 +17,6 @@ from sklearn.linear_model import LogisticRegression
 from isicstack.data.metric import fold_scores, has_both_classes, logit, pauc, tie_break
 from isicstack.stacking.config import METHODS
 
-FITTED: frozenset[str] = frozenset({"rank_weighted", "rank_greedy", "logistic"})
 STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 
 

@@ -170,7 +170,7 @@ def test_a_run_added_to_the_chain_runs_end_to_end(mini_isic: Path, mini_artifact
     assert not lgbm.equals(s2)  # its own seed: another run, not a copy
     stack = read_result(art / "runs" / "stack")
     assert "lgbm_s2" in stack.details["input_names"] and stack.seconds > 0
-    for run, stage in (("lgbm_s2", "tabular"), ("stack", "stack")):  # one epilogue (run_record)
+    for run, stage in (("lgbm_s2", "tabular"), ("stack", "stack")):  # one epilogue: ledger.finish
         rdir = art / "runs" / run
         assert {"metrics.json", "config.yaml", "provenance.json"} <= {p.name for p in
                                                                        rdir.iterdir()}

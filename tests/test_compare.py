@@ -191,5 +191,7 @@ def test_threads_are_compared_only_within_one_stage():
     assert differing(fewer, tab) == []  # an older record lists fewer libraries: not a difference
     fewer["libraries"]["numpy"] = "0.0"
     assert differing(fewer, tab) == ["libraries"]
+    app_only = {**tab, "libraries": {**tab["libraries"], "gradio": "0.0", "mlflow": "0.0"}}
+    assert differing(app_only, tab) == []  # the web app's or the ledger's version scores nothing
     old = {k: v for k, v in tab.items() if k != "stage"}  # a record of before: strict
     assert differing({**old, "threads": 1}, old) == ["threads"]

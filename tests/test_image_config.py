@@ -141,8 +141,8 @@ def test_with_keys_copies_groups():
 
 
 def test_mlflow_params_are_the_dotted_keys(tmp_path: Path):
-    """The ledger's params of an image run are its config's dotted keys (tracking.flatten)."""
-    from isicstack.ledger.store import flatten as params
+    """The ledger's params of an image run are its config's dotted keys (settings.keys.flatten)."""
+    from isicstack.settings.keys import flatten as params
 
     keys = set(params(to_dict(ImageConfig())))
     assert {"model.name", "optim.lr", "data.batch_size", "runtime.precision", "name"} <= keys

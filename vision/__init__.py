@@ -5,7 +5,7 @@ DataModule), ``batch_augment`` (``augment_on: device``: packed batches, the augm
 device), ``cache``
 (decode-once crops at input size), ``sampler`` (per-epoch negative undersampling), ``backbone``
 (the timm network and its pretrained weights), ``model`` (the LightningModule and
-``build_model``, the one factory of the network), ``tables`` (fold/test/fusion tables),
+``build_model``, the one factory of the network), ``fold_table`` (fold/test/fusion tables),
 ``prepare`` (run folder, inputs, image sources), ``fold`` (one fold: fit by a step budget,
 resume, predict), ``config`` (``ImageConfig`` and its groups ``model``, ``optim``, ``data``,
 ``runtime``; no torch import), ``train`` (``run``).

@@ -4,7 +4,8 @@ Each fold's LightningModule is rebuilt from the run's ``config.yaml`` and loads 
 weights training predicted with (``fold<k>/last.ckpt``) as a plain state dict (``weights_only``:
 no pickled code runs). One pass over the crops feeds every fold model, so each
 JPEG is decoded once; fusion inputs are the tabular test scores standardised with the train-OOF
-statistics saved in ``fusion.json``, exactly as ``vision.inputs.add_fusion`` did for the test rows.
+statistics saved in ``fusion.json``, exactly as ``vision.fold_table.add_fusion`` did for the test
+rows.
 """
 
 from __future__ import annotations
