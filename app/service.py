@@ -110,13 +110,13 @@ def operating_point(artifacts: str, name: str, cfg: OperatingPointConfig
 class Clinic:
     """The image-only run, the stack (when its runs are there) and their operating points."""
 
-    def __init__(self, artifacts: str, image_run: str = "", stacker: str = "stack",
-                 fallback: str = "lgbm", op_cfg: OperatingPointConfig | None = None,
-                 layer: str = "", cpu_threads: int = 0) -> None:
+    def __init__(self, artifacts: str, image_run: str, stacker: str, fallback: str,
+                 op_cfg: OperatingPointConfig, layer: str, cpu_threads: int) -> None:
+        """Every setting comes from the ``AppConfig`` (:func:`isicstack.app.page.load_clinic`):
+        no second default here."""
         self.artifacts, self.layer = artifacts, layer
         image_run = image_only_run(image_run)  # "": the chain's image-only run
         self.lock = threading.Lock()
-        op_cfg = op_cfg or OperatingPointConfig(n_boot=200)
         self.image = load_image_only(artifacts, image_run, None, "cpu", cpu_threads)
         self.image_sources = attach_upload([self.image])
         self.image_op = operating_point(artifacts, image_run, op_cfg)

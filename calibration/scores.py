@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import yaml
 
 from isicstack.data.layout import run_dir
 from isicstack.data.predictions import read_run_oof
+from isicstack.settings.layers import read_run_config
+from isicstack.stacking.config import StackConfig
 from isicstack.stacking.methods import Stacker, cross_validate
 
 STACK = "stack"
@@ -24,13 +25,12 @@ def stack_scores(artifacts: str | Path, folds: pl.DataFrame) -> np.ndarray:
     """The stack's OOF on its inference scale: the saved method's own CV over its inputs."""
     rdir = run_dir(artifacts, STACK)
     st = Stacker.from_dict(json.loads((rdir / "stacker.json").read_text(encoding="utf-8")))
-    cfg_path = rdir / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    saved = (rdir / "config.yaml").is_file()
+    cfg = read_run_config(StackConfig, rdir) if saved else StackConfig()
     X = np.column_stack([read_run_oof(artifacts, n, folds) for n in st.inputs])
     y = folds.get_column("target").to_numpy().astype(np.int64)
     return cross_validate(st.method, X, y, folds.get_column("fold").to_numpy(), st.inputs,
-                          int(cfg.get("n_quantiles", 1001)),
-                          float(cfg.get("logistic_c", 1.0))).oof
+                          cfg.n_quantiles, cfg.logistic_c).oof
 
 
 def model_scores(artifacts: str | Path, name: str, folds: pl.DataFrame) -> np.ndarray:

@@ -196,7 +196,7 @@ def write_outputs(cfg: TabularConfig, name: str, data: TabularData,
     return finish_run(result, out, cfg, cfg.artifacts, provenance={
         "inputs": data.provenance.get("inputs", {}), "fold_hash": data.provenance.get("fold_hash"),
         "conditions": run_conditions(cfg.threads or usable_cores()),
-        "tuned": tuned_record(cfg, name.removesuffix(cfg.suffix) if cfg.suffix else name)})
+        "tuned": tuned_record(cfg, cfg.model_key(name))})
 
 
 def print_summary(results: list[RunResult]) -> None:
