@@ -32,8 +32,8 @@ from isicstack.calibration.scores import model_scores
 from isicstack.data.colour import shades_of_gray
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError
-from isicstack.explain.explain import crop_maps, load_image_only
 from isicstack.explain.figures import overlay, upscale
+from isicstack.explain.maps import crop_maps, load_image_only
 from isicstack.extras import MissingExtraError
 from isicstack.inference.config import PredictConfig
 from isicstack.inference.predict import resolve_models, score_all

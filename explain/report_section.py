@@ -19,8 +19,8 @@ import polars as pl
 from isicstack.data.layout import TRAIN_IMAGES, run_dir
 from isicstack.data.sections import skipped, skipped_lines
 from isicstack.explain.config import GradcamReportConfig
-from isicstack.explain.explain import check_ids, crop_maps, load_image_only
 from isicstack.explain.figures import grid, overlay
+from isicstack.explain.maps import check_ids, crop_maps, load_image_only
 from isicstack.extras import MissingExtraError
 from isicstack.ledger.result import trained_folds
 from isicstack.settings.chain import image_only_run

@@ -192,7 +192,7 @@ def test_explain_on_gpu_matches_cpu(trained: dict[str, Path], tmp_path: Path):
     gpu = run(_cfg(trained, tmp_path / "gpu", isic_ids=IDS, accelerator="gpu"))
     for a, b in zip(cpu["items"], gpu["items"], strict=True):
         assert b["prob"] == pytest.approx(a["prob"], abs=2e-2)
-    from isicstack.explain.explain import crop_maps, load_image_only
+    from isicstack.explain.maps import crop_maps, load_image_only
 
     images = trained["data"] / "train-image.hdf5"
     on_cpu = load_image_only(str(trained["artifacts"]), RUN, images, "cpu", 1)
