@@ -8,7 +8,7 @@ the stack, calibration, ``submission.csv``) is compared byte for byte, and frame
 the bytes differ; the synthetic data the two generated is compared too (it must be the same for
 the comparison to mean anything). Metrics and reports are left out: they hold timings.
 
-    python benchmarks/bench_identical.py --before 1a81832 --after HEAD [--profile default]
+    python benchmarks/bench_identical.py --before 3da1b5a --after HEAD [--profile default]
     python benchmarks/bench_identical.py --before-clone DIR --after HEAD
 
 ``--before-clone``: a clone of the earlier commit that already ran ``make setup`` and ``make
@@ -89,7 +89,7 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", default="1a81832", help="commit before the redesign")
+    ap.add_argument("--before", default="3da1b5a", help="commit before the redesign (issue 28)")
     ap.add_argument("--before-clone", type=Path, default=None,
                     help="a clone of --before that already ran make all (see the docstring)")
     ap.add_argument("--after", default="HEAD")

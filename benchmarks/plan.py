@@ -44,7 +44,7 @@ PLAN: list[tuple[str, str]] = [
     ("tracking.json", "benchmarks/bench_tracking.py"),
     ("fullsize.json", "benchmarks/bench_fullsize.py"),
     ("makeall.json", "benchmarks/bench_makeall.py"),
-    ("identical.json", "benchmarks/bench_identical.py --before 1a81832 --after HEAD"),
+    ("identical.json", "benchmarks/bench_identical.py --before 3da1b5a --after HEAD"),
     ("calibration.json", "benchmarks/bench_calibration.py --seeds 0 1 2"),
     ("single_lesion.json", "benchmarks/bench_single_lesion.py"),
 ]

@@ -21,12 +21,9 @@ import yaml
 
 from isicstack.data.io import DataError
 from isicstack.extras import MissingExtraError
-from isicstack.pipelines.stages import STAGES, Stage, config_class, stage_config
+from isicstack.pipelines.stages import STAGES, config_class, stage_config
 from isicstack.settings.help import epilog
 from isicstack.settings.layers import ConfigError
-
-__all__ = ["STAGES", "Stage", "build_parser", "main"]  # Stage, STAGES: read by tests, docs
-
 
 # `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.
 SYNTH_FLAGS = {"rows": int, "test_rows": int, "patients": int, "prevalence": float,

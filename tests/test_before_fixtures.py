@@ -26,8 +26,9 @@ from isicstack.data.metric import pauc
 from isicstack.data.predictions import discover, read_run_oof, read_run_test
 from isicstack.data.provenance import file_sha256, fold_hash, read_provenance
 from isicstack.evaluation.config import CalibrateConfig
+from isicstack.inference.config import PredictConfig
 from isicstack.inference.package import MANIFEST, package_files
-from isicstack.inference.predict import PredictConfig, run
+from isicstack.inference.predict import run
 from isicstack.ledger.result import read_result, trained_folds
 from isicstack.settings.layers import load_config, read_run_config
 from isicstack.stacking.config import StackConfig

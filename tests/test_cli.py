@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from isicstack.pipelines.cli import STAGES, main
-from isicstack.pipelines.stages import config_class, resolve
+from isicstack.pipelines.cli import main
+from isicstack.pipelines.stages import STAGES, config_class, resolve
 from isicstack.settings.help import stage_keys
 from isicstack.settings.layers import load_config
 
@@ -146,7 +146,8 @@ def test_help_imports_no_stage_and_writes_nothing(tmp_path: Path):
     """Every stage's --help imports its light config module only: no model library, Gradio,
     matplotlib or HDF5 (checked after each stage, so the first one loading any is named), and
     writes no file. The check can fail: a stage's run module does load them."""
-    code = ("import sys\nfrom isicstack.pipelines.cli import STAGES, main\n"
+    code = ("import sys\nfrom isicstack.pipelines.cli import main\n"
+            "from isicstack.pipelines.stages import STAGES\n"
             f"heavy = set({HEAVY!r})\n"
             "for stage in STAGES:\n    try:\n        main([stage, '--help'])\n"
             "    except SystemExit as e:\n        assert e.code == 0, stage\n"

@@ -62,7 +62,7 @@ class DataConfig:
     augment: Literal["none", "flips", "strong"] = "flips"  # strong: resized crop, flips, jitter
     augment_on: Literal["loader", "device"] = "loader"  # device: on the batch after transfer
     tta_flip: bool = False         # also score a horizontally flipped pass, averaged
-    # on vs off on the real-dev crops: benchmarks/bench_colour.py
+    # on vs off on the real-dev crops: benchmarks/bench_settings.py (the colour setting)
     color_constancy: bool = False  # Shades of Gray on every crop
     data_mode: Literal["auto", "memory", "stream"] = "auto"  # stream: decode per sample from HDF5
     cache_max_gb: float = 4.0      # auto: decode-once cache when it fits in this much memory
