@@ -19,7 +19,8 @@ class ExplainConfig:
 
     COMMAND: ClassVar[Command] = Command(
         "explain", "isicstack.explain.explain",
-        "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])")
+        "Grad-CAM of an image-only run: one PNG per isic_id (isic_ids=[...])",
+        flags=("isic_ids", "ids_file", "images"))  # --isic-ids ISIC_1,ISIC_2
 
     data_dir: str = "auto"        # its train-image.hdf5 is the default image source
     artifacts: str = "artifacts"  # holds runs/<name>/

@@ -16,7 +16,8 @@ class IngestConfig:
 
     COMMAND: ClassVar[Command] = Command(
         "ingest", "isicstack.ingest.ingest",
-        "other ISIC data (JPEG folder + label CSV) -> HDF5 crops + labels.csv")
+        "other ISIC data (JPEG folder + label CSV) -> HDF5 crops + labels.csv",
+        flags=("images", "labels", "layout", "out", "metadata", "size"))
 
     images: str = ""  # folder of <id>.jpg files (searched recursively)
     labels: str = ""  # the layout's label CSV

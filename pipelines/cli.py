@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import traceback
+import typing
 from collections.abc import Callable
 
 import yaml
@@ -25,13 +26,14 @@ from isicstack.pipelines.stages import STAGES, config_class, stage_config
 from isicstack.settings.help import epilog
 from isicstack.settings.layers import ConfigError
 
-# `isic synth --rows N ...` flags from the issue, mapped onto SynthConfig keys.
-SYNTH_FLAGS = {"rows": int, "test_rows": int, "patients": int, "prevalence": float,
-               "image_size": int, "seed": int, "out": str, "workers": int}
-INGEST_FLAGS = {"images": str, "labels": str, "layout": str, "out": str, "metadata": str,
-                "size": int}
-EXPLAIN_FLAGS = {"isic_ids": str, "ids_file": str, "images": str}  # --isic-ids ISIC_1,ISIC_2
-STAGE_FLAGS = {"synth": SYNTH_FLAGS, "ingest": INGEST_FLAGS, "explain": EXPLAIN_FLAGS}
+
+def flag_type(cls: type, key: str) -> type:
+    """What ``--<key>`` parses as: the config field's int or float, else the text as given
+    (a list such as ``--isic-ids ISIC_1,ISIC_2`` is read as YAML by the key=value path)."""
+    hint = typing.get_type_hints(cls).get(key)
+    if hint is None:
+        raise KeyError(f"{cls.__name__} has no field {key!r} for its --{key} flag")
+    return hint if hint in (int, float) else str
 
 
 class StageParser(argparse.ArgumentParser):
@@ -109,8 +111,9 @@ def build_parser(profile: str = "default") -> argparse.ArgumentParser:
                        help="config profile (smoke, default, full, ...)")
         p.add_argument("--print-config", action="store_true",
                        help="print the resolved config and exit")
-        for flag, typ in STAGE_FLAGS.get(name, {}).items():
-            p.add_argument(f"--{flag.replace('_', '-')}", type=typ, dest=f"flag_{flag}")
+        for flag in spec.flags:
+            p.add_argument(f"--{flag.replace('_', '-')}", type=flag_type(config_class(name), flag),
+                           dest=f"flag_{flag}")
         p.set_defaults(overrides=[])
         p.usage = f"isic {name} [--profile P] [--print-config] [key=value ...]"
     return parser

@@ -46,6 +46,7 @@ class Stage:
     config: str  # ``module:Class`` of the config dataclass, in a light ``<room>.config`` module
     yaml: str  # configs/<yaml>.yaml
     help: str  # one line: the stage in ``isic --help``, the description in its own
+    flags: tuple[str, ...] = ()  # config keys it also takes as ``--flag value``
 
 
 def config_modules() -> list[str]:
@@ -67,7 +68,8 @@ def collect(modules: list[str]) -> dict[str, Stage]:
             if cmd.name in found:
                 raise ConfigError(f"isic {cmd.name}: declared by {found[cmd.name].config} and "
                                   f"{name}:{cls.__name__}")
-            found[cmd.name] = Stage(cmd.run, f"{name}:{cls.__name__}", cmd.yaml_name, cmd.help)
+            found[cmd.name] = Stage(cmd.run, f"{name}:{cls.__name__}", cmd.yaml_name, cmd.help,
+                                   cmd.flags)
     return dict(sorted(found.items()))
 
 

@@ -23,6 +23,7 @@ class Command:
     run: str  # module with ``run(cfg)``, imported only to run the command
     help: str  # one line: the command in ``isic --help``, the description in its own
     yaml: str = ""  # configs/<yaml>.yaml (its profiles); "" = the command's name
+    flags: tuple[str, ...] = ()  # config keys also given as --flags (`isic synth --rows 3000`)
 
     @property
     def yaml_name(self) -> str:

@@ -17,7 +17,9 @@ class SynthConfig:
 
     COMMAND: ClassVar[Command] = Command(
         "synth", "isicstack.synthetic.generate",
-        "generate a synthetic data set in the exact ISIC 2024 layout")
+        "generate a synthetic data set in the exact ISIC 2024 layout",
+        flags=("rows", "test_rows", "patients", "prevalence", "image_size", "seed", "out",
+               "workers"))
 
     rows: int = 20000  # train rows (lesions)
     test_rows: int = 2000  # rows of the test files
