@@ -167,7 +167,7 @@ def calibrated(trained: Path, mini_isic: Path) -> dict:
 
 def test_stage_writes_maps_and_nested_oof(trained: Path, calibrated: dict, mini_isic: Path):
     from isicstack.calibration.maps import read_map
-    from isicstack.evaluation.calibrate import training_prior
+    from isicstack.calibration.prior import training_prior
 
     folds = pl.read_parquet(trained / "folds.parquet")
     y = folds["target"].to_numpy()
@@ -246,8 +246,8 @@ def test_prior_weight_of_lightgbm_is_unbalance_counts_the_kept_negatives():
     """is_unbalance balances the rows a GBDT trains on: with 10 negatives kept per positive
     the positive weight is 10, not the data's negatives/positives (which would double-count
     the subsampling); CatBoost's auto weights are refused, not guessed."""
+    from isicstack.calibration.prior import _weight
     from isicstack.data.io import DataError
-    from isicstack.evaluation.calibrate import _weight
 
     assert _weight({"is_unbalance": True}, 10, 5000, 10.0) == 10.0
     assert _weight({"is_unbalance": True}, 10, 5000, 0.0) == 500.0
@@ -261,7 +261,7 @@ def test_image_run_prior_reads_grouped_and_flat_configs(tmp_path: Path):
     image config's keys were grouped (flat neg_ratio, pos_weight) gives the same prior."""
     import yaml
 
-    from isicstack.evaluation.calibrate import training_prior
+    from isicstack.calibration.prior import training_prior
     from isicstack.settings.keys import flatten, with_keys
     from isicstack.settings.layers import save_config
     from isicstack.vision.config import ImageConfig
