@@ -72,15 +72,19 @@ def rank_correlations(preds: dict[str, np.ndarray], parts: pl.DataFrame) -> dict
 
 def oracle_section(data_dir: Path, ids: pl.Series,
                    preds: dict[str, np.ndarray]) -> dict[str, Any] | None:
-    """Correlations plus where they came from, or None without an oracle (real data)."""
+    """Correlations plus where they came from, or skipped (why) without an oracle (real data)
+    or without predictions."""
     path = data_dir / ORACLE
     try:
         parts = oracle_parts(path, ids)
     except DataError as err:
         log.warning("report: oracle correlations skipped: %s", err)
         return skipped(str(err), path=str(path))
-    if parts is None or not preds:
-        return None
+    if parts is None:
+        return skipped(f"no {ORACLE} beside the data (only the synthetic set knows the true "
+                       "risk)", path=str(path))
+    if not preds:
+        return skipped("no OOF predictions", path=str(path))
     return {"path": str(path), "spearman": rank_correlations(preds, parts)}
 
 

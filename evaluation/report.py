@@ -23,7 +23,7 @@ from isicstack.data.layout import run_dir
 from isicstack.data.metric import MIN_TPR, fmt_score, fold_summary, logit
 from isicstack.data.predictions import discover, read_run_oof
 from isicstack.data.provenance import fold_hash, read_provenance
-from isicstack.data.sections import left_out_lines
+from isicstack.data.sections import left_out_lines, skipped, skipped_lines
 from isicstack.evaluation import clinical, drift
 from isicstack.evaluation import oracle as oracle_corr
 from isicstack.evaluation.config import ReportConfig
@@ -142,7 +142,8 @@ def markdown(info: dict[str, Any], images: dict[str, str], top: int = 10) -> str
         if oracle:
             lines.append(f"Oracle (true probability) pAUC {oracle['oracle_pauc']:.4f}; the stack "
                          f"reaches {100 * oracle['stack_fraction']:.1f}% of it.")
-    lines += opoint.markdown(info.get("operating_points", {}))
+    points = info.get("operating_points", {})
+    lines += skipped_lines("Operating points", points) or opoint.markdown(points)
     lines += clinical.markdown(info.get("clinical"))
     lines += oracle_corr.markdown(info.get("oracle_corr"))
     lines += drift.markdown(info.get("drift"), top)
@@ -219,6 +220,9 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         "artifacts": str(cfg.artifacts), "rows": len(y), "positives": int(y.sum()),
         "n_folds": int(np.unique(fold).size), "left_out": left_out,
         "models": {n: fold_summary(y, p, fold) for n, p in preds.items()}}
+    info["operating_points"] = skipped(
+        "disabled (operating_point.enabled=false)" if not cfg.operating_point.enabled
+        else "no OOF predictions" if not preds else "no positives in the folds")
     if preds and cfg.operating_point.enabled and y.any():
         patients = folds.get_column("patient_id").to_numpy()
         # on the scale a deployed model outputs (the stack's nested OOF has a per-fold scale
@@ -228,11 +232,9 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                                       else p, patients, cfg.operating_point)
             for n, p in preds.items()}
     data_dir = folds_data_dir(cfg.data_dir, cfg.artifacts, cfg.profile)
-    section = oracle_corr.oracle_section(data_dir, folds.get_column("isic_id"), preds)
-    if section:
-        info["oracle_corr"] = section
-    if cfg.drift.enabled:
-        info["drift"] = drift.drift_section(data_dir, cfg.drift)
+    info["oracle_corr"] = oracle_corr.oracle_section(data_dir, folds.get_column("isic_id"), preds)
+    info["drift"] = (drift.drift_section(data_dir, cfg.drift) if cfg.drift.enabled
+                     else skipped("disabled (drift.enabled=false)"))
     stack = stack_details(cfg.artifacts)
     if stack is not None:
         info["stack"] = stack
