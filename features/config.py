@@ -1,8 +1,9 @@
 """The features' config (``features.*`` of ``configs/tabular.yaml``): which groups to build and
 how, checked when it is made.
 
-Kept apart from ``build.py`` (which reads fold and prediction files) so that a stage's config,
-and ``isic <stage> --help``, load without the feature code. The group names live here, where a
+Kept apart from ``build.py`` (which reads fold and prediction files and builds every group) so
+that a stage's config, and ``isic <stage> --help``, load without building code; it reads only
+the patient group's context names (``features.patient``). The group names live here, where a
 config is checked against them; ``build.GROUPS`` holds one builder per name.
 """
 

@@ -36,7 +36,13 @@ from isicstack.data.layout import (
     test_pred_path,
 )
 from isicstack.data.metric import fmt_score, fold_summary, pauc
-from isicstack.data.predictions import STACK_PREFIX, discover, read_run_oof, read_run_test
+from isicstack.data.predictions import (
+    STACK_PREFIX,
+    discover,
+    read_predictions,
+    read_run_oof,
+    read_run_test,
+)
 from isicstack.data.provenance import describe_inputs, fold_hash
 from isicstack.ledger.finish import finish_run
 from isicstack.ledger.result import RunResult, fold_scores_of
@@ -135,7 +141,7 @@ def load_test_inputs(cfg: StackConfig, data_dir: Path, inputs: list[str]
         if not have:
             log.warning("stack: no %s and no test predictions; skipping the test set", meta)
             return None
-        ids = pl.read_parquet(test_pred_path(cfg.artifacts, have[0])).get_column("isic_id")
+        ids = read_predictions(test_pred_path(cfg.artifacts, have[0]), "test").get_column("isic_id")
     return ids, np.column_stack([read_run_test(cfg.artifacts, n, ids) for n in inputs])
 
 
