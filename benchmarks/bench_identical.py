@@ -104,7 +104,8 @@ def main() -> int:
         done = args.before_clone
         record = json.loads((done.parent / f"{done.name}.json").read_text(encoding="utf-8"))
         args.before = revs[0] if record["commit"].startswith(revs[0]) else record["commit"]
-        runs[args.before] = {**record, "clone": done, "run": "earlier, alone"}
+        runs[args.before] = {**record, "clone": done,
+                             "run": "earlier (--before-clone), not side by side"}
         revs = (args.after,)
     threads = [threading.Thread(target=clone_and_run, args=(rev, core, args.profile, tmp, runs))
                for core, rev in enumerate(revs)]
