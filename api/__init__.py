@@ -1,0 +1,1 @@
+"""``isic serve``: the HTTP JSON scoring API (FastAPI on uvicorn) over a bundle."""
