@@ -24,6 +24,8 @@ TRIALS    ?= 30
 TIMEOUT   ?= 0
 DASH_PORT ?= 8080
 APP_PORT  ?= 7860
+SERVE_PORT ?= 8000
+BUNDLE    ?= dist/bundle
 MLFLOW_PORT ?= 5000
 NAME      ?= baseline
 OUT       ?=
@@ -63,7 +65,7 @@ PIPELINE := data folds $(CHAIN)
 
 .PHONY: help setup synth data folds predict-images submit all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare kaggle-package app subgroups loco
+        evaluate compare kaggle-package app subgroups loco serve
 
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter all,$(MAKECMDGOALS)),)
@@ -198,3 +200,7 @@ distclean: clean ## also remove generated synthetic data and the virtualenv
 .PHONY: ingest
 ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOUT=isic2020 OUT=<dir>
 	$(ISIC) ingest --images "$(IMAGES)" --labels "$(LABELS)" --layout $(or $(LAYOUT),generic) --out "$(OUT)" $(STAGE_ARGS)
+
+serve: $(STAMP) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
+	$(ISIC) serve --profile $(PROFILE) bundle=$(BUNDLE) port=$(SERVE_PORT) \
+	  log=$(ARTIFACTS)/serve/predictions.sqlite $(STAGE_ARGS)

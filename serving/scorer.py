@@ -1,0 +1,254 @@
+"""The one scoring object of a deployed model: a bundle loaded once, patients scored on request.
+
+The HTTP API (``isic serve``), the web page and the registry's MLflow model all score through
+:class:`Scorer`, so a lesion gets the same answer whichever door it came through. It runs the
+predict path of ``isic predict`` (``inference.predict``: the saved runs, the stacker, the
+calibration maps) on crops held in memory instead of an HDF5 file.
+
+Two routes (the bundle's ``scorers``): ``full`` is the submitted chain, whose features compare a
+lesion with the patient's other lesions; ``solo``, when the bundle has it, is a GBDT trained
+without those features. A patient with fewer than ``max_lesions`` lesions in a request is scored
+by ``solo`` (scored alone, a lesion's patient-relative features are those of a one-lesion
+patient, unlike every training patient: BENCHMARKS, single lesion). Each answer names its route,
+model and bundle version; the flag is the route's operating point, picked on its OOF scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+from isicstack.calibration.maps import CalMap, read_map
+from isicstack.data.colour import shades_of_gray
+from isicstack.inference.config import PredictConfig
+from isicstack.inference.predict import (
+    Predictor,
+    load_predictors,
+    load_stacker,
+    make_factory,
+    score_all,
+    share_image_passes,
+)
+from isicstack.settings.build import build
+from isicstack.stacking.methods import Stacker
+
+log = logging.getLogger(__name__)
+
+NOTICE = "research use, not a medical device"
+BUNDLE_FILE = "bundle.json"
+REFERENCE_FILE = "reference.json"
+
+
+class CropSource:
+    """Crops held in memory as an image source (``keys``/``image``), which ImagePredictor
+    reads in place of an HDF5 file; colour constancy as the run was trained with."""
+
+    path = Path("<memory>")
+
+    def __init__(self, color_constancy: bool = False) -> None:
+        self.color_constancy = color_constancy
+        self.crops: dict[str, np.ndarray] = {}
+
+    def put(self, crops: dict[str, np.ndarray]) -> None:
+        self.crops = dict(crops)
+
+    def keys(self) -> list[str]:
+        return list(self.crops)
+
+    def image(self, isic_id: str) -> np.ndarray:
+        img = self.crops[isic_id]
+        return shades_of_gray(img) if self.color_constancy else img
+
+
+def attach_sources(predictors: list[Any]) -> list[CropSource]:
+    """Give every image predictor an in-memory crop source (with its run's colour constancy)."""
+    sources = []
+    for p in predictors:
+        if hasattr(p, "nets"):
+            p.images = CropSource(p.cfg.data.color_constancy)
+            sources.append(p.images)
+    return sources
+
+
+@dataclass
+class Route:
+    """One scorer of a bundle: its predictors, stacker, calibration map and operating point."""
+
+    key: str                     # full | solo
+    name: str                    # the stack run or the single model scored
+    predictors: list[Predictor]
+    stacker: Stacker | None
+    threshold: float | None
+    cal: CalMap | None
+    cal_note: str = ""
+    max_lesions: int = 0         # solo: patients with fewer lesions than this
+
+    def raw(self, rows: pl.DataFrame, batch_rows: int) -> np.ndarray:
+        """The route's score of ``rows`` (whole patients), on the scale its threshold uses."""
+        scores, _, _ = score_all(rows, self.predictors, batch_rows)
+        if self.stacker is None:
+            return scores[self.name]
+        return self.stacker.predict(np.column_stack([scores[n] for n in self.stacker.inputs]))
+
+    @property
+    def needs_crops(self) -> bool:
+        return any(hasattr(p, "nets") for p in self.predictors)
+
+
+@dataclass
+class LesionScore:
+    """One lesion's answer."""
+
+    isic_id: str
+    patient_id: str
+    score: float                 # the route's raw score (its threshold's scale)
+    risk: float | None           # calibrated probability (None: the route has no map)
+    flag: bool | None            # score at or above the operating point (None: no point)
+    scorer: str                  # full | solo
+    model: str
+    version: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_bundle(folder: Path) -> dict[str, Any]:
+    """``bundle.json`` of ``folder``, with a clear error when it is not a bundle."""
+    path = folder / BUNDLE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: not a model bundle (no {BUNDLE_FILE}); build one "
+                                "with `isic bundle` / `make bundle`")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    for key in ("version", "scorers"):
+        if key not in doc:
+            raise ValueError(f"{path}: no {key!r}; rebuild the bundle with `isic bundle`")
+    if "full" not in doc["scorers"]:
+        raise ValueError(f"{path}: scorers has no 'full' entry")
+    return doc
+
+
+def bundle_predict_config(folder: Path, cpu_threads: int) -> PredictConfig:
+    """The bundle's PredictConfig, pointed at its own artifacts, on CPU in this process."""
+    path = folder / "predict.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    cfg = build(PredictConfig, doc.get("base", doc))
+    return replace(cfg, artifacts=str(folder / "artifacts"), accelerator="cpu", num_workers=0,
+                   cpu_threads=cpu_threads)
+
+
+class Scorer:
+    """A bundle loaded once; :meth:`score` scores patients' lesions (not thread-safe: one
+    caller at a time, e.g. the API's batching thread or the page's lock)."""
+
+    def __init__(self, folder: str | Path, cpu_threads: int = 0, batch_rows: int = 50_000
+                 ) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_bundle(self.folder)
+        self.version: str = self.manifest["version"]
+        self.reference = self._reference()
+        self.pcfg = bundle_predict_config(self.folder, cpu_threads)
+        self.batch_rows = batch_rows
+        self._loaded: dict[str, Predictor] = {}  # one load of a model both routes read
+        self._make: Callable[[str], Predictor] = make_factory(
+            self.pcfg, None)  # type: ignore[arg-type]
+        self.routes = {k: self._route(k, spec) for k, spec in self.manifest["scorers"].items()}
+        seen: list[Any] = []
+        for r in self.routes.values():
+            seen += [p for p in r.predictors if p not in seen]
+        self.sources = attach_sources(seen)
+        log.info("scorer: bundle %s (%s)", self.version, ", ".join(
+            f"{k}: {r.name}" for k, r in self.routes.items()))
+
+    @classmethod
+    def from_bundle(cls, ref: str | Path, cpu_threads: int = 0) -> Scorer:
+        """A bundle folder or a registry URI (``models:/isicstack@champion``)."""
+        if str(ref).startswith("models:/"):
+            from isicstack.serving.registry import resolve
+
+            ref = resolve(str(ref))
+        return cls(ref, cpu_threads)
+
+    def _reference(self) -> dict[str, Any]:
+        path = self.folder / REFERENCE_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def _factory(self, name: str) -> Predictor:
+        if name not in self._loaded:
+            self._loaded[name] = self._make(name)
+        return self._loaded[name]
+
+    def _route(self, key: str, spec: dict[str, Any]) -> Route:
+        name = spec["name"]
+        art = self.pcfg.artifacts
+        stacker = None
+        if key == "full" and self.manifest.get("stacker"):
+            stacker = load_stacker(replace(self.pcfg, stacker=name))
+        names = list(stacker.inputs) if stacker else [name]
+        predictors = share_image_passes(names, load_predictors(names, self._factory))
+        op = spec.get("operating_point") or {}
+        cal, why = read_map(art, name)
+        return Route(key, name, predictors, stacker, op.get("threshold"), cal, why,
+                     int(spec.get("max_lesions", 0)))
+
+    @property
+    def needs_crops(self) -> bool:
+        """Whether any route reads crops (a request then needs one per lesion)."""
+        return any(r.needs_crops for r in self.routes.values())
+
+    def known_levels(self) -> dict[str, set[str]] | None:
+        """The categories of the training data (reference statistics), or None."""
+        cats = self.reference.get("categorical")
+        return {c: set(v.get("fractions", {})) for c, v in cats.items()} if cats else None
+
+    def route_of(self, lesions: int) -> Route:
+        """The route of a patient with ``lesions`` lesions in the request."""
+        solo = self.routes.get("solo")
+        return solo if solo is not None and lesions < solo.max_lesions else self.routes["full"]
+
+    def score(self, rows: pl.DataFrame, crops: dict[str, np.ndarray]) -> list[LesionScore]:
+        """Every lesion of ``rows`` (test schema; several patients allowed: each is scored as
+        a whole), in input order. ``crops``: ``{isic_id: RGB uint8}``, one per row."""
+        for src in self.sources:
+            src.put(crops)
+        counts = rows.group_by("patient_id").len()
+        count = dict(zip(counts["patient_id"].to_list(), counts["len"].to_list(), strict=True))
+        keys = np.array([self.route_of(count[p]).key for p in rows["patient_id"].to_list()])
+        out: list[LesionScore | None] = [None] * rows.height
+        for key in dict.fromkeys(keys.tolist()):
+            route = self.routes[key]
+            idx = np.flatnonzero(keys == key)
+            part = rows[idx]
+            raw = route.raw(part, self.batch_rows)
+            risk = route.cal.apply(raw) if route.cal is not None else None
+            for j, i in enumerate(idx):
+                out[i] = self._answer(route, part, j, float(raw[j]),
+                                      None if risk is None else float(risk[j]),
+                                      count[part["patient_id"][j]])
+        return [o for o in out if o is not None]
+
+    def _answer(self, route: Route, rows: pl.DataFrame, j: int, raw: float,
+                risk: float | None, lesions: int) -> LesionScore:
+        warnings = []
+        if route.key == "solo":
+            warnings.append(f"scored by the model without patient-context features "
+                            f"(`{route.name}`): the patient has {lesions} lesion(s) in this "
+                            f"request, fewer than {route.max_lesions}")
+        elif lesions == 1:
+            warnings.append("single lesion: the patient-relative features take the values "
+                            "of a one-lesion patient, unlike the training patients")
+        if route.threshold is None:
+            warnings.append(f"no operating point for `{route.name}`: no review flag")
+        if route.cal is None:
+            warnings.append(f"no calibrated risk: {route.cal_note}")
+        return LesionScore(rows["isic_id"][j], rows["patient_id"][j], raw, risk,
+                           None if route.threshold is None else bool(raw >= route.threshold),
+                           route.key, route.name, self.version, warnings)
