@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from isicstack.api.batcher import Batcher, Job
@@ -116,6 +117,13 @@ def create_app(scorer: Scorer, store: Any, cfg: ServeConfig, token: str = "") ->
     @app.exception_handler(InputError)
     async def bad_input(_: Request, err: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, 422)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_: Request, err: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad value: a NaN or inf then fails to encode
+        # (a 500), and a mistyped crop comes back whole; the field and the reason suffice
+        return JSONResponse({"detail": [{k: e[k] for k in ("loc", "msg", "type") if k in e}
+                                        for e in err.errors()]}, 422)
 
     @app.post("/v1/score", response_model=ScoreAnswer, dependencies=guard,
               summary="score one patient's lesions")
