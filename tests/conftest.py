@@ -100,3 +100,15 @@ def mini_artifacts(mini_isic: Path, tmp_path_factory: pytest.TempPathFactory) ->
     art = tmp_path_factory.mktemp("artifacts")
     ensure_folds(FoldsConfig(data_dir=str(mini_isic), artifacts=str(art), n_folds=3, seed=0))
     return art
+
+
+@pytest.fixture(scope="session")
+def clinic_calibrated(mini_isic: Path, mini_artifacts: Path,
+                      tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Saved clinic runs with calibration maps (tests/app_fixtures.py), made once per session
+    and read only: the calibrated web page and the scoring API share them (~17 s to train)."""
+    from app_fixtures import make_clinic_artifacts
+
+    return make_clinic_artifacts(mini_isic, mini_artifacts,
+                                 tmp_path_factory.mktemp("clinic_cal") / "artifacts",
+                                 calibrate=True)

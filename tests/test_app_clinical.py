@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from app_fixtures import make_clinic_artifacts
 from PIL import Image
 
 from isicstack.app.config import AppConfig
@@ -19,11 +18,8 @@ from isicstack.data.crops import CropStore
 
 
 @pytest.fixture(scope="module")
-def cfg(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.TempPathFactory
-        ) -> AppConfig:
-    art = make_clinic_artifacts(mini_isic, mini_artifacts,
-                                tmp_path_factory.mktemp("app_cal") / "artifacts", calibrate=True)
-    return AppConfig(artifacts=str(art), cpu_threads=1, n_boot=20)
+def cfg(clinic_calibrated: Path) -> AppConfig:
+    return AppConfig(artifacts=str(clinic_calibrated), cpu_threads=1, n_boot=20)
 
 
 @pytest.fixture(scope="module")
