@@ -10,6 +10,7 @@ import base64
 import copy
 import io
 import json
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -298,6 +299,11 @@ BAD: list[tuple[str, Callable[[dict], dict], int, str]] = [
 ]
 
 
+# refusals tested above with their own app (the token)
+OTHER: list[tuple[str, str, int, str]] = [
+    ("no bearer token, or a wrong one (token set)", "/v1/score", 401, "authorization")]
+
+
 @pytest.mark.parametrize(("case", "make", "status", "field"), BAD, ids=[b[0] for b in BAD])
 def test_bad_request(client: TestClient, good: dict, log_path: Path, case: str,
                      make: Callable[[dict], dict], status: int, field: str):
@@ -312,3 +318,30 @@ def test_bad_request(client: TestClient, good: dict, log_path: Path, case: str,
 
 def test_still_scores_after_bad_requests(client: TestClient, good: dict):
     assert client.post("/v1/score", json=good).status_code == 200
+
+
+def render_table() -> str:
+    """The README's bad-request table, one row per case."""
+    rows = ["| # | bad request | endpoint | status | the message names |", "|---|---|---|---|---|"]
+    dummy = {"patient_id": "p", "lesions": [{"isic_id": "i", "crop": "AAAA"}]}
+    cases = [(c, make(copy.deepcopy(dummy)).get("path", "/v1/score"), st, f)
+             for c, make, st, f in BAD] + OTHER
+    for i, (case, path, status, field) in enumerate(cases, 1):
+        rows.append(f"| {i} | {case} | `POST {path}` | {status} | `{field}` |")
+    return "\n".join(rows) + "\n"
+
+
+BLOCK = re.compile(r"(<!-- table:bad-requests -->\n).*?(<!-- /table:bad-requests -->)", re.S)
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_table_lists_every_bad_request():
+    m = BLOCK.search(README.read_text(encoding="utf-8"))
+    assert m, "README.md has no <!-- table:bad-requests --> block"
+    assert m.group(0) == m.group(1) + render_table() + m.group(2), \
+        "run `python tests/test_api.py` to rewrite the README table"
+
+
+if __name__ == "__main__":  # rewrite the README table from BAD
+    text = README.read_text(encoding="utf-8")
+    README.write_text(BLOCK.sub(lambda m: m.group(1) + render_table() + m.group(2), text))
