@@ -154,7 +154,6 @@ app: $(STAMP) ## the clinician web page (Gradio) at 127.0.0.1:APP_PORT over ARTI
 # isic monitor over the prediction log `isic serve` writes (LOG=) against the served bundle's
 # reference (BUNDLE=); exit 3 when a window has an alert (a scheduler's page).
 LOG ?= $(ARTIFACTS)/serve/predictions.db
-BUNDLE ?= $(ARTIFACTS)/serve/bundle
 .PHONY: monitor
 monitor: $(STAMP) ## drift, review rate and outcomes of the served model per window (LOG= BUNDLE= ARGS=)
 	@test -f "$(LOG)" || { echo "make monitor: no prediction log at $(LOG): run \`make serve\` (and send \
@@ -213,4 +212,4 @@ ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOU
 
 serve: $(STAMP) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
 	$(ISIC) serve --profile $(PROFILE) bundle=$(BUNDLE) port=$(SERVE_PORT) \
-	  log=$(ARTIFACTS)/serve/predictions.sqlite $(STAGE_ARGS)
+	  log=$(ARTIFACTS)/serve/predictions.db $(STAGE_ARGS)
