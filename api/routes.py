@@ -158,7 +158,8 @@ def create_app(scorer: Scorer, store: Any, cfg: ServeConfig, token: str = "") ->
             raise HTTPException(404, f"isic_id: {out.isic_id!r} was never scored") from None
         except Exception as err:
             raise HTTPException(503, f"outcome not recorded: {err}") from None
-        return {"isic_id": out.isic_id, "recorded": n}
+        # the log returns the outcome's row id, not a count: one row was written
+        return {"isic_id": out.isic_id, "recorded": 1, "outcome_id": n}
 
     @app.get("/v1/model", dependencies=guard, summary="the model's version and operating points")
     async def model() -> dict[str, Any]:

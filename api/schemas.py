@@ -84,3 +84,4 @@ class Outcome(BaseModel):
 class OutcomeAnswer(BaseModel):
     isic_id: str
     recorded: int = Field(description="outcome rows written")
+    outcome_id: int = Field(description="the outcome's row in the prediction log")
