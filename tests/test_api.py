@@ -26,7 +26,12 @@ from PIL import Image
 from isicstack.api.config import ServeConfig
 from isicstack.api.routes import create_app
 from isicstack.api.server import token_of
-from isicstack.serving.predlog import LogWriteError, PredictionLog, read_predictions
+from isicstack.serving.predlog import (
+    LogWriteError,
+    PredictionLog,
+    read_outcomes,
+    read_predictions,
+)
 from isicstack.serving.scorer import Scorer
 from isicstack.settings.keys import ConfigError
 
@@ -37,7 +42,8 @@ CFG = ServeConfig(max_body_mb=1.0, max_lesions=10, max_pixels=1_000_000, batch_w
 
 @pytest.fixture(scope="module")
 def scorer(clinic_calibrated: Path, tmp_path_factory: pytest.TempPathFactory) -> Scorer:
-    return Scorer(make_bundle(clinic_calibrated, tmp_path_factory.mktemp("api") / "bundle"), 1)
+    folder = make_bundle(clinic_calibrated, tmp_path_factory.mktemp("api") / "bundle")
+    return Scorer.from_bundle(folder, 1)
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +94,17 @@ def test_score_round_trip(client: TestClient, good: dict, log_path: Path):
             assert not any(good["patient_id"] in (v or "") for v in rows[col].to_list()), col
 
 
-def test_outcome_for_scored_and_unknown_lesions(client: TestClient, good: dict):
+def test_outcome_for_scored_and_unknown_lesions(client: TestClient, good: dict, log_path: Path):
     lesion = good["lesions"][0]["isic_id"]
-    r = client.post("/v1/outcomes", json={"isic_id": lesion, "malignant": True})
-    assert r.status_code == 200 and r.json() == {"isic_id": lesion, "recorded": 1}
+    ids = []
+    for malignant in (True, False):  # a biopsy, then a second opinion: two rows
+        r = client.post("/v1/outcomes", json={"isic_id": lesion, "malignant": malignant})
+        assert r.status_code == 200, r.text
+        assert r.json()["isic_id"] == lesion and r.json()["recorded"] == 1
+        ids.append(r.json()["outcome_id"])
+    assert ids[1] > ids[0]
+    outcomes = read_outcomes(log_path)
+    assert outcomes.filter(outcomes["lesion_id"] == lesion).height == 2
     r = client.post("/v1/outcomes", json={"isic_id": "ISIC_never", "malignant": False,
                                           "reason": "audit"})
     assert r.status_code == 404 and "isic_id" in r.json()["detail"]
