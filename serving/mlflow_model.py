@@ -29,7 +29,8 @@ class BundleModel(mlflow.pyfunc.PythonModel):
 
         self.scorer = Scorer.from_bundle(context.artifacts["bundle"])
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> Any:
+    # model_input unannotated: MLflow reads a hint as the input schema (and wants list[...])
+    def predict(self, context: Any, model_input, params: dict | None = None) -> Any:
         rows = pl.from_pandas(pd.DataFrame(model_input))
         crops: dict[str, np.ndarray] = {}
         if CROP_COLUMN in rows.columns:

@@ -12,6 +12,7 @@ them. MLflow is the optional extra ``mlflow``; a bundle folder is served without
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -33,7 +34,13 @@ REF = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\
 INSTEAD = "serve the bundle folder itself (isic serve dist/bundle)"
 
 
+class RegistryError(LookupError, ValueError):
+    """A model, version or alias that the registry does not hold (the CLI's one-line error)."""
+
+
 def _mlflow(what: str) -> Any:
+    """MLflow (the optional extra), its per-file progress bars off (a bundle has ~50 files)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return require("mlflow", needed_by=what, instead=INSTEAD)
 
 
@@ -77,11 +84,11 @@ def promote(artifacts: str | Path, version: int = 0, alias: str = "champion",
     found = sorted(int(v.version) for v in
                    client.search_model_versions(filter_string=f"name = '{name}'"))
     if not found:
-        raise LookupError(f"promote: no registered model {name!r} in {store_uri(artifacts)}: "
+        raise RegistryError(f"promote: no registered model {name!r} in {store_uri(artifacts)}: "
                           "run `isic bundle register=on` (make bundle) first")
     version = version or found[-1]
     if version not in found:
-        raise LookupError(f"promote: {name!r} has no version {version} (versions {found})")
+        raise RegistryError(f"promote: {name!r} has no version {version} (versions {found})")
     client.set_registered_model_alias(name, alias, str(version))
     log.info("registry: %s@%s -> version %d", name, alias, version)
     return version
@@ -101,7 +108,7 @@ def _model_version(client: Any, ref: str, name: str, alias: str | None,
             return client.get_model_version_by_alias(name, alias)
         return client.get_model_version(name, version)
     except Exception as err:  # MlflowException: RESOURCE_DOES_NOT_EXIST and kin
-        raise LookupError(f"{ref}: not in the model registry at {uri} "
+        raise RegistryError(f"{ref}: not in the model registry at {uri} "
                           f"({str(err).splitlines()[0][:200]})") from err
 
 
