@@ -154,9 +154,14 @@ def run(cfg: BundleConfig) -> Path:
              out, doc["version"], len(doc["files"]), full["name"],
              full["operating_point"]["threshold"], full["operating_point"]["review_rate"],
              f"; solo = {solo} below {cfg.max_lesions} lesions" if solo else "; no solo model")
-    if cfg.register == "on" or (cfg.register == "auto"
-                                and importlib.util.find_spec("mlflow") is not None):
+    if cfg.register == "on":
         register(out, cfg.artifacts)
-    elif cfg.register == "auto":
+    elif cfg.register == "auto" and importlib.util.find_spec("mlflow") is None:
         log.info("bundle: not registered (MLflow is the optional extra `mlflow`)")
+    elif cfg.register == "auto":
+        try:  # auto: the bundle stands without the registry, as a run without the ledger
+            register(out, cfg.artifacts)
+        except Exception as err:
+            log.warning("bundle: %s was built but not registered (%s: %s); `register=on` "
+                        "makes this an error", out, type(err).__name__, err)
     return out

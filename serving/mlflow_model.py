@@ -8,6 +8,7 @@ The scorer is imported when a model is loaded, not when this file is registered:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import mlflow
@@ -39,7 +40,8 @@ class BundleModel(mlflow.pyfunc.PythonModel):
                      if b is not None}
             rows = rows.drop(CROP_COLUMN)
         scored = self.scorer.score(rows, crops)
-        return pd.DataFrame([s if isinstance(s, dict) else vars(s) for s in scored])
+        return pd.DataFrame([s if isinstance(s, dict) else dataclasses.asdict(s)
+                             for s in scored])
 
 
 mlflow.models.set_model(BundleModel())
