@@ -148,8 +148,21 @@ def test_bundle_refuses_other_folders_and_tampering(built: Path, solo_art: Path,
         verify(copy)
 
 
-def test_registry_versions_alias_and_resolve(built: Path, solo_art: Path, mini_isic: Path,
-                                             tmp_path: Path, monkeypatch):
+def _changed_copy(bundle: Path, out: Path) -> Path:
+    """A second bundle without a second build: ``predict.yaml`` edited, the manifest redone."""
+    from isicstack.data.provenance import file_sha256
+
+    shutil.copytree(bundle, out)
+    (out / "predict.yaml").write_text((out / "predict.yaml").read_text() + "# v2\n")
+    doc = json.loads((out / "bundle.json").read_text())
+    doc["files"]["predict.yaml"] = {"sha256": file_sha256(out / "predict.yaml"),
+                                    "bytes": (out / "predict.yaml").stat().st_size}
+    doc["content_hash"] = content_hash(doc["files"])
+    (out / "bundle.json").write_text(json.dumps(doc))
+    return out
+
+
+def test_registry_versions_alias_and_resolve(built: Path, tmp_path: Path, monkeypatch):
     pytest.importorskip("mlflow")
     from isicstack.pipelines.cli import main
     from isicstack.serving.registry import register, resolve
@@ -157,7 +170,7 @@ def test_registry_versions_alias_and_resolve(built: Path, solo_art: Path, mini_i
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     art = tmp_path / "art"  # a registry of its own (sqlite under it), the module's runs intact
     art.mkdir()
-    second = _bundle(solo_art, mini_isic, tmp_path / "b2", "batch_rows=999")
+    second = _changed_copy(built, tmp_path / "b2")
     want = verify(second)["content_hash"]
     assert want != verify(built)["content_hash"]
     assert register(built, art) == 1 and register(second, art) == 2
