@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from isicstack.data.predictions import discover
 from isicstack.serving.config import BundleConfig
 from isicstack.serving.manifest import BundleError, content_hash, verify
 from isicstack.serving.reference import (
@@ -84,6 +85,8 @@ def solo_art(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Tem
         train_tabular(load_config(TabularConfig, "tabular", "smoke", [*common, *extra]))
     calibrate(CalibrateConfig(artifacts=str(art), data_dir=str(mini_isic), n_boot=0))
     assert (art / "calibration" / "lgbm_solo.json").is_file()  # calibrate maps the solo run
+    assert discover(art) == ["lgbm"]  # ... and the stack does not read it
+    assert discover(art, include_solo=True) == ["lgbm", "lgbm_solo"]
     return art
 
 
