@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import io
 import logging
 import shutil
 import subprocess
@@ -57,15 +58,20 @@ def build_wheel(dest: Path) -> Path:
 
 
 def copy_run_file(src: Path, dst: Path) -> None:
-    """Copy a run file; a Lightning checkpoint keeps only its ``state_dict``."""
+    """Copy a run file; a Lightning checkpoint keeps only its ``state_dict`` (the same bytes
+    for the same weights, whenever copied)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.suffix != ".ckpt":
         shutil.copy2(src, dst)
         return
 
     state = torch.load(src, map_location="cpu", weights_only=True)["state_dict"]
+    # saved through a buffer: a file's zip archive is named after the file (here a random
+    # temporary name), so the same weights would differ byte for byte and in the bundle's hash
+    buf = io.BytesIO()
+    torch.save({"state_dict": state}, buf)
     with atomic_path(dst) as tmp:
-        torch.save({"state_dict": state}, tmp)
+        tmp.write_bytes(buf.getvalue())
 
 
 def package_files(pcfg: PredictConfig, what: str = "kaggle-package"

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from isicstack.data.io import DataError
 from isicstack.data.provenance import file_sha256
 
 BUNDLE_FILE = "bundle.json"
@@ -20,7 +21,7 @@ RESEARCH_USE = "research use, not a medical device"
 REQUIRED = ("format", "name", "version", "content_hash", "files", "scorers")
 
 
-class BundleError(ValueError):
+class BundleError(DataError):
     """A folder that is not a bundle, or whose files differ from its manifest (named)."""
 
 

@@ -25,6 +25,7 @@ from isicstack.extras import require
 from isicstack.ledger.store import client_for, store_uri
 from isicstack.serving.config import MODEL_NAME, PromoteConfig
 from isicstack.serving.manifest import BUNDLE_FILE, BundleError, verify
+from isicstack.settings.keys import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ REF = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\
 INSTEAD = "serve the bundle folder itself (isic serve dist/bundle)"
 
 
-class RegistryError(LookupError, ValueError):
-    """A model, version or alias that the registry does not hold (the CLI's one-line error)."""
+class RegistryError(LookupError, ConfigError):
+    """A model, version or alias that the registry does not hold: a bad value given (the
+    CLI's one-line error, exit 2)."""
 
 
 def _mlflow(what: str) -> Any:
@@ -44,10 +46,15 @@ def _mlflow(what: str) -> Any:
     return require("mlflow", needed_by=what, instead=INSTEAD)
 
 
-def _client(artifacts: str | Path, what: str) -> tuple[Any, str]:
-    """The registry client on ``artifacts``' store and the bundles' experiment id."""
+def _client(artifacts: str | Path, what: str, create: bool = False) -> tuple[Any, str]:
+    """The registry client on ``artifacts``' store and the bundles' experiment id; a store
+    file that does not exist is created only to register (``create``), else an error."""
     _mlflow(what)
-    got = client_for(store_uri(artifacts), EXPERIMENT)
+    uri = store_uri(artifacts)
+    if not create and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise RegistryError(f"{what}: no model registry at {uri} (artifacts={artifacts}): "
+                            "register a bundle first (`isic bundle register=on`, make bundle)")
+    got = client_for(uri, EXPERIMENT)
     if got is None:  # pragma: no cover - require() above raised already
         raise RuntimeError(f"{what}: MLflow is not available")
     return got
@@ -58,7 +65,7 @@ def register(bundle: str | Path, artifacts: str | Path = "artifacts",
     """Register the (checked) bundle folder as a new version of ``name``; its number."""
     doc = verify(bundle)
     mlflow = _mlflow("registering a bundle")
-    client, exp_id = _client(artifacts, "registering a bundle")
+    client, exp_id = _client(artifacts, "registering a bundle", create=True)
     tags = {"bundle_version": doc["version"], "content_hash": doc["content_hash"]}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model"

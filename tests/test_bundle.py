@@ -187,4 +187,23 @@ def test_registry_versions_alias_and_resolve(built: Path, tmp_path: Path, monkey
         resolve("models:/isicstack@nope", art)
     with pytest.raises(FileNotFoundError, match="no-such-folder"):
         resolve(str(tmp_path / "no-such-folder"), art)
-    assert main(["promote", "version=7", f"artifacts={art}"]) != 0
+    assert main(["promote", "version=7", f"artifacts={art}"]) == 2  # one line, names it
+    with pytest.raises(LookupError, match="no model registry"):  # and creates none
+        resolve("models:/isicstack@champion", tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
+
+
+def test_stripped_checkpoint_is_the_same_bytes_whenever_copied(tmp_path: Path):
+    """The content hash stays put across rebuilds: a checkpoint's zip archive is not named after
+    the (random) temporary file it was written through."""
+    import torch
+
+    from isicstack.inference.package import copy_run_file
+
+    src = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(4.0)}, "optimizer_states": [1]}, src)
+    copy_run_file(src, tmp_path / "a" / "last.ckpt")
+    copy_run_file(src, tmp_path / "b" / "last.ckpt")
+    a, b = ((tmp_path / d / "last.ckpt").read_bytes() for d in "ab")
+    assert a == b and list(torch.load(tmp_path / "a" / "last.ckpt", weights_only=True)) == [
+        "state_dict"]
