@@ -1,12 +1,10 @@
-"""A model bundle for the API tests, made from the clinic fixture runs (tests/app_fixtures.py):
-the Kaggle packager's files plus a ``bundle.json`` naming the stack and its operating point
-(sensitivity 0.8 on the OOF scores), the layout ``serving.scorer`` reads.
+"""The API tests' model and requests: a bundle (``isic bundle``'s builder) of the clinic fixture
+runs (tests/app_fixtures.py), and test patients' lesions as the API takes them.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +14,14 @@ from isicstack.data.crops import CropStore
 from isicstack.data.io import load_metadata
 
 
-def make_bundle(art: Path, out: Path) -> Path:
-    """``out``: a bundle folder over the runs of ``art`` (its stack as the full scorer)."""
-    from isicstack.calibration.operating_point import threshold_at_tpr
-    from isicstack.calibration.scores import model_scores
-    from isicstack.data.folds import read_folds
-    from isicstack.inference.config import PackageConfig
-    from isicstack.inference.package import run as package
+def make_bundle(art: Path, data: Path, out: Path) -> Path:
+    """``out``: the bundle of ``art``'s runs (``isic bundle``: its stack as the full scorer, no
+    solo run, not registered; reference statistics on a small sample of ``data``)."""
+    from isicstack.serving.bundle import run as bundle
+    from isicstack.serving.config import BundleConfig
 
-    package(PackageConfig(artifacts=str(art), out_dir=str(out), wheel=False))
-    folds = read_folds(art)
-    oof = model_scores(art, "stack", folds)
-    threshold = threshold_at_tpr(folds["target"].to_numpy(), oof, 0.8)
-    doc = {"format": 1, "name": "isicstack", "version": "test-0001", "stacker": "logistic",
-           "models": ["lgbm", "vision_imgonly"],
-           "scorers": {"full": {"name": "stack", "operating_point": {
-               "target_tpr": 0.8, "threshold": threshold,
-               "review_rate": float((oof >= threshold).mean())}, "calibrated": True}}}
-    (out / "bundle.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    return out
+    return bundle(BundleConfig(data_dir=str(data), artifacts=str(art), out_dir=str(out),
+                               solo="", sample=200, register="off"))
 
 
 def lesions_of(data: Path, patient: str | None = None, n: int | None = None

@@ -36,8 +36,9 @@ CFG = ServeConfig(max_body_mb=1.0, max_lesions=10, max_pixels=1_000_000, batch_w
 
 
 @pytest.fixture(scope="module")
-def scorer(clinic_calibrated: Path, tmp_path_factory: pytest.TempPathFactory) -> Scorer:
-    folder = make_bundle(clinic_calibrated, tmp_path_factory.mktemp("api") / "bundle")
+def scorer(clinic_calibrated: Path, mini_isic: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Scorer:
+    folder = make_bundle(clinic_calibrated, mini_isic, tmp_path_factory.mktemp("api") / "bundle")
     return Scorer.from_bundle(folder, 1)
 
 
@@ -68,12 +69,12 @@ def logged(path: Path) -> int:
     return read_predictions(path).height
 
 
-def test_score_round_trip(client: TestClient, good: dict, log_path: Path):
+def test_score_round_trip(client: TestClient, scorer: Scorer, good: dict, log_path: Path):
     before = logged(log_path)
     r = client.post("/v1/score", json=good)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model_version"] == "test-0001" and "not a medical device" in body["notice"]
+    assert body["model_version"] == scorer.version and "not a medical device" in body["notice"]
     ids = [les["isic_id"] for les in good["lesions"]]
     assert [a["isic_id"] for a in body["lesions"]] == ids
     for a in body["lesions"]:
@@ -105,11 +106,11 @@ def test_outcome_for_scored_and_unknown_lesions(client: TestClient, good: dict, 
     assert r.status_code == 404 and "isic_id" in r.json()["detail"]
 
 
-def test_model_and_probes(client: TestClient):
+def test_model_and_probes(client: TestClient, scorer: Scorer):
     assert client.get("/healthz").json() == {"status": "alive"}
     assert client.get("/readyz").json()["status"] == "ready"
     model = client.get("/v1/model").json()
-    assert model["version"] == "test-0001" and model["scorers"]["full"]["name"] == "stack"
+    assert model["version"] == scorer.version and model["scorers"]["full"]["name"] == "stack"
 
 
 def test_token_required_and_checked(scorer: Scorer, store: PredictionLog, good: dict):
@@ -155,10 +156,10 @@ def test_failing_log_answers_503_and_acknowledges_nothing(scorer: Scorer, good: 
 
 def test_concurrent_requests_are_batched(scorer: Scorer, store: PredictionLog,
                                          mini_isic: Path, good: dict):
-    """Eight requests at once: fewer batches than requests, each answer its own lesions with
+    """Six requests at once: fewer batches than requests, each answer its own lesions with
     the scores the request gets alone (a batch keeps patients apart)."""
     app = create_app(scorer, store, CFG)
-    patients = [lesions_of(mini_isic, p, n=5) for p in _patients(mini_isic, 8)]
+    patients = [lesions_of(mini_isic, p, n=4) for p in _patients(mini_isic, 6)]
     alone = {}
     with TestClient(app) as c:
         for pid, lesions in patients:
