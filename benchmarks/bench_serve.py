@@ -52,7 +52,7 @@ CLIENTS = (1, 8, 32)
 SIZES = {1: (300, 30.0), 50: (40, 45.0)}  # lesions per request: (max requests, max seconds)
 SLOW_S = 30.0
 MEANING = {
-    "load": "per cell c<clients>_l<lesions per request>: latency percentiles (ms) of answered "
+    "load": "per cell l<lesions per request>_c<clients>: latency percentiles (ms) of answered "
             "requests; lesions_per_s = lesions answered / the cell's wall seconds; errors = "
             "answers other than 200 or no answer",
     "log_check": "answered requests of the load cells against the SQLite log: missing = not "
@@ -77,7 +77,8 @@ def chain(art: Path, log: Path) -> Path:
     """The smoke chain in ``art/chain`` (``make all PROFILE=smoke``; reused when complete):
     this interpreter's environment, whichever venv or PYTHONPATH that is."""
     out = art / "chain"
-    if (out / "submission.csv").is_file():
+    done = out / "made_by_bench_serve"  # written once `make all` has finished
+    if done.is_file():
         return out
     shutil.rmtree(art / "bundle", ignore_errors=True)  # made from the chain trained before
     venv = Path(sys.prefix)
@@ -85,16 +86,17 @@ def chain(art: Path, log: Path) -> Path:
     subprocess.run(["make", "-o", str(venv / ".installed"), "all", "PROFILE=smoke",
                     f"ARTIFACTS={rel(out)}", f"VENV={venv}", f"ISIC={isic}"], cwd=ROOT,
                    check=True, stdout=log.open("a"), stderr=subprocess.STDOUT)
+    done.write_text("make all PROFILE=smoke\n")
     return out
 
 
-def bundle(chain_dir: Path, out: Path, log: Path) -> Path:
-    """The chain's bundle (``isic bundle``; reused while the chain is)."""
+def bundle(chain_dir: Path, data: Path, out: Path, log: Path) -> Path:
+    """The chain's bundle (``isic bundle``, not registered; reused while the chain is)."""
     if (out / "bundle.json").is_file():
         return out
     subprocess.run([*sl.CLI, "bundle", "--profile", "smoke", f"artifacts={rel(chain_dir)}",
-                    f"out={rel(out)}"], cwd=ROOT, check=True, stdout=log.open("a"),
-                   stderr=subprocess.STDOUT)
+                    f"data_dir={rel(data)}", f"out_dir={rel(out)}", "register=off"], cwd=ROOT,
+                   check=True, stdout=log.open("a"), stderr=subprocess.STDOUT)
     return out
 
 
@@ -116,6 +118,11 @@ def batch_path(data: Path, chain_dir: Path, tmp: Path, log: Path) -> dict[str, A
             "lesions_per_s_whole_command": round(info["rows"] / wall, 2)}
 
 
+def cell(clients: int, lesions: int) -> str:
+    """A load cell's key (zero-padded: the results file lists cells in order)."""
+    return f"l{lesions:02d}_c{clients:02d}"
+
+
 def load_matrix(server: sl.Server, data: Path) -> tuple[dict[str, Any], list[dict]]:
     """Every (clients, lesions) cell against one running server."""
     cells, every = {}, []
@@ -124,10 +131,10 @@ def load_matrix(server: sl.Server, data: Path) -> tuple[dict[str, Any], list[dic
         sl.load(server.url, pool, 2, 4, 60)  # warm-up: first passes through the models
         for clients in CLIENTS:
             got, wall = sl.load(server.url, pool, clients, requests, max_s)
-            cells[f"c{clients}_l{lesions}"] = {"clients": clients, "lesions": lesions,
-                                               **sl.summary(got, wall)}
+            key = cell(clients, lesions)
+            cells[key] = {"clients": clients, "lesions": lesions, **sl.summary(got, wall)}
             every += got
-            print(f"load c{clients} l{lesions}: {cells[f'c{clients}_l{lesions}']}", flush=True)
+            print(f"load {key}: {cells[key]}", flush=True)
     return cells, every
 
 
@@ -161,7 +168,7 @@ def main() -> None:
     t0 = time.perf_counter()
     chain_dir = chain(art, build_log)
     load_start = os.getloadavg()  # other work on the box moves every figure here
-    bundle_dir = bundle(chain_dir, art / "bundle", build_log)
+    bundle_dir = bundle(chain_dir, data, art / "bundle", build_log)
     version = json.loads((bundle_dir / "bundle.json").read_text())["version"]
     batch = batch_path(data, chain_dir, art / "batch", build_log)
     print(f"batch path: {batch}", flush=True)
@@ -194,7 +201,7 @@ def main() -> None:
                        "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
         "batch_path": batch, "load": cells, "log_check": check,
         "errors": sum(c["errors"] for c in cells.values()),
-        "ratio_8_clients": {f"l{n}": round(cells[f"c8_l{n}"]["lesions_per_s"]
+        "ratio_8_clients": {f"l{n}": round(cells[cell(8, n)]["lesions_per_s"]
                                            / batch["lesions_per_s"], 3) for n in SIZES},
         "goal_ratio": 0.5, "faults": faults, "slow_client": slow,
         "seconds": round(time.perf_counter() - t0, 1)}
