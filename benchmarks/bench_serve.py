@@ -95,7 +95,8 @@ def bundle(chain_dir: Path, data: Path, out: Path, log: Path) -> Path:
     if (out / "bundle.json").is_file():
         return out
     subprocess.run([*sl.CLI, "bundle", "--profile", "smoke", f"artifacts={rel(chain_dir)}",
-                    f"data_dir={rel(data)}", f"out_dir={rel(out)}", "register=off"], cwd=ROOT,
+                    # quoted: a bare `off` is read as YAML's false, which `register` refuses
+                    f"data_dir={rel(data)}", f"out_dir={rel(out)}", "register='off'"], cwd=ROOT,
                    check=True, stdout=log.open("a"), stderr=subprocess.STDOUT)
     return out
 
