@@ -54,7 +54,9 @@ SLOW_S = 30.0
 MEANING = {
     "load": "per cell l<lesions per request>_c<clients>: latency percentiles (ms) of answered "
             "requests; lesions_per_s = lesions answered / the cell's wall seconds; errors = "
-            "answers other than 200 or no answer",
+            "answers other than 200 or no answer; scored_by = requests per route (solo: the "
+            "GBDT without patient context, for patients with fewer than the bundle's "
+            "max_lesions lesions; full: the submitted stack, what isic predict scores)",
     "log_check": "answered requests of the load cells against the SQLite log: missing = not "
                  "in it, wrong_count = its rows != its lesions (goal 0 and 0)",
     "batch_path": "isic predict on the same test rows, one core: lesions_per_s = rows / the "

@@ -118,7 +118,9 @@ async def _client(ac: Any, queue: asyncio.Queue, stop_at: float, got: list[dict]
                               headers={"Content-Type": "application/json"})
             row["status"] = r.status_code
             if r.status_code == 200:
-                row["request_id"] = r.json()["request_id"]
+                answer = r.json()
+                row["request_id"] = answer["request_id"]
+                row["scorer"] = answer["lesions"][0]["scorer"]  # full or solo (few lesions)
             else:
                 row["error"] = r.text[:200]
         except Exception as err:  # a refused or dropped connection: an error; client stops
@@ -159,6 +161,9 @@ def summary(got: list[dict], wall: float) -> dict[str, Any]:
     ok = [g for g in got if g["status"] == 200]
     ms = np.array([g["ms"] for g in ok]) if ok else np.array([np.nan])
     errors: dict[str, int] = {}
+    scorers: dict[str, int] = {}
+    for g in ok:
+        scorers[g["scorer"]] = scorers.get(g["scorer"], 0) + 1
     for g in got:
         if g["status"] != 200:
             key = str(g["status"])
@@ -166,6 +171,7 @@ def summary(got: list[dict], wall: float) -> dict[str, Any]:
     return {"requests": len(got), "answered": len(ok), "errors": sum(errors.values()),
             "error_kinds": errors, "first_error": next((g["error"] for g in got
                                                         if g["status"] != 200), None),
+            "scored_by": scorers, "routes": ", ".join(sorted(scorers)) or "none",
             "wall_s": round(wall, 2),
             "lesions_per_s": round(sum(g["lesions"] for g in ok) / wall, 2),
             "requests_per_s": round(len(ok) / wall, 2),
