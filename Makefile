@@ -65,7 +65,7 @@ PIPELINE := data folds $(CHAIN)
 
 .PHONY: help setup synth data folds predict-images submit all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare kaggle-package app subgroups loco serve
+        evaluate compare kaggle-package app subgroups loco serve replay
 
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter all,$(MAKECMDGOALS)),)
@@ -203,4 +203,8 @@ ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOU
 
 serve: $(STAMP) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
 	$(ISIC) serve --profile $(PROFILE) bundle=$(BUNDLE) port=$(SERVE_PORT) \
+	  log=$(ARTIFACTS)/serve/predictions.sqlite $(STAGE_ARGS)
+
+replay: $(STAMP) ## a generated stream with planted shifts through the running `make serve` (SERVE_PORT); then `make monitor`
+	$(ISIC) replay --profile $(PROFILE) url=http://127.0.0.1:$(SERVE_PORT) \
 	  log=$(ARTIFACTS)/serve/predictions.sqlite $(STAGE_ARGS)
