@@ -151,6 +151,15 @@ dashboard: $(STAMP) ## optuna-dashboard on the study DB at 127.0.0.1:DASH_PORT (
 app: $(STAMP) ## the clinician web page (Gradio) at 127.0.0.1:APP_PORT over ARTIFACTS' saved models
 	$(ISIC) app --profile $(PROFILE) artifacts=$(ARTIFACTS) port=$(APP_PORT) $(STAGE_ARGS)
 
+# isic monitor over the prediction log `isic serve` writes (LOG=) against the served bundle's
+# reference (BUNDLE=); exit 3 when a window has an alert (a scheduler's page).
+LOG ?= $(ARTIFACTS)/serve/predictions.db
+.PHONY: monitor
+monitor: $(STAMP) ## drift, review rate and outcomes of the served model per window (LOG= BUNDLE= ARGS=)
+	@test -f "$(LOG)" || { echo "make monitor: no prediction log at $(LOG): run \`make serve\` (and send \
+	it requests, or the replay of \`make bench\`) to fill one, or set LOG=" >&2; exit 2; }
+	$(ISIC) monitor log=$(LOG) bundle=$(BUNDLE) artifacts=$(ARTIFACTS) $(ARGS)
+
 # The run ledger (isicstack/ledger/store.py): the store ARTIFACTS' stages log to (ISIC_TRACKING,
 # MLFLOW_TRACKING_URI, else sqlite:///ARTIFACTS/mlflow.db); for a tracking server, open that one.
 # Without MLflow's GenAI job runner (7 worker processes) and telemetry, unless set otherwise.
@@ -203,8 +212,7 @@ ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOU
 
 serve: $(STAMP) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
 	$(ISIC) serve --profile $(PROFILE) bundle=$(BUNDLE) port=$(SERVE_PORT) \
-	  log=$(ARTIFACTS)/serve/predictions.sqlite $(STAGE_ARGS)
+	  log=$(ARTIFACTS)/serve/predictions.db $(STAGE_ARGS)
 
-replay: $(STAMP) ## a generated stream with planted shifts through the running `make serve` (SERVE_PORT); then `make monitor`
-	$(ISIC) replay --profile $(PROFILE) url=http://127.0.0.1:$(SERVE_PORT) \
-	  log=$(ARTIFACTS)/serve/predictions.sqlite $(STAGE_ARGS)
+replay: $(STAMP) ## a generated stream with planted shifts through the running `make serve` (SERVE_PORT, LOG); then `make monitor`
+	$(ISIC) replay --profile $(PROFILE) url=http://127.0.0.1:$(SERVE_PORT) log=$(LOG) $(STAGE_ARGS)

@@ -26,7 +26,7 @@ class ServeConfig:
     profile: str = "default"          # config profile in use (set by --profile)
     host: str = "127.0.0.1"           # loopback only; any other address needs the token
     port: int = 8000                  # port on host
-    log: str = "artifacts/serve/predictions.sqlite"  # the prediction log (SQLite, mode 0600)
+    log: str = "artifacts/serve/predictions.db"  # the prediction log (SQLite, mode 0600)
     retention_days: float = 365.0     # log rows older than this are pruned at start and daily
     store_pixels: bool = False        # also keep each crop's bytes in the log
     token_env: str = "ISIC_API_TOKEN"  # env var holding the bearer token (required off loopback)

@@ -20,6 +20,7 @@ from typing import Any
 
 from isicstack.api.config import ServeConfig
 from isicstack.extras import require
+from isicstack.serving.predlog import PredictionLog, check_writable, key_from_env
 from isicstack.settings.keys import ConfigError
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,11 @@ def token_of(cfg: ServeConfig) -> str:
 
 def open_log(cfg: ServeConfig) -> Any:
     """The prediction log, checked writable, old rows pruned."""
-    from isicstack.serving.predlog import PredictionLog, check_writable
-
-    path = Path(cfg.log)
-    check_writable(path)
-    store = PredictionLog(path, retention_days=cfg.retention_days,
-                          store_pixels=cfg.store_pixels)
+    path = check_writable(Path(cfg.log))
+    # the patient hash's key: ISIC_LOG_KEY; on loopback without one, a per-log key kept beside
+    # the log (mode 0600) so `make serve` runs from a fresh clone; off loopback it is required
+    store = PredictionLog(path, key_from_env(), retention_days=cfg.retention_days,
+                          store_pixels=cfg.store_pixels, allow_unkeyed=cfg.loopback)
     pruned = store.prune()
     if pruned:
         log.info("serve: pruned %d log row(s) older than %g days", pruned, cfg.retention_days)

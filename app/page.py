@@ -8,8 +8,10 @@ are often closed).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -21,6 +23,7 @@ from isicstack.app.service import Clinic, Result
 from isicstack.app.validate import FIELDS, InputError, parse_metadata, read_upload
 from isicstack.calibration.config import OperatingPointConfig
 from isicstack.extras import require
+from isicstack.serving.scorer import NOTICE
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ def render(result: Result, target_tpr: float) -> str:
     else:
         lines.append(f"Sensitivity/specificity unavailable: {result.op_note}")
     lines += [result.cam_note, *result.notes,
-              "_Research software, not a medical device._"]
+              f"_{NOTICE[0].upper()}{NOTICE[1:]}._"]
     return "\n\n".join(x for x in lines if x)
 
 
@@ -114,6 +117,17 @@ def _gradio() -> ModuleType:
                    instead="use `isic predict-images` instead")
 
 
+def named(fn: Callable[..., Any], names: list[str]) -> Callable[..., Any]:
+    """``fn`` with a signature naming its parameters: Gradio's API page (``/?view=api``) and
+    its clients then call ``/score_crop`` with ``age_approx=...``, not ``param_3``."""
+    def call(*args: Any) -> Any:
+        return fn(*args)
+
+    call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+    return call
+
+
 def _field_input(gr: Any, field: Any) -> Any:
     if field.numeric:  # a textbox: empty stays None and our own check words every error
         return gr.Textbox(label=field.label, value="", max_lines=1, elem_id=f"meta-{field.name}",
@@ -129,7 +143,7 @@ def build(clinic: Clinic, cfg: AppConfig) -> Any:
     with gr.Blocks(title="isicstack: lesion check", analytics_enabled=False) as page:
         gr.Markdown("## isicstack: one lesion crop\nUpload a crop (JPEG or PNG). Without "
                     "metadata the image-only model scores it; fill in any metadata field to "
-                    "use the full stack (tabular + image models + stacker).")
+                    f"use the full stack (tabular + image models + stacker). **{NOTICE}.**")
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="lesion crop (JPEG or PNG)", type="filepath",
@@ -141,8 +155,9 @@ def build(clinic: Clinic, cfg: AppConfig) -> Any:
                 result = gr.Markdown("Upload a crop and press Score.", elem_id="result")
                 heat = gr.Image(label="Grad-CAM overlay", type="numpy", format="png",
                                 interactive=False, elem_id="overlay")
-        button.click(lambda up, *vals: handle(clinic, cfg, up, *vals), [upload, *fields],
-                     [result, heat], concurrency_limit=1)
+        button.click(named(lambda up, *vals: handle(clinic, cfg, up, *vals),
+                           ["crop", *(f.name for f in FIELDS)]), [upload, *fields],
+                     [result, heat], concurrency_limit=1, api_name="score_crop")
         patient_section(gr, clinic, cfg)
     return page
 
@@ -161,8 +176,9 @@ def patient_section(gr: Any, clinic: Clinic, cfg: AppConfig) -> None:
                             elem_id="patient-crops")
         button = gr.Button("Score patient", elem_id="score-patient")
         out = gr.Markdown("", elem_id="patient-result")
-    button.click(lambda c, im: handle_patient(clinic, cfg, c, im), [csv, crops], [out],
-                 concurrency_limit=1)
+    button.click(named(lambda c, im: handle_patient(clinic, cfg, c, im),
+                       ["lesions_csv", "crops"]), [csv, crops], [out], concurrency_limit=1,
+                 api_name="score_patient")
 
 
 def launch(page: Any, cfg: AppConfig, block: bool = True) -> Any:

@@ -22,6 +22,7 @@ import polars as pl
 from isicstack.app.validate import UPLOAD_PATIENT, InputError, read_upload
 from isicstack.data.io import NULL_VALUES
 from isicstack.data.schema import BY_NAME, columns_for
+from isicstack.serving.scorer import NOTICE
 
 PATIENT_GROUPS = ("patient", "ugly_duckling")
 MEASURED = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "single_lesion.json"
@@ -148,4 +149,4 @@ def render_patient(res: PatientResult, top: int = 50) -> str:
         lines.append(f"| {res.ids[i]} | {res.scores[i]:.4f} |{risk} {flag} |")
     if len(res.ids) > top:
         lines.append(f"\n({len(res.ids) - top} lower-scored lesion(s) not shown.)")
-    return "\n".join([*lines, "", *res.notes, "", "_Research software, not a medical device._"])
+    return "\n".join([*lines, "", *res.notes, "", f"_{NOTICE[0].upper()}{NOTICE[1:]}._"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,40 +28,18 @@ from isicstack.calibration import operating_point as opoint
 from isicstack.calibration.config import OperatingPointConfig
 from isicstack.calibration.maps import read_map
 from isicstack.calibration.scores import model_scores
-from isicstack.data.colour import shades_of_gray
 from isicstack.data.folds import read_folds
 from isicstack.data.io import DataError
+from isicstack.data.layout import run_dir
 from isicstack.explain.figures import overlay, upscale
 from isicstack.explain.maps import crop_maps, load_image_only
 from isicstack.extras import MissingExtraError
 from isicstack.inference.config import PredictConfig
-from isicstack.inference.predict import resolve_models, score_all
+from isicstack.inference.predict import STACKER_FILE
+from isicstack.serving.scorer import Scorer, attach_sources
 from isicstack.settings.chain import image_only_run
 
 log = logging.getLogger(__name__)
-
-
-class UploadSource:
-    """The uploaded crop as an image source (``keys``/``image``), which ImagePredictor reads."""
-
-    path = Path("<upload>")
-
-    def __init__(self, color_constancy: bool = False) -> None:
-        self.color_constancy = color_constancy
-        self.crops: dict[str, np.ndarray] = {}
-
-    def put(self, image: np.ndarray) -> None:
-        self.crops = {UPLOAD_ID: image}
-
-    def put_many(self, crops: dict[str, np.ndarray]) -> None:
-        self.crops = dict(crops)
-
-    def keys(self) -> list[str]:
-        return list(self.crops)
-
-    def image(self, isic_id: str) -> np.ndarray:
-        img = self.crops[isic_id]
-        return shades_of_gray(img) if self.color_constancy else img
 
 
 @dataclass
@@ -79,16 +56,6 @@ class Result:
     notes: list[str] = field(default_factory=list)
     risk: float | None = None      # calibrated probability (None: see risk_note)
     risk_note: str = ""
-
-
-def attach_upload(predictors: list[Any]) -> list[UploadSource]:
-    """Give every image predictor an upload source (with its run's colour constancy)."""
-    sources = []
-    for p in predictors:
-        if hasattr(p, "nets"):
-            p.images = UploadSource(p.cfg.data.color_constancy)
-            sources.append(p.images)
-    return sources
 
 
 def operating_point(artifacts: str, name: str, cfg: OperatingPointConfig
@@ -118,7 +85,7 @@ class Clinic:
         image_run = image_only_run(image_run)  # "": the chain's image-only run
         self.lock = threading.Lock()
         self.image = load_image_only(artifacts, image_run, None, "cpu", cpu_threads)
-        self.image_sources = attach_upload([self.image])
+        self.image_sources = attach_sources([self.image])
         self.image_op = operating_point(artifacts, image_run, op_cfg)
         self.image_cal = read_map(artifacts, image_run)
         self.stack: Any = None
@@ -131,22 +98,23 @@ class Clinic:
 
     def _load_stack(self, stacker: str, fallback: str, cpu_threads: int,
                     op_cfg: OperatingPointConfig) -> None:
+        """The full chain through the deployed model's scorer (``serving.scorer``), flagged at
+        the operating point picked on its OOF scores."""
         pcfg = PredictConfig(artifacts=self.artifacts, stacker=stacker, fallback=fallback,
                              accelerator="cpu", num_workers=0, cpu_threads=cpu_threads,
                              image_batch_size=8)
-        st, final, predictors = resolve_models(pcfg, None)  # type: ignore[arg-type]
-        name = stacker if st else final[0]
-        self.stack = {"stacker": st, "final": final, "predictors": predictors, "name": name,
-                      "sources": attach_upload(predictors),
-                      "op": operating_point(self.artifacts, name, replace(op_cfg)),
-                      "cal": read_map(self.artifacts, name),
-                      "patient_context": uses_patient_context(predictors)}
+        has_stack = bool(stacker) and (run_dir(self.artifacts, stacker) / STACKER_FILE).is_file()
+        op = operating_point(self.artifacts, stacker if has_stack else fallback, replace(op_cfg))
+        self.scorer = Scorer.from_artifacts(pcfg, op[0]["point"]["threshold"] if op[0] else None)
+        route = self.scorer.routes["full"]
+        self.stack = {"route": route, "name": route.name, "op": op,
+                      "patient_context": uses_patient_context(route.predictors)}
 
     def score(self, image: np.ndarray, meta: dict[str, Any] | None) -> Result:
         """Score one crop: image-only without metadata, the full stack with it."""
         with self.lock:
             for src in self.image_sources:
-                src.put(image)
+                src.put({UPLOAD_ID: image})
             result = self._stacked(image, meta) if meta else self._image_only()
             result.overlay, result.cam_note = self._overlay()
             return result
@@ -167,29 +135,29 @@ class Clinic:
             result.notes.append(f"Metadata ignored: the full stack is not available "
                                 f"({self.stack_error}).")
             return result
-        for src in self.stack["sources"]:
-            src.put(image)
-        values, what, prob = self._stack_scores(metadata_row(meta))
+        values, risks, what, prob = self._stack_scores(metadata_row(meta), {UPLOAD_ID: image})
         op, note = self.stack["op"]
-        cal, why = self.stack["cal"]
         missing = len(FIELDS) - len(meta)
         notes = [f"Metadata: {len(meta)} field(s) given, {missing} of the form left empty; every "
                  "other column is unknown (null)."]
         if self.stack["patient_context"]:
             notes.append(single_lesion_warning(1))
+        route = self.stack["route"]
         return Result(float(values[0]), what, prob, op, note, notes=notes,
-                      risk=None if cal is None else float(cal.apply(values)[0]), risk_note=why)
+                      risk=None if risks is None else float(risks[0]), risk_note=route.cal_note)
 
-    def _stack_scores(self, rows: pl.DataFrame) -> tuple[np.ndarray, str, bool]:
-        """The full chain's scores of ``rows`` (whole patients), what scored them, and whether
-        the score is a probability."""
-        scores, _, _ = score_all(rows, self.stack["predictors"], rows.height)
-        st = self.stack["stacker"]
+    def _stack_scores(self, rows: pl.DataFrame, crops: dict[str, np.ndarray]
+                      ) -> tuple[np.ndarray, np.ndarray | None, str, bool]:
+        """The full chain's scores and risks of ``rows`` (whole patients), what scored them,
+        and whether the score is a probability."""
+        scored = self.scorer.score(rows, crops)
+        values = np.array([s.score for s in scored])
+        risks = None if scored[0].risk is None else np.array([s.risk for s in scored])
+        st = self.stack["route"].stacker
         if st is None:
-            return scores[self.stack["final"][0]], f"`{self.stack['name']}`", True
-        values = st.predict(np.column_stack([scores[n] for n in st.inputs]))
+            return values, risks, f"`{self.stack['name']}`", True
         what = f"stack `{self.stack['name']}` ({st.method} over {', '.join(st.inputs)})"
-        return values, what, st.method == "logistic"
+        return values, risks, what, st.method == "logistic"
 
     def score_patient(self, rows: pl.DataFrame, crops: dict[str, np.ndarray]) -> PatientResult:
         """Every lesion of one patient through the full chain, together (patient features)."""
@@ -197,20 +165,17 @@ class Clinic:
             raise InputError(f"The full stack is not available ({self.stack_error}), so a "
                              "patient's CSV cannot be scored.")
         with self.lock:
-            for src in self.stack["sources"]:
-                src.put_many(crops)
-            values, what, _ = self._stack_scores(rows)
-        cal, why = self.stack["cal"]
+            values, risks, what, _ = self._stack_scores(rows, crops)
+        why = self.stack["route"].cal_note
         op, note = self.stack["op"]
         notes = [n for n in (single_lesion_warning(rows.height) if self.stack["patient_context"]
                              else "", why, note) if n]
-        return PatientResult(rows["isic_id"].to_list(), values,
-                             None if cal is None else cal.apply(values), what,
+        return PatientResult(rows["isic_id"].to_list(), values, risks, what,
                              op["point"]["threshold"] if op else None, notes)
 
     def needs_crops(self) -> bool:
         """Whether the full chain has image models (a patient CSV then needs its crops)."""
-        return bool(self.stack and self.stack["sources"])
+        return bool(self.stack and self.scorer.needs_crops)
 
     def _overlay(self) -> tuple[np.ndarray | None, str]:
         try:

@@ -17,17 +17,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from isicstack.data.schema import BY_NAME, LEVELS, columns_for
+from isicstack.serving.inputs import InputError, decode_crop
 
-FORMATS = ("JPEG", "PNG")
 UPLOAD_ID = "ISIC_UPLOAD"
 UPLOAD_PATIENT = "IP_UPLOAD"
-
-
-class InputError(ValueError):
-    """A bad upload or metadata value; the message is meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -63,26 +58,16 @@ FIELDS: tuple[Field, ...] = (
 
 
 def read_upload(path: str | os.PathLike[str] | None, max_pixels: int) -> np.ndarray:
-    """The uploaded file as RGB uint8 (H, W, 3), or an InputError saying what is wrong."""
+    """The uploaded file as RGB uint8 (H, W, 3), or an InputError saying what is wrong (checked
+    as the API checks a crop: ``serving.inputs.decode_crop``)."""
     if path is None:
         raise InputError("Upload a lesion crop (JPEG or PNG) first.")
     name = Path(path).name
     try:
-        with Image.open(path) as img:
-            if img.format not in FORMATS:
-                raise InputError(f"{name}: a {img.format} image; upload a JPEG or PNG crop.")
-            w, h = img.size
-            if w * h > max_pixels:
-                raise InputError(f"{name}: {w} x {h} pixels is more than the {max_pixels:,} "
-                                 "allowed; upload the lesion crop, not the whole photograph.")
-            upright = ImageOps.exif_transpose(img)  # phone photos: EXIF rotation
-            return np.array(upright.convert("RGB"))  # a writable copy
-    except Image.DecompressionBombError as err:
-        raise InputError(f"{name}: too many pixels ({err}); upload the lesion crop.") from err
-    except UnidentifiedImageError as err:
-        raise InputError(f"{name}: not a JPEG or PNG image.") from err
-    except OSError as err:  # truncated or corrupt file
-        raise InputError(f"{name}: the image could not be read ({err}).") from err
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise InputError(f"{name}: the file could not be read ({err}).") from err
+    return decode_crop(data, name, max_pixels)
 
 
 def _number(field: Field, raw: Any) -> float:

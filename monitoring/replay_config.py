@@ -28,7 +28,7 @@ class ReplayConfig:
 
     url: str = "http://127.0.0.1:8000"  # the running `isic serve` (make serve)
     token_env: str = "ISIC_API_TOKEN"  # env var with its bearer token, sent when set
-    log: str = "artifacts/serve/predictions.sqlite"  # the server's log: manifest written beside
+    log: str = "artifacts/serve/predictions.db"  # the server's log: manifest written beside
     profile: str = "default"  # config profile in use (set by --profile)
     synth_profile: str = ""  # configs/synth.yaml profile the model was trained on ("" = profile)
     seed: int = 2029  # generator seed of the stream; must differ from the training data's

@@ -23,6 +23,7 @@ import yaml
 from isicstack.data.io import DataError
 from isicstack.extras import MissingExtraError
 from isicstack.pipelines.stages import STAGES, config_class, stage_config
+from isicstack.settings.command import CommandExit
 from isicstack.settings.help import epilog
 from isicstack.settings.layers import ConfigError
 
@@ -161,6 +162,9 @@ def _guarded(name: str, verbose: bool, call: Callable[[], object]) -> int:
     data, files, a bad-input error from a DataLoader worker); any other error propagates."""
     try:
         call()
+    except CommandExit as done:  # finished, with a status to report (monitor alerts: 3)
+        print(f"isic {name}: {done}", file=sys.stderr)
+        return done.code
     except (ConfigError, MissingExtraError) as err:
         return _fail(name, err, 2, verbose)
     except (FileNotFoundError, ValueError, KeyError) as err:

@@ -34,19 +34,19 @@ class InputError(ValueError):
 def decode_crop(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """The crop ``data`` as RGB uint8 (H, W, 3), or an InputError naming ``name``."""
     if not data:
-        raise InputError(f"{name}: empty; send a JPEG or PNG crop.")
+        raise InputError(f"{name}: empty; upload a JPEG or PNG crop.")
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in FORMATS:
-                raise InputError(f"{name}: a {img.format} image; send a JPEG or PNG crop.")
+                raise InputError(f"{name}: a {img.format} image; upload a JPEG or PNG crop.")
             w, h = img.size
             if w * h > max_pixels:
                 raise InputError(f"{name}: {w} x {h} pixels is more than the {max_pixels:,} "
-                                 "allowed; send the lesion crop, not the whole photograph.")
+                                 "allowed; upload the lesion crop, not the whole photograph.")
             upright = ImageOps.exif_transpose(img)  # phone photos: EXIF rotation
             return np.array(upright.convert("RGB"))  # a writable copy
     except Image.DecompressionBombError as err:
-        raise InputError(f"{name}: too many pixels ({err}); send the lesion crop.") from err
+        raise InputError(f"{name}: too many pixels ({err}); upload the lesion crop.") from err
     except UnidentifiedImageError as err:
         raise InputError(f"{name}: not a JPEG or PNG image.") from err
     except OSError as err:  # truncated or corrupt file

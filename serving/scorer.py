@@ -149,23 +149,24 @@ class Scorer:
     """A bundle loaded once; :meth:`score` scores patients' lesions (not thread-safe: one
     caller at a time, e.g. the API's batching thread or the page's lock)."""
 
-    def __init__(self, folder: str | Path, cpu_threads: int = 0, batch_rows: int = 50_000
-                 ) -> None:
-        self.folder = Path(folder)
-        self.manifest = read_bundle(self.folder)
-        self.version: str = self.manifest["version"]
-        self.reference = self._reference()
-        self.pcfg = bundle_predict_config(self.folder, cpu_threads)
+    def __init__(self, manifest: dict[str, Any], pcfg: PredictConfig,
+                 reference: dict[str, Any] | None = None, batch_rows: int = 50_000) -> None:
+        """``manifest``: a bundle.json (its version and scorers); ``pcfg``: the predict
+        config, its ``artifacts`` the run files. Use :meth:`from_bundle` or
+        :meth:`from_artifacts`."""
+        self.manifest, self.pcfg = manifest, pcfg
+        self.version: str = manifest["version"]
+        self.reference = reference or {}
         self.batch_rows = batch_rows
         self._loaded: dict[str, Predictor] = {}  # one load of a model both routes read
         self._make: Callable[[str], Predictor] = make_factory(
-            self.pcfg, None)  # type: ignore[arg-type]
-        self.routes = {k: self._route(k, spec) for k, spec in self.manifest["scorers"].items()}
+            pcfg, None)  # type: ignore[arg-type]
+        self.routes = {k: self._route(k, spec) for k, spec in manifest["scorers"].items()}
         seen: list[Any] = []
         for r in self.routes.values():
             seen += [p for p in r.predictors if p not in seen]
         self.sources = attach_sources(seen)
-        log.info("scorer: bundle %s (%s)", self.version, ", ".join(
+        log.info("scorer: model %s (%s)", self.version, ", ".join(
             f"{k}: {r.name}" for k, r in self.routes.items()))
 
     @classmethod
@@ -175,11 +176,22 @@ class Scorer:
             from isicstack.serving.registry import resolve
 
             ref = resolve(str(ref))
-        return cls(ref, cpu_threads)
+        folder = Path(ref)
+        path = folder / REFERENCE_FILE
+        reference = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return cls(read_bundle(folder), bundle_predict_config(folder, cpu_threads), reference)
 
-    def _reference(self) -> dict[str, Any]:
-        path = self.folder / REFERENCE_FILE
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    @classmethod
+    def from_artifacts(cls, pcfg: PredictConfig, threshold: float | None) -> Scorer:
+        """The saved runs of ``pcfg.artifacts`` as they are, before any bundle: the stacker
+        (else ``fallback``) alone, flagged at ``threshold`` (the web page on ``artifacts``)."""
+        stacker = load_stacker(pcfg)
+        name = pcfg.stacker if stacker else pcfg.fallback
+        manifest = {"version": f"runs in {pcfg.artifacts}",
+                    "stacker": stacker.method if stacker else None,
+                    "scorers": {"full": {"name": name,
+                                         "operating_point": {"threshold": threshold}}}}
+        return cls(manifest, pcfg)
 
     def _factory(self, name: str) -> Predictor:
         if name not in self._loaded:
@@ -188,14 +200,13 @@ class Scorer:
 
     def _route(self, key: str, spec: dict[str, Any]) -> Route:
         name = spec["name"]
-        art = self.pcfg.artifacts
         stacker = None
         if key == "full" and self.manifest.get("stacker"):
             stacker = load_stacker(replace(self.pcfg, stacker=name))
         names = list(stacker.inputs) if stacker else [name]
         predictors = share_image_passes(names, load_predictors(names, self._factory))
         op = spec.get("operating_point") or {}
-        cal, why = read_map(art, name)
+        cal, why = read_map(self.pcfg.artifacts, name)
         return Route(key, name, predictors, stacker, op.get("threshold"), cal, why,
                      int(spec.get("max_lesions", 0)))
 

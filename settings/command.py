@@ -34,3 +34,14 @@ def command_of(cls: type) -> Command | None:
     """The command ``cls`` declares (only on the class itself, not one it inherits)."""
     found = cls.__dict__.get(COMMAND_ATTR)
     return found if isinstance(found, Command) else None
+
+
+class CommandExit(Exception):  # noqa: N818 (an outcome, not an error: the work was done)
+    """A command that finished its work but must exit with ``code`` (``isic monitor``: 3 when
+    a window has an alert, so a scheduler can page someone); ``result``: what ``run`` would
+    have returned, for a caller in Python; the message is printed on stderr."""
+
+    def __init__(self, code: int, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.result = result

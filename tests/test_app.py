@@ -14,7 +14,7 @@ from app_fixtures import make_clinic_artifacts
 from PIL import Image
 
 from isicstack.app.config import AppConfig
-from isicstack.app.page import handle, load_clinic, render
+from isicstack.app.page import build, handle, load_clinic, render
 from isicstack.app.validate import InputError, metadata_row, parse_metadata, read_upload
 from isicstack.data.crops import CropStore
 from isicstack.pipelines.cli import main
@@ -148,3 +148,14 @@ def test_app_config(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if the extra were not installed
     assert main(["app", "artifacts=nowhere"]) == 2
     assert "pip install 'isicstack[app]'" in capsys.readouterr().err
+
+
+def test_page_has_named_api_endpoints(clinic, cfg: AppConfig):
+    """Another program calls the page by name, with the metadata fields named as in ISIC 2024
+    (Gradio's default would be an unnamed `/lambda` with param_1...)."""
+    pytest.importorskip("gradio")
+    api = build(clinic, cfg).get_api_info()["named_endpoints"]
+    assert [p["parameter_name"] for p in api["/score_crop"]["parameters"]][:3] == [
+        "crop", "age_approx", "sex"]
+    assert [p["parameter_name"] for p in api["/score_patient"]["parameters"]] == [
+        "lesions_csv", "crops"]

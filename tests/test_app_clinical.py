@@ -55,7 +55,7 @@ def test_calibrated_risk_is_shown_first(clinic, cfg: AppConfig, patient: dict):
     assert text.startswith("### Calibrated risk:") and "model score" in text
     assert "Single lesion" not in text  # the image-only model has no patient features
     stacked = clinic.score(image, {"age_approx": 60.0})
-    cal = clinic.stack["cal"][0]
+    cal = clinic.stack["route"].cal  # the scorer's map: the API's answer is the same
     assert stacked.risk == pytest.approx(float(cal.apply(np.array([stacked.score]))[0]))
     text = render(stacked, 0.8)
     assert "### Calibrated risk:" in text and "**Single lesion:**" in text
