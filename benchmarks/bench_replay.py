@@ -130,10 +130,10 @@ def main() -> None:
     seconds: dict[str, Any] = {"chain": chain(folder, args.profile, log)}
     bundle, run_dir = folder / "bundle", folder / "replay"
     seconds["bundle"] = run_logged([*ISIC, "bundle", *prof, f"artifacts={args.chain}",
-                                    f"out={bundle.relative_to(ROOT)}"], log, ROOT,
+                                    f"out_dir={bundle.relative_to(ROOT)}"], log, ROOT,
                                    append=True)["seconds"]
     run_dir.mkdir(exist_ok=True)
-    db = run_dir / "predictions.sqlite"
+    db = run_dir / "predictions.db"
     for old in run_dir.glob("predictions.*"):
         old.unlink()
     port = free_port()
