@@ -42,6 +42,8 @@ RELEVANT = {"centre": ("attribution",), "age": ("age_approx",),
             "colour": ("mean_r", "mean_g", "mean_b", "brightness"),
             "prevalence": ("calibration",)}
 GOAL_DELAY, GOAL_FALSE = 2, 1  # flagged within 2 windows; <= 1 false alarm per 20 clean
+# other alarm rules tried on the same log (monitor keys; cheap: the log is read again, no replay)
+VARIANTS = ["psi_floor=0.25", "psi_floor=0.5 range_floor=0.03 alpha=0.01", "cluster=false"]
 
 
 def free_port() -> int:
@@ -102,12 +104,62 @@ def figures(manifest: dict[str, Any], monitor: dict[str, Any]) -> dict[str, Any]
                                                for a in alerts.get(i, [])}) for i in seg}}
     false = [i for i in clean if alerts.get(i)]
     return {"clean_windows": len(clean), "false_alarms": len(false),
+            "false_alarms_all_clean": f"{len(false) + sum(bool(alerts.get(i)) for i in gaps)} "
+                                      f"of {len(clean) + len(gaps)}",
             "false_alarm_windows": {i: sorted({f"{a['family']}:{a['name']}" for a in alerts[i]})
                                     for i in false},
             "false_alarm_goal_met": len(false) * 20 <= GOAL_FALSE * max(len(clean), 1),
             "gap_windows_alarmed": [i for i in gaps if alerts.get(i)],
             "shifts": shifts,
             "monitored_windows": len(monitor.get("windows", []))}
+
+
+def serve_and_replay(args: argparse.Namespace, bundle: Path, db: Path, env: dict[str, str],
+                     run_dir: Path, log: Path) -> dict[str, float]:
+    """``isic serve`` on a free loopback port with a fresh log, ``isic replay`` through it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = [*ISIC, "serve", "--profile", args.profile, f"bundle={bundle.relative_to(ROOT)}",
+             f"port={port}", f"log={db.relative_to(ROOT)}", "max_lesions=2000",
+             "batch_lesions=1024", "timeout_s=600"]
+    out: dict[str, float] = {}
+    with (run_dir / "serve.log").open("w") as fh:
+        proc = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        out["serve_ready"] = wait_ready(url, proc, run_dir / "serve.log")
+        replay = [*ISIC, "replay", "--profile", args.profile, f"url={url}",
+                  f"log={db.relative_to(ROOT)}", f"window={args.window}",
+                  f"clients={args.clients}", *shlex.split(args.replay_args)]
+        out["replay"] = run_logged(replay, log, ROOT, env, append=True)["seconds"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return out
+
+
+def monitor(args: argparse.Namespace, db: Path, bundle: Path, out: Path, extra: str,
+            env: dict[str, str], log: Path) -> tuple[int, dict[str, Any], float]:
+    """``isic monitor`` on the log (exit 0, or 3 with alerts); its monitor.json and seconds."""
+    cmd = [*ISIC, "monitor", "--profile", args.profile, f"log={db.relative_to(ROOT)}",
+           f"bundle={bundle.relative_to(ROOT)}", f"window={args.window}",
+           f"out={out.relative_to(ROOT)}", f"artifacts={args.chain}", *shlex.split(extra)]
+    t = time.perf_counter()
+    with log.open("a") as fh:
+        fh.write(f"== {' '.join(cmd)}\n")
+        fh.flush()
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT
+                            ).returncode
+    if rc not in (0, 3):  # 3: alerts (expected: the shifts are planted)
+        raise SystemExit(f"isic monitor failed ({rc}); log {log}")
+    return rc, json.loads((out / "monitor.json").read_text()), round(time.perf_counter() - t, 1)
+
+
+def short(f: dict[str, Any]) -> dict[str, Any]:
+    """A variant's figures in one line each."""
+    return {"false_alarms": f"{f['false_alarms']} of {f['clean_windows']}",
+            "false_alarms_all_clean": f["false_alarms_all_clean"],
+            **{s: {"named": v["windows_to_named_alert"], "any": v["windows_to_alert"]}
+               for s, v in f["shifts"].items()}}
 
 
 def main() -> None:
@@ -118,6 +170,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--replay-args", default="", help="more isic replay key=value")
     ap.add_argument("--monitor-args", default="", help="more isic monitor key=value")
+    ap.add_argument("--variants", nargs="*", default=VARIANTS,
+                    help="other monitor key=value sets tried on the same log")
+    ap.add_argument("--reuse", action="store_true",
+                    help="monitor the log and manifest of the last run again (no replay)")
     ap.add_argument("--out", default="benchmarks/results/replay.json")
     args = ap.parse_args()
     os.chdir(ROOT)
@@ -129,44 +185,25 @@ def main() -> None:
     prof = ["--profile", args.profile]
     seconds: dict[str, Any] = {"chain": chain(folder, args.profile, log)}
     bundle, run_dir = folder / "bundle", folder / "replay"
-    seconds["bundle"] = run_logged([*ISIC, "bundle", *prof, f"artifacts={args.chain}",
-                                    f"out_dir={bundle.relative_to(ROOT)}"], log, ROOT,
-                                   append=True)["seconds"]
+    if not (args.reuse and (bundle / "bundle.json").is_file()):
+        seconds["bundle"] = run_logged([*ISIC, "bundle", *prof, f"artifacts={args.chain}",
+                                        f"out_dir={bundle.relative_to(ROOT)}"], log, ROOT,
+                                       append=True)["seconds"]
     run_dir.mkdir(exist_ok=True)
     db = run_dir / "predictions.db"
-    for old in run_dir.glob("predictions.*"):
-        old.unlink()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ISIC_LOG_KEY": os.environ.get("ISIC_LOG_KEY", "bench-replay-key")}
-    serve = [*ISIC, "serve", *prof, f"bundle={bundle.relative_to(ROOT)}", f"port={port}",
-             f"log={db.relative_to(ROOT)}", "max_lesions=2000", "batch_lesions=1024",
-             "timeout_s=600"]
-    with (run_dir / "serve.log").open("w") as fh:
-        proc = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        seconds["serve_ready"] = wait_ready(url, proc, run_dir / "serve.log")
-        replay = [*ISIC, "replay", *prof, f"url={url}", f"log={db.relative_to(ROOT)}",
-                  f"window={args.window}", f"clients={args.clients}",
-                  *shlex.split(args.replay_args)]
-        seconds["replay"] = run_logged(replay, log, ROOT, env, append=True)["seconds"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    if not args.reuse:
+        for old in run_dir.glob("predictions.*"):
+            old.unlink()
+        seconds.update(serve_and_replay(args, bundle, db, env, run_dir, log))
     manifest = json.loads((run_dir / "predictions.replay.json").read_text())
-    mon_out = run_dir / "monitor"
-    monitor = [*ISIC, "monitor", *prof, f"log={db.relative_to(ROOT)}",
-               f"bundle={bundle.relative_to(ROOT)}", f"window={args.window}",
-               f"out={mon_out.relative_to(ROOT)}", f"artifacts={args.chain}",
-               *shlex.split(args.monitor_args)]
-    t = time.perf_counter()
-    with log.open("a") as fh:
-        rc = subprocess.run(monitor, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT
-                            ).returncode
-    seconds["monitor"] = round(time.perf_counter() - t, 1)
-    if rc not in (0, 3):  # 3: alerts (expected: the shifts are planted)
-        raise SystemExit(f"isic monitor failed ({rc}); log {log}")
-    mon = json.loads((mon_out / "monitor.json").read_text())
+    rc, mon, seconds["monitor"] = monitor(args, db, bundle, run_dir / "monitor",
+                                          args.monitor_args, env, log)
+    variants = {}
+    for extra in args.variants:
+        _, other, _ = monitor(args, db, bundle, run_dir / "variant", f"{args.monitor_args} "
+                              f"{extra}", env, log)
+        variants[extra] = short(figures(manifest, other))
     result = {
         "profile": args.profile, "chain": args.chain, "window": args.window,
         "clients": args.clients, "model_version": manifest.get("model_version"),
@@ -179,8 +216,11 @@ def main() -> None:
                                            "centre_share", "cast_crops", "scored_seconds")}
                     for w in manifest["windows"]],
         **figures(manifest, mon),
+        "variants": variants,
         "goals": {"windows_to_flag": GOAL_DELAY, "false_alarms_per_20_clean": GOAL_FALSE},
-        "seconds": {**seconds, "total": round(time.perf_counter() - t_all, 1)},
+        "reused_log": args.reuse,  # True: the log of an earlier replay, monitored again
+        "seconds": {"replay": manifest.get("seconds"), **seconds,
+                    "total": round(time.perf_counter() - t_all, 1)},
         "conditions": run_conditions(threads=os.cpu_count() or 1, stage="replay"),
     }
     write_json(result, ROOT / args.out)
