@@ -33,6 +33,9 @@ IMAGES    ?=
 RUN       ?=
 PYTEST_ARGS ?=
 BENCH_ONLY ?=
+VERSION   ?= 0
+ALIAS     ?= champion
+SOLO      ?= lgbm_solo
 
 BIN   := $(VENV)/bin
 ISIC  := $(BIN)/isic
@@ -65,7 +68,7 @@ PIPELINE := data folds $(CHAIN)
 
 .PHONY: help setup synth data folds predict-images submit all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare kaggle-package app subgroups loco serve replay
+        evaluate compare kaggle-package app subgroups loco serve bundle promote replay
 
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter all,$(MAKECMDGOALS)),)
@@ -132,6 +135,18 @@ submit: $(STAMP) ## offline inference on a test dir: make submit DATA_DIR=<dir> 
 
 kaggle-package: $(STAMP) ## dist/kaggle: wheel + saved models + run_inference.py (see KAGGLE.md)
 	$(ISIC) kaggle-package --profile $(PROFILE) artifacts=$(ARTIFACTS) $(STAGE_ARGS)
+
+# The deployable model (serving/bundle.py): the runs `isic predict` reads + bundle.json +
+# reference.json; the few-lesions run (SOLO, configs/chain.yaml) and its calibration map are made
+# first when missing. Registered in the MLflow Model Registry of ARTIFACTS' store when MLflow is
+# installed (register=auto); `make promote` then points an alias at a version.
+bundle: folds ## dist/bundle: the versioned, deployable model (+ MLflow registry when installed)
+	$(if $(SOLO),@test -f $(ARTIFACTS)/oof/$(SOLO).parquet || $(ISIC) chain provide:$(SOLO) $(CHAIN_ARGS))
+	$(if $(SOLO),@test -f $(ARTIFACTS)/calibration/$(SOLO).json || $(ISIC) chain calibrate $(CHAIN_ARGS))
+	$(ISIC) bundle --profile $(PROFILE) $(COMMON) solo=$(SOLO) register=auto $(STAGE_ARGS)
+
+promote: $(STAMP) ## point an alias at a registered bundle: make promote VERSION=<n> [ALIAS=champion]
+	$(ISIC) promote --profile $(PROFILE) artifacts=$(ARTIFACTS) version=$(VERSION) alias=$(ALIAS) $(STAGE_ARGS)
 
 tune-tabular: folds ## Optuna sweep of a tabular GBDT (MODEL=lgbm|xgb|cat TRIALS= TIMEOUT=)
 	$(ISIC) tune tabular --profile $(PROFILE) model=$(MODEL) trials=$(TRIALS) timeout=$(TIMEOUT) $(COMMON) $(STAGE_ARGS)
@@ -210,7 +225,13 @@ distclean: clean ## also remove generated synthetic data and the virtualenv
 ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOUT=isic2020 OUT=<dir>
 	$(ISIC) ingest --images "$(IMAGES)" --labels "$(LABELS)" --layout $(or $(LAYOUT),generic) --out "$(OUT)" $(STAGE_ARGS)
 
-serve: $(STAMP) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
+# From a fresh clone `make serve` first runs the pipeline and builds dist/bundle (once); a
+# bundle is a versioned artifact: after retraining, `make bundle` replaces it.
+dist/bundle/bundle.json:
+	$(MAKE) all
+	$(MAKE) bundle
+
+serve: $(STAMP) $(if $(filter dist/bundle,$(BUNDLE)),dist/bundle/bundle.json) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
 	$(ISIC) serve --profile $(PROFILE) bundle=$(BUNDLE) port=$(SERVE_PORT) \
 	  log=$(ARTIFACTS)/serve/predictions.db $(STAGE_ARGS)
 

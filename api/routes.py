@@ -26,11 +26,11 @@ from isicstack.api.config import ServeConfig
 from isicstack.api.schemas import LesionAnswer, Outcome, OutcomeAnswer, ScoreAnswer, ScoreRequest
 from isicstack.serving.inputs import (
     InputError,
-    crop_stats,
     decode_crop,
     lesion_frame,
     unseen_levels,
 )
+from isicstack.serving.reference import crop_stats
 from isicstack.serving.scorer import NOTICE, Scorer
 
 

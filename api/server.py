@@ -58,7 +58,7 @@ def build_app(cfg: ServeConfig, store: Any = None) -> Any:
 
     token = token_of(cfg)
     store = open_log(cfg) if store is None else store
-    scorer = Scorer.from_bundle(cfg.bundle, cfg.cpu_threads)
+    scorer = Scorer.from_bundle(cfg.bundle, cfg.cpu_threads, cfg.artifacts)
     return create_app(scorer, store, cfg, token)
 
 

@@ -23,7 +23,7 @@ from isicstack.app.service import Clinic, Result
 from isicstack.app.validate import FIELDS, InputError, parse_metadata, read_upload
 from isicstack.calibration.config import OperatingPointConfig
 from isicstack.extras import require
-from isicstack.serving.scorer import NOTICE
+from isicstack.serving.manifest import RESEARCH_USE as NOTICE
 
 log = logging.getLogger(__name__)
 

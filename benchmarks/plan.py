@@ -47,6 +47,7 @@ PLAN: list[tuple[str, str]] = [
     ("identical.json", "benchmarks/bench_identical.py --before 3da1b5a --after HEAD"),
     ("calibration.json", "benchmarks/bench_calibration.py --seeds 0 1 2"),
     ("single_lesion.json", "benchmarks/bench_single_lesion.py"),
+    ("solo.json", "benchmarks/bench_solo.py"),
     ("replay.json", "benchmarks/bench_replay.py"),
 ]
 

@@ -60,6 +60,9 @@ def test_pred_path(artifacts: str | os.PathLike[str], name: str) -> Path:
 
 
 IMAGE_PART_SUFFIX = "_image_part"
+# GBDTs without patient context (configs/chain.yaml `train-tabular-solo`): the bundle's model
+# for patients with few lesions in a request, not a stack input
+SOLO_SUFFIX = "_solo"
 
 
 def image_part_name(name: str) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from isicstack.data.io import DataError
-from isicstack.data.layout import IMAGE_PART_SUFFIX, oof_path, test_pred_path
+from isicstack.data.layout import IMAGE_PART_SUFFIX, SOLO_SUFFIX, oof_path, test_pred_path
 from isicstack.data.provenance import fold_hash
 
 STACK_PREFIX = "stack"  # level-2 outputs: oof/stack*.parquet
@@ -97,15 +97,17 @@ def load_test(path: str | os.PathLike[str], ids: pl.Series, hint: str = "",
 
 
 def discover(artifacts: str | os.PathLike[str], include_stack: bool = False,
-             include_parts: bool = False) -> list[str]:
+             include_parts: bool = False, include_solo: bool = False) -> list[str]:
     """Sorted names of the OOF files in ``artifacts/oof``. Left out by default: level-2 outputs,
-    and a fused image run's image term alone (``*_image_part``), a second-pass GBDT feature that
+    a fused image run's image term alone (``*_image_part``), a second-pass GBDT feature that
     scores only what the table leaves unexplained (as a stack input it lowered the stack's
-    pAUC on the synthetic default). Name it in the stack's ``inputs`` to use it anyway."""
+    pAUC on the synthetic default), and the few-lesions GBDTs (``*_solo``), a model for other
+    requests, not an input of this one. Name one in the stack's ``inputs`` to use it anyway."""
     folder = oof_path(artifacts, "x").parent
     names = sorted(p.stem for p in folder.glob("*.parquet"))
     return [n for n in names if (include_stack or not n.startswith(STACK_PREFIX))
-            and (include_parts or not n.endswith(IMAGE_PART_SUFFIX))]
+            and (include_parts or not n.endswith(IMAGE_PART_SUFFIX))
+            and (include_solo or not n.endswith(SOLO_SUFFIX))]
 
 
 def read_run_oof(artifacts: str | os.PathLike[str], name: str, folds: pl.DataFrame) -> np.ndarray:

@@ -79,8 +79,9 @@ def calibrate_model(cfg: CalibrateConfig, name: str, folds: pl.DataFrame,
 
 
 def choose_models(cfg: CalibrateConfig) -> list[str]:
-    """Configured names, else every OOF file (stack included, image-only parts left out)."""
-    names = cfg.models or discover(cfg.artifacts, include_stack=True)
+    """Configured names, else every OOF file (stack and the few-lesions `*_solo` models
+    included, image-only parts left out)."""
+    names = cfg.models or discover(cfg.artifacts, include_stack=True, include_solo=True)
     names = [n for n in names if n == STACK or not n.startswith(STACK_PREFIX)]
     if not names:
         raise FileNotFoundError(f"{oof_path(cfg.artifacts, '*')}: no OOF predictions to "

@@ -17,7 +17,8 @@ What ``run(cfg)`` returns, by kind of stage:
   ``predict``, ``ingest``): that document as the dict written to its JSON file
   (``report.json``, ...), so a caller reads what a later reader of the file reads;
   ``predict-images`` (a CSV): the dict it logs (``out``, ``rows``, ``seconds``);
-- writes one file or folder (``synth``, ``folds``, ``kaggle-package``): its ``Path``;
+- writes one file or folder (``synth``, ``folds``, ``kaggle-package``, ``bundle``): its
+  ``Path``; ``promote``: the alias, model name and version it points at;
 - ``tune``: the ``optuna.Study`` (its trials are the result; Optuna's own type);
 - ``runs``: the table's rows; ``app``: nothing (it serves until stopped).
 """

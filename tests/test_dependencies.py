@@ -213,11 +213,14 @@ def test_modules_are_loaded_by_name_only_from_the_top():
 # Where a function-level import is allowed: an optional extra (isicstack.extras.require says
 # how to install it), the CLI loading a command's module only when it runs (its help and light
 # commands do not load torch, timm and Lightning: test_cli.py), and the Kaggle notebook script,
-# which installs the wheel before it can import the package.
+# which installs the wheel before it can import the package; and the bundle's MLflow model
+# (serving/mlflow_model.py, "models from code"), which MLflow runs when registering: it loads
+# the scorer (torch, the GBDTs) only when a registered model is loaded.
 EXTRA_MODULES = {"catboost", "pandas", "psycopg2", "pytorch_grad_cam", "gradio", "mlflow",
                  "optuna_dashboard"}
 EXTRA_USES = {("vision/mlflow_log.py", "pytorch_lightning.loggers")}  # MLFlowLogger: mlflow's
-LAZY_BY_DESIGN = {"pipelines/cli.py", "inference/kaggle_inference.py"}
+LAZY_BY_DESIGN = {"pipelines/cli.py", "inference/kaggle_inference.py",
+                  "serving/mlflow_model.py"}
 
 
 def function_level_imports() -> list[str]:
