@@ -43,7 +43,9 @@ RELEVANT = {"centre": ("attribution",), "age": ("age_approx",),
             "prevalence": ("calibration",)}
 GOAL_DELAY, GOAL_FALSE = 2, 1  # flagged within 2 windows; <= 1 false alarm per 20 clean
 # other alarm rules tried on the same log (monitor keys; cheap: the log is read again, no replay)
-VARIANTS = ["psi_floor=0.25", "psi_floor=0.5 range_floor=0.03 alpha=0.01", "cluster=false"]
+VARIANTS = {"psi_floor_025": "psi_floor=0.25",
+            "strict": "psi_floor=0.5 range_floor=0.03 alpha=0.01",
+            "no_cluster": "cluster=false"}
 
 
 def free_port() -> int:
@@ -82,6 +84,11 @@ def relevant(shift: str, alert: dict[str, Any]) -> bool:
     return any(k in key for k in RELEVANT.get(shift, ()))
 
 
+def when(k: int | None, of: int) -> str:
+    """``window 1 of 3`` or ``not in 3 windows`` (for the page)."""
+    return f"window {k} of {of}" if k is not None else f"not in {of} windows"
+
+
 def figures(manifest: dict[str, Any], monitor: dict[str, Any]) -> dict[str, Any]:
     """Windows until flagged per shift, false alarms on the clean windows."""
     alerts: dict[int, list[dict[str, Any]]] = {}
@@ -99,6 +106,7 @@ def figures(manifest: dict[str, Any], monitor: dict[str, Any]) -> dict[str, Any]
                       if any(relevant(shift, a) for a in alerts.get(i, []))), None)
         shifts[shift] = {"windows": seg, "windows_to_alert": any_hit,
                          "windows_to_named_alert": named,
+                         "named_text": when(named, len(seg)), "any_text": when(any_hit, len(seg)),
                          "met": named is not None and named <= GOAL_DELAY,
                          "alerts": {i: sorted({f"{a['family']}:{a['name']}"
                                                for a in alerts.get(i, [])}) for i in seg}}
@@ -158,7 +166,8 @@ def short(f: dict[str, Any]) -> dict[str, Any]:
     """A variant's figures in one line each."""
     return {"false_alarms": f"{f['false_alarms']} of {f['clean_windows']}",
             "false_alarms_all_clean": f["false_alarms_all_clean"],
-            **{s: {"named": v["windows_to_named_alert"], "any": v["windows_to_alert"]}
+            **{s: {"named": v["windows_to_named_alert"], "any": v["windows_to_alert"],
+                   "named_text": v["named_text"], "any_text": v["any_text"]}
                for s, v in f["shifts"].items()}}
 
 
@@ -170,8 +179,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--replay-args", default="", help="more isic replay key=value")
     ap.add_argument("--monitor-args", default="", help="more isic monitor key=value")
-    ap.add_argument("--variants", nargs="*", default=VARIANTS,
-                    help="other monitor key=value sets tried on the same log")
+    ap.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "ARGS"),
+                    help="another monitor key=value set tried on the same log (default: "
+                    "VARIANTS)")
     ap.add_argument("--reuse", action="store_true",
                     help="monitor the log and manifest of the last run again (no replay)")
     ap.add_argument("--out", default="benchmarks/results/replay.json")
@@ -200,10 +210,10 @@ def main() -> None:
     rc, mon, seconds["monitor"] = monitor(args, db, bundle, run_dir / "monitor",
                                           args.monitor_args, env, log)
     variants = {}
-    for extra in args.variants:
+    for name, extra in (args.variant or list(VARIANTS.items())):
         _, other, _ = monitor(args, db, bundle, run_dir / "variant", f"{args.monitor_args} "
                               f"{extra}", env, log)
-        variants[extra] = short(figures(manifest, other))
+        variants[name] = {"monitor_args": extra, **short(figures(manifest, other))}
     result = {
         "profile": args.profile, "chain": args.chain, "window": args.window,
         "clients": args.clients, "model_version": manifest.get("model_version"),
