@@ -28,6 +28,7 @@ import polars as pl
 from isicstack.data.crops import decode_jpeg, encode_jpeg
 from isicstack.monitoring.replay_config import ReplayConfig
 from isicstack.settings.keys import ConfigError
+from isicstack.settings.layers import load_config
 from isicstack.synthetic.config import SynthConfig
 from isicstack.synthetic.generate import crop_params, simulate
 from isicstack.synthetic.kaggle_tables import kaggle_frame
@@ -64,8 +65,6 @@ def layout(cfg: ReplayConfig) -> list[str]:
 
 def synth_settings(cfg: ReplayConfig) -> SynthConfig:
     """The training data's generator settings (configs/synth.yaml's profile)."""
-    from isicstack.settings.layers import load_config
-
     return load_config(SynthConfig, "synth", cfg.synth_profile or cfg.profile, [])
 
 
