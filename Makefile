@@ -68,7 +68,7 @@ PIPELINE := data folds $(CHAIN)
 
 .PHONY: help setup synth data folds predict-images submit all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare kaggle-package app subgroups loco serve bundle promote replay
+        evaluate compare kaggle-package app subgroups loco serve bundle promote space replay
 
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter all,$(MAKECMDGOALS)),)
@@ -224,6 +224,9 @@ distclean: clean ## also remove generated synthetic data and the virtualenv
 .PHONY: ingest
 ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOUT=isic2020 OUT=<dir>
 	$(ISIC) ingest --images "$(IMAGES)" --labels "$(LABELS)" --layout $(or $(LAYOUT),generic) --out "$(OUT)" $(STAGE_ARGS)
+
+space: $(STAMP) $(if $(filter dist/bundle,$(BUNDLE)),dist/bundle/bundle.json) ## dist/space: the web page over BUNDLE as a Hugging Face Space (upload the folder)
+	$(ISIC) space --profile $(PROFILE) bundle=$(BUNDLE) artifacts=$(ARTIFACTS) $(STAGE_ARGS)
 
 # From a fresh clone `make serve` first runs the pipeline and builds dist/bundle (once); a
 # bundle is a versioned artifact: after retraining, `make bundle` replaces it.

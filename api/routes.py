@@ -30,6 +30,7 @@ from isicstack.serving.inputs import (
     lesion_frame,
     unseen_levels,
 )
+from isicstack.serving.predlog import UnknownLesion
 from isicstack.serving.reference import crop_stats
 from isicstack.serving.scorer import NOTICE, Scorer
 
@@ -141,8 +142,6 @@ def create_app(scorer: Scorer, store: Any, cfg: ServeConfig, token: str = "") ->
     @app.post("/v1/outcomes", response_model=OutcomeAnswer, dependencies=guard,
               summary="the biopsy (or audit) result of a scored lesion")
     async def outcome(out: Outcome) -> dict[str, Any]:
-        from isicstack.serving.predlog import UnknownLesion
-
         try:
             n = await run_in_threadpool(store.add_outcome, out.isic_id, int(out.malignant),
                                         out.reason)
