@@ -33,6 +33,9 @@ class ReplayConfig:
     synth_profile: str = ""  # configs/synth.yaml profile the model was trained on ("" = profile)
     seed: int = 2029  # generator seed of the stream; must differ from the training data's
     window: int = 1000  # lesions per window (whole patients, the last one trimmed)
+    # mean lesions a patient sends (the generator's patient count follows); 0 = the training
+    # set's (a whole-body map: ~50-70); a clinic or telemedicine request holds a few lesions
+    lesions_per_patient: float = 0.0
     clean: int = 20  # clean windows before the first shift (false alarms are counted on them)
     shifts: list[str] = field(default_factory=lambda: list(SHIFTS))  # segments, in this order
     shift_windows: int = 3  # windows of each shift segment
@@ -54,8 +57,8 @@ class ReplayConfig:
         for key in ("window", "shift_windows", "clients"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.clean < 0 or self.gap < 0:
-            raise ConfigError("clean and gap must be >= 0")
+        if self.clean < 0 or self.gap < 0 or self.lesions_per_patient < 0:
+            raise ConfigError("clean, gap and lesions_per_patient must be >= 0")
         for key in ("centre_share", "cast_share", "audit"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")

@@ -82,8 +82,9 @@ class Pool:
     """Generated patients, handed out window by window (whole patients, the last trimmed)."""
 
     def __init__(self, train: SynthConfig, seed: int, rows: int, prevalence: float,
-                 tag: str) -> None:
-        patients = max(1, round(rows * train.patients / max(train.rows, 1)))
+                 tag: str, per_patient: float = 0.0) -> None:
+        per = per_patient or max(train.rows, 1) / train.patients  # 0: training's lesions/patient
+        patients = max(1, round(rows / per))
         self.cfg = replace(train, rows=rows, patients=patients, test_rows=3, seed=seed,
                            prevalence=prevalence, out="")
         c, is_train, lat = simulate(self.cfg)
@@ -131,11 +132,11 @@ def pools(cfg: ReplayConfig, train: SynthConfig, plan: list[str]) -> dict[str, P
     n_b = plan.count("prevalence")
     for scale in (1.4, 2.8, 5.6):
         by = {CLEAN: Pool(train, seed_a, _pool_rows(len(plan) - n_b, cfg.window, scale),
-                          train.prevalence, f"R{cfg.seed}A")}
+                          train.prevalence, f"R{cfg.seed}A", cfg.lesions_per_patient)}
         if n_b:
             by["prevalence"] = Pool(train, seed_b, _pool_rows(n_b, cfg.window, scale),
                                     min(0.5, train.prevalence * cfg.prevalence_factor),
-                                    f"R{cfg.seed}B")
+                                    f"R{cfg.seed}B", cfg.lesions_per_patient)
         if all(by[pool_of(s)].take(cfg.window) is not None for s in plan):
             for pool in by.values():
                 pool.next = 0
