@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -234,6 +235,10 @@ def main() -> None:
         "conditions": run_conditions(threads=os.cpu_count() or 1, stage="replay"),
     }
     write_json(result, ROOT / args.out)
+    shown = (ROOT / args.out).with_suffix("")  # the monitor's own report, shown by the README
+    shown.mkdir(exist_ok=True)
+    for name in ("report.md", "monitor.png"):
+        shutil.copy2(run_dir / "monitor" / name, shown / name)
     print(json.dumps({k: result[k] for k in ("false_alarms", "clean_windows")}
                      | {s: v["windows_to_named_alert"] for s, v in result["shifts"].items()}))
 
