@@ -68,7 +68,7 @@ PIPELINE := data folds $(CHAIN)
 
 .PHONY: help setup synth data folds predict-images submit all test \
         test-fast bench bench-tables lint lock clean distclean tune-tabular tune-image tune-stack dashboard \
-        evaluate compare kaggle-package app subgroups loco serve bundle promote
+        evaluate compare kaggle-package app subgroups loco serve bundle promote space replay
 
 ifneq ($(strip $(ARGS)),)
 ifneq ($(filter all,$(MAKECMDGOALS)),)
@@ -225,6 +225,9 @@ distclean: clean ## also remove generated synthetic data and the virtualenv
 ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOUT=isic2020 OUT=<dir>
 	$(ISIC) ingest --images "$(IMAGES)" --labels "$(LABELS)" --layout $(or $(LAYOUT),generic) --out "$(OUT)" $(STAGE_ARGS)
 
+space: $(STAMP) $(if $(filter dist/bundle,$(BUNDLE)),dist/bundle/bundle.json) ## dist/space: the web page over BUNDLE as a Hugging Face Space (upload the folder)
+	$(ISIC) space --profile $(PROFILE) bundle=$(BUNDLE) artifacts=$(ARTIFACTS) $(STAGE_ARGS)
+
 # From a fresh clone `make serve` first runs the pipeline and builds dist/bundle (once); a
 # bundle is a versioned artifact: after retraining, `make bundle` replaces it.
 dist/bundle/bundle.json:
@@ -234,3 +237,6 @@ dist/bundle/bundle.json:
 serve: $(STAMP) $(if $(filter dist/bundle,$(BUNDLE)),dist/bundle/bundle.json) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
 	$(ISIC) serve --profile $(PROFILE) bundle=$(BUNDLE) port=$(SERVE_PORT) \
 	  log=$(ARTIFACTS)/serve/predictions.db $(STAGE_ARGS)
+
+replay: $(STAMP) ## a generated stream with planted shifts through the running `make serve` (SERVE_PORT, LOG); then `make monitor`
+	$(ISIC) replay --profile $(PROFILE) url=http://127.0.0.1:$(SERVE_PORT) log=$(LOG) $(STAGE_ARGS)

@@ -27,11 +27,12 @@ from isicstack.api.config import ServeConfig
 from isicstack.api.schemas import LesionAnswer, Outcome, OutcomeAnswer, ScoreAnswer, ScoreRequest
 from isicstack.serving.inputs import (
     InputError,
-    crop_stats,
     decode_crop,
     lesion_frame,
     unseen_levels,
 )
+from isicstack.serving.predlog import UnknownLesion
+from isicstack.serving.reference import crop_stats
 from isicstack.serving.scorer import NOTICE, Scorer
 
 
@@ -149,8 +150,6 @@ def create_app(scorer: Scorer, store: Any, cfg: ServeConfig, token: str = "") ->
     @app.post("/v1/outcomes", response_model=OutcomeAnswer, dependencies=guard,
               summary="the biopsy (or audit) result of a scored lesion")
     async def outcome(out: Outcome) -> dict[str, Any]:
-        from isicstack.serving.predlog import UnknownLesion
-
         try:
             n = await run_in_threadpool(store.add_outcome, out.isic_id, int(out.malignant),
                                         out.reason)

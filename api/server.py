@@ -21,6 +21,7 @@ from typing import Any
 from isicstack.api.config import ServeConfig
 from isicstack.extras import require
 from isicstack.serving.predlog import PredictionLog, check_writable, key_from_env
+from isicstack.serving.scorer import Scorer
 from isicstack.settings.keys import ConfigError
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,11 @@ def build_app(cfg: ServeConfig, store: Any = None) -> Any:
     """The ASGI app of ``cfg`` (the bundle loaded, the log opened unless ``store`` is given)."""
     require("fastapi", needed_by="isic serve", instead="score a test folder offline with "
             "`isic predict`")
-    from isicstack.api.routes import create_app
-    from isicstack.serving.scorer import Scorer
+    from isicstack.api.routes import create_app  # after the extra's check: FastAPI
 
     token = token_of(cfg)
     store = open_log(cfg) if store is None else store
-    scorer = Scorer.from_bundle(cfg.bundle, cfg.cpu_threads)
+    scorer = Scorer.from_bundle(cfg.bundle, cfg.cpu_threads, cfg.artifacts)
     return create_app(scorer, store, cfg, token)
 
 

@@ -20,6 +20,7 @@ class AppConfig:
         "the clinician web page (Gradio) on 127.0.0.1:<port>")
 
     artifacts: str = "artifacts"     # holds the saved runs the page scores with
+    bundle: str = ""  # a bundle folder or models:/isicstack@champion: score with it instead
     profile: str = "default"         # config profile in use (set by --profile)
     host: str = "127.0.0.1"          # loopback only; 0.0.0.0 exposes the page to the network
     port: int = 7860                 # port on host

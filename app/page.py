@@ -23,7 +23,8 @@ from isicstack.app.service import Clinic, Result
 from isicstack.app.validate import FIELDS, InputError, parse_metadata, read_upload
 from isicstack.calibration.config import OperatingPointConfig
 from isicstack.extras import require
-from isicstack.serving.scorer import NOTICE
+from isicstack.serving.manifest import RESEARCH_USE as NOTICE
+from isicstack.serving.registry import resolve
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,12 @@ def handle_patient(clinic: Clinic, cfg: AppConfig, csv: str | None,
 def load_clinic(cfg: AppConfig) -> Clinic:
     """The saved models and their operating points (once, before the page opens)."""
     ops = OperatingPointConfig(target_tpr=cfg.target_tpr, n_boot=cfg.n_boot)
+    if cfg.bundle:  # the deployed model: its runs, its scorer and its operating points
+        folder = resolve(cfg.bundle, cfg.artifacts)
+        return Clinic(str(folder / "artifacts"), cfg.image_run, cfg.stacker, cfg.fallback, ops,
+                      cfg.layer, cfg.cpu_threads, str(folder))
     return Clinic(cfg.artifacts, cfg.image_run, cfg.stacker, cfg.fallback, ops, cfg.layer,
-                  cfg.cpu_threads)
+                  cfg.cpu_threads, "")
 
 
 def _gradio() -> ModuleType:

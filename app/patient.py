@@ -22,7 +22,7 @@ import polars as pl
 from isicstack.app.validate import UPLOAD_PATIENT, InputError, read_upload
 from isicstack.data.io import NULL_VALUES
 from isicstack.data.schema import BY_NAME, columns_for
-from isicstack.serving.scorer import NOTICE
+from isicstack.serving.manifest import RESEARCH_USE as NOTICE
 
 PATIENT_GROUPS = ("patient", "ugly_duckling")
 MEASURED = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "single_lesion.json"

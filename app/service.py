@@ -36,7 +36,7 @@ from isicstack.explain.maps import crop_maps, load_image_only
 from isicstack.extras import MissingExtraError
 from isicstack.inference.config import PredictConfig
 from isicstack.inference.predict import STACKER_FILE
-from isicstack.serving.scorer import Scorer, attach_sources
+from isicstack.serving.scorer import Route, Scorer, attach_sources
 from isicstack.settings.chain import image_only_run
 
 log = logging.getLogger(__name__)
@@ -74,19 +74,34 @@ def operating_point(artifacts: str, name: str, cfg: OperatingPointConfig
     return op, ""
 
 
+def bundle_op(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """A bundle scorer's recorded operating point in the page's shape (no intervals: the
+    bundle keeps the point, not the bootstrap)."""
+    p = spec.get("operating_point")
+    if not p or p.get("threshold") is None:
+        return None, f"no operating point recorded for `{spec.get('name')}` in the bundle"
+    return {"point": {"threshold": p["threshold"], "recall": p["tpr"],
+                      "specificity": 1.0 - p["fpr"]}, "ci_low": {}, "ci_high": {},
+            "rows": p.get("rows", 0), "patients": p.get("patients", 0)}, ""
+
+
 class Clinic:
     """The image-only run, the stack (when its runs are there) and their operating points."""
 
     def __init__(self, artifacts: str, image_run: str, stacker: str, fallback: str,
-                 op_cfg: OperatingPointConfig, layer: str, cpu_threads: int) -> None:
+                 op_cfg: OperatingPointConfig, layer: str, cpu_threads: int, bundle: str
+                 ) -> None:
         """Every setting comes from the ``AppConfig`` (:func:`isicstack.app.page.load_clinic`):
-        no second default here."""
-        self.artifacts, self.layer = artifacts, layer
+        no second default here. ``bundle``: a bundle folder whose scorer (and operating points)
+        the full chain uses; ``artifacts`` is then its ``artifacts/``."""
+        self.artifacts, self.layer, self.bundle = artifacts, layer, bundle
         image_run = image_only_run(image_run)  # "": the chain's image-only run
         self.lock = threading.Lock()
         self.image = load_image_only(artifacts, image_run, None, "cpu", cpu_threads)
         self.image_sources = attach_sources([self.image])
-        self.image_op = operating_point(artifacts, image_run, op_cfg)
+        self.image_op = (None, f"no operating point for `{image_run}`: a bundle records those of "
+                         "its scorers only (add metadata to use them)") if bundle else \
+            operating_point(artifacts, image_run, op_cfg)
         self.image_cal = read_map(artifacts, image_run)
         self.stack: Any = None
         self.stack_error = ""
@@ -99,7 +114,15 @@ class Clinic:
     def _load_stack(self, stacker: str, fallback: str, cpu_threads: int,
                     op_cfg: OperatingPointConfig) -> None:
         """The full chain through the deployed model's scorer (``serving.scorer``), flagged at
-        the operating point picked on its OOF scores."""
+        the operating point picked on its OOF scores (a bundle's: those it recorded)."""
+        if self.bundle:
+            self.scorer = Scorer.from_bundle(self.bundle, cpu_threads)
+            self.stack = {"route": self.scorer.routes["full"], "name": self.scorer.version,
+                          "ops": {k: bundle_op(spec) for k, spec
+                                  in self.scorer.manifest["scorers"].items()},
+                          "patient_context": uses_patient_context(
+                              self.scorer.routes["full"].predictors)}
+            return
         pcfg = PredictConfig(artifacts=self.artifacts, stacker=stacker, fallback=fallback,
                              accelerator="cpu", num_workers=0, cpu_threads=cpu_threads,
                              image_batch_size=8)
@@ -107,7 +130,7 @@ class Clinic:
         op = operating_point(self.artifacts, stacker if has_stack else fallback, replace(op_cfg))
         self.scorer = Scorer.from_artifacts(pcfg, op[0]["point"]["threshold"] if op[0] else None)
         route = self.scorer.routes["full"]
-        self.stack = {"route": route, "name": route.name, "op": op,
+        self.stack = {"route": route, "name": route.name, "ops": {"full": op},
                       "patient_context": uses_patient_context(route.predictors)}
 
     def score(self, image: np.ndarray, meta: dict[str, Any] | None) -> Result:
@@ -135,29 +158,35 @@ class Clinic:
             result.notes.append(f"Metadata ignored: the full stack is not available "
                                 f"({self.stack_error}).")
             return result
-        values, risks, what, prob = self._stack_scores(metadata_row(meta), {UPLOAD_ID: image})
-        op, note = self.stack["op"]
+        values, risks, what, prob, route = self._stack_scores(metadata_row(meta),
+                                                              {UPLOAD_ID: image})
+        op, note = self.stack["ops"][route.key]
         missing = len(FIELDS) - len(meta)
         notes = [f"Metadata: {len(meta)} field(s) given, {missing} of the form left empty; every "
                  "other column is unknown (null)."]
-        if self.stack["patient_context"]:
+        if route.key == "full" and self.stack["patient_context"]:
             notes.append(single_lesion_warning(1))
-        route = self.stack["route"]
         return Result(float(values[0]), what, prob, op, note, notes=notes,
                       risk=None if risks is None else float(risks[0]), risk_note=route.cal_note)
 
     def _stack_scores(self, rows: pl.DataFrame, crops: dict[str, np.ndarray]
-                      ) -> tuple[np.ndarray, np.ndarray | None, str, bool]:
-        """The full chain's scores and risks of ``rows`` (whole patients), what scored them,
-        and whether the score is a probability."""
+                      ) -> tuple[np.ndarray, np.ndarray | None, str, bool, Route]:
+        """The scorer's scores and risks of ``rows`` (one patient), what scored them, whether
+        the score is a probability, and the route (a bundle scores a patient with few lesions
+        by its model without patient-context features)."""
         scored = self.scorer.score(rows, crops)
+        route = self.scorer.routes[scored[0].scorer]
         values = np.array([s.score for s in scored])
         risks = None if scored[0].risk is None else np.array([s.risk for s in scored])
-        st = self.stack["route"].stacker
+        st = route.stacker
+        if route.key == "solo":
+            return values, risks, (f"`{route.name}`, the model without patient-context "
+                                   f"features (this patient has fewer than "
+                                   f"{route.max_lesions} lesions)"), True, route
         if st is None:
-            return values, risks, f"`{self.stack['name']}`", True
-        what = f"stack `{self.stack['name']}` ({st.method} over {', '.join(st.inputs)})"
-        return values, risks, what, st.method == "logistic"
+            return values, risks, f"`{route.name}`", True, route
+        what = f"stack `{route.name}` ({st.method} over {', '.join(st.inputs)})"
+        return values, risks, what, st.method == "logistic", route
 
     def score_patient(self, rows: pl.DataFrame, crops: dict[str, np.ndarray]) -> PatientResult:
         """Every lesion of one patient through the full chain, together (patient features)."""
@@ -165,11 +194,11 @@ class Clinic:
             raise InputError(f"The full stack is not available ({self.stack_error}), so a "
                              "patient's CSV cannot be scored.")
         with self.lock:
-            values, risks, what, _ = self._stack_scores(rows, crops)
-        why = self.stack["route"].cal_note
-        op, note = self.stack["op"]
-        notes = [n for n in (single_lesion_warning(rows.height) if self.stack["patient_context"]
-                             else "", why, note) if n]
+            values, risks, what, _, route = self._stack_scores(rows, crops)
+        op, note = self.stack["ops"][route.key]
+        single = route.key == "full" and self.stack["patient_context"]
+        notes = [n for n in (single_lesion_warning(rows.height) if single else "",
+                             route.cal_note, note) if n]
         return PatientResult(rows["isic_id"].to_list(), values, risks, what,
                              op["point"]["threshold"] if op else None, notes)
 

@@ -50,11 +50,11 @@ BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tabl
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
 import page_tables  # noqa: E402
 import page_tables_scale  # noqa: E402
-import page_tables_serve  # noqa: E402
+import page_tables_service  # noqa: E402
 from table_spec import Table  # noqa: E402
 
 TABLES: dict[str, Table] = {**page_tables.TABLES, **page_tables_scale.TABLES,
-                            **page_tables_serve.TABLES}
+                            **page_tables_service.TABLES}
 
 
 def lookup(data: Any, path: str) -> Any:

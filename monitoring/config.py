@@ -24,7 +24,8 @@ class MonitorConfig:
 
     COMMAND: ClassVar[Command] = Command(
         "monitor", "isicstack.monitoring.run",
-        "drift, review rate and outcomes of the prediction log per window vs the bundle")
+        "drift, review rate and outcomes of the prediction log per window vs the bundle",
+        yaml="monitor")
 
     log: str = DEFAULT_LOG  # the prediction log (SQLite) `isic serve` writes
     bundle: str = DEFAULT_BUNDLE  # bundle folder or models:/isicstack@champion (its reference.json)
@@ -57,7 +58,7 @@ class ForgetPatientConfig:
 
     COMMAND: ClassVar[Command] = Command(
         "forget-patient", "isicstack.monitoring.logcmd",
-        "delete one patient's predictions and outcomes from the prediction log")
+        "delete one patient's predictions and outcomes from the prediction log", yaml="log")
 
     patient_id: str = ""  # the patient's id as sent to the service (hashed with ISIC_LOG_KEY)
     log: str = DEFAULT_LOG  # the prediction log (SQLite)
@@ -69,7 +70,8 @@ class PruneLogConfig:
 
     COMMAND: ClassVar[Command] = Command(
         "prune-log", "isicstack.monitoring.logcmd",
-        "delete prediction-log rows older than the retention period (and their outcomes)")
+        "delete prediction-log rows older than the retention period (and their outcomes)",
+        yaml="log")
 
     log: str = DEFAULT_LOG  # the prediction log (SQLite)
     retention_days: float = 365.0  # rows older than this many days are deleted

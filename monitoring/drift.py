@@ -44,16 +44,9 @@ def _deff(y: np.ndarray, groups: np.ndarray, cfg: MonitorConfig) -> float:
 
 
 def expected_shares(stat: dict[str, Any]) -> np.ndarray:
-    """The reference's decile shares; its own sample's when they disagree with it by more than
-    0.05 in a bin (a reference binned under another tie convention: ties on discrete ages)."""
-    edges, fractions = stat["edges"], np.asarray(stat["fractions"], dtype=np.float64)
-    sample = np.asarray(stat.get("sample") or [], dtype=np.float64)
-    sample = sample[np.isfinite(sample)]
-    if sample.size >= 200:
-        own = stats.shares(stats.bin_index(sample, edges), len(edges) - 1)
-        if own.size == fractions.size and np.max(np.abs(own - fractions)) > 0.05:
-            return own
-    return fractions
+    """The reference's decile shares (``serving.reference.bin_fractions``: the bins the window
+    is counted in here, ``stats.bin_index``, are the same)."""
+    return np.asarray(stat["fractions"], dtype=np.float64)
 
 
 def numeric_checks(family: str, name: str, x: np.ndarray, groups: np.ndarray,

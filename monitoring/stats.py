@@ -9,8 +9,9 @@ runs on an effective sample size ``n / deff``, with the design effect ``deff = 1
 (Kish; ``m`` = size-weighted mean lesions per patient, ICC by one-way ANOVA over patients): for
 the chi-square this is the first-order Rao-Scott correction.
 
-PSI uses the reference's decile edges with numpy's histogram convention (bins ``[e_i, e_i+1)``,
-the last one closed; values outside the edges count in the outer bins and as out of range).
+PSI uses the reference's decile edges and its bins (``serving.reference.bin_fractions``: the
+outer bins open, ``(-inf, e_1)`` and ``[e_k-1, +inf)``; values outside the training range also
+count as out of range).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def psi(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 def bin_index(x: np.ndarray, edges: Sequence[float]) -> np.ndarray:
-    """Each value's decile bin (0 .. len(edges) - 2) under numpy's histogram convention."""
+    """Each value's decile bin (0 .. len(edges) - 2), as ``serving.reference.bin_fractions``
+    bins the reference."""
     return np.searchsorted(np.asarray(edges, dtype=np.float64)[1:-1], x, side="right")
 
 

@@ -51,8 +51,11 @@ class Stage:
 
 
 def config_modules() -> list[str]:
-    """Every room's light config module (``isicstack.<room>.config``), in name order."""
-    return [f"isicstack.{p.parent.name}.config" for p in sorted(PACKAGE.glob("*/config.py"))
+    """Every room's light config modules (``isicstack.<room>.config``, and
+    ``isicstack.<room>.<name>_config`` where a second command of a room has its own owner), in
+    name order."""
+    paths = sorted({*PACKAGE.glob("*/config.py"), *PACKAGE.glob("*/*_config.py")})
+    return [f"isicstack.{p.parent.name}.{p.stem}" for p in paths
             if (p.parent / "__init__.py").is_file()]
 
 

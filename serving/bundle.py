@@ -29,7 +29,14 @@ from isicstack.calibration.scores import model_scores
 from isicstack.data.crops import CropStore
 from isicstack.data.folds import read_folds
 from isicstack.data.io import load_metadata, write_json
-from isicstack.data.layout import TRAIN_IMAGES, TRAIN_META, oof_path, resolve_data_dir, run_dir
+from isicstack.data.layout import (
+    ORACLE,
+    TRAIN_IMAGES,
+    TRAIN_META,
+    oof_path,
+    resolve_data_dir,
+    run_dir,
+)
 from isicstack.data.provenance import file_sha256, fold_hash, read_provenance
 from isicstack.inference.config import PredictConfig
 from isicstack.inference.package import building_dir, pack_models, swap_in
@@ -62,12 +69,14 @@ def scorer(artifacts: str | Path, name: str, inputs: list[str], folds: pl.DataFr
     """A ``scorers`` entry of ``bundle.json`` and its OOF scores, on the scale the scorer
     outputs (the stacker's inference scale, as ``app/service.py::operating_point``)."""
     pred = model_scores(artifacts, name, folds)
-    op = operating_point(folds["target"].to_numpy(), pred, folds["patient_id"].to_numpy(),
-                         OperatingPointConfig(target_tpr=target_tpr, n_boot=0))["point"]
+    found = operating_point(folds["target"].to_numpy(), pred, folds["patient_id"].to_numpy(),
+                            OperatingPointConfig(target_tpr=target_tpr, n_boot=0))
+    op = found["point"]
     entry = {"name": name, "inputs": inputs, "cv": run_cv(artifacts, name),
              "operating_point": {"target_tpr": target_tpr, "threshold": op["threshold"],
                                  "tpr": op["recall"], "fpr": 1.0 - op["specificity"],
-                                 "review_rate": op["review_per_1000"] / 1000.0},
+                                 "review_rate": op["review_per_1000"] / 1000.0,
+                                 "rows": found["rows"], "patients": found["patients"]},
              "calibrated": calibrated}
     return entry, pred
 
@@ -142,6 +151,9 @@ def run(cfg: BundleConfig) -> Path:
     tmp = building_dir(out)
     packed = pack_models(pcfg, tmp, [solo] if solo else [], what="bundle")
     doc, scores = manifest(cfg, pcfg, packed, solo, folds)
+    # what it was trained on: a Space's licence follows it (ISIC data: CC BY-NC 4.0)
+    doc["training_data"] = {"train_meta": file_sha256(data_dir / TRAIN_META),
+                            "synthetic": (data_dir / ORACLE).is_file()}
     crops = crop_sample(data_dir, train["isic_id"].to_list(), cfg.sample, cfg.seed)
     thresholds = {k: s["operating_point"]["threshold"] for k, s in doc["scorers"].items()}
     write_json(reference(train, crops, scores, thresholds, cfg.sample, cfg.seed),

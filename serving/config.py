@@ -71,3 +71,24 @@ class PromoteConfig:
                               f"{self.version}")
         if not self.alias or not self.alias.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"promote: alias {self.alias!r} must be letters, digits, - or _")
+
+
+@dataclass
+class SpaceConfig:
+    """Config of ``isic space``: a folder that runs the web page as a Hugging Face Space."""
+
+    COMMAND: ClassVar[Command] = Command(
+        "space", "isicstack.serving.space",
+        "dist/space: the web page over a bundle as a Hugging Face Space (app.py, pinned "
+        "requirements, the bundle, the wheel)", yaml="space")
+
+    data_dir: str = "auto"  # unused: a Space holds no data
+    artifacts: str = "artifacts"  # the registry a models:/ bundle is read from
+    profile: str = "default"  # config profile in use (set by --profile)
+    bundle: str = "dist/bundle"  # a bundle folder or models:/isicstack@champion
+    out_dir: str = "dist/space"  # folder written (replaced only if it is a Space of ours)
+    title: str = "isicstack lesion check"  # the Space's title (README front matter)
+    # auto: cc-by-nc-4.0 when the bundle was trained on ISIC data (the data's licence),
+    # apache-2.0 (the code's) when on the synthetic set
+    license: str = "auto"
+    cpu_threads: int = 2  # torch threads of the page (a free CPU Space has 2 vCPUs)

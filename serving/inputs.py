@@ -105,12 +105,3 @@ def unseen_levels(row: dict[str, Any], known: dict[str, set[str]] | None = None)
     return [f"{c}={v!r} was not seen in training" for c, v in row.items()
             if v is not None and c in levels and v not in levels[c]]
 
-
-def crop_stats(img: np.ndarray) -> dict[str, float]:
-    """What the monitor compares of a crop without keeping its pixels: size, brightness (mean
-    grey level) and mean colour; a new camera or a colour cast moves them."""
-    rgb = img.reshape(-1, 3).astype(np.float64)
-    mean = rgb.mean(axis=0) if rgb.size else np.zeros(3)
-    return {"width": float(img.shape[1]), "height": float(img.shape[0]),
-            "brightness": float(mean @ np.array([0.299, 0.587, 0.114])),
-            "mean_r": float(mean[0]), "mean_g": float(mean[1]), "mean_b": float(mean[2])}

@@ -37,14 +37,14 @@ from isicstack.inference.predict import (
     score_all,
     share_image_passes,
 )
+from isicstack.serving.manifest import REFERENCE_FILE, RESEARCH_USE, verify
+from isicstack.serving.registry import resolve
 from isicstack.settings.build import build
 from isicstack.stacking.methods import Stacker
 
 log = logging.getLogger(__name__)
 
-NOTICE = "research use, not a medical device"
-BUNDLE_FILE = "bundle.json"
-REFERENCE_FILE = "reference.json"
+NOTICE = RESEARCH_USE  # said in every answer and on the page
 
 
 class CropSource:
@@ -118,24 +118,6 @@ class LesionScore:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_bundle(folder: Path) -> dict[str, Any]:
-    """``bundle.json`` of ``folder``, with a clear error when it is not a bundle."""
-    path = folder / BUNDLE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder}: not a model bundle (no {BUNDLE_FILE}); build one "
-                                "with `isic bundle` / `make bundle`")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    for key in ("version", "scorers"):
-        if key not in doc:
-            raise ValueError(f"{path}: no {key!r}; rebuild the bundle with `isic bundle`")
-    if "full" not in doc["scorers"]:
-        raise ValueError(f"{path}: scorers has no 'full' entry")
-    return doc
-
-
 def bundle_predict_config(folder: Path, cpu_threads: int) -> PredictConfig:
     """The bundle's PredictConfig, pointed at its own artifacts, on CPU in this process."""
     path = folder / "predict.yaml"
@@ -170,16 +152,15 @@ class Scorer:
             f"{k}: {r.name}" for k, r in self.routes.items()))
 
     @classmethod
-    def from_bundle(cls, ref: str | Path, cpu_threads: int = 0) -> Scorer:
-        """A bundle folder or a registry URI (``models:/isicstack@champion``)."""
-        if str(ref).startswith("models:/"):
-            from isicstack.serving.registry import resolve
-
-            ref = resolve(str(ref))
-        folder = Path(ref)
+    def from_bundle(cls, ref: str | Path, cpu_threads: int = 0,
+                    artifacts: str | Path = "artifacts") -> Scorer:
+        """A bundle folder or a registry URI (``models:/isicstack@champion``, in the registry
+        of ``artifacts``' ledger), every file checked against its SHA-256 in bundle.json."""
+        folder = resolve(ref, artifacts)
+        manifest = verify(folder)
         path = folder / REFERENCE_FILE
         reference = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        return cls(read_bundle(folder), bundle_predict_config(folder, cpu_threads), reference)
+        return cls(manifest, bundle_predict_config(folder, cpu_threads), reference)
 
     @classmethod
     def from_artifacts(cls, pcfg: PredictConfig, threshold: float | None) -> Scorer:

@@ -118,7 +118,9 @@ def test_bundle_manifest_and_reference(built: Path, solo_art: Path):
     metrics = json.loads((solo_art / "runs" / "lgbm_solo" / "metrics.json").read_text())
     assert solo["cv"] == {"pauc": metrics["pauc"], "auc": metrics["auc"]}
     op = full["operating_point"]
-    assert set(op) == {"target_tpr", "threshold", "tpr", "fpr", "review_rate"}
+    assert set(op) == {"target_tpr", "threshold", "tpr", "fpr", "review_rate", "rows",
+                       "patients"}
+    assert doc["training_data"]["synthetic"]  # the mini-ISIC: a Space's licence follows it
     assert op["tpr"] >= 0.8 and 0 < op["review_rate"] < 1
     ref = json.loads((built / "reference.json").read_text())
     assert ref["format"] == 1 and ref["rows"] == 1500

@@ -45,7 +45,9 @@ def test_every_registered_stage_is_built(stage: str):
     cls, run = resolve(stage)
     spec = STAGES[stage]
     room = spec.run.rsplit(".", 1)[0]
-    assert spec.config == f"{room}.config:{cls.__name__}" and cls.__module__ == f"{room}.config"
+    module = spec.config.partition(":")[0]
+    assert spec.config == f"{module}:{cls.__name__}" and cls.__module__ == module
+    assert module.rpartition(".")[0] == room and module.rpartition(".")[2].endswith("config")
     assert dataclasses.is_dataclass(cls) and callable(run)
 
 

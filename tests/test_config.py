@@ -112,7 +112,8 @@ def test_every_shipped_config_resolves(monkeypatch):
     assert checked == {"synth", "folds", "train-tabular", "train-image", "stack", "predict",
                        "kaggle-package", "report", "tune", "evaluate", "predict-images",
                        "ingest", "explain", "app", "calibrate", "subgroups", "loco",
-                       "runs", "bundle", "promote"}
+                       "runs", "bundle", "promote", "serve", "monitor", "forget-patient",
+                       "prune-log", "replay", "space"}
 
 
 def _shadowed(cls: type, base: dict, prefix: str = "") -> list[str]:

@@ -217,10 +217,11 @@ def test_modules_are_loaded_by_name_only_from_the_top():
 # (serving/mlflow_model.py, "models from code"), which MLflow runs when registering: it loads
 # the scorer (torch, the GBDTs) only when a registered model is loaded.
 EXTRA_MODULES = {"catboost", "pandas", "psycopg2", "pytorch_grad_cam", "gradio", "mlflow",
-                 "optuna_dashboard"}
+                 "optuna_dashboard", "uvicorn"}
 EXTRA_USES = {("vision/mlflow_log.py", "pytorch_lightning.loggers")}  # MLFlowLogger: mlflow's
 LAZY_BY_DESIGN = {"pipelines/cli.py", "inference/kaggle_inference.py",
-                  "serving/mlflow_model.py"}
+                  "serving/mlflow_model.py", "api/server.py"}  # server: its routes (FastAPI,
+# the `serve` extra) after require() has named the extra
 
 
 def function_level_imports() -> list[str]:
