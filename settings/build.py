@@ -34,6 +34,10 @@ def _check(value: Any, tp: Any, key: str) -> Any:
                 return _check(value, arg, key)
         raise ConfigError(f"config key {key!r}: {value!r} matches none of {tp}")
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads on/off and yes/no as booleans
+            words = ("on", "yes", "true") if value else ("off", "no", "false")
+            spelled = [a for a in args if isinstance(a, str) and a.lower() in words]
+            value = spelled[0] if len(spelled) == 1 else value
         if value not in args:
             raise ConfigError(f"config key {key!r}: {value!r} is not one of {list(args)}")
         return value

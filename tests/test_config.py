@@ -164,3 +164,14 @@ def test_a_profile_merges_into_the_dataclass_defaults(tmp_path: Path):
     cfg = load_config(Gbdt, "gbdt", "small", ["params.lr=0.2"], config_dir=tmp_path)
     assert cfg.params == {"lr": 0.2, "depth": 3.0} and cfg.rounds == 100
     assert load_config(Gbdt, "gbdt", config_dir=tmp_path).params == {"lr": 0.1, "depth": 6.0}
+
+
+def test_yaml_booleans_name_a_literal_member():
+    """``register=off`` reaches the builder as YAML's False: it names the member spelled so."""
+    from isicstack.serving.config import BundleConfig
+    from isicstack.settings.build import build
+
+    assert build(BundleConfig, {"register": False}).register == "off"
+    assert build(BundleConfig, {"register": True}).register == "on"
+    with pytest.raises(ConfigError, match="is not one of"):
+        build(BundleConfig, {"register": "maybe"})
