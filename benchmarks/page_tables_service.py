@@ -12,7 +12,21 @@ SHIFTS = [("centre", "a new centre (`attribution`) on ~20 % of a window's lesion
           ("age", "ages +5 years"), ("colour", "a colour cast on 30 % of the crops"),
           ("prevalence", "prevalence doubled")]
 
+SOLO = "python benchmarks/bench_solo.py"
+_AT = "{{at_threshold.{k}.sensitivity:.3f}}", "{{at_threshold.{k}.review_rate:.1%}}"
+
 TABLES: dict[str, Table] = {
+    "solo": Table(
+        "solo.json", SOLO,
+        ["model ({rows:int} held-out lesions of {patients:int} patients, {positives:int} "
+         "positives; threshold at OOF sensitivity 0.8)", "test pAUC", "test sensitivity",
+         "review rate"],
+        [["`{full}` inside its patient", "{test_pauc.solo_vs_full_inside.a:.4f}",
+          *(c.format(k="full_inside") for c in _AT)],
+         ["`{full}` scored alone", "{test_pauc.solo_vs_full_alone.a:.4f}",
+          *(f"**{c.format(k='full_alone')}**" for c in _AT)],
+         ["`{solo}` (alone = inside: no patient feature)", "{test_pauc.solo_vs_full_alone.b:.4f}",
+          *(c.format(k="solo") for c in _AT)]]),
     "replay": Table(
         "replay.json", REPLAY,
         ["planted shift ({lesions:int} lesions, windows of {window:int}, {profile} profile, "
