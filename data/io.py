@@ -81,6 +81,20 @@ def save_png(fig: Figure, path: Path, dpi: int) -> str:
     return path.name
 
 
+def read_json_object(path: Path, missing: str) -> dict[str, Any]:
+    """The JSON object in ``path``; a FileNotFoundError saying ``missing`` (what to do) when
+    there is no file, a ValueError naming the file when it is not a JSON object."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {missing}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return doc
+
+
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     return write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)

@@ -19,13 +19,13 @@ in the order written: one per model for the tabular stage, none on a DDP rank ot
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isicstack.data.io import read_json_object
 from isicstack.data.metric import mean_std
 from isicstack.ledger.old_shapes import upgrade
 
@@ -114,15 +114,8 @@ def read_result(folder: str | os.PathLike[str]) -> RunResult:
     """The result of the run in ``folder``: its ``metrics.json``, of this shape or one of the
     three of before (then the fold hash comes from ``provenance.json`` if the file has none)."""
     path = Path(folder) / METRICS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the run's results (metrics.json) not found; copy the "
-                                "whole run folder or rerun the stage that writes it")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: not a JSON object")
+    doc = read_json_object(path, "the run's results (metrics.json) not found; copy the whole "
+                           "run folder or rerun the stage that writes it")
     if "format" in doc:
         return RunResult.from_dict(doc, str(path))
     return RunResult.from_dict({**upgrade(doc, Path(folder), str(path)), "format": FORMAT},

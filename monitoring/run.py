@@ -20,19 +20,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from isicstack.data.io import write_json, write_text
+from isicstack.data.io import read_json_object, write_json, write_text
 from isicstack.ledger.store import log_run
 from isicstack.monitoring import drift, outcomes, stats
 from isicstack.monitoring.config import MonitorConfig
 from isicstack.monitoring.report import markdown, plot_windows
+from isicstack.serving.manifest import BUNDLE_FILE, REFERENCE_FILE
 from isicstack.serving.predlog import read_outcomes, read_predictions
+from isicstack.serving.registry import resolve
 from isicstack.settings.command import CommandExit
 from isicstack.settings.layers import ConfigError
-
-try:  # another change's module: models:/ URIs work once it is there
-    from isicstack.serving.registry import resolve as resolve_uri
-except ImportError:  # pragma: no cover - depends on the branch
-    resolve_uri = None
 
 log = logging.getLogger(__name__)
 
@@ -41,37 +38,21 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 REQUIRED_REFERENCE = ("numeric", "categorical")
 
 
-def bundle_folder(ref: str) -> Path:
-    """The bundle folder of ``ref`` (a folder, or a models:/ URI via the registry)."""
-    if ref.startswith("models:/"):
-        if resolve_uri is None:
-            raise ConfigError(f"bundle={ref}: models:/ URIs need isicstack.serving.registry; "
-                              "give the bundle folder instead")
-        return Path(resolve_uri(ref))
-    return Path(ref)
-
-
 def load_reference(bundle: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """``reference.json`` (checked) and ``bundle.json`` ({} when absent) of a bundle folder."""
-    path = bundle / "reference.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"bundle={bundle}: no reference.json (a bundle folder holds "
-                                "bundle.json and reference.json)")
-    try:
-        ref = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err})") from err
-    if not isinstance(ref, dict) or ref.get("format") != 1:
-        raise ValueError(f"{path}: field 'format' must be 1, got "
-                         f"{ref.get('format') if isinstance(ref, dict) else type(ref).__name__}")
+    path = bundle / REFERENCE_FILE
+    ref = read_json_object(path, "no reference.json (a bundle folder holds bundle.json and "
+                           "reference.json: `isic bundle`)")
+    if ref.get("format") != 1:
+        raise ValueError(f"{path}: field 'format' must be 1, got {ref.get('format')}")
     for key in REQUIRED_REFERENCE:
         if not isinstance(ref.get(key), dict):
             raise ValueError(f"{path}: field '{key}' missing or not an object")
     for name, stat in ref["numeric"].items():
         if not isinstance(stat, dict) or len(stat.get("edges") or []) < 2:
             raise ValueError(f"{path}: field 'numeric.{name}.edges' needs at least 2 values")
-    manifest = bundle / "bundle.json"
-    return ref, json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+    manifest = bundle / BUNDLE_FILE
+    return ref, read_json_object(manifest, "") if manifest.is_file() else {}
 
 
 def window_ids(ts: np.ndarray, window: str) -> np.ndarray:
@@ -141,7 +122,9 @@ def describe(c: dict[str, Any]) -> str:
 
 def run(cfg: MonitorConfig) -> dict[str, Any]:
     """Write report.md, monitor.json and the PNG time series; exit 3 on an alert."""
-    bundle = bundle_folder(cfg.bundle)
+    # a models:/ ref is fetched (and checked) from the registry of the ledger of `artifacts`
+    bundle = resolve(cfg.bundle, cfg.artifacts) if cfg.bundle.startswith("models:/") \
+        else Path(cfg.bundle)
     reference, manifest = load_reference(bundle)
     frame = load_log(cfg.log)
     out = Path(cfg.out) if cfg.out else Path(cfg.artifacts) / "monitor"

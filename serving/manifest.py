@@ -7,11 +7,10 @@ folder before they trust it, and the monitor loads no model library.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
-from isicstack.data.io import DataError
+from isicstack.data.io import DataError, read_json_object
 from isicstack.data.provenance import file_sha256
 
 BUNDLE_FILE = "bundle.json"
@@ -35,13 +34,11 @@ def content_hash(files: dict[str, dict[str, Any]]) -> str:
 def read_bundle(folder: str | Path) -> dict[str, Any]:
     """``bundle.json`` of ``folder``, its required keys checked (errors name the file)."""
     path = Path(folder) / BUNDLE_FILE
-    if not path.is_file():
-        raise BundleError(f"{folder}: not a bundle (no {BUNDLE_FILE}); build one with "
-                          "`isic bundle` (make bundle)")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise BundleError(f"{path}: not readable JSON ({err})") from err
+        doc = read_json_object(path, "not a bundle (no such file); build one with `isic "
+                               "bundle` (make bundle)")
+    except (FileNotFoundError, ValueError) as err:
+        raise BundleError(str(err)) from err
     missing = [k for k in REQUIRED if not isinstance(doc, dict) or k not in doc]
     if missing:
         raise BundleError(f"{path}: missing key(s) {missing}")
