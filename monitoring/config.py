@@ -14,7 +14,7 @@ from typing import ClassVar
 from isicstack.settings.command import Command
 
 DEFAULT_LOG = "artifacts/serve/predictions.db"  # where `isic serve` writes its log
-DEFAULT_BUNDLE = "artifacts/serve/bundle"  # where the bundle command writes the served bundle
+DEFAULT_BUNDLE = "dist/bundle"  # where `isic bundle` writes (what `isic serve` serves)
 
 
 @dataclass

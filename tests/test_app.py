@@ -110,7 +110,7 @@ def test_metadata_uses_the_full_stack(clinic, cfg: AppConfig, crop):
     assert "stack `stack` (logistic over" in result.model and result.probability
     assert 0 <= result.score <= 1 and result.op is not None
     assert "2 field(s) given" in result.notes[0]
-    assert clinic.stack["op"][0]["point"]["threshold"] != clinic.image_op[0]["point"][
+    assert clinic.stack["ops"]["full"][0]["point"]["threshold"] != clinic.image_op[0]["point"][
         "threshold"]
 
 
