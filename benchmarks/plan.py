@@ -48,7 +48,7 @@ PLAN: list[tuple[str, str]] = [
     ("calibration.json", "benchmarks/bench_calibration.py --seeds 0 1 2"),
     ("single_lesion.json", "benchmarks/bench_single_lesion.py"),
     ("solo.json", "benchmarks/bench_solo.py"),
-    ("replay.json", "benchmarks/bench_replay.py --replay-args lesions_per_patient=8"),
+    ("replay.json", "benchmarks/bench_replay.py"),
     ("serve.json", "benchmarks/bench_serve.py"),
 ]
 
