@@ -20,7 +20,8 @@ from typing import Any
 
 from isicstack.api.config import ServeConfig
 from isicstack.extras import require
-from isicstack.serving.predlog import PredictionLog, check_writable, key_from_env
+from isicstack.serving.log_file import check_writable
+from isicstack.serving.predlog import PredictionLog, key_from_env
 from isicstack.serving.scorer import Scorer
 from isicstack.settings.keys import ConfigError
 

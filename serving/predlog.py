@@ -22,7 +22,6 @@ overwritten, and forgetting checkpoints the WAL.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import hmac
 import json
@@ -30,9 +29,7 @@ import logging
 import math
 import os
 import secrets
-import shutil
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,12 +38,17 @@ from typing import Any
 
 import polars as pl
 
+from isicstack.serving.log_file import (
+    LogLocationError,
+    _create_private,
+    check_writable,
+    ensure_private,
+)
+
 log = logging.getLogger(__name__)
 
 KEY_ENV = "ISIC_LOG_KEY"
 FORMAT = 1
-MODE = 0o600
-MIN_FREE_BYTES = 64 * 2**20  # check_writable: less free space than this is "disk full"
 CROP_STATS = ("crop_width", "crop_height", "brightness", "mean_r", "mean_g", "mean_b")
 REQUIRED = ("request_id", "lesion_id", "patient_id", "model_version", "scorer", "model",
             "score", "flag")
@@ -81,10 +83,6 @@ class UnknownLesion(LookupError):  # noqa: N818 (the name the shared design give
     """An outcome for a lesion the log never scored."""
 
 
-class LogLocationError(ValueError):
-    """The log cannot be created or written where asked (read-only, full disk, wrong key)."""
-
-
 def key_from_env(env: Mapping[str, str] | None = None) -> bytes | None:
     """The hashing key from ``ISIC_LOG_KEY`` (its UTF-8 bytes), None when unset or empty."""
     value = (os.environ if env is None else env).get(KEY_ENV, "")
@@ -99,65 +97,6 @@ def key_id(key: bytes) -> str:
 def patient_hash(key: bytes, patient_id: str) -> str:
     """The pseudonym of ``patient_id`` under ``key`` (HMAC-SHA256, hex)."""
     return hmac.new(key, str(patient_id).encode(), hashlib.sha256).hexdigest()
-
-
-def _create_private(path: Path, data: bytes = b"") -> None:
-    """Create ``path`` with mode 0600 from the start (no window with a looser mode)."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, MODE)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def ensure_private(path: Path) -> None:
-    """Repair a log file (or its -wal/-shm/.key) readable by others to 0600, with a warning."""
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.key")):
-        if not p.exists():
-            continue
-        mode = stat.S_IMODE(p.stat().st_mode)
-        if mode & 0o077:
-            try:
-                os.chmod(p, MODE)
-            except OSError as err:
-                raise LogLocationError(f"prediction log {p} has mode {mode:o} (readable by "
-                                       f"others) and cannot be set to 600: {err}") from err
-            log.warning("prediction log %s had mode %o (readable by others): set to 600", p, mode)
-
-
-def _probe(folder: Path) -> None:
-    """Write, fsync and remove a small file in ``folder`` (raises the OS error if it cannot)."""
-    probe = folder / f".predlog-probe-{os.getpid()}-{threading.get_ident()}"
-    try:
-        _create_private(probe, b"\0" * 4096)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            probe.unlink()
-
-
-def check_writable(path: str | os.PathLike[str], min_free: int = MIN_FREE_BYTES) -> Path:
-    """Fail at start, not at the first request: ``path``'s folder must exist (or be creatable),
-    accept a write, and have ``min_free`` bytes free; the log itself, if present, writable."""
-    path = Path(path)
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _probe(folder)
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError(errno.EACCES, "the log file is not writable", str(path))
-    except OSError as err:
-        why = {errno.EROFS: "a read-only file system", errno.EACCES: "not writable (permission)",
-               errno.EPERM: "not writable (permission)", errno.ENOSPC: "the disk is full",
-               errno.EDQUOT: "the disk quota is exceeded", errno.EFBIG: "a file size limit"
-               }.get(err.errno or 0, err.strerror or str(err))
-        raise LogLocationError(f"prediction log {path}: cannot write in {folder}: {why} "
-                               "(set log= to a writable location)") from err
-    free = shutil.disk_usage(folder).free
-    if free < min_free:
-        raise LogLocationError(f"prediction log {path}: the disk holding {folder} is full "
-                               f"({free / 2**20:.1f} MiB free, need {min_free / 2**20:.0f} MiB)")
-    return path
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from isicstack.pipelines.cli import main
-from isicstack.serving import predlog
+from isicstack.serving import log_file, predlog
+from isicstack.serving.log_file import check_writable
 from isicstack.serving.predlog import (
     LogLocationError,
     LogWriteError,
     PredictionLog,
     UnknownLesion,
-    check_writable,
     read_outcomes,
     read_predictions,
 )
@@ -127,10 +127,10 @@ def test_check_writable_names_a_read_only_folder_and_a_full_disk(tmp_path: Path,
     if os.geteuid() == 0:  # root writes anyway: the folder's file system refuses instead
         def refuse(path, data=b""):
             raise OSError(errno.EROFS, "Read-only file system", str(path))
-        monkeypatch.setattr(predlog, "_create_private", refuse)
+        monkeypatch.setattr(log_file, "_create_private", refuse)
     with pytest.raises(LogLocationError, match=r"ro/log.db: cannot write in .*read-only|not wri"):
         check_writable(ro / "log.db")
     monkeypatch.undo()
-    monkeypatch.setattr(predlog.shutil, "disk_usage", lambda p: type("U", (), {"free": 10})())
+    monkeypatch.setattr(log_file.shutil, "disk_usage", lambda p: type("U", (), {"free": 10})())
     with pytest.raises(LogLocationError, match="the disk holding .* is full"):
         PredictionLog(tmp_path / "log.db", KEY)
