@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from monitor_fixtures import make_bundle, simulate, to_frame, write_log
 
 from isicstack.monitoring import run as monitor
 from isicstack.monitoring.config import MonitorConfig
@@ -17,7 +18,6 @@ from isicstack.monitoring.outcomes import outcome_figures
 from isicstack.pipelines.cli import main
 from isicstack.settings.command import CommandExit
 from isicstack.settings.layers import ConfigError
-from tests.monitor_fixtures import make_bundle, simulate, to_frame, write_log
 
 CFG = MonitorConfig(n_boot=20)
 EXPECTED = {"centre": "unseen", "age": "numeric", "colour": "crop", "prevalence": "calibration"}
