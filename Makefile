@@ -171,8 +171,8 @@ app: $(STAMP) ## the clinician web page (Gradio) at 127.0.0.1:APP_PORT over ARTI
 LOG ?= $(ARTIFACTS)/serve/predictions.db
 .PHONY: monitor
 monitor: $(STAMP) ## drift, review rate and outcomes of the served model per window (LOG= BUNDLE= ARGS=)
-	@test -f "$(LOG)" || { echo "make monitor: no prediction log at $(LOG): run \`make serve\` (and send \
-	it requests, or the replay of \`make bench\`) to fill one, or set LOG=" >&2; exit 2; }
+	@test -f "$(LOG)" || { echo "make monitor: no prediction log at $(LOG): run \`make serve\` and send \
+	it requests (\`make replay\` in another terminal sends a test stream), or set LOG=" >&2; exit 2; }
 	$(ISIC) monitor log=$(LOG) bundle=$(BUNDLE) artifacts=$(ARTIFACTS) $(ARGS)
 
 # The run ledger (isicstack/ledger/store.py): the store ARTIFACTS' stages log to (ISIC_TRACKING,
