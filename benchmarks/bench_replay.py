@@ -44,7 +44,8 @@ RELEVANT = {"centre": ("attribution",), "age": ("age_approx",),
             "prevalence": ("calibration",)}
 GOAL_DELAY, GOAL_FALSE = 2, 1  # flagged within 2 windows; <= 1 false alarm per 20 clean
 # other alarm rules tried on the same log (monitor keys; cheap: the log is read again, no replay)
-VARIANTS = {"psi_floor_025": "psi_floor=0.25",
+VARIANTS = {"fixed_floor": "psi_noise=0",  # PSI floor 0.1 alone, the first defaults
+            "psi_floor_025": "psi_floor=0.25",
             "strict": "psi_floor=0.5 range_floor=0.03 alpha=0.01",
             "no_cluster": "cluster=false"}
 

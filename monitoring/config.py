@@ -36,6 +36,9 @@ class MonitorConfig:
     profile: str = "default"  # config profile in use (set by --profile)
     alpha: float = 0.05  # family-wise error rate per window (Holm over all its tests)
     psi_floor: float = 0.1  # a drift alert also needs PSI at least this (effect-size floor)
+    # ... and at least this many times the PSI a clean window shows by chance at its effective
+    # size ((bins - 1) / (lesions / design effect)); 0 = the fixed floor alone
+    psi_noise: float = 3.0
     missing_floor: float = 0.05  # ... a missing-rate change of at least this (absolute)
     range_floor: float = 0.01  # ... at least this share of values outside the reference range
     unseen_floor: float = 0.01  # share of a window's lesions in an unseen category: an alert

@@ -33,6 +33,14 @@ def check(family: str, name: str, effect: float, floor: float, p: float | None,
             "p": None if p is None else float(p), "rejected": False, "alert": False, **detail}
 
 
+def psi_floor(bins: int, n: int, deff: float, cfg: MonitorConfig) -> float:
+    """The PSI an alert needs: ``psi_floor``, or more in a window of few effective lesions:
+    ``psi_noise`` times the PSI a clean window of ``n / deff`` independent draws shows by chance
+    (n PSI is about chi-square with ``bins - 1`` degrees of freedom)."""
+    n_eff = max(n / max(deff, 1.0), 1.0)
+    return max(cfg.psi_floor, cfg.psi_noise * (bins - 1) / n_eff)
+
+
 def patient_codes(frame: pl.DataFrame) -> np.ndarray:
     """Each lesion's patient as an integer code (the clusters of every test)."""
     return np.unique(frame.get_column("patient_hash").to_numpy().astype(str),
@@ -80,8 +88,8 @@ def numeric_checks(family: str, name: str, x: np.ndarray, groups: np.ndarray,
     sample = sample[np.isfinite(sample)]
     deff = _deff(idx.astype(np.float64), g, cfg)
     d, p = stats.ks_pvalue(ok, sample, ok.size / deff) if sample.size else (float("nan"), None)
-    out.append(check(family, name, value, cfg.psi_floor, p, ks=d, deff=deff,
-                     mean=float(ok.mean()), n=int(ok.size)))
+    out.append(check(family, name, value, psi_floor(len(edges) - 1, ok.size, deff, cfg), p,
+                     ks=d, deff=deff, mean=float(ok.mean()), n=int(ok.size)))
     return out
 
 
@@ -114,8 +122,8 @@ def categorical_checks(name: str, values: list[Any], groups: np.ndarray,
     deffs = [_deff(y, gs, cfg) for y in indicators if 0 < y.mean() < 1]
     deff = float(np.mean(deffs)) if deffs else 1.0
     p = stats.chi2_pvalue(counts, expected, deff) if counts.sum() >= MIN_ROWS else None
-    out.append(check("categorical", name, value, cfg.psi_floor, p, deff=deff,
-                     n=int(ok.size)))
+    out.append(check("categorical", name, value, psi_floor(len(levels) + 1, ok.size, deff, cfg),
+                     p, deff=deff, n=int(ok.size)))
     return out
 
 

@@ -95,7 +95,8 @@ def markdown(doc: dict[str, Any], cfg: MonitorConfig, images: dict[str, str]) ->
              "review rate against the expected one (Wilson interval); with outcomes, "
              "sensitivity, specificity, AUC, pAUC and observed vs expected positives.", "",
              f"Alarm rule: Holm over all tests of a window at family-wise error {cfg.alpha}, "
-             f"and an effect floor (PSI >= {cfg.psi_floor}, missing-rate change >= "
+             f"and an effect floor (PSI >= {cfg.psi_floor} and >= {cfg.psi_noise:g} x the PSI "
+             "a clean window of its effective size shows by chance, missing-rate change >= "
              f"{cfg.missing_floor}, out of range >= {cfg.range_floor}, review rate off by >= "
              f"{cfg.review_floor:.0%} of the expected, observed/expected beyond "
              f"{cfg.calibration_floor}x); unseen categories on >= {cfg.unseen_floor:.0%} of a "
