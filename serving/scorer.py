@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
 
 from isicstack.calibration.maps import CalMap, read_map
 from isicstack.data.colour import shades_of_gray
@@ -39,7 +38,7 @@ from isicstack.inference.predict import (
 )
 from isicstack.serving.manifest import REFERENCE_FILE, RESEARCH_USE, verify
 from isicstack.serving.registry import resolve
-from isicstack.settings.build import build
+from isicstack.settings.layers import load_config
 from isicstack.stacking.methods import Stacker
 
 log = logging.getLogger(__name__)
@@ -119,12 +118,11 @@ class LesionScore:
 
 
 def bundle_predict_config(folder: Path, cpu_threads: int) -> PredictConfig:
-    """The bundle's PredictConfig, pointed at its own artifacts, on CPU in this process."""
-    path = folder / "predict.yaml"
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    cfg = build(PredictConfig, doc.get("base", doc))
-    return replace(cfg, artifacts=str(folder / "artifacts"), accelerator="cpu", num_workers=0,
-                   cpu_threads=cpu_threads)
+    """The bundle's PredictConfig (its ``predict.yaml``, read as the Kaggle script reads the
+    package's), pointed at its own artifacts, on CPU in this process."""
+    return load_config(PredictConfig, "predict", "default", [
+        f"artifacts={folder / 'artifacts'}", "accelerator=cpu", "num_workers=0",
+        f"cpu_threads={cpu_threads}"], config_dir=folder, use_tuned=False)
 
 
 class Scorer:
