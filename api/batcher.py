@@ -104,8 +104,8 @@ class Batcher:
                 j.future.set_exception(err)
             return
         answers, start = [], 0
-        for j in jobs:
-            answers.append(scored[start:start + j.rows.height])
+        for j in jobs:  # each request's answers, with the caller's own ids back
+            answers.append([unmangle(s) for s in scored[start:start + j.rows.height]])
             start += j.rows.height
         now = time.time()
         rows_out = [log_row(j, s, lg, now) for j, ans in zip(jobs, answers, strict=True)
@@ -119,7 +119,7 @@ class Batcher:
             return
         self.batches += 1
         for j, ans in zip(jobs, answers, strict=True):
-            j.future.set_result([unmangle(s) for s in ans])
+            j.future.set_result(ans)
 
 
 def merge(jobs: list[Job]) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
@@ -142,8 +142,8 @@ def unmangle(s: LesionScore) -> LesionScore:
 
 def log_row(job: Job, s: LesionScore, logged: dict[str, Any], now: float) -> dict[str, Any]:
     """The prediction log's row of one scored lesion (``serving.predlog``)."""
-    return {"ts": now, "request_id": job.request_id, "lesion_id": s.isic_id.split(SEP, 1)[1],
-            "patient_id": s.patient_id.split(SEP, 1)[1], "model_version": s.version,
+    return {"ts": now, "request_id": job.request_id, "lesion_id": s.isic_id,
+            "patient_id": s.patient_id, "model_version": s.version,
             "scorer": s.scorer, "model": s.model, "score": s.score, "risk": s.risk,
             "flag": s.flag, "latency_ms": 1000 * (time.perf_counter() - job.started),
             **{k: v for k, v in logged.items() if k != "warn"}}

@@ -66,7 +66,9 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def _crop(lesion: Any, i: int, max_pixels: int) -> tuple[Any, dict[str, Any]]:
+def _crop(lesion: Any, i: int, max_pixels: int, keep_pixels: bool
+          ) -> tuple[Any, dict[str, Any]]:
+    """The decoded crop and what the log keeps of it (its bytes only with ``keep_pixels``)."""
     try:
         data = base64.b64decode(lesion.crop, validate=True)
     except (binascii.Error, ValueError):
@@ -74,8 +76,7 @@ def _crop(lesion: Any, i: int, max_pixels: int) -> tuple[Any, dict[str, Any]]:
                          "base64-encoded)") from None
     img = decode_crop(data, f"lesions[{i}].crop", max_pixels)
     return img, {"crop_sha256": hashlib.sha256(data).hexdigest(), "crop_bytes": len(data),
-                 **{f"crop_{k}" if k in ("width", "height") else k: v
-                    for k, v in crop_stats(img).items()}}
+                 "crop_stats": crop_stats(img), **({"crop": data} if keep_pixels else {})}
 
 
 def prepare(req: ScoreRequest, scorer: Scorer, cfg: ServeConfig, request_id: str) -> Job:
@@ -88,9 +89,7 @@ def prepare(req: ScoreRequest, scorer: Scorer, cfg: ServeConfig, request_id: str
     crops, logged = {}, []
     known = scorer.known_levels()
     for i, les in enumerate(req.lesions):
-        img, kept = _crop(les, i, cfg.max_pixels)
-        if cfg.store_pixels:
-            kept["crop"] = base64.b64decode(les.crop)
+        img, kept = _crop(les, i, cfg.max_pixels, cfg.store_pixels)
         crops[les.isic_id] = img
         meta = {k: v for k, v in lesions[i].items() if k != "isic_id"}
         logged.append({**kept, "inputs": meta, "warn": unseen_levels(meta, known)})
