@@ -26,7 +26,8 @@ DEV_EXTRA = "dev"
 # when the package is not installed, and then no metadata says it.
 DISTRIBUTIONS = {"psycopg2": "psycopg2-binary", "pytorch_grad_cam": "grad-cam"}
 _NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-_EXTRA = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
+# the extra a metadata requirement line belongs to (``...; extra == "app"``)
+EXTRA_MARKER = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
 
 
 class MissingExtraError(ImportError):
@@ -42,7 +43,7 @@ def _from_metadata(requirements: list[str]) -> dict[str, str]:
     """Distribution -> extra ('' = core) from the metadata's ``name>=1; extra == "x"`` lines."""
     out: dict[str, str] = {}
     for line in requirements:
-        name, extra = _NAME.match(line), _EXTRA.search(line)
+        name, extra = _NAME.match(line), EXTRA_MARKER.search(line)
         if name is None:
             raise ValueError(f"{DISTRIBUTION} metadata: unreadable requirement {line!r}")
         out.setdefault(canonical(name.group(1)), extra.group(1) if extra else "")

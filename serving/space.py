@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from isicstack.data.io import write_text
-from isicstack.extras import canonical
+from isicstack.extras import EXTRA_MARKER, canonical
 from isicstack.inference.package import REPO, build_wheel, building_dir, swap_in
 from isicstack.serving.config import SpaceConfig
 from isicstack.serving.manifest import BUNDLE_FILE, RESEARCH_USE
@@ -32,7 +32,6 @@ MARKER = "space.json"  # what `isic space` wrote: a folder without it is never r
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 GPU_ONLY = re.compile(r"^(nvidia-|cuda-|triton$)")  # torch's CUDA wheels: not on a CPU Space
 _REQ = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
-_EXTRA = re.compile(r"""\bextra\s*==\s*["']([^"']+)["']""")
 
 APP = '''"""The isicstack page as a Hugging Face Space (written by `isic space`): the model bundle
 beside this file, on the host and port the Space sets ({notice})."""
@@ -61,7 +60,7 @@ def closure(name: str, extras: tuple[str, ...]) -> set[str]:
         except metadata.PackageNotFoundError:
             continue
         for line in requires:
-            m, extra = _REQ.match(line), _EXTRA.search(line)
+            m, extra = _REQ.match(line), EXTRA_MARKER.search(line)
             if m is None or (extra and extra.group(1) not in wanted):
                 continue
             key = canonical(m.group(1))
