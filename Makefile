@@ -26,6 +26,9 @@ DASH_PORT ?= 8080
 APP_PORT  ?= 7860
 SERVE_PORT ?= 8000
 BUNDLE    ?= dist/bundle
+# what serve and space need first: the default bundle, built when missing (a folder or
+# models:/ ref given as BUNDLE is used as it is)
+BUNDLE_DEP = $(if $(filter dist/bundle,$(BUNDLE)),dist/bundle/bundle.json)
 MLFLOW_PORT ?= 5000
 NAME      ?= baseline
 OUT       ?=
@@ -225,7 +228,7 @@ distclean: clean ## also remove generated synthetic data and the virtualenv
 ingest: $(STAMP) ## other ISIC data: make ingest IMAGES=<dir> LABELS=<csv> LAYOUT=isic2020 OUT=<dir>
 	$(ISIC) ingest --images "$(IMAGES)" --labels "$(LABELS)" --layout $(or $(LAYOUT),generic) --out "$(OUT)" $(STAGE_ARGS)
 
-space: $(STAMP) $(if $(filter dist/bundle,$(BUNDLE)),dist/bundle/bundle.json) ## dist/space: the web page over BUNDLE as a Hugging Face Space (upload the folder)
+space: $(STAMP) $(BUNDLE_DEP) ## dist/space: the web page over BUNDLE as a Hugging Face Space (upload the folder)
 	$(ISIC) space --profile $(PROFILE) bundle=$(BUNDLE) artifacts=$(ARTIFACTS) $(STAGE_ARGS)
 
 # From a fresh clone `make serve` first runs the pipeline and builds dist/bundle (once); a
@@ -234,7 +237,7 @@ dist/bundle/bundle.json:
 	$(MAKE) all
 	$(MAKE) bundle
 
-serve: $(STAMP) $(if $(filter dist/bundle,$(BUNDLE)),dist/bundle/bundle.json) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
+serve: $(STAMP) $(BUNDLE_DEP) ## the scoring API over a bundle on 127.0.0.1:$(SERVE_PORT) (OpenAPI page /docs; BUNDLE=)
 	$(ISIC) serve --profile $(PROFILE) bundle=$(BUNDLE) port=$(SERVE_PORT) \
 	  log=$(ARTIFACTS)/serve/predictions.db $(STAGE_ARGS)
 
