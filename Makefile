@@ -200,11 +200,16 @@ compare: $(STAMP) ## paired test of two evaluations or runs: make compare A=a B=
 
 all: $(PIPELINE) ## the whole pipeline on DATA_DIR (synthetic default when no real data)
 
-test: $(STAMP) ## run the test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+# pytest-xdist: one worker per core (at most 4), a test file's tests on one worker (they share its
+# trained fixtures); tests/conftest.py gives each worker its share of the cores' threads
+XDIST = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
+TEST_WORKERS ?= auto
+
+test: $(STAMP) ## run the test suite (TEST_WORKERS=0: in one process)
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,$(XDIST)) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the test suite without slow tests
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,$(XDIST)) -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP) ## run the benchmarks (benchmarks/plan.py; BENCH_ONLY="tabular ..." for a part)
 	$(BIN)/python benchmarks/plan.py $(if $(BENCH_ONLY),--only $(BENCH_ONLY))

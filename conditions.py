@@ -90,14 +90,26 @@ def gpu_name() -> str | None:
     return None
 
 
+# the most cores this process's stages may size their threads by (unset: every core of the
+# affinity mask); the test suite sets it per pytest-xdist worker so two workers share two cores
+CORES_ENV = "ISIC_CORES"
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask: `taskset`, a container's cpuset),
     not the machine's count: threads sized by ``os.cpu_count()`` on a 1-core share of a 2-core
-    box wait on each other (LightGBM ran ~9x slower at 2 threads on 1 free core here)."""
+    box wait on each other (LightGBM ran ~9x slower at 2 threads on 1 free core here).
+    ``ISIC_CORES`` caps it (processes sharing a box: the test suite's workers)."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        cores = len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    cap = os.environ.get(CORES_ENV, "").strip()
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise ValueError(f"{CORES_ENV}={cap!r}: expected a whole number of cores >= 1")
+        cores = min(cores, int(cap))
+    return cores
 
 
 # the environment variables a launcher sets for a process's global rank, in the order

@@ -12,6 +12,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never let timm wait on a hub her
 # store per tmp artifacts folder would add seconds to every stage test
 os.environ.setdefault("ISIC_TRACKING", "none")
 
+
+def _share_cores_among_workers() -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core, at most 4) each worker sizes
+    its threads by its share of the cores: the stages by ``ISIC_CORES``
+    (``conditions.usable_cores``), torch, OpenMP and polars by their own variables (set before
+    any of them is imported; child processes inherit them). Two workers each running 2 OpenMP
+    threads on 2 cores wait on each other far longer than they compute."""
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not count:
+        return
+    share = str(max(1, len(os.sched_getaffinity(0)) // int(count)))
+    for var in ("ISIC_CORES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS"):
+        os.environ.setdefault(var, share)
+
+
+_share_cores_among_workers()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ISIC_SHARED", REPO.parent / "shared"))
 

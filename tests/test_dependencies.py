@@ -22,7 +22,7 @@ KNOWN = {**DISTRIBUTIONS, "PIL": "pillow", "sklearn": "scikit-learn", "yaml": "p
          "pytorch_lightning": "pytorch-lightning",
          "mlflow": "mlflow"}  # also provided by mlflow-skinny / mlflow-tracing: declared as mlflow
 # dev extra: run by make or by tests only, never imported by the package
-TOOLS = {"pytest", "ruff", "selenium", "import-linter"}
+TOOLS = {"pytest", "pytest-xdist", "ruff", "selenium", "import-linter"}
 NOT_IMPORTED = {"optuna-dashboard": "a command run by `make dashboard`"}
 
 

@@ -255,12 +255,18 @@ def test_cpu_threads_follow_the_cores_this_process_may_use(vision_data: dict[str
     from isicstack.vision.train import resolve_runtime
 
     cpu = image_cfg(vision_data, None, {"runtime.precision": "32-true", "runtime.cpu_threads": 0})
+    monkeypatch.delenv("ISIC_CORES", raising=False)  # make test's workers set their share
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert usable_cores() == 1 and resolve_runtime(cpu)["cpu_threads"] == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert resolve_runtime(cpu)["cpu_threads"] == 4
     assert resolve_runtime(with_keys(cpu, {"data.num_workers": 1}))["cpu_threads"] == 3
+    monkeypatch.setenv("ISIC_CORES", "2")  # a cap below the mask (processes sharing a box)
+    assert usable_cores() == 2 and resolve_runtime(cpu)["cpu_threads"] == 2
+    monkeypatch.setenv("ISIC_CORES", "two")
+    with pytest.raises(ValueError, match="ISIC_CORES='two'"):
+        usable_cores()
 
 
 @pytest.mark.gpu
