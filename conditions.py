@@ -4,8 +4,8 @@ Why: on this project's CPUs the same image run scores differently when only the 
 the box changes (bf16 autocast on CPUs with AVX512-BF16, float32 elsewhere; float sums in
 another order), so a comparison of two runs is only a comparison of settings when these match.
 Every stage writes this record into its ``provenance.json``; ``isic compare`` refuses (or
-marks) pairs whose machine, libraries or (within one stage) threads differ. One writer, read
-by the benchmarks too.
+marks) pairs whose machine, Python, libraries or (within one stage) threads or precision
+differ. One writer, read by the benchmarks too.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from typing import Any
 
 from isicstack.extras import declared
 
-# What two runs must share to be compared as settings. The machine and environment, always;
-# the thread count and loader workers only between runs of one stage (a GBDT's threads and a
-# CNN's are different knobs: comparing a stack with its tabular input is not a comparison of
-# threads). ``precision`` and ``cpu_count`` are recorded but follow from the CPU and the recipe.
-MACHINE: tuple[str, ...] = ("cpu_model", "cpu_bf16", "gpu", "libraries")
-SAME_STAGE: tuple[str, ...] = ("threads", "loader_workers")
+# What two runs must share to be compared as settings. The machine and environment (Python
+# included), always; the thread count, loader workers and precision only between runs of one
+# stage (a GBDT's threads and a CNN's are different knobs, a GBDT scores in float32 where the
+# CNN of a bf16 box trains in bf16: comparing a stack with its image input is not a comparison
+# of threads or precision). ``cpu_count`` is recorded, not compared (``threads`` is the knob).
+MACHINE: tuple[str, ...] = ("cpu_model", "cpu_bf16", "gpu", "python", "libraries")
+SAME_STAGE: tuple[str, ...] = ("threads", "loader_workers", "precision")
 # Extras whose libraries fit a model, so their versions can change a score; the others (the
 # app, the ledger, the dashboard, a database driver, Grad-CAM's figures) are recorded, not
 # compared.
@@ -41,7 +42,7 @@ def _cpuinfo() -> str:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there the image stage
-    trains in bf16 autocast, much faster than float32 on the 2-core box."""
+    trains in bf16 autocast (how much faster than float32 is not measured here)."""
     flags = _cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 

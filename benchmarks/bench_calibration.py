@@ -9,7 +9,8 @@ the ratio calibrated / oracle on the same replicates (the goal: <= 1.10), and th
 the best monotone map fitted on the same rows (a floor no calibration can beat: the gap from it
 to the oracle is ranking). Real-dev (``../shared/real-dev/tabular``, skipped with the reason when
 absent): the tabular stage into a temporary folder, then the same figures and the reliability
-curve with its band. Writes ``benchmarks/results/calibration.json``.
+curve with its band. Writes ``benchmarks/results/calibration.json`` with the conditions of this
+process (``isicstack.conditions.run_conditions``) and the load average at its start and end.
 
     python benchmarks/bench_calibration.py [--seeds 0 1 2] [--n-boot 1000]
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from isicstack.conditions import run_conditions, usable_cores
 from isicstack.data.io import write_json
 from isicstack.data.metric import seed_spread
 
@@ -136,11 +138,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
     args = ap.parse_args()
     os.chdir(ROOT)  # chains and data are named relative to the repository root
+    load_start = os.getloadavg()
     per_seed = synthetic(args.seeds, args.n_boot)
     result = {"goal": f"calibrated Brier <= {GOAL:.2f} x the oracle's (synthetic default)",
               "chains": CHAINS, "data": SYNTHETIC, "n_boot": args.n_boot,
               "seeds": per_seed, "summary": summary(per_seed) if per_seed else None,
-              "real_dev": real_dev(args.n_boot)}
+              "real_dev": real_dev(args.n_boot),
+              # the real-dev GBDTs train at threads=0 (every core this process may use)
+              "conditions": run_conditions(usable_cores(), stage="calibrate"),
+              "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
     write_json(result, args.out)
     print(json.dumps(result["summary"], indent=1))
     if "skipped" in result["real_dev"]:

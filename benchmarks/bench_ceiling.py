@@ -12,8 +12,9 @@ under veil: what a perfect reader of the crops could measure. Parts:
   gets from that score (models that re-fit the table, like the second GBDT pass, can go
   further). Spearman of each image score with the veil share.
 - ``recipes`` (fold 0 of seed 0's chain, two runs at a time, 1 thread each; ~25 min): the
-  fused recipe of ``make all`` and variants (twice the steps, 32 px, a smaller net, 3
-  negatives per positive): fold-0 pAUC and the image term's Spearman with the veil share.
+  residual fused recipe (``make_all``: ``make all``'s before the cuts) and variants (twice
+  the steps, 32 px, a smaller net, 3 negatives per positive): fold-0 pAUC and the image term's
+  Spearman with the veil share.
 - ``dense`` (fold 0 of seed 0; ~10 min): the same backbone, input and budget trained once on
   the label and once on the veil share itself (dense supervision, which no real data set has):
   how well the recipe reads the veil when told what to look for, against what 1 % positives
@@ -52,7 +53,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 CHAINS = ROOT / "artifacts" / "bench_pipeline"
 TAB, FUSED, PART, IMG = "lgbm", "vision_fused", "vision_fused_image_part", "vision_imgonly"
 WEIGHTS = np.linspace(0.0, 2.0, 21)
-# configs/chain.yaml's fused run from random init
+# the residual recipe, `make all`'s fused run before the cuts (random init, 240 steps); the
+# chain now starts it from the image-only models (configs/chain.yaml)
 FUSED_RECIPE = ["fusion=true", f"tabular_name={TAB}", "optim.steps=240"]
 VARIANTS = {"make_all": [], "steps_480": ["optim.steps=480"],
             "px32_steps_480": ["model.image_size=32", "optim.steps=480"],

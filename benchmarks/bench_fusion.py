@@ -1,11 +1,11 @@
 """Two recipes for the fused image model, on bench_pipeline's chains, fold seed by fold seed.
 
-``make all``'s fused CNN (``vision_fused``) is the *residual* recipe: random init, the
-image-only budget (240 steps), the tabular logit term in the model from the first step, so the
-CNN is fitted to what the tabular score leaves unexplained. The other recipe (``vision_fromimg``,
-the default before) starts each fold from the image-only model of that fold and trains 60 more
-steps with the tabular score as an input; its image part, trained to rank lesions alone, mostly
-re-learns what the table already says (sizes, colours).
+The chains' fused CNN (``vision_fused``, ``make all``'s until the cuts of ``bench_makeall.py``)
+is the *residual* recipe: random init, the image-only budget (240 steps), the tabular logit term
+in the model from the first step, so the CNN is fitted to what the tabular score leaves
+unexplained. The other recipe (``vision_fromimg``, the default before it and ``make all``'s again
+since the cuts: ``configs/chain.yaml``) starts each fold from the image-only model of that fold
+and trains 60 more steps with the tabular score as an input.
 
 For each fold seed whose ``bench_pipeline.py`` chain has its fused model
 (``artifacts/bench_pipeline/seed<N>``), the other recipe goes to

@@ -15,7 +15,9 @@ pass vs first (LightGBM, XGBoost), fused CNN vs its tabular input. Writes
 
 Results are merged into ``--out`` seed by seed (written after each), so ``--stages`` can rerun
 part of the chain of a seed after a change and keep the other stages' times. Timings depend on
-the load of the machine: the load average at start and end of each run is recorded.
+the load of the machine: each run (one seed's chain) records the load average at its own start
+and end, and at the start of each of its stages (``runs`` of the results file; a file written
+before records one ``loadavg_start`` for the whole batch, the first chain's, in every run).
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ STAGES = ["data", "folds", "train-tabular", "train-image-only", "train-image",
 FIRST, SECOND = ("lgbm", "xgb"), ("lgbm_img", "xgb_img")
 
 
-def run_chain(art: Path, seed: int, profile: str, extra: list[str],
-              stages: list[str]) -> dict[str, float]:
-    """The given stages of ``make all`` in order, timed; ``extra`` = more make arguments."""
-    times = {}
+def run_chain(art: Path, seed: int, profile: str, extra: list[str], stages: list[str]
+              ) -> tuple[dict[str, float], dict[str, tuple[float, float, float]]]:
+    """The given stages of ``make all`` in order, timed; ``extra`` = more make arguments.
+    Returns each stage's seconds and the load average at its start."""
+    times, loads = {}, {}
     for stage in stages:
+        loads[stage] = os.getloadavg()
         t0 = time.perf_counter()
         cmd = ["make", "--no-print-directory", stage, f"ARTIFACTS={art}", f"PROFILE={profile}",
                f"ARGS_folds=seed={seed}", *extra]
@@ -62,7 +66,7 @@ def run_chain(art: Path, seed: int, profile: str, extra: list[str],
             raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode})")
         times[stage] = round(time.perf_counter() - t0, 1)
         print(f"  seed {seed} {stage}: {times[stage]:.0f}s", flush=True)
-    return times
+    return times, loads
 
 
 def scores(art: Path, profile: str) -> dict[str, Any]:
@@ -172,10 +176,10 @@ def main() -> None:
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.is_file() else {"seeds": {}}
     result.setdefault("runs", [])
-    load0 = os.getloadavg()
     for seed in args.seeds:
         art = ROOT / args.chains / f"seed{seed}"
-        seconds = run_chain(art, seed, args.profile, args.make, args.stages)
+        load0 = os.getloadavg()  # this chain's start, not the batch's
+        seconds, stage_loads = run_chain(art, seed, args.profile, args.make, args.stages)
         old = result["seeds"].get(str(seed), {}).get("seconds", {})
         # a stage never run by this script for this seed has no time (None), not a made-up one
         merged = {st: seconds.get(st, old.get(st)) for st in STAGES}
@@ -183,6 +187,7 @@ def main() -> None:
         # stage times of one seed can come from runs on different machines: each run says which
         result["runs"].append({"seed": seed, "stages": args.stages, "make": args.make,
                                "machine": machine(), "loadavg_start": load0,
+                               "loadavg_stage_start": stage_loads,
                                "loadavg_end": os.getloadavg()})
         result.update(profile=args.profile, machine=machine(), summary=summary(result["seeds"]))
         write_json(result, out)  # after every seed: a later failure loses nothing

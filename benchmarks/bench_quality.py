@@ -8,7 +8,9 @@ Usage (after ``bench_pipeline.py``, whose seed-0 ``make all`` is read by default
 Reads ``folds.parquet`` and every ``oof/*.parquet`` of the artifacts folder and the data's
 ``oracle.parquet`` (true probabilities, which the pipeline never reads); writes
 ``benchmarks/results/quality.json``: per model the pooled OOF pAUC/AUC, the fold mean and sd,
-and the share of the oracle's pAUC. Cheap (seconds): the training is ``make all``'s.
+the share of the oracle's pAUC and the conditions its run recorded (``provenance.json``: the
+figures are the run's, so its machine and threads, not this script's). Cheap (seconds): the
+training is ``make all``'s.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 import polars as pl
 
 from isicstack.data.io import write_json
+from isicstack.data.layout import IMAGE_PART_SUFFIX, run_dir
 from isicstack.data.metric import fold_summary, pauc
+from isicstack.data.provenance import read_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -45,7 +49,10 @@ def quality(artifacts: Path, data: Path) -> dict:
         out["models"][path.stem] = {
             "rows": oof.height, "oof_pauc": round(s["oof_pauc"], 5),
             "oof_auc": round(s["oof_auc"], 4), "fold_pauc_mean": s["fold_pauc_mean"],
-            "fold_pauc_std": s["fold_pauc_std"], "share_of_oracle": s["oof_pauc"] / best}
+            "fold_pauc_std": s["fold_pauc_std"], "share_of_oracle": s["oof_pauc"] / best,
+            # a fused run's image term is written by that run: its conditions are the run's
+            "conditions": read_provenance(run_dir(
+                artifacts, path.stem.removesuffix(IMAGE_PART_SUFFIX))).get("conditions")}
     return out
 
 

@@ -8,7 +8,8 @@ an upload with metadata is). Per model and for the submitted stack: the shift of
 of the calibrated risk (maps fitted by ``isic calibrate`` into a temporary folder), how many
 lesions cross the review threshold (picked on the OOF scores at sensitivity 0.8), and the test
 pAUC each way with a patient-bootstrap interval of the difference. The app cites the summary.
-Writes ``benchmarks/results/single_lesion.json``.
+Writes ``benchmarks/results/single_lesion.json`` with the conditions of the scoring
+(``isicstack.conditions.run_conditions``) and the load average at its start and end.
 
     python benchmarks/bench_single_lesion.py [--chain artifacts/bench_pipeline/seed0]
 """
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from isicstack.conditions import run_conditions
 from isicstack.data.io import load_metadata, write_json
 from isicstack.data.layout import ORACLE, TEST_IMAGES, TEST_META
 
@@ -41,6 +43,13 @@ def score(test: pl.DataFrame, stacker: Any, predictors: list[Any]) -> dict[str, 
     if stacker is not None:
         scores["stack"] = stacker.predict(np.column_stack([scores[n] for n in stacker.inputs]))
     return scores
+
+
+def precision(predictors: list[Any]) -> str:
+    """How the image models scored (each as it trained: bf16 autocast where it did); the GBDTs
+    score in float32."""
+    bf16 = any(str(getattr(p, "autocast", None)) == "torch.bfloat16" for p in predictors)
+    return "bf16-mixed" if bf16 else "32-true"
 
 
 def variants(test: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -133,7 +142,7 @@ def main() -> None:
                          num_workers=0, cpu_threads=1)
     stacker, final, predictors = resolve_models(pcfg, Path(args.data) / TEST_IMAGES)
     test = load_metadata(Path(args.data) / TEST_META, "test")
-    t0 = time.perf_counter()
+    load_start, t0 = os.getloadavg(), time.perf_counter()
     got = {way: score(rows, stacker, predictors) for way, rows in variants(test).items()}
     seconds = round(time.perf_counter() - t0, 1)
     names = list(got["inside"])
@@ -149,6 +158,9 @@ def main() -> None:
     result = {"chain": args.chain, "data": args.data, "rows": test.height,
               "patients": int(test["patient_id"].n_unique()), "positives": int(y.sum()),
               "submitted": sub, "seconds": seconds, "models": models,
+              "conditions": run_conditions(pcfg.cpu_threads, pcfg.num_workers,
+                                           precision(predictors), stage="predict"),
+              "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
               "summary": {"data": "synthetic", "lesions": test.height, "model": sub,
                           "risk_abs_median": alone["risk"]["abs_median"],
                           "risk_abs_p90": alone["risk"]["abs_p90"],

@@ -30,7 +30,7 @@ import numpy as np
 import timm  # every model here is random-init: no hub access
 import torch
 
-from isicstack.conditions import cpu_has_bf16, cpu_model
+from isicstack.conditions import run_conditions
 from isicstack.data.crops import encode_jpeg, write_crops
 from isicstack.data.io import write_json
 from isicstack.vision.data import CropDataset, make_loader, train_transform
@@ -41,13 +41,12 @@ REAL_IMAGES = SHARED / "real-dev" / "images"
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def env_info() -> dict[str, Any]:
-    """What the figures were measured on (the CPU box is shared, so load matters)."""
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "timm": timm.__version__, "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-            "cpu_model": cpu_model(), "cpu_bf16": cpu_has_bf16(),
-            "loadavg_before": os.getloadavg()}
+def env_info(precision: str = "32-true") -> dict[str, Any]:
+    """What the figures were measured on (the CPU box is shared, so load matters): the
+    conditions every run records (CPU, threads, precision, Python, libraries), the load."""
+    info = {"conditions": run_conditions(torch.get_num_threads(), precision=precision),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine(), "loadavg_before": os.getloadavg()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -216,7 +215,7 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
     size, batch = 128, args.gpu_batch
-    out: dict[str, Any] = {"mode": "gpu", "env": env_info(), "model": "resnet50",
+    out: dict[str, Any] = {"mode": "gpu", "env": env_info("bf16-mixed"), "model": "resnet50",
                            "image_size": size, "batch": batch, "workers": args.gpu_workers}
     mem = step_rate("resnet50", size, batch, args.steps, "cuda", bf16=True, channels_last=True)
     out["in_memory"] = mem

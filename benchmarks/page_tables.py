@@ -20,9 +20,11 @@ CEIL = "python benchmarks/bench_ceiling.py"
 TABLES: dict[str, Table] = {
     "quality-synthetic": Table(
         "quality.json", "python benchmarks/bench_quality.py",
-        ["model (OOF file)", "OOF pAUC", "OOF AUC", "fold pAUC mean ± sd", "share of oracle"],
+        ["model (OOF file)", "OOF pAUC", "OOF AUC", "fold pAUC mean ± sd", "share of oracle",
+         "conditions its run recorded"],
         [["`{@key}`", "{@.oof_pauc:.4f}", "{@.oof_auc:.3f}",
-          "{@.fold_pauc_mean:.4f} ± {@.fold_pauc_std:.4f}", "{@.share_of_oracle:pct}"]],
+          "{@.fold_pauc_mean:.4f} ± {@.fold_pauc_std:.4f}", "{@.share_of_oracle:pct}",
+          "{@.conditions?:cond}"]],
         each="models"),
     "quality-oracle": Table(
         "quality.json", "python benchmarks/bench_quality.py",
@@ -86,20 +88,6 @@ TABLES: dict[str, Table] = {
           "{full.xgb.fraction_of_oracle:pct}", "{full.xgb.seconds:dur}"],
          ["`isic train-tabular --profile full` ({full.rows:int} rows, {full.positives} "
           "positives; features + both models)", "", "", "", "**{full.wall_seconds:dur}**"]]),
-    "inference": Table(
-        "inference.json", "python benchmarks/bench_inference.py",
-        ["", "{runs.10000.rows:int} test rows", "{runs.100000.rows:int} test rows"],
-        [["tabular path (features + GBDT models), rows/s",
-          "{runs.10000.tabular_rows_per_s:int}", "{runs.100000.tabular_rows_per_s:int}"],
-         ["image path, one fold (img/s)", "{runs.10000.image_images_per_s:int}",
-          "{runs.100000.image_images_per_s:int}"],
-         ["peak RSS of `isic predict`", "{runs.10000.peak_rss_mb:int} MB",
-          "{runs.100000.peak_rss_mb:int} MB"],
-         ["projected for 500,000 rows: tabular", "{runs.10000.projected_500k_seconds.tabular:dur}",
-          "{runs.100000.projected_500k_seconds.tabular:dur}"],
-         ["projected for 500,000 rows: image models, 5 folds",
-          "{runs.10000.projected_500k_seconds.image_5_folds:dur}",
-          "{runs.100000.projected_500k_seconds.image_5_folds:dur}"]]),
     "tune": Table(
         "tune.json", "python benchmarks/bench_tune.py",
         ["sweep", "trials (complete / pruned)", "untuned pAUC", "best pAUC", "wall",
@@ -159,29 +147,20 @@ TABLES: dict[str, Table] = {
         [["`{@key}`", "{@.mean:dur} ± {@.sd:dur}"]], each="summary.stages"),
     "pipeline-total": Table(
         "pipeline.json", PIPE,
-        ["", "wall time", "oracle pAUC (true probabilities)", "machine"],
-        [["**total `make all`** (data already generated)",
+        ["", "wall time", "oracle pAUC (true probabilities)", "machine",
+         "load average (1 min) at the end of the chain of seed {runs.0.seed} / {runs.1.seed} / "
+         "{runs.2.seed}"],
+        [["**total of the chain** (`make all` before the cuts, every stage at 1 thread; data "
+          "already generated)",
           "**{summary.total_seconds.mean:dur}** ± {summary.total_seconds.sd:dur}",
-          "{summary.oracle_pauc.mean:.4f}", "{machine}"]]),
-    "vision-cpu": Table(
-        "vision_cpu.json", "python benchmarks/bench_vision.py",
-        ["", "64 px", "128 px"],
-        [["DataLoader, 2 workers, train augmentation, HDF5 + decode (img/s)",
-          "{loader.64px:int}", "{loader.128px:int}"],
-         ["resnet18 train step, 1 / 2 threads (img/s)",
-          "{step.resnet18@64px/1thr.train_img_s:.0f} / {step.resnet18@64px/2thr.train_img_s:.0f}",
-          "{step.resnet18@128px/1thr.train_img_s:.0f} / "
-          "{step.resnet18@128px/2thr.train_img_s:.0f}"],
-         ["resnet50 train step, 1 / 2 threads (img/s)",
-          "{step.resnet50@64px/1thr.train_img_s:.0f} / {step.resnet50@64px/2thr.train_img_s:.0f}",
-          "{step.resnet50@128px/1thr.train_img_s:.1f} / "
-          "{step.resnet50@128px/2thr.train_img_s:.0f}"],
-         ["resnet50 eval, 2 threads (img/s)", "{step.resnet50@64px/2thr.eval_img_s:.0f}",
-          "{step.resnet50@128px/2thr.eval_img_s:.0f}"]]),
+          "{summary.oracle_pauc.mean:.4f}", "{machine}",
+          "{runs.0.loadavg_end.0:.1f} / {runs.1.loadavg_end.0:.1f} / "
+          "{runs.2.loadavg_end.0:.1f}"]]),
     "fusion-recipes": Table(
         "fusion.json", FUSION,
-        ["fold seed", "lgbm (tabular input)", "fused, residual (`make all`)",
-         "fused, from image-only", "Spearman with `logit_image`: fused / from image-only / "
+        ["fold seed", "lgbm (tabular input)", "fused, residual (the chains above: `make all` "
+         "before the cuts)", "fused, from image-only (`make all` since the cuts)",
+         "Spearman with `logit_image`: fused / from image-only / "
          "fused image term alone"],
         [["{@key}", "{@.lgbm.oof_pauc:.4f}", "**{@.vision_fused.oof_pauc:.4f}**",
           "{@.vision_fromimg.oof_pauc:.4f}",
@@ -194,7 +173,8 @@ TABLES: dict[str, Table] = {
          claim_row("from image-only (B) vs `lgbm` (A)", "comparisons.fromimg_vs_lgbm")]),
     "image-ceiling": Table(
         "ceiling.json", CEIL,
-        ["fold seed ({machines.ceiling})", "lgbm", "fused (`make all`)", "fused − lgbm",
+        ["fold seed ({machines.ceiling})", "lgbm", "fused (residual: the chains above)",
+         "fused − lgbm",
          "best blend lgbm + fused image term (− lgbm)", "best blend lgbm + image-only (− lgbm)",
          "best blend lgbm + perfect veil reader (− lgbm)",
          "Spearman with veil share: fused image term / image-only"],
@@ -239,18 +219,10 @@ TABLES: dict[str, Table] = {
         "real_dev_settings.json", SETTINGS, CLAIM_HEADER,
         [claim_row("Shades of Gray colour constancy (B) vs off (A)", "comparisons.colour"),
          claim_row("EMA of the weights (B) vs off (A)", "comparisons.ema")]),
-    "tracking": Table(
-        "tracking.json", "python benchmarks/bench_tracking.py",
-        ["smoke chain ({machine}), {processes} stage processes", "seconds"],
-        [["inside tracking calls, all stage runs (mlflow import, store, params, metrics, "
-          "tags, artifacts, the image folds' Lightning logger)", "**{total_tracking_seconds}**"],
-         ["of which the first run, which creates the store", "{store_creation_run_seconds}"],
-         ["the stage processes' whole wall time, for scale", "{total_stage_process_seconds}"],
-         ["share of a `make all` of the synthetic default ({make_all_seconds:dur}, "
-          "bench_pipeline.py; goal < 3 %)", "**{share_of_make_all:pct}**"]]),
     "calibration": Table(
         "calibration.json", CALIB,
-        ["model (Platt map after the prior correction)", "Brier raw", "Brier calibrated "
+        ["model (Platt map after the prior correction; {conditions?:cond})", "Brier raw",
+         "Brier calibrated "
          "(nested OOF)", "calibrated / oracle", "best monotone map / oracle (floor)",
          "<= 1.10 x oracle on every seed"],
         [["`{@key}`", "{@.brier_raw.mean:.5f}", "**{@.brier_calibrated.mean:.5f}**",
@@ -284,7 +256,8 @@ TABLES: dict[str, Table] = {
     "single-lesion": Table(
         "single_lesion.json", "python benchmarks/bench_single_lesion.py",
         ["submitted model `{submitted}`, {rows:int} held-out lesions of {patients} patients "
-         "({positives} positives), scored alone vs inside their patient", "figure"],
+         "({positives} positives), scored alone vs inside their patient; "
+         "{conditions?:cond}", "figure"],
         [["calibrated risk shift, median / 90th percentile (absolute)",
           "{summary.risk_abs_median:pct} / {summary.risk_abs_p90:pct}"],
          ["lesions whose review flag (operating point at 80 % TPR) changes",

@@ -1,5 +1,6 @@
-"""The tables of BENCHMARKS.md about run time, memory and size: the loader, the full-size
-chain, `make all` on a fresh clone (quality and claims: ``page_tables.py``)."""
+"""The tables of BENCHMARKS.md about run time, memory and size: the loader, the image stage's
+throughput, offline inference, the full-size chain, `make all` on a fresh clone, the run
+ledger's cost (quality and claims: ``page_tables.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,54 @@ TARGETS = ["install", "data", "folds", "train-tabular", "train-image-only", "tra
            "train-tabular-image", "stack", "calibrate", "report"]
 
 TABLES: dict[str, Table] = {
+    "vision-cpu": Table(
+        "vision_cpu.json", "python benchmarks/bench_vision.py",
+        ["{n_images:int} {source} crops; {env.conditions?:cond}; {env.cpus} cores, torch "
+         "threads as each row says, load average {env.loadavg_before.0:.1f} at the start",
+         "64 px", "128 px"],
+        [["DataLoader, 2 workers, train augmentation, HDF5 + decode (img/s)",
+          "{loader.64px:int}", "{loader.128px:int}"],
+         ["resnet18 train step, 1 / 2 threads (img/s)",
+          "{step.resnet18@64px/1thr.train_img_s:.0f} / {step.resnet18@64px/2thr.train_img_s:.0f}",
+          "{step.resnet18@128px/1thr.train_img_s:.0f} / "
+          "{step.resnet18@128px/2thr.train_img_s:.0f}"],
+         ["resnet50 train step, 1 / 2 threads (img/s)",
+          "{step.resnet50@64px/1thr.train_img_s:.0f} / {step.resnet50@64px/2thr.train_img_s:.0f}",
+          "{step.resnet50@128px/1thr.train_img_s:.1f} / "
+          "{step.resnet50@128px/2thr.train_img_s:.0f}"],
+         ["resnet50 eval, 2 threads (img/s)", "{step.resnet50@64px/2thr.eval_img_s:.0f}",
+          "{step.resnet50@128px/2thr.eval_img_s:.0f}"]]),
+    "inference": Table(
+        "inference.json", "python benchmarks/bench_inference.py",
+        ["models scored: {models}, image model trained on {image_folds_trained} fold(s); "
+         "{machine}", "{runs.10000.rows:int} test rows", "{runs.100000.rows:int} test rows"],
+        [["tabular path (features + GBDT models), rows/s",
+          "{runs.10000.tabular_rows_per_s:int}", "{runs.100000.tabular_rows_per_s:int}"],
+         ["image path, one fold (img/s)", "{runs.10000.image_images_per_s:int}",
+          "{runs.100000.image_images_per_s:int}"],
+         ["peak RSS of `isic predict`", "{runs.10000.peak_rss_mb:int} MB",
+          "{runs.100000.peak_rss_mb:int} MB"],
+         ["projected for 500,000 rows: tabular", "{runs.10000.projected_500k_seconds.tabular:dur}",
+          "{runs.100000.projected_500k_seconds.tabular:dur}"],
+         ["projected for 500,000 rows: image models, 5 folds",
+          "{runs.10000.projected_500k_seconds.image_5_folds:dur}",
+          "{runs.100000.projected_500k_seconds.image_5_folds:dur}"]]),
+    "tracking": Table(
+        "tracking.json", "python benchmarks/bench_tracking.py",
+        ["smoke chain ({machine}), {processes} stage processes", "seconds"],
+        [["inside tracking calls, all stage runs (mlflow import, store, params, metrics, "
+          "tags, artifacts, the image folds' Lightning logger)", "**{total_tracking_seconds}**"],
+         ["of which the first run, which creates the store", "{store_creation_run_seconds}"],
+         ["the stage processes' whole wall time, for scale", "{total_stage_process_seconds}"],
+         ["share of the `bench_pipeline.py` chains' mean total ({make_all_seconds:dur}: "
+          "`make all` before the cuts, every stage at 1 thread, beside other jobs; not today's "
+          "`make all`; goal < 3 %)", "**{share_of_make_all:pct}**"]]),
     "loader": Table(
         "loader.json", "python benchmarks/bench_loader.py",
         ["{n_images:int} real-dev crops (median {crop_px_median:.0f} px) -> {image_size} px, "
          "`{augment}` augmentation, batch {batch}, no decode cache; {conditions.cpu_model}, "
-         "{conditions.cpu_count} cores", "img/s",
+         "{conditions.cpu_count} cores, load average (1 min) {loadavg_before.0} before / "
+         "{loadavg_after.0} after", "img/s",
          "per worker / bare decode"],
         [["bare decode from memory, one process", "{bare_decode_img_s:int}", "1"],
          ["whole path (HDF5 read, decode, augmentation, collate), 1 worker",

@@ -25,7 +25,9 @@ How to add a table:
    ``rows``, each a list of cells. A cell is a template: plain text,
    with ``{dotted.path}`` or ``{dotted.path:spec}`` fields looked up in the JSON (``a.ci.0``
    is a list's first item; ``spec`` is a Python format spec, or ``dur`` for "3 min 52 s",
-   ``pct`` for a fraction as "77.3%", ``int`` for "1,234"). With ``each="a.b"`` the table has
+   ``pct`` for a fraction as "77.3%", ``int`` for "1,234", ``cond`` for a recorded
+   ``conditions`` block in one line; a path ending in ``?`` may be missing from an older file:
+   ``{conditions?:cond}`` reads "conditions not recorded" there). With ``each="a.b"`` the table has
    one row per entry of that mapping, built from ``rows[0]``: ``{@key}`` is the entry's key and
    ``{@.field}`` a field of the entry (e.g. one row per model);
 3. put the two marker lines where the table goes in BENCHMARKS.md and run this script.
@@ -39,6 +41,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from isicstack.conditions import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -72,7 +76,9 @@ def lookup(data: Any, path: str) -> Any:
 
 
 def fmt(value: Any, spec: str | None) -> str:
-    """Format one figure: a Python format spec or one of ``dur``, ``pct``, ``int``."""
+    """Format one figure: a Python format spec or one of ``dur``, ``pct``, ``int``, ``cond``."""
+    if spec == "cond":  # a run's recorded conditions (None: the file records none)
+        return describe(value)
     if value is None:  # e.g. the sd of a figure measured on one seed only (data/metric.py)
         return "n/a"
     if spec == "dur":
@@ -87,8 +93,18 @@ def fmt(value: Any, spec: str | None) -> str:
     return format(value, spec) if spec else str(value)
 
 
+def field(data: Any, path: str) -> Any:
+    """:func:`lookup`, except that a path ending in ``?`` is None where the file lacks it."""
+    if not path.endswith("?"):
+        return lookup(data, path)
+    try:
+        return lookup(data, path[:-1])
+    except KeyError:
+        return None
+
+
 def cell(template: str, data: Any) -> str:
-    return FIELD.sub(lambda m: fmt(lookup(data, m.group(1)), m.group(2)), template)
+    return FIELD.sub(lambda m: fmt(field(data, m.group(1)), m.group(2)), template)
 
 
 def render(table: Table, results: Path = RESULTS) -> str:

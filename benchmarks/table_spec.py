@@ -23,7 +23,7 @@ class Table:
 CLAIM_HEADER = ["claim: B vs A", "paired fold seeds", "mean OOF pAUC A / B",
                 "B − A, pooled OOF [95% patient-bootstrap CI]",
                 "B − A, per fold [95% corrected-t CI]", "p (bootstrap / corrected t)", "verdict",
-                "recorded conditions (equal for A and B; precision: A's)"]
+                "recorded conditions (A's; B's equal in the keys `isic compare` checked)"]
 
 
 def claim_row(label: str, path: str) -> list[str]:

@@ -6,8 +6,9 @@ few thousandths is noise. ``isic evaluate`` scores a tabular configuration on se
 ``isic compare A B`` pairs two sets of runs by their folds, whatever stage made them (an
 evaluation, or ``<artifacts>:<oof name>`` of any stage, image runs included), and prints the
 difference with two intervals (``evaluation/paired.py``): the corrected repeated-CV t-test and a
-patient bootstrap. Runs whose recorded conditions (CPU, bf16, threads, loader workers,
-libraries) differ are refused unless ``--allow-different-conditions``, which marks the result.
+patient bootstrap. Runs whose recorded conditions differ (CPU, bf16, GPU, Python, libraries;
+within one stage threads, loader workers, precision: ``conditions.differing``) are refused
+unless ``--allow-different-conditions``, which marks the result.
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ def check_conditions(a: list[Scored], b: list[Scored], allow: bool) -> list[str]
     if keys and not allow:
         raise DataError(f"compare: the runs' recorded conditions differ in {keys} "
                         f"({a[0].label} vs {b[0].label}): a difference of settings would mix "
-                        "with one of machine/threads/libraries. Rerun both under the same "
-                        "conditions, or pass --allow-different-conditions to mark it")
+                        "with one of machine/Python/libraries/threads/precision. Rerun both "
+                        "under the same conditions, or pass --allow-different-conditions to "
+                        "mark it")
     return keys
 
 

@@ -82,6 +82,16 @@ def test_render_templates(tmp_path: Path):
     bad = render.Table("r.json", "bench_r.py", ["x"], [["{models.cat.p}"]])
     with pytest.raises(KeyError, match=r"r\.json.*models\.cat\.p"):
         render.render(bad, tmp_path)
+    # a field an older file lacks ("?"): "n/a", and a conditions block it lacks: "not recorded"
+    older = render.Table("r.json", "bench_r.py", ["{conditions?:cond}"], [["{models.cat?}"]])
+    assert render.render(older, tmp_path).splitlines()[::2] == [
+        "| conditions not recorded |", "| n/a |"]
+    cond = {"cpu_model": "X", "cpu_bf16": True, "gpu": None, "threads": 1, "loader_workers": 0,
+            "precision": "32-true"}
+    (tmp_path / "c.json").write_text(json.dumps({"conditions": cond}))
+    recorded = render.Table("c.json", "bench_c.py", ["{conditions?:cond}"], [])
+    assert "| X (bf16), 1 thread(s), 0 loader worker(s), 32-true |" in render.render(
+        recorded, tmp_path)
 
 
 def test_no_machine_paths_in_benchmarks():
@@ -138,9 +148,16 @@ def test_bench_quality_on_a_small_run(mini_isic: Path, mini_artifacts: Path, tmp
     oracle = pl.read_parquet(mini_isic / "oracle.parquet").select("isic_id", "prob")
     folds.join(oracle, on="isic_id").select("isic_id", "fold", pred="prob").write_parquet(
         art / "oof" / "perfect.parquet")
+    folds.join(oracle, on="isic_id").select("isic_id", "fold", pred="prob").write_parquet(
+        art / "oof" / "fused_image_part.parquet")  # a fused run's image term: the run's record
+    (art / "runs" / "fused").mkdir(parents=True)
+    (art / "runs" / "fused" / "provenance.json").write_text(json.dumps(
+        {"inputs": {}, "conditions": {"cpu_model": "X", "threads": 1}}))
     q = module.quality(art, mini_isic)
     assert q["rows"] == folds.height and q["positives"] == int(folds["target"].sum())
     assert q["models"]["perfect"]["share_of_oracle"] == pytest.approx(1.0)
+    assert q["models"]["perfect"]["conditions"] is None  # no run record: none made up
+    assert q["models"]["fused_image_part"]["conditions"] == {"cpu_model": "X", "threads": 1}
     render = _render()
     table = render.render(render.TABLES["quality-synthetic"], _write_results(tmp_path, q))
     assert "| `perfect` |" in table and "100.0%" in table

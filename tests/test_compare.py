@@ -93,8 +93,9 @@ def test_unpaired_runs_are_named_and_t_only_is_said():
 
 
 def _stage_run(root: Path, seed: int, name: str, pred: np.ndarray, folds: pl.DataFrame,
-               threads: int = 1) -> None:
-    """An artifacts folder as a stage leaves it: folds, oof/<name>, runs/<name>/provenance."""
+               threads: int = 1, **more: str) -> None:
+    """An artifacts folder as a stage leaves it: folds, oof/<name>, runs/<name>/provenance
+    (``more``: further recorded conditions, e.g. ``python``, ``precision``)."""
     (root / "oof").mkdir(parents=True, exist_ok=True)
     (root / "runs" / name).mkdir(parents=True, exist_ok=True)
     folds.write_parquet(root / "folds.parquet")
@@ -103,7 +104,7 @@ def _stage_run(root: Path, seed: int, name: str, pred: np.ndarray, folds: pl.Dat
     (root / "runs" / name / "provenance.json").write_text(json.dumps(
         {"inputs": {}, "conditions": {"cpu_model": "x", "cpu_bf16": False, "gpu": None,
                                       "threads": threads, "loader_workers": 0,
-                                      "libraries": {"torch": "1"}}}))
+                                      "libraries": {"torch": "1"}, **more}}))
 
 
 def test_compare_stage_runs_by_glob_and_conditions(tmp_path: Path, capsys):
@@ -172,12 +173,21 @@ def test_compare_cli(tmp_path: Path, capsys):
                  "--out", str(out)]) == 0
     assert "CONDITIONS DIFFER" in capsys.readouterr().out
     assert json.loads(out.read_text())["results"]["oof"]["bootstrap"]["n_boot"] == 20
+    for s, rb in enumerate(runs_b):  # same threads, another Python and precision: refused too
+        folds = pl.read_parquet(tmp_path / f"seed{s}" / "folds.parquet")
+        _stage_run(tmp_path / f"seed{s}", s, "b", rb.pred, folds, python="0.0",
+                   precision="bf16-mixed")
+    assert main(["compare", a, b, "--n-boot", "0"]) == 1
+    assert "differ in ['precision', 'python']" in capsys.readouterr().err
+    assert main(["compare", a, b, "--n-boot", "0", "--allow-different-conditions"]) == 0
+    assert "CONDITIONS DIFFER (precision, python)" in capsys.readouterr().out
 
 
 def test_threads_are_compared_only_within_one_stage():
     """A stack (1 thread) vs its tabular input (2 threads) is a comparison of models, not of
-    thread counts; two tabular runs at 1 and 2 threads are not comparable; the machine and the
-    libraries always count."""
+    thread counts; two tabular runs at 1 and 2 threads are not comparable; the machine, Python
+    and the libraries always count, precision within one stage (bf16 CNN vs float32 GBDT is a
+    comparison of models)."""
     from isicstack.conditions import differing, run_conditions
 
     tab = run_conditions(2, stage="tabular")
@@ -186,6 +196,10 @@ def test_threads_are_compared_only_within_one_stage():
     other_box = {**tab, "stage": "stack", "cpu_bf16": not tab["cpu_bf16"],
                  "libraries": {**tab["libraries"], "torch": "0.0"}}
     assert differing(other_box, tab) == ["cpu_bf16", "libraries"]
+    assert differing({**tab, "stage": "stack", "python": "0.0"}, tab) == ["python"]
+    bf16 = run_conditions(2, precision="bf16-mixed", stage="image")
+    assert differing(bf16, run_conditions(2, stage="image")) == ["precision"]
+    assert differing(bf16, tab) == []  # an image run vs a tabular one: models, not precision
     assert differing(None, tab) == ["conditions not recorded"]
     fewer = {**tab, "libraries": {k: tab["libraries"][k] for k in ("torch", "numpy")}}
     assert differing(fewer, tab) == []  # an older record lists fewer libraries: not a difference
