@@ -15,8 +15,15 @@ from PIL import Image
 
 from isicstack.app.config import AppConfig
 from isicstack.app.page import build, handle, load_clinic, render
-from isicstack.app.validate import InputError, metadata_row, parse_metadata, read_upload
-from isicstack.data.crops import CropStore
+from isicstack.app.validate import (
+    FIELDS,
+    InputError,
+    metadata_row,
+    parse_metadata,
+    read_upload,
+)
+from isicstack.data.crops import CropStore, write_crops
+from isicstack.data.io import write_csv
 from isicstack.pipelines.cli import main
 from isicstack.vision.predict import ImagePredictor
 
@@ -104,12 +111,32 @@ def test_image_only_score_is_the_predict_path(clinic, cfg: AppConfig, crop, mini
     assert "specificity" in text and "Grad-CAM" in text
 
 
-def test_metadata_uses_the_full_stack(clinic, cfg: AppConfig, crop):
-    image = read_upload(crop[1], cfg.max_pixels)
-    result = clinic.score(image, {"age_approx": 60.0, "sex": "male"})
+def test_metadata_uses_the_full_stack(clinic, cfg: AppConfig, crop, mini_isic: Path,
+                                     tmp_path: Path):
+    isic_id, path = crop
+    image = read_upload(path, cfg.max_pixels)
+    # every field of the form, as the crop's training row holds it (the models use them)
+    row = pl.read_csv(mini_isic / "train-metadata.csv", infer_schema=False).filter(
+        pl.col("isic_id") == isic_id).row(0, named=True)
+    meta = parse_metadata({f.name: row[f.name] for f in FIELDS})
+    result = clinic.score(image, meta)
     assert "stack `stack` (logistic over" in result.model and result.probability
-    assert 0 <= result.score <= 1 and result.op is not None
-    assert "2 field(s) given" in result.notes[0]
+    assert result.op is not None
+    # the same lesion and metadata, a one-lesion patient of a test folder: `isic predict`
+    # submits the same score
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    write_csv(metadata_row(meta).with_columns(isic_id=pl.lit(isic_id)),
+              test_dir / "test-metadata.csv")
+    with CropStore(mini_isic / "train-image.hdf5") as store:
+        write_crops(test_dir / "test-image.hdf5", [(isic_id, store.read_bytes(isic_id))])
+    assert main(["predict", f"data_dir={test_dir}", f"artifacts={cfg.artifacts}",
+                 f"out={tmp_path / 'submission.csv'}", f"preds_dir={tmp_path / 'predict'}",
+                 "accelerator=cpu", "num_workers=0", "cpu_threads=1"]) == 0
+    sub = pl.read_csv(tmp_path / "submission.csv")
+    assert sub["isic_id"].to_list() == [isic_id]
+    assert result.score == pytest.approx(sub["target"][0], abs=1e-6)
+    assert f"{len(meta)} field(s) given" in result.notes[0]
     assert clinic.stack["ops"]["full"][0]["point"]["threshold"] != clinic.image_op[0]["point"][
         "threshold"]
 

@@ -11,8 +11,15 @@ import numpy as np
 import polars as pl
 import pytest
 
+from isicstack.data.metric import pauc
 from isicstack.evaluation.config import SubgroupConfig
-from isicstack.evaluation.subgroup_tables import MISSING, age_labels, markdown, subgroup_tables
+from isicstack.evaluation.subgroup_tables import (
+    MISSING,
+    age_labels,
+    fmt,
+    markdown,
+    subgroup_tables,
+)
 
 
 def test_age_bands():
@@ -97,15 +104,22 @@ def test_loco_and_report_sections(art: Path, mini_isic: Path, tmp_path: Path):
     assert len(groups) == meta["attribution"].n_unique()
     assert sum(g["loco"]["rows"] for g in groups) == meta.height
     assert all("cv" in g for g in groups) and "cv_pauc" in res["models"]["lgbm"]["pooled"]
-    big = groups[0]  # its patient-grouped CV figure is the OOF file's, on its rows
-    oof = pl.read_csv(mini_isic / "train-metadata.csv", columns=["isic_id", "attribution",
-                                                                  "target"]).join(
-        pl.read_parquet(art / "oof" / "lgbm.parquet"), on="isic_id").filter(
-        pl.col("attribution") == big["group"])
-    if "pauc" in big["cv"]:
-        from isicstack.data.metric import pauc
-
-        assert big["cv"]["pauc"] == pytest.approx(pauc(oof["target"], oof["pred"]), abs=1e-9)
+    # mini_isic's largest centre has 20 positives (>= min_positives=3: both figures are there),
+    # its smallest fewer (a dash and a note); each figure is its parquet's pAUC on those rows
+    big, small = groups[0], groups[-1]
+    assert big["loco"]["positives"] >= 3 and small["loco"]["positives"] < 3
+    assert "pauc" not in small["loco"] and small["loco"]["notes"]
+    rows = pl.read_csv(mini_isic / "train-metadata.csv", columns=["isic_id", "attribution",
+                                                                   "target"])
+    for side, path in (("cv", art / "oof" / "lgbm.parquet"),
+                       ("loco", art / "loco" / "attribution" / "lgbm.parquet")):
+        scored = rows.join(pl.read_parquet(path).select("isic_id", "pred"), on="isic_id")
+        assert scored.height == meta.height, side
+        assert res["models"]["lgbm"]["pooled"][f"{side}_pauc"] == pytest.approx(
+            pauc(scored["target"], scored["pred"]), abs=1e-9), side
+        mine = scored.filter(pl.col("attribution") == big["group"])
+        assert big[side]["pauc"] == pytest.approx(pauc(mine["target"], mine["pred"]),
+                                                  abs=1e-9), side
     out = tmp_path / "report"
     report(load_config(ReportConfig, "report", "default", [
         f"artifacts={art}", f"data_dir={mini_isic}", f"out={out}", "drift.enabled=false",
@@ -113,7 +127,10 @@ def test_loco_and_report_sections(art: Path, mini_isic: Path, tmp_path: Path):
         "clinical.subgroups.n_boot=20", "clinical.subgroups.min_positives=5"]))
     text = (out / "report.md").read_text()
     for part in ("## Calibration", "Oracle (the generator's true probability)",
-                 "## Subgroups", "## Leave-one-`attribution`-out CV", "reliability.png"):
+                 "## Subgroups", "## Leave-one-`attribution`-out CV", "reliability.png",
+                 f"| {big['group']} | {big['loco']['rows']:,} | {big['loco']['patients']:,} | "
+                 f"{big['loco']['positives']:,} | {fmt(big['loco'], 'pauc')} | "
+                 f"{fmt(big['cv'], 'pauc')} |"):
         assert part in text, part
     assert (out / "reliability.png").stat().st_size > 1000
     info = json.loads((out / "report.json").read_text())

@@ -179,7 +179,13 @@ def test_unseen_and_missing_categories_are_null(train, test, kaggle_is_real):
         assert test["attribution"][2] == "FNQH Cairns"
     else:
         test = test.with_columns(attribution=pl.Series(["a", "b", "Hospital never seen"]))
-    t = test.with_columns(sex=pl.Series([None, "female", "male"], dtype=pl.String))
+    # row 0: a site x location cross that the train rows hold (it must get that level's code)
+    seen = train.drop_nulls(["anatom_site_general", "tbp_lv_location"]).row(0, named=True)
+    t = test.with_columns(sex=pl.Series([None, "female", "male"], dtype=pl.String),
+                          anatom_site_general=pl.Series([seen["anatom_site_general"],
+                                                         *test["anatom_site_general"][1:]]),
+                          tbp_lv_location=pl.Series([seen["tbp_lv_location"],
+                                                     *test["tbp_lv_location"][1:]]))
     fs = build_features(train, t, FeatureConfig(groups=["categorical"]))
     unseen = t["attribution"][2]
     assert unseen not in train["attribution"].to_list()
@@ -188,9 +194,9 @@ def test_unseen_and_missing_categories_are_null(train, test, kaggle_is_real):
     assert fs.test["sex"].to_list()[0] is None
     codes = dict(zip(fs.categories["sex"], range(9), strict=False))
     assert fs.test["sex"].to_list()[1:] == [codes["female"], codes["male"]]
-    site = f"{t['anatom_site_general'][0]}_{t['tbp_lv_location'][0]}"
-    if site in fs.categories["combined_anatomical_site"]:
-        assert fs.test["combined_anatomical_site"][0] is not None
+    sites = fs.categories["combined_anatomical_site"]
+    site = f"{seen['anatom_site_general']}_{seen['tbp_lv_location']}"
+    assert site in sites and fs.test["combined_anatomical_site"][0] == sites.index(site)
     if kaggle_is_real:
         assert "posterior torso_Torso Back Top Third" in fs.categories["combined_anatomical_site"]
         assert fs.test["combined_anatomical_site"].null_count() == 0

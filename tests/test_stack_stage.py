@@ -17,7 +17,7 @@ from isicstack.data.metric import pauc
 from isicstack.data.predictions import discover
 from isicstack.ledger.result import RunResult, read_result
 from isicstack.stacking.config import METHODS, StackConfig
-from isicstack.stacking.methods import Stacker
+from isicstack.stacking.methods import Stacker, fit_stacker
 from isicstack.stacking.stack import run
 
 
@@ -38,6 +38,12 @@ def _write_input(art: Path, name: str, folds: pl.DataFrame, test_ids: pl.Series,
         art / "oof" / f"{name}.parquet")
     pl.DataFrame({"isic_id": test_ids, "pred": score(test_ids)}).sample(
         fraction=1.0, shuffle=True, seed=seed).write_parquet(art / "test" / f"{name}.parquet")
+
+
+def _ecdf(train: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The share of ``train`` below each ``x`` (ties count half)."""
+    s = np.sort(train)
+    return (np.searchsorted(s, x, "left") + np.searchsorted(s, x, "right")) / (2 * len(s))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +85,17 @@ def test_stack_end_to_end(stack_run, stack_art: Path, mini_isic: Path):
         str(k) for k in np.unique(folds["fold"])}
     assert m["best_of_methods"]["method"] == m["chosen"]
     assert m["best_of_methods"]["oof_pauc"] == m["methods"][m["chosen"]]["oof_pauc"]
-    assert oof["pred"].min() >= 0 and oof["pred"].max() <= 1  # one scale: training-row CDF
+    # one scale: outer fold k's scores are the stacker picked there (fitted on the other folds)
+    # mapped through the empirical CDF of its scores on those training rows
+    X = np.column_stack([pl.read_parquet(stack_art / "oof" / f"{n}.parquet")["pred"].to_numpy()
+                         for n in m["input_names"]])
+    fold = folds["fold"].to_numpy()
+    for k, pick in m["cv"]["picks"].items():
+        tr, va = fold != int(k), fold == int(k)
+        st = fit_stacker(pick, X[tr], y[tr], m["input_names"])
+        np.testing.assert_allclose(oof["pred"].to_numpy()[va],
+                                   _ecdf(st.predict(X[tr]), st.predict(X[va])), atol=2e-3,
+                                   err_msg=f"fold {k} ({pick})")
     run_dir = stack_art / "runs" / "stack"
     assert {"stacker.json", "metrics.json", "config.yaml"} <= {p.name for p in run_dir.iterdir()}
 

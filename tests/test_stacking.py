@@ -156,9 +156,10 @@ def test_nested_choice_never_sees_the_scored_fold():
 
 
 def test_nested_with_one_method_is_its_cv_on_one_scale():
-    """One candidate: no choice, so per-fold pAUC equals the method's own CV; scores in [0, 1]
-    (the training rows' CDF) so that folds pool: a method whose raw scale differs between
-    folds (logistic's intercept moves with each fold's prevalence) pools no worse."""
+    """One candidate: no choice, so per-fold pAUC equals the method's own CV; each fold's
+    scores are the share of that fold's training rows the stacker scores below them (their
+    empirical CDF) so that folds pool: a method whose raw scale differs between folds
+    (logistic's intercept moves with each fold's prevalence) pools no worse."""
     X, y, fold = _data(n=3000, seed=4)
     cv = cross_validate("logistic", X, y, fold, NAMES)
     nested = nested_cross_validate(["logistic"], X, y, fold, NAMES)
@@ -166,7 +167,12 @@ def test_nested_with_one_method_is_its_cv_on_one_scale():
     for k in np.unique(fold):
         va = fold == k
         assert pauc(y[va], nested.oof[va]) == pytest.approx(pauc(y[va], cv.oof[va]), abs=1e-12)
-    assert nested.oof.min() >= 0 and nested.oof.max() <= 1
+    np.testing.assert_allclose(nested.oof, cv.scaled, rtol=0, atol=1e-12)
+    tr, va = fold != 0, fold == 0  # fold 0 recomputed: the share of training rows below
+    train = np.sort(fit_stacker("logistic", X[tr], y[tr], NAMES).predict(X[tr]))
+    share = (np.searchsorted(train, cv.oof[va], "left")
+             + np.searchsorted(train, cv.oof[va], "right")) / (2 * train.size)
+    np.testing.assert_allclose(nested.oof[va], share, atol=2e-3)
     assert to_common_scale(np.arange(100.0), np.array([-1.0, 49.5, 1e3])).tolist() == \
         pytest.approx([0.0, 0.5, 1.0], abs=1e-5)
 

@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import polars as pl
 import pytest
 from app_fixtures import make_clinic_artifacts
 from browser_fixtures import free_port
 
+from isicstack.data.metric import pauc
 from isicstack.evaluation.config import RunsConfig
 from isicstack.evaluation.runs_table import run as runs
 from isicstack.ledger import store as tracking
@@ -47,6 +49,13 @@ def tracked(mini_isic: Path, mini_artifacts: Path, tmp_path_factory: pytest.Temp
                                      tmp_path_factory.mktemp("tracked") / "artifacts")
 
 
+def _oof_pauc(art: Path, name: str) -> float:
+    """pAUC of ``oof/<name>.parquet`` against the folds' labels, recomputed here."""
+    oof = pl.read_parquet(art / "folds.parquet").join(
+        pl.read_parquet(art / "oof" / f"{name}.parquet").select("isic_id", "pred"), on="isic_id")
+    return pauc(oof["target"].to_numpy(), oof["pred"].to_numpy())
+
+
 def _runs(art: Path) -> dict[str, object]:
     client = mlflow.tracking.MlflowClient(f"sqlite:///{art.resolve() / 'mlflow.db'}")
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
@@ -65,6 +74,7 @@ def test_one_run_per_stage_run_with_its_scores(tracked: Path, monkeypatch):
         prov = json.loads((folder / "provenance.json").read_text())
         assert run.info.status == "FINISHED" and result.stage == stage
         assert run.data.metrics["oof_pauc"] == pytest.approx(result.pauc, abs=1e-12)
+        assert result.pauc == pytest.approx(_oof_pauc(tracked, name), abs=1e-12)
         assert run.data.metrics["n_pos"] == result.n_pos and run.data.metrics["seconds"] > 0
         tags = run.data.tags
         assert tags["isic.stage"] == stage and tags["isic.fold_hash"] == prov["fold_hash"]
@@ -132,7 +142,9 @@ def test_failing_store_warns_and_the_run_goes_on(store: str, tracked: Path, mini
         monkeypatch.setattr(tracking, "_record", broken)
     with caplog.at_level(logging.WARNING, logger="isicstack.ledger.store"):
         result = _stack(mini_isic, art)
-    assert result.pauc > 0 and (art / "runs" / "stack" / "metrics.json").is_file()
+    assert (art / "runs" / "stack" / "metrics.json").is_file()
+    assert result == read_result(art / "runs" / "stack")
+    assert result.pauc == pytest.approx(_oof_pauc(art, "stack"), abs=1e-12)
     warnings = [r for r in caplog.records if "the run goes on" in r.getMessage()]
     assert len(warnings) == 1
 
