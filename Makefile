@@ -87,11 +87,14 @@ help: ## list the targets
 	  {n = $$1; sub(/:.*/, "", n); sub(/^[^#]*# */, ""); printf "  \033[36m%-19s\033[0m %s\n", n, $$0}' $(CHAIN_FILE)
 	@echo "  variables: DATA_DIR=$(DATA_DIR) ARTIFACTS=$(ARTIFACTS) PROFILE=$(PROFILE) ARGS=$(ARGS)"
 
-# Exact versions from requirements.lock (-c): CI and users install the same set.
+# Exact versions from requirements.lock (-c): CI and users install the same set. -qq: pip >= 24
+# prints the build backend's notes (setuptools' editable-install banner) even with -q; errors
+# still print.
 $(STAMP): pyproject.toml requirements.lock
+	@echo "make setup: isicstack with every extra (PyTorch for CPU, LightGBM, XGBoost, CatBoost, MLflow, Gradio, FastAPI, test tools) at requirements.lock's versions into $(VENV): once, a few minutes (BENCHMARKS.md: make test)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -c requirements.lock -e ".[dev]"
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project + every extra at the locked versions

@@ -115,22 +115,29 @@ def measure(quick: bool) -> dict[str, Any]:
     size = ImageConfig().model.image_size
     min_s = 1.5 if quick else 4.0
     cores = usable_cores()
-    rows: list[dict[str, Any]] = []
+    gemm: dict[str, float] = {}  # the CPU's float32 GEMM GFLOP/s per thread count
+    rows: dict[str, dict[str, Any]] = {}  # "<pass>/t<threads>/cl<0|1>/b<batch>"
     for threads in ([cores] if quick else sorted({1, cores})):
         torch.set_num_threads(threads)
         peak = gemm_rate(min_s=min_s)
+        gemm[f"t{threads}"] = peak / 1e9
         for cl in (False, True):
             for batch in ([32] if quick else [32, 64]):
                 r = train_step(cl, batch, size, min_s)
-                rows.append({"pass": "train", "threads": threads, "channels_last": cl,
-                             "gemm_flop_per_s": peak, "ratio": r["flop_per_s"] / peak, **r})
+                rows[f"train/t{threads}/cl{int(cl)}/b{batch}"] = {
+                    "pass": "train", "threads": threads, "channels_last": cl,
+                    "gflop_per_s": r["flop_per_s"] / 1e9, "ratio": r["flop_per_s"] / peak, **r}
             for batch in ([128] if quick else [64, 256]):
                 r = score_pass(cl, batch, size, min_s)
-                rows.append({"pass": "score", "threads": threads, "channels_last": cl,
-                             "gemm_flop_per_s": peak, "ratio": r["flop_per_s"] / peak, **r})
+                rows[f"score/t{threads}/cl{int(cl)}/b{batch}"] = {
+                    "pass": "score", "threads": threads, "channels_last": cl,
+                    "gflop_per_s": r["flop_per_s"] / 1e9, "ratio": r["flop_per_s"] / peak, **r}
             print(f"  threads={threads} channels_last={cl}: done", flush=True)
     flags = cpu_flags()
-    return {"rows": rows, "image_size": size, "model": ImageConfig().model.name,
+    speedup = {k.replace("/cl1", ""): rows[k]["crops_per_s"] / rows[k.replace("/cl1", "/cl0")][
+        "crops_per_s"] for k in rows if "/cl1/" in k}  # channels_last over contiguous
+    return {"rows": rows, "channels_last_speedup": speedup, "gemm_gflop_per_s": gemm,
+            "image_size": size, "model": ImageConfig().model.name,
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native"),
             "cpu_avx512f": "avx512f" in flags, "cpu_avx2": "avx2" in flags,
             "torch_threads_default": cores,
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "AVX2 emulates a float32 CPU without AVX-512 on this AVX-512 box")
     write_json({"native": native, "avx2": emulated, "note": note}, args.out)
     for name, res in (("native", native), ("avx2", emulated)):
-        for r in res["rows"]:
+        for r in res["rows"].values():
             print(f"{name:6s} {r['pass']:5s} t={r['threads']} cl={int(r['channels_last'])} "
                   f"b={r['batch']:3d}  {r['crops_per_s']:7.1f} crops/s  "
                   f"{r['flop_per_s'] / 1e9:6.1f} GFLOP/s  ratio {r['ratio']:.2f}")

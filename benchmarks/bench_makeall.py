@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "makeall.json"
 BASE, FAST = "artifacts/bench_pipeline", "artifacts/bench_fast"  # relative to ROOT
 TARGETS = ["data", "folds", "train-tabular", "train-image-only", "train-image",
-           "train-tabular-image", "stack", "calibrate", "report"]
+           "train-tabular-image", "train-tabular-solo", "stack", "calibrate", "report"]
 # the commit each timed recipe is cloned at: before the cuts, and the newest
 RECIPES = {"today": "f826275", "fast": "HEAD"}
 PROFILE_KEYS = ("seconds", "features_seconds", "fit_seconds", "crops_seconds", "train_seconds",
@@ -91,24 +91,52 @@ def part_time(cores: int, recipe: str, make: list[str], keep: bool, rev: str
     load0 = os.getloadavg()
     seconds = {"install": timed([*pin, "make", "--no-print-directory", "setup"], clone, env, log)}
     for target in TARGETS:
+        if subprocess.run(["make", "-n", target], cwd=clone, capture_output=True).returncode:
+            continue  # a target this commit does not have (train-tabular-solo came later)
         seconds[target] = timed([*pin, "make", "--no-print-directory", target, *make],
                                 clone, env, log)
         print(f"  {target}: {seconds[target]:.0f}s", flush=True)
-    profile = {}  # inside the stages: features, GBDT fits, crop decoding, training, scoring
+    profile, cnn = {}, {}  # inside the stages: features, GBDT fits, crops, training, scoring
     for run in sorted((clone / "artifacts" / "runs").iterdir()):
         if (run / METRICS).is_file():  # either commit's shape: read_result reads both
             r = read_result(run)
             inner = {"seconds": r.seconds, **r.details, **(r.details.get("timings") or {})}
             profile[run.name] = {k: inner.get(k) for k in PROFILE_KEYS}  # None: not that stage
+            if inner.get("train_seconds"):  # a CNN stage: its training rate
+                cnn[run.name] = {**profile[run.name],
+                                 **cnn_rate(run, r.details, inner["train_seconds"], cores)}
     stack = read_result(clone / "artifacts" / "runs" / "stack")
     out = {"cores": cores, "recipe": recipe, "commit": commit, "make": make, "seconds": seconds,
            "total_seconds": round(sum(seconds.values()), 1),
            "minutes": round(sum(seconds.values()) / 60, 1),
-           "profile": profile, "stack_oof_pauc": stack.pauc,
+           "profile": profile, "cnn": cnn, "stack_oof_pauc": stack.pauc,
            "loadavg_start": load0, "loadavg_end": os.getloadavg(),
            "conditions": run_conditions(threads=cores, stage="make all")}
     if not keep:
         shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def cnn_rate(run: Path, details: dict[str, Any], train_seconds: float, cores: int
+             ) -> dict[str, Any]:
+    """A CNN stage's training rate: crops/s, and, where ``bench_float32.py`` measured this
+    network's FLOPs per step and the CPU's GEMM rate at these threads (``float32.json``, same
+    box), its achieved FLOP/s over that GEMM rate (float32 runs only)."""
+    import yaml
+
+    batch = int(yaml.safe_load((run / "config.yaml").read_text())["data"]["batch_size"])
+    steps = int(details["steps"]) * len(list(run.glob("fold*")))
+    out: dict[str, Any] = {"steps": steps, "batch": batch,
+                           "train_crops_per_s": round(steps * batch / train_seconds, 1)}
+    f32 = OUT.parent / "float32.json"
+    if details.get("precision") == "32-true" and f32.is_file():
+        native = json.loads(f32.read_text())["native"]
+        row = native["rows"].get(f"train/t{cores}/cl0/b{batch}")
+        if row and native["model"] == details.get("model_name") and \
+                native["image_size"] == details.get("image_size"):
+            gflops = steps * row["flops_per_step"] / train_seconds / 1e9
+            out.update(achieved_gflop_per_s=round(gflops, 1),
+                       gemm_ratio=round(gflops / native["gemm_gflop_per_s"][f"t{cores}"], 3))
     return out
 
 
@@ -195,6 +223,9 @@ def main() -> None:
     ap.add_argument("--make", nargs="*", default=[], help="make variables for --part time")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--keep", action="store_true", help="keep the fresh clone (time part)")
+    ap.add_argument("--label", default="", help="--part time: the results key is "
+                    "time_<label>_<cores>core (default: the recipe), e.g. float32 for a box "
+                    "without AVX512-BF16")
     args = ap.parse_args()
     os.chdir(ROOT)
     if "quality" in args.part:
@@ -206,7 +237,7 @@ def main() -> None:
     if "time" in args.part:
         for recipe in args.recipes:
             res = part_time(args.cores, recipe, args.make, args.keep, RECIPES[recipe])
-            merge(f"time_{recipe}_{args.cores}core", res)
+            merge(f"time_{args.label or recipe}_{args.cores}core", res)
     print(json.dumps(json.loads(OUT.read_text()), indent=1)[:3000])
 
 

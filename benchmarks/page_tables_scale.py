@@ -11,6 +11,22 @@ RUNS = ["today_2core", "fast_2core", "fast_nocompile_2core", "fast_1core"]  # ma
 TARGETS = ["install", "data", "folds", "train-tabular", "train-image-only", "train-image",
            "train-tabular-image", "stack", "calibrate", "report"]
 
+# float32.json's rows (bench_float32.py): label, key with {cl} for the memory format
+F32_ROWS = [("training step, batch 32, 1 thread", "train/t1/cl{cl}/b32"),
+            ("training step, batch 32, 2 threads", "train/t2/cl{cl}/b32"),
+            ("training step, batch 64, 2 threads", "train/t2/cl{cl}/b64"),
+            ("scoring, batch 64, 2 threads", "score/t2/cl{cl}/b64"),
+            ("scoring, batch 256, 1 thread", "score/t1/cl{cl}/b256"),
+            ("scoring, batch 256, 2 threads", "score/t2/cl{cl}/b256")]
+
+
+
+def _f32_cell(run: str, key: str) -> str:
+    """crops/s, achieved GFLOP/s and its ratio to the GEMM rate of one float32.json row."""
+    row = f"{run}.rows.{key}"
+    return f"{{{row}.crops_per_s:.0f}}, {{{row}.gflop_per_s:.1f}}, **{{{row}.ratio:.2f}}**"
+
+
 TABLES: dict[str, Table] = {
     "vision-cpu": Table(
         "vision_cpu.json", "python benchmarks/bench_vision.py",
@@ -152,4 +168,30 @@ TABLES: dict[str, Table] = {
         [["`{@key}`", "{@.seconds}", "{@.features_seconds}", "{@.fit_seconds}",
           "{@.crops_seconds}", "{@.train_seconds}", "{@.score_seconds}"]],
         each="time_fast_2core.profile"),
+    "maketest": Table(
+        "maketest.json", "python benchmarks/bench_maketest.py",
+        ["fresh clone, {cores} cores (`taskset`), one after the other; {conditions:cond}",
+         "one process (af608b3)", "pytest-xdist, a worker per core (HEAD: {runs.HEAD.commit})"],
+        [["`make setup` (install)", "{runs.af608b3.install_seconds:dur}",
+          "{runs.HEAD.install_seconds:dur}"],
+         ["**`make test`** (goal: 4 min)", "**{runs.af608b3.test_seconds:dur}**",
+          "**{runs.HEAD.test_seconds:dur}**"],
+         ["pytest's summary", "{runs.af608b3.pytest_summary}", "{runs.HEAD.pytest_summary}"],
+         ["test ids collected", "{runs.af608b3.n_ids}", "{runs.HEAD.n_ids}"],
+         ["the same ids (the lists: `maketest.json`)", "**{same_ids}**", "**{same_ids}**"],
+         ["load average at the start of `make test`", "{runs.af608b3.loadavg_start.0:.2f}",
+          "{runs.HEAD.loadavg_start.0:.2f}"]]),
+    "float32": Table(
+        "float32.json", "python benchmarks/bench_float32.py",
+        ["{native.model} at {native.image_size} px, float32, one batch in memory; "
+         "{native.conditions:cond}; the CPU's own float32 GEMM: {native.gemm_gflop_per_s.t1:.0f} "
+         "GFLOP/s at 1 thread, {native.gemm_gflop_per_s.t2:.0f} at 2",
+         "contiguous (today's float32 default): crops/s, GFLOP/s, ÷ GEMM",
+         "channels_last: crops/s, GFLOP/s, ÷ GEMM", "channels_last speed-up"],
+        [[label, *(_f32_cell("native", key.format(cl=c)) for c in (0, 1)),
+          f"{{native.channels_last_speedup.{key.replace('/cl{cl}', '')}:.2f}}x"]
+         for label, key in F32_ROWS]
+        + [["the same with `ONEDNN_MAX_CPU_ISA=AVX2`: training, batch 32, 2 threads",
+            *(_f32_cell("avx2", f"train/t2/cl{c}/b32") for c in (0, 1)),
+            "{avx2.channels_last_speedup.train/t2/b32:.2f}x"]]),
 }

@@ -44,6 +44,8 @@ PLAN: list[tuple[str, str]] = [
     ("tracking.json", "benchmarks/bench_tracking.py"),
     ("fullsize.json", "benchmarks/bench_fullsize.py"),
     ("makeall.json", "benchmarks/bench_makeall.py"),
+    ("float32.json", "benchmarks/bench_float32.py"),
+    ("maketest.json", "benchmarks/bench_maketest.py"),
     ("identical.json", "benchmarks/bench_identical.py --before 3da1b5a --after HEAD"),
     ("calibration.json", "benchmarks/bench_calibration.py --seeds 0 1 2"),
     ("single_lesion.json", "benchmarks/bench_single_lesion.py"),
