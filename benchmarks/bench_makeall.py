@@ -8,7 +8,11 @@ them: quality, reproduce, one_thread, time):
 order, each timed, on ``--cores`` cores (``taskset``; the stages' default threads then see that
 many). The total is what a newcomer waits, install included. ``--recipes``: ``fast`` is the
 newest commit (default), ``today`` the commit before the cuts (``RECIPES``), for a before/after
-timed in one session on one box.
+timed in one session on one box. ``--label float32`` stores the run as ``time_float32_<N>core``
+(a box without AVX512-BF16, where the CNNs train in float32); a target the commit lacks
+(``train-tabular-solo`` before issue 29) is skipped. Each CNN stage's entry under ``cnn`` adds
+its training crops/s and, for a float32 run, its achieved FLOP/s over the CPU's GEMM rate
+(``bench_float32.py``'s FLOPs per step and GEMM rate on the same box).
 
 ``--part quality``: the cut recipe's chains over fold seeds 0-2 beside today's recipe's chains
 (``bench_pipeline.py``, ``artifacts/bench_pipeline/seed<N>``), paired by seed with ``isic

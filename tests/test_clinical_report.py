@@ -161,8 +161,8 @@ def test_real_dev_tables_render(real_dev: Path, tmp_path: Path):
     from isicstack.tabular.cv import run as train_tabular
 
     art, data = tmp_path / "art", real_dev / "tabular"
-    quick = [f"artifacts={art}", "bags=1", "threads=1", "models.xgb.enabled=false",
-             "models.lgbm.num_rounds=60"]
+    quick = [f"artifacts={art}", f"data_dir={data}", "bags=1", "threads=1",  # $ISIC_SHARED
+             "models.xgb.enabled=false", "models.lgbm.num_rounds=60"]
     ensure_folds(FoldsConfig(data_dir=str(data), artifacts=str(art), n_folds=5, seed=0))
     train_tabular(load_config(TabularConfig, "tabular", "real_dev", quick))
     sec = subgroups(load_config(SubgroupsConfig, "subgroups", "smoke",
@@ -171,6 +171,7 @@ def test_real_dev_tables_render(real_dev: Path, tmp_path: Path):
     assert "| **iddx_3** (diagnosis) |" in text and "| **attribution** |" in text
     assert sec["models"]["lgbm"]["all"]["positives"] > 200
     res = loco(load_config(LocoConfig, "loco", "real_dev", [
-        f"artifacts={art}", "n_boot=20", "models=[lgbm]", f"tabular_overrides={quick[1:]}"]))
+        f"artifacts={art}", f"data_dir={data}", "n_boot=20", "models=[lgbm]",
+        f"tabular_overrides={quick[1:]}"]))
     lines = "\n".join(loco_md(read_sections(art, res["fold_hash"])))
     assert "Memorial Sloan Kettering Cancer Center" in lines and "too few positives" in lines
