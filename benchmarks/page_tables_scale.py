@@ -11,6 +11,8 @@ RUNS = ["today_2core", "fast_2core", "fast_nocompile_2core", "fast_1core"]  # ma
 TARGETS = ["install", "data", "folds", "train-tabular", "train-image-only", "train-image",
            "train-tabular-image", "stack", "calibrate", "report"]
 
+# makeall.json's float32 run: every target of today's `make all`, in order
+F32_TARGETS = [*TARGETS[:7], "train-tabular-solo", *TARGETS[7:]]
 # float32.json's rows (bench_float32.py): label, key with {cl} for the memory format
 F32_ROWS = [("training step, batch 32, 1 thread", "train/t1/cl{cl}/b32"),
             ("training step, batch 32, 2 threads", "train/t2/cl{cl}/b32"),
@@ -168,6 +170,25 @@ TABLES: dict[str, Table] = {
         [["`{@key}`", "{@.seconds}", "{@.features_seconds}", "{@.fit_seconds}",
           "{@.crops_seconds}", "{@.train_seconds}", "{@.score_seconds}"]],
         each="time_fast_2core.profile"),
+    "makeall-float32": Table(
+        "makeall.json", MAKEALL + " --part time --label float32",
+        ["fresh clone ({time_float32_2core.commit}), `make` target, 2 cores",
+         "seconds (float32: {time_float32_2core.conditions:cond})"],
+        [[f"`{t}`" if t != "install" else "`make setup` (install)",
+          f"{{time_float32_2core.seconds.{t}:dur}}"] for t in F32_TARGETS]
+        + [["**total, install included** (goal: 15 min)",
+            "**{time_float32_2core.total_seconds:dur}**"],
+           ["stack OOF pAUC of that run (fold seed 42)",
+            "{time_float32_2core.stack_oof_pauc:.4f}"]]),
+    "makeall-float32-cnn": Table(
+        "makeall.json", MAKEALL + " --part time --label float32",
+        ["CNN stage of that run", "stage seconds", "training", "scoring", "optimizer steps "
+         "(all folds) x batch", "training crops/s", "achieved GFLOP/s in training",
+         "÷ the CPU's float32 GEMM rate"],
+        [["`{@key}`", "{@.seconds:.0f}", "{@.train_seconds:.0f}", "{@.score_seconds:.0f}",
+          "{@.steps} x {@.batch}", "{@.train_crops_per_s:.0f}", "{@.achieved_gflop_per_s?}",
+          "**{@.gemm_ratio?}**"]],
+        each="time_float32_2core.cnn"),
     "maketest": Table(
         "maketest.json", "python benchmarks/bench_maketest.py",
         ["fresh clone, {cores} cores (`taskset`), one after the other; {conditions:cond}",
