@@ -107,6 +107,21 @@ def _worker(cfg_overrides: list[str], env: dict) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def _wait_for_claimed_trial(name: str, url: str, proc: subprocess.Popen,
+                            timeout: float = 120.0) -> None:
+    """Until the study ``name`` has a trial that is no longer waiting (or ``proc`` ended)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            trials = optuna.load_study(study_name=name, storage=url).trials
+        except KeyError:  # the study does not exist yet
+            trials = []
+        if any(t.state != optuna.trial.TrialState.WAITING for t in trials):
+            return
+        time.sleep(0.2)
+    assert proc.poll() in (None, 0), proc.stderr.read()
+
+
 def _storages() -> list:
     urls = [pytest.param("sqlite", id="sqlite")]
     pg = os.environ.get("OPTUNA_TEST_POSTGRES_URL")
@@ -125,7 +140,12 @@ def test_two_workers_and_a_killed_one(url, mini_isic, mini_artifacts, space_file
               f"study_name={name}", f"space_file={space_file}", "export=false",
               f"stage_overrides={json.dumps(SMALL)}", "heartbeat_interval=1", "grace_period=3"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    workers = [_worker([*common, "trials=2", f"seed={i}"], env) for i in range(2)]
+    # the second worker starts once the first has claimed trial 0 (the enqueued current
+    # configuration): SQLite has no row locks, so two processes starting at once can both pop
+    # that one waiting trial and the second `tell` fails (seen under a loaded `make test`)
+    workers = [_worker([*common, "trials=2", "seed=0"], env)]
+    _wait_for_claimed_trial(name, url, workers[0])
+    workers.append(_worker([*common, "trials=2", "seed=1"], env))
     for w in workers:
         assert w.wait(timeout=300) == 0, w.stderr.read()
     study = optuna.load_study(study_name=name, storage=url)
