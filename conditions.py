@@ -40,6 +40,12 @@ def _cpuinfo() -> str:
         return ""
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where ``/proc/cpuinfo`` is missing)."""
+    return next((set(ln.split(":", 1)[1].split()) for ln in _cpuinfo().splitlines()
+                 if ln.startswith("flags")), set())
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there the image stage
     trains in bf16 autocast (how much faster than float32 is not measured here)."""

@@ -31,24 +31,13 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from isicstack.conditions import run_conditions, usable_cores
+from isicstack.conditions import cpu_flags, run_conditions, usable_cores
 from isicstack.data.io import write_json
 from isicstack.vision.config import ImageConfig
 from isicstack.vision.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "float32.json"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where it is not readable)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def timed(fn: Callable[[], None], min_s: float, min_n: int = 3) -> float:
@@ -73,6 +62,16 @@ def _net(channels_last: bool) -> torch.nn.Module:
     return build_model(ImageConfig(), n_tab=0, channels_last=channels_last, pretrained=False)
 
 
+def rate(fn: Callable[[], None], batch: int, min_s: float) -> dict[str, float]:
+    """FLOPs of one call of ``fn`` (``torch.utils.flop_counter``), its seconds, crops/s."""
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    flops = fc.get_total_flops()
+    sec = timed(fn, min_s)
+    return {"batch": batch, "flops_per_step": flops, "seconds_per_step": sec,
+            "crops_per_s": batch / sec, "flop_per_s": flops / sec}
+
+
 def train_step(channels_last: bool, batch: int, size: int, min_s: float) -> dict[str, float]:
     """One AdamW step (forward, BCE loss, backward, update) on a batch already in memory."""
     net = _net(channels_last).train()
@@ -85,12 +84,7 @@ def train_step(channels_last: bool, batch: int, size: int, min_s: float) -> dict
         loss.backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as fc:
-        step()
-    flops = fc.get_total_flops()
-    sec = timed(step, min_s)
-    return {"batch": batch, "flops_per_step": flops, "seconds_per_step": sec,
-            "crops_per_s": batch / sec, "flop_per_s": flops / sec}
+    return rate(step, batch, min_s)
 
 
 def score_pass(channels_last: bool, batch: int, size: int, min_s: float) -> dict[str, float]:
@@ -102,12 +96,9 @@ def score_pass(channels_last: bool, batch: int, size: int, min_s: float) -> dict
         with torch.inference_mode():
             net(x)
 
-    with FlopCounterMode(display=False) as fc:
-        fwd()
-    flops = fc.get_total_flops()
-    sec = timed(fwd, min_s)
-    return {"batch": batch, "flops_per_batch": flops, "crops_per_s": batch / sec,
-            "flop_per_s": flops / sec}
+    r = rate(fwd, batch, min_s)
+    return {"batch": batch, "flops_per_batch": r["flops_per_step"],
+            "crops_per_s": r["crops_per_s"], "flop_per_s": r["flop_per_s"]}
 
 
 def measure(quick: bool) -> dict[str, Any]:
@@ -122,16 +113,14 @@ def measure(quick: bool) -> dict[str, Any]:
         peak = gemm_rate(min_s=min_s)
         gemm[f"t{threads}"] = peak / 1e9
         for cl in (False, True):
-            for batch in ([32] if quick else [32, 64]):
-                r = train_step(cl, batch, size, min_s)
-                rows[f"train/t{threads}/cl{int(cl)}/b{batch}"] = {
-                    "pass": "train", "threads": threads, "channels_last": cl,
-                    "gflop_per_s": r["flop_per_s"] / 1e9, "ratio": r["flop_per_s"] / peak, **r}
-            for batch in ([128] if quick else [64, 256]):
-                r = score_pass(cl, batch, size, min_s)
-                rows[f"score/t{threads}/cl{int(cl)}/b{batch}"] = {
-                    "pass": "score", "threads": threads, "channels_last": cl,
-                    "gflop_per_s": r["flop_per_s"] / 1e9, "ratio": r["flop_per_s"] / peak, **r}
+            for name, run, batches in (("train", train_step, [32] if quick else [32, 64]),
+                                       ("score", score_pass, [128] if quick else [64, 256])):
+                for batch in batches:
+                    r = run(cl, batch, size, min_s)
+                    rows[f"{name}/t{threads}/cl{int(cl)}/b{batch}"] = {
+                        "pass": name, "threads": threads, "channels_last": cl,
+                        "gflop_per_s": r["flop_per_s"] / 1e9, "ratio": r["flop_per_s"] / peak,
+                        **r}
             print(f"  threads={threads} channels_last={cl}: done", flush=True)
     flags = cpu_flags()
     speedup = {k.replace("/cl1", ""): rows[k]["crops_per_s"] / rows[k.replace("/cl1", "/cl0")][

@@ -19,10 +19,12 @@ def _share_cores_among_workers() -> None:
     (``conditions.usable_cores``), torch, OpenMP and polars by their own variables (set before
     any of them is imported; child processes inherit them). Two workers each running 2 OpenMP
     threads on 2 cores wait on each other far longer than they compute."""
+    from isicstack.conditions import usable_cores  # stdlib only: imports no thread pool
+
     count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not os.environ.get("PYTEST_XDIST_WORKER") or not count:
         return
-    share = str(max(1, len(os.sched_getaffinity(0)) // int(count)))
+    share = str(max(1, usable_cores() // int(count)))
     for var in ("ISIC_CORES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS"):
         os.environ.setdefault(var, share)
 
